@@ -1,0 +1,102 @@
+//! The kernel registry: builds each (shader, entry point, override constants) pipeline once,
+//! with an explicit bind group layout and a readable label such as
+//! `matmul[M=64,N=32,K=16,TRANS_A=0,TRANS_B=1,ACCUMULATE=0]`, and caches it. Shader modules
+//! are compiled once per file. Validation errors are captured and name the kernel.
+use super::context::{GpuContext, GpuError};
+use crate::kernels;
+use crate::plan::{Access, BindingSpec, KernelCall};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A ready pipeline and its bind group layout.
+pub struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+    pub label: String,
+}
+
+/// Pipelines by label, shader modules by file.
+#[derive(Default)]
+pub struct KernelRegistry {
+    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    pipelines: HashMap<String, Arc<Kernel>>,
+}
+
+impl KernelRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of distinct pipelines built so far.
+    pub fn len(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pipelines.is_empty()
+    }
+
+    /// The pipeline for `call` with the binding table `bindings` (built on first use).
+    pub fn get(&mut self, ctx: &GpuContext, call: &KernelCall, bindings: &[BindingSpec]) -> Result<Arc<Kernel>, GpuError> {
+        let label = format!("{}:{}", call.shader, call.label());
+        if let Some(k) = self.pipelines.get(&label) {
+            return Ok(k.clone());
+        }
+        let device = &ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = match self.modules.get(call.shader) {
+            Some(m) => m.clone(),
+            None => {
+                let src = kernels::shader_source(call.shader)
+                    .ok_or_else(|| GpuError::Kernel { label: label.clone(), message: "no such shader file".into() })?;
+                let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(call.shader),
+                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                });
+                self.modules.insert(call.shader, m.clone());
+                m
+            }
+        };
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                binding: i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: match b.access {
+                        Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                        Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                        Access::Uniform => wgpu::BufferBindingType::Uniform,
+                    },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            })
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(&label),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(call.entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &call.constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Kernel { label, message: err.to_string() });
+        }
+        let kernel = Arc::new(Kernel { pipeline, layout, label: label.clone() });
+        self.pipelines.insert(label, kernel.clone());
+        Ok(kernel)
+    }
+}

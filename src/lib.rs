@@ -1,0 +1,17 @@
+//! wgolf: training small language models with WGSL compute shaders through wgpu.
+//!
+//! Layers, with dependencies pointing one way: [`ops`] (CPU reference math), [`plan`]
+//! (tensors and steps), [`model`] (the GPT written as plan steps, backward mirrored),
+//! [`exec`] (executors and the CPU interpreter), [`gpu`] (the only module that touches
+//! wgpu), [`data`] (shards, loaders, tokenizer, bpb), [`train`] (the loop). See
+//! ARCHITECTURE.md.
+pub mod config;
+pub mod data;
+pub mod exec;
+pub mod gpu;
+pub mod init;
+pub mod kernels;
+pub mod ops;
+pub mod model;
+pub mod plan;
+pub mod tolerance;

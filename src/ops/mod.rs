@@ -1,0 +1,14 @@
+//! CPU reference implementations of every op, one file per family. Each is the contract
+//! its WGSL kernel is tested against; none of this touches wgpu. Functions are generic over
+//! [`Real`] so the finite-difference checks can run them in f64.
+pub mod adamw;
+pub mod attention;
+pub mod cross_entropy;
+pub mod elementwise;
+pub mod embedding;
+pub mod matmul;
+pub mod real;
+pub mod rmsnorm;
+pub mod rope;
+
+pub use real::Real;

@@ -1,0 +1,304 @@
+//! A static plan: every tensor the model needs (parameters, gradients, optimizer state,
+//! activations, inputs) in one table, and the list of steps for the forward pass, the
+//! hand-written backward pass and the optimizer. It is built once per config, checked for
+//! shapes and aliasing when built, and then replayed by an executor (CPU or GPU) every step.
+//! Nothing here touches wgpu.
+pub mod op;
+
+pub use op::{Access, BindingSpec, DType, KernelCall, Op};
+
+use std::collections::HashMap;
+
+/// Index of a tensor in [`Plan::tensors`].
+pub type TensorId = usize;
+
+/// Which optimizer group (and learning rate) a parameter belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum ParamGroup {
+    /// The tied token embedding.
+    Embed,
+    /// 2-D block matrices.
+    Matrix,
+    /// Per-channel and per-head vectors (scales, gains, mixes, skip weights).
+    Scalar,
+}
+
+impl ParamGroup {
+    pub const ALL: [ParamGroup; 3] = [ParamGroup::Embed, ParamGroup::Matrix, ParamGroup::Scalar];
+}
+
+/// How a parameter is initialized.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Init {
+    Zeros,
+    Constant(f32),
+    /// Normal(0, std).
+    Normal { std: f32 },
+    /// Uniform(-bound, bound), PyTorch's default for a Linear (bound = 1/sqrt(fan_in)).
+    Uniform { bound: f32 },
+    /// resid_mix: first row ones, second row zeros.
+    ResidMix,
+}
+
+/// What a tensor is for; decides when executors clear it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Role {
+    Param { group: ParamGroup, init: Init },
+    /// A parameter's gradient: cleared once per optimizer step, accumulated over micro-batches.
+    Grad,
+    /// An activation, written by the forward pass.
+    Activation,
+    /// An activation's gradient: cleared before each micro-batch's backward pass.
+    ActGrad,
+    /// Optimizer state (Adam moments), zero at start.
+    OptState,
+    /// Written by the host before each micro-batch (token ids, targets).
+    Input,
+    /// Written once by the host (the RoPE table).
+    Constant,
+    /// An optimizer group's hyperparameters, written before each optimizer pass.
+    Hyper(ParamGroup),
+    /// The step's mean loss: cleared once per optimizer step.
+    Loss,
+}
+
+/// One tensor of the plan.
+#[derive(Clone, Debug)]
+pub struct TensorDesc {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+    pub role: Role,
+}
+
+impl TensorDesc {
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// One step: an op and the tensors bound to it, in the op's binding order.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub op: Op,
+    pub args: Vec<TensorId>,
+}
+
+/// The three phases of a training step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    Forward,
+    Backward,
+    Optimizer,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 3] = [Phase::Forward, Phase::Backward, Phase::Optimizer];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A parameter with its gradient and Adam moments.
+#[derive(Clone, Copy, Debug)]
+pub struct ParamSlot {
+    pub param: TensorId,
+    pub grad: TensorId,
+    pub m: TensorId,
+    pub v: TensorId,
+    pub group: ParamGroup,
+}
+
+/// The tensors the host reads and writes.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanIo {
+    pub ids: TensorId,
+    pub targets: TensorId,
+    pub logits: TensorId,
+    pub loss_rows: TensorId,
+    pub loss_total: TensorId,
+}
+
+/// A plan error: which step (or tensor) and what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("plan step {step} ({label}): {problem}")]
+    Step { step: usize, label: String, problem: String },
+    #[error("plan: {0}")]
+    Other(String),
+}
+
+/// A checked, immutable plan.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub tensors: Vec<TensorDesc>,
+    steps: [Vec<Step>; 3],
+    pub params: Vec<ParamSlot>,
+    pub hypers: Vec<(ParamGroup, TensorId)>,
+    pub constants: Vec<(TensorId, Vec<f32>)>,
+    pub io: PlanIo,
+}
+
+impl Plan {
+    pub fn steps(&self, phase: Phase) -> &[Step] {
+        &self.steps[phase.index()]
+    }
+    /// All steps in execution order, with their phase.
+    pub fn all_steps(&self) -> impl Iterator<Item = (Phase, &Step)> {
+        Phase::ALL.into_iter().flat_map(move |p| self.steps(p).iter().map(move |s| (p, s)))
+    }
+    pub fn tensor(&self, id: TensorId) -> &TensorDesc {
+        &self.tensors[id]
+    }
+    /// Tensor ids with a given role predicate.
+    pub fn with_role(&self, pred: impl Fn(&Role) -> bool) -> Vec<TensorId> {
+        (0..self.tensors.len()).filter(|&i| pred(&self.tensors[i].role)).collect()
+    }
+    /// Looks a tensor up by name.
+    pub fn find(&self, name: &str) -> Option<TensorId> {
+        self.tensors.iter().position(|t| t.name == name)
+    }
+    /// Total bytes of all tensors (what an executor allocates).
+    pub fn bytes(&self) -> usize {
+        self.tensors.iter().map(|t| t.numel() * 4).sum()
+    }
+    /// Number of trainable parameter values.
+    pub fn param_count(&self) -> usize {
+        self.params.iter().map(|p| self.tensors[p.param].numel()).sum()
+    }
+    /// A short readable name for a step, e.g. `backward#12 matmul[..] -> d.blocks.0.attn.c_q.weight`.
+    pub fn step_name(&self, phase: Phase, index: usize) -> String {
+        let s = &self.steps(phase)[index];
+        let outs: Vec<&str> = s
+            .op
+            .bindings()
+            .iter()
+            .zip(&s.args)
+            .filter(|(b, _)| b.access == Access::ReadWrite)
+            .map(|(_, &t)| self.tensors[t].name.as_str())
+            .collect();
+        format!("{phase:?}#{index} {} -> {}", s.op.kernel().label(), outs.join(", "))
+    }
+}
+
+/// Builds a plan: tensors are declared, steps pushed per phase (each checked at once).
+#[derive(Default)]
+pub struct PlanBuilder {
+    tensors: Vec<TensorDesc>,
+    steps: [Vec<Step>; 3],
+    grads: HashMap<TensorId, TensorId>,
+    params: Vec<ParamSlot>,
+    hypers: Vec<(ParamGroup, TensorId)>,
+    constants: Vec<(TensorId, Vec<f32>)>,
+}
+
+impl PlanBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn tensor(&mut self, name: impl Into<String>, shape: &[usize], dtype: DType, role: Role) -> TensorId {
+        self.tensors.push(TensorDesc { name: name.into(), shape: shape.to_vec(), dtype, role });
+        self.tensors.len() - 1
+    }
+
+    /// A trainable parameter, with its gradient and Adam moments.
+    pub fn param(&mut self, name: &str, shape: &[usize], group: ParamGroup, init: Init) -> TensorId {
+        let param = self.tensor(name, shape, DType::F32, Role::Param { group, init });
+        let grad = self.tensor(format!("d.{name}"), shape, DType::F32, Role::Grad);
+        let m = self.tensor(format!("adam_m.{name}"), shape, DType::F32, Role::OptState);
+        let v = self.tensor(format!("adam_v.{name}"), shape, DType::F32, Role::OptState);
+        self.grads.insert(param, grad);
+        self.params.push(ParamSlot { param, grad, m, v, group });
+        param
+    }
+
+    pub fn activation(&mut self, name: impl Into<String>, shape: &[usize]) -> TensorId {
+        self.tensor(name, shape, DType::F32, Role::Activation)
+    }
+
+    /// A constant tensor filled once by the host.
+    pub fn constant(&mut self, name: &str, shape: &[usize], data: Vec<f32>) -> TensorId {
+        let id = self.tensor(name, shape, DType::F32, Role::Constant);
+        self.constants.push((id, data));
+        id
+    }
+
+    /// The hyperparameter uniform of an optimizer group (created on first use).
+    pub fn hyper(&mut self, group: ParamGroup) -> TensorId {
+        if let Some(&(_, id)) = self.hypers.iter().find(|(g, _)| *g == group) {
+            return id;
+        }
+        let id = self.tensor(format!("hyper.{group:?}"), &[op::HYPER_LEN], DType::F32, Role::Hyper(group));
+        self.hypers.push((group, id));
+        id
+    }
+
+    /// The gradient tensor of `t` (created on first use; an activation's gradient is an
+    /// `ActGrad`, a parameter's was created with it).
+    pub fn grad(&mut self, t: TensorId) -> TensorId {
+        if let Some(&g) = self.grads.get(&t) {
+            return g;
+        }
+        let desc = self.tensors[t].clone();
+        let g = self.tensor(format!("d.{}", desc.name), &desc.shape, DType::F32, Role::ActGrad);
+        self.grads.insert(t, g);
+        g
+    }
+
+    /// The parameters declared so far.
+    pub fn params(&self) -> &[ParamSlot] {
+        &self.params
+    }
+
+    pub fn shape(&self, t: TensorId) -> &[usize] {
+        &self.tensors[t].shape
+    }
+
+    /// Appends a step to a phase after checking it against the op's binding table.
+    pub fn push(&mut self, phase: Phase, op: Op, args: &[TensorId]) -> Result<(), PlanError> {
+        let step_index = self.steps.iter().map(Vec::len).sum::<usize>();
+        let fail = |problem: String| PlanError::Step { step: step_index, label: op.kernel().label(), problem };
+        op.check().map_err(fail)?;
+        let specs = op.bindings();
+        if specs.len() != args.len() {
+            return Err(fail(format!("{} bindings expected, {} given", specs.len(), args.len())));
+        }
+        for (i, (spec, &t)) in specs.iter().zip(args).enumerate() {
+            let desc = &self.tensors[t];
+            if desc.numel() != spec.len {
+                return Err(fail(format!(
+                    "binding {i} ({}) has {} elements {:?}, the op needs {}",
+                    desc.name,
+                    desc.numel(),
+                    desc.shape,
+                    spec.len
+                )));
+            }
+            if desc.dtype != spec.dtype {
+                return Err(fail(format!("binding {i} ({}) is {:?}, the op needs {:?}", desc.name, desc.dtype, spec.dtype)));
+            }
+            let is_hyper = matches!(desc.role, Role::Hyper(_));
+            if is_hyper != (spec.access == Access::Uniform) {
+                return Err(fail(format!("binding {i} ({}) must be a uniform exactly when the op says so", desc.name)));
+            }
+            if spec.access == Access::ReadWrite {
+                if matches!(desc.role, Role::Input | Role::Constant) {
+                    return Err(fail(format!("binding {i} writes the read-only tensor {}", desc.name)));
+                }
+                if args.iter().filter(|&&a| a == t).count() > 1 {
+                    return Err(fail(format!("{} is written and bound again in the same step", desc.name)));
+                }
+            }
+        }
+        self.steps[phase.index()].push(Step { op, args: args.to_vec() });
+        Ok(())
+    }
+
+    pub fn finish(self, io: PlanIo) -> Result<Plan, PlanError> {
+        if self.tensors.iter().any(|t| t.numel() == 0) {
+            return Err(PlanError::Other("a tensor has no elements".into()));
+        }
+        Ok(Plan { tensors: self.tensors, steps: self.steps, params: self.params, hypers: self.hypers, constants: self.constants, io })
+    }
+}

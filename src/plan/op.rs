@@ -1,0 +1,359 @@
+//! The closed list of ops a plan step can run. Each op is one kernel dispatch on the GPU and
+//! one CPU reference call; this file says, for each, which WGSL entry point and override
+//! constants it uses, its bindings (outputs first), the element count each binding must have,
+//! and its workgroup grid. Nothing here touches wgpu.
+use crate::ops::attention::AttnShape;
+use crate::ops::elementwise::Channels;
+use crate::ops::matmul::Layout;
+
+/// Workgroup width of every 1-D kernel (`@workgroup_size(64)` in the shaders).
+pub const WG_1D: u32 = 64;
+/// The largest workgroup count per grid dimension every adapter supports.
+pub const MAX_GRID_DIM: u32 = 65535;
+
+/// How a kernel binds a tensor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Written (or read and written) by the kernel.
+    ReadWrite,
+    /// Only read.
+    Read,
+    /// A small uniform block (optimizer hyperparameters).
+    Uniform,
+}
+
+/// Element type of a binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+/// One binding of a kernel: access, element type, and the exact element count expected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BindingSpec {
+    pub access: Access,
+    pub dtype: DType,
+    pub len: usize,
+}
+
+/// What the GPU needs to run an op: shader file, entry point, overrides and grid.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelCall {
+    /// Shader file stem under `shaders/` (see [`crate::kernels::SHADERS`]).
+    pub shader: &'static str,
+    pub entry: &'static str,
+    /// Override constants, in the order they appear in labels.
+    pub constants: Vec<(&'static str, f64)>,
+    pub workgroups: [u32; 3],
+}
+
+impl KernelCall {
+    /// A readable label such as `matmul[M=64,N=32,K=16,TRANS_A=0,...]`.
+    pub fn label(&self) -> String {
+        let consts: Vec<String> = self.constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{}[{}]", self.entry, consts.join(","))
+    }
+}
+
+/// A 1-D grid covering `count` invocations of [`WG_1D`]-wide workgroups, folded into y
+/// when there are more than [`MAX_GRID_DIM`] workgroups (kernels index `x + y * nx * 64`).
+pub fn grid_1d(count: usize) -> [u32; 3] {
+    let groups = count.div_ceil(WG_1D as usize).max(1) as u32;
+    let x = groups.min(MAX_GRID_DIM);
+    [x, groups.div_ceil(x), 1]
+}
+
+/// The ops of the plan. Shapes are fixed when the plan is built.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Op {
+    /// `[out | table, ids]`.
+    EmbeddingFwd { tokens: usize, dim: usize, vocab: usize },
+    /// `[dtable | dout, ids]`.
+    EmbeddingBwd { tokens: usize, dim: usize, vocab: usize },
+    /// `[y, rstd | x]`.
+    RmsNormFwd { rows: usize, dim: usize, eps: f64 },
+    /// `[dx | dy, y, rstd]`.
+    RmsNormBwd { rows: usize, dim: usize },
+    /// `[c | a, b]`.
+    Matmul { m: usize, n: usize, k: usize, layout: Layout, accumulate: bool },
+    /// `[out | x, table]`; `inverse` is the backward (accumulates).
+    Rope { rows: usize, heads: usize, head_dim: usize, seq_len: usize, inverse: bool },
+    /// `[out, lse | q, k, v]`.
+    AttentionFwd(AttnShape),
+    /// `[dq, delta | dout, out, q, k, v, lse]`.
+    AttentionBwdQ(AttnShape),
+    /// `[dk, dv | dout, q, k, v, lse, delta]`.
+    AttentionBwdKv(AttnShape),
+    /// `[y | x]`.
+    Relu2Fwd { count: usize },
+    /// `[dx | dy, x]`.
+    Relu2Bwd { count: usize },
+    /// `[y | x, s]`.
+    ScaleFwd { count: usize, ch: Channels, s_len: usize },
+    /// `[dx | dy, s]`.
+    ScaleBwd { count: usize, ch: Channels, s_len: usize },
+    /// `[out | a, b, s]`.
+    ScaledAddFwd { count: usize, ch: Channels, s_len: usize },
+    /// `[da, db | dout, s]`.
+    ScaledAddBwd { count: usize, ch: Channels, s_len: usize },
+    /// `[out | a, b, mix]`.
+    MixFwd { count: usize, ch: Channels },
+    /// `[da, db | dout, mix]`.
+    MixBwd { count: usize, ch: Channels },
+    /// `[dst | src]`: `dst += src`.
+    AddInto { count: usize },
+    /// `[out | a, b]`: `out[ch(i)] += a[i] b[i]`.
+    ChannelDot { count: usize, ch: Channels, out_len: usize },
+    /// `[dlogits, loss | logits, targets]`.
+    CrossEntropy { rows: usize, vocab: usize, softcap: f64, grad_scale: f64, write_grad: bool },
+    /// `[total | rows]`: `total += scale * sum(rows)`.
+    SumRows { count: usize, scale: f64 },
+    /// `[p, m, v | g, hyper]`.
+    AdamW { count: usize },
+}
+
+fn rw(len: usize) -> BindingSpec {
+    BindingSpec { access: Access::ReadWrite, dtype: DType::F32, len }
+}
+fn rd(len: usize) -> BindingSpec {
+    BindingSpec { access: Access::Read, dtype: DType::F32, len }
+}
+fn ids(len: usize) -> BindingSpec {
+    BindingSpec { access: Access::Read, dtype: DType::U32, len }
+}
+fn b(v: bool) -> f64 {
+    if v {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// The number of `AdamHyper` f32 values in a hyperparameter uniform.
+pub const HYPER_LEN: usize = 8;
+
+impl Op {
+    /// The bindings in shader order (outputs first), with the element count of each.
+    pub fn bindings(&self) -> Vec<BindingSpec> {
+        match *self {
+            Op::EmbeddingFwd { tokens, dim, vocab } => {
+                vec![rw(tokens * dim), rd(vocab * dim), ids(tokens)]
+            }
+            Op::EmbeddingBwd { tokens, dim, vocab } => {
+                vec![rw(vocab * dim), rd(tokens * dim), ids(tokens)]
+            }
+            Op::RmsNormFwd { rows, dim, .. } => vec![rw(rows * dim), rw(rows), rd(rows * dim)],
+            Op::RmsNormBwd { rows, dim } => {
+                vec![rw(rows * dim), rd(rows * dim), rd(rows * dim), rd(rows)]
+            }
+            Op::Matmul { m, n, k, .. } => vec![rw(m * n), rd(m * k), rd(k * n)],
+            Op::Rope { rows, heads, head_dim, seq_len, .. } => {
+                let n = rows * heads * head_dim;
+                vec![rw(n), rd(n), rd(seq_len * head_dim)]
+            }
+            Op::AttentionFwd(s) => {
+                let (q, kv, l) = attn_sizes(s);
+                vec![rw(q), rw(l), rd(q), rd(kv), rd(kv)]
+            }
+            Op::AttentionBwdQ(s) => {
+                let (q, kv, l) = attn_sizes(s);
+                vec![rw(q), rw(l), rd(q), rd(q), rd(q), rd(kv), rd(kv), rd(l)]
+            }
+            Op::AttentionBwdKv(s) => {
+                let (q, kv, l) = attn_sizes(s);
+                vec![rw(kv), rw(kv), rd(q), rd(q), rd(kv), rd(kv), rd(l), rd(l)]
+            }
+            Op::Relu2Fwd { count } => vec![rw(count), rd(count)],
+            Op::Relu2Bwd { count } => vec![rw(count), rd(count), rd(count)],
+            Op::ScaleFwd { count, s_len, .. } | Op::ScaleBwd { count, s_len, .. } => {
+                vec![rw(count), rd(count), rd(s_len)]
+            }
+            Op::ScaledAddFwd { count, s_len, .. } => {
+                vec![rw(count), rd(count), rd(count), rd(s_len)]
+            }
+            Op::ScaledAddBwd { count, s_len, .. } => {
+                vec![rw(count), rw(count), rd(count), rd(s_len)]
+            }
+            Op::MixFwd { count, ch } => vec![rw(count), rd(count), rd(count), rd(2 * ch.channels)],
+            Op::MixBwd { count, ch } => vec![rw(count), rw(count), rd(count), rd(2 * ch.channels)],
+            Op::AddInto { count } => vec![rw(count), rd(count)],
+            Op::ChannelDot { count, out_len, .. } => vec![rw(out_len), rd(count), rd(count)],
+            Op::CrossEntropy { rows, vocab, .. } => {
+                vec![rw(rows * vocab), rw(rows), rd(rows * vocab), ids(rows)]
+            }
+            Op::SumRows { count, .. } => vec![rw(1), rd(count)],
+            Op::AdamW { count } => vec![
+                rw(count),
+                rw(count),
+                rw(count),
+                rd(count),
+                BindingSpec { access: Access::Uniform, dtype: DType::F32, len: HYPER_LEN },
+            ],
+        }
+    }
+
+    /// Shape conditions beyond element counts; a message saying what is wrong.
+    pub fn check(&self) -> Result<(), String> {
+        match *self {
+            Op::AttentionFwd(s) | Op::AttentionBwdQ(s) | Op::AttentionBwdKv(s) => {
+                if s.kv_heads == 0 || s.heads % s.kv_heads != 0 {
+                    return Err(format!("heads {} is not a multiple of kv_heads {}", s.heads, s.kv_heads));
+                }
+                if s.head_dim > 128 {
+                    return Err(format!("head_dim {} is above the kernel's maximum 128", s.head_dim));
+                }
+            }
+            Op::Rope { head_dim, .. } if head_dim % 2 != 0 => {
+                return Err(format!("rope needs an even head_dim, got {head_dim}"));
+            }
+            Op::ChannelDot { count, ch, out_len } => {
+                if count % (ch.group * ch.channels) != 0 {
+                    return Err(format!(
+                        "channel_dot: {count} elements are not whole rows of {} x {}",
+                        ch.channels, ch.group
+                    ));
+                }
+                if ch.offset + ch.channels > out_len {
+                    return Err(format!("channel_dot writes past its output of {out_len}"));
+                }
+            }
+            Op::ScaleFwd { ch, s_len, .. }
+            | Op::ScaleBwd { ch, s_len, .. }
+            | Op::ScaledAddFwd { ch, s_len, .. }
+            | Op::ScaledAddBwd { ch, s_len, .. }
+                if ch.offset + ch.channels > s_len =>
+            {
+                return Err(format!("channel offset {} + {} exceeds the scale's {s_len} values", ch.offset, ch.channels));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The kernel that runs this op.
+    pub fn kernel(&self) -> KernelCall {
+        let u = |v: usize| v as f64;
+        let call = |shader, entry, constants, workgroups| KernelCall { shader, entry, constants, workgroups };
+        match *self {
+            Op::EmbeddingFwd { tokens, dim, .. } => call(
+                "embedding",
+                "embedding_fwd",
+                vec![("TOKENS", u(tokens)), ("DIM", u(dim))],
+                grid_1d(tokens * dim),
+            ),
+            Op::EmbeddingBwd { tokens, dim, .. } => call(
+                "embedding",
+                "embedding_bwd",
+                vec![("TOKENS", u(tokens)), ("DIM", u(dim))],
+                grid_1d(dim),
+            ),
+            Op::RmsNormFwd { rows, dim, eps } => call(
+                "rmsnorm",
+                "rmsnorm_fwd",
+                vec![("ROWS", u(rows)), ("DIM", u(dim)), ("EPS", eps)],
+                grid_1d(rows),
+            ),
+            Op::RmsNormBwd { rows, dim } => call(
+                "rmsnorm",
+                "rmsnorm_bwd",
+                vec![("ROWS", u(rows)), ("DIM", u(dim))],
+                grid_1d(rows),
+            ),
+            Op::Matmul { m, n, k, layout, accumulate } => call(
+                "matmul",
+                "matmul",
+                vec![
+                    ("M", u(m)),
+                    ("N", u(n)),
+                    ("K", u(k)),
+                    ("TRANS_A", b(layout.trans_a())),
+                    ("TRANS_B", b(layout.trans_b())),
+                    ("ACCUMULATE", b(accumulate)),
+                ],
+                [n.div_ceil(32) as u32, m.div_ceil(32) as u32, 1],
+            ),
+            Op::Rope { rows, heads, head_dim, seq_len, inverse } => call(
+                "rope",
+                "rope",
+                vec![
+                    ("ROWS", u(rows)),
+                    ("HEADS", u(heads)),
+                    ("HEAD_DIM", u(head_dim)),
+                    ("SEQ_LEN", u(seq_len)),
+                    ("INVERSE", b(inverse)),
+                ],
+                grid_1d(rows * heads * head_dim / 2),
+            ),
+            Op::AttentionFwd(s) => call("attention", "attention_fwd", attn_consts(s), grid_1d(s.batch * s.heads * s.seq)),
+            Op::AttentionBwdQ(s) => call("attention", "attention_bwd_q", attn_consts(s), grid_1d(s.batch * s.heads * s.seq)),
+            Op::AttentionBwdKv(s) => {
+                call("attention", "attention_bwd_kv", attn_consts(s), grid_1d(s.batch * s.kv_heads * s.seq))
+            }
+            Op::Relu2Fwd { count } => call("relu2", "relu2_fwd", vec![("COUNT", u(count))], grid_1d(count)),
+            Op::Relu2Bwd { count } => call("relu2", "relu2_bwd", vec![("COUNT", u(count))], grid_1d(count)),
+            Op::ScaleFwd { count, ch, .. } => call("channel", "scale_fwd", ch_consts(count, ch), grid_1d(count)),
+            Op::ScaleBwd { count, ch, .. } => call("channel", "scale_bwd", ch_consts(count, ch), grid_1d(count)),
+            Op::ScaledAddFwd { count, ch, .. } => {
+                call("channel", "scaled_add_fwd", ch_consts(count, ch), grid_1d(count))
+            }
+            Op::ScaledAddBwd { count, ch, .. } => {
+                call("channel", "scaled_add_bwd", ch_consts(count, ch), grid_1d(count))
+            }
+            Op::MixFwd { count, ch } => call("channel", "mix_fwd", ch_consts(count, ch), grid_1d(count)),
+            Op::MixBwd { count, ch } => call("channel", "mix_bwd", ch_consts(count, ch), grid_1d(count)),
+            Op::AddInto { count } => call("add", "add_into", vec![("COUNT", u(count))], grid_1d(count)),
+            Op::ChannelDot { count, ch, .. } => call(
+                "reduce",
+                "channel_dot",
+                vec![
+                    ("COUNT", u(count)),
+                    ("GROUP", u(ch.group)),
+                    ("CHANNELS", u(ch.channels)),
+                    ("OUT_OFFSET", u(ch.offset)),
+                ],
+                [ch.channels as u32, 1, 1],
+            ),
+            Op::CrossEntropy { rows, vocab, softcap, grad_scale, write_grad } => call(
+                "cross_entropy",
+                "cross_entropy",
+                vec![
+                    ("ROWS", u(rows)),
+                    ("VOCAB", u(vocab)),
+                    ("SOFTCAP", softcap),
+                    ("GRAD_SCALE", grad_scale),
+                    ("WRITE_GRAD", b(write_grad)),
+                ],
+                grid_1d(rows),
+            ),
+            Op::SumRows { count, scale } => {
+                call("reduce", "sum_rows", vec![("COUNT", u(count)), ("SCALE", scale)], [1, 1, 1])
+            }
+            Op::AdamW { count } => call("adamw", "adamw", vec![("COUNT", u(count))], grid_1d(count)),
+        }
+    }
+}
+
+fn attn_sizes(s: AttnShape) -> (usize, usize, usize) {
+    let rows = s.batch * s.seq;
+    (rows * s.heads * s.head_dim, rows * s.kv_heads * s.head_dim, s.batch * s.heads * s.seq)
+}
+
+fn attn_consts(s: AttnShape) -> Vec<(&'static str, f64)> {
+    vec![
+        ("BATCH", s.batch as f64),
+        ("SEQ", s.seq as f64),
+        ("HEADS", s.heads as f64),
+        ("KV_HEADS", s.kv_heads as f64),
+        ("HEAD_DIM", s.head_dim as f64),
+    ]
+}
+
+fn ch_consts(count: usize, ch: Channels) -> Vec<(&'static str, f64)> {
+    vec![
+        ("COUNT", count as f64),
+        ("GROUP", ch.group as f64),
+        ("CHANNELS", ch.channels as f64),
+        ("S_OFFSET", ch.offset as f64),
+    ]
+}
