@@ -7,11 +7,18 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read { file: String, source: std::io::Error },
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
     #[error("{file}: field `{field}`: {message}")]
-    Field { file: String, field: String, message: String },
+    Field {
+        file: String,
+        field: String,
+        message: String,
+    },
     #[error("--set {arg}: {message}")]
     Set { arg: String, message: String },
 }
@@ -54,7 +61,8 @@ pub struct TrainConfig {
     pub grad_accum: usize,
     /// Optimizer steps to run.
     pub steps: usize,
-    /// The learning rate is flat, then falls linearly to zero over the last this many steps.
+    /// The learning rate is flat, then falls linearly to zero over the last this many steps
+    /// (longer than the run: it starts below 1).
     pub warmdown_steps: usize,
     /// Seed of the parameter init (the data order does not depend on it).
     pub seed: u64,
@@ -101,23 +109,40 @@ impl Config {
     /// Reads a TOML config, applies `key=value` overrides, and checks it.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
         Self::parse(&text, &file, overrides)
     }
 
     /// Parses TOML text (`file` names it in errors), applies overrides, and checks it.
     pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Config, ConfigError> {
-        let mut value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            message: e.to_string(),
+        })?;
         for arg in overrides {
             apply_override(&mut value, arg)?;
         }
-        let config: Config = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
+        let config: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                file: file.into(),
+                message: e.to_string(),
+            })?;
         config.check(file)?;
         Ok(config)
     }
 
     fn check(&self, file: &str) -> Result<(), ConfigError> {
-        let bad = |field: &str, message: String| Err(ConfigError::Field { file: file.into(), field: field.into(), message });
+        let bad = |field: &str, message: String| {
+            Err(ConfigError::Field {
+                file: file.into(),
+                field: field.into(),
+                message,
+            })
+        };
         let m = &self.model;
         let t = &self.train;
         for (field, v) in [
@@ -137,23 +162,41 @@ impl Config {
             }
         }
         if m.vocab_size > 65536 {
-            return bad("model.vocab_size", format!("{} does not fit the uint16 shard format (max 65536)", m.vocab_size));
+            return bad(
+                "model.vocab_size",
+                format!(
+                    "{} does not fit the uint16 shard format (max 65536)",
+                    m.vocab_size
+                ),
+            );
         }
-        if m.model_dim % m.num_heads != 0 {
-            return bad("model.num_heads", format!("{} does not divide model_dim {}", m.num_heads, m.model_dim));
+        if !m.model_dim.is_multiple_of(m.num_heads) {
+            return bad(
+                "model.num_heads",
+                format!("{} does not divide model_dim {}", m.num_heads, m.model_dim),
+            );
         }
-        if m.num_heads % m.num_kv_heads != 0 {
-            return bad("model.num_kv_heads", format!("{} does not divide num_heads {}", m.num_kv_heads, m.num_heads));
+        if !m.num_heads.is_multiple_of(m.num_kv_heads) {
+            return bad(
+                "model.num_kv_heads",
+                format!(
+                    "{} does not divide num_heads {}",
+                    m.num_kv_heads, m.num_heads
+                ),
+            );
         }
         let hd = m.model_dim / m.num_heads;
-        if hd % 2 != 0 || hd > 128 {
-            return bad("model.num_heads", format!("head_dim = model_dim / num_heads = {hd} must be even and at most 128"));
+        if !hd.is_multiple_of(2) || hd > 128 {
+            return bad(
+                "model.num_heads",
+                format!("head_dim = model_dim / num_heads = {hd} must be even and at most 128"),
+            );
         }
         if m.rope_base <= 1.0 || m.logit_softcap <= 0.0 {
-            return bad("model.rope_base / model.logit_softcap", "rope_base must exceed 1 and logit_softcap be positive".into());
-        }
-        if t.warmdown_steps > t.steps {
-            return bad("train.warmdown_steps", format!("{} exceeds train.steps {}", t.warmdown_steps, t.steps));
+            return bad(
+                "model.rope_base / model.logit_softcap",
+                "rope_base must exceed 1 and logit_softcap be positive".into(),
+            );
         }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return bad("train.beta1 / train.beta2", "must be in [0, 1)".into());
@@ -177,7 +220,8 @@ impl Config {
     }
 
     /// The learning-rate multiplier at step `step` (0-based): 1, then linear to 0 over the
-    /// last `warmdown_steps`.
+    /// last `warmdown_steps`. As in the reference, a warmdown longer than the run starts
+    /// below 1 (at steps / warmdown_steps).
     pub fn lr_scale(&self, step: usize) -> f32 {
         let (n, w) = (self.train.steps, self.train.warmdown_steps);
         if w == 0 || step + w < n {
@@ -191,8 +235,13 @@ impl Config {
 /// Applies `section.key=value`; the value is parsed as TOML (a number, bool, or string) and
 /// falls back to a plain string.
 fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
-    let err = |message: &str| ConfigError::Set { arg: arg.into(), message: message.into() };
-    let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected section.key=value"))?;
+    let err = |message: &str| ConfigError::Set {
+        arg: arg.into(),
+        message: message.into(),
+    };
+    let (key, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected section.key=value"))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.len() != 2 {
         return Err(err("the key must be section.key, e.g. train.steps"));

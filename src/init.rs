@@ -31,7 +31,9 @@ impl Rng {
 
 /// FNV-1a of a name, to derive per-parameter streams.
 fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The initial values of every parameter of the plan, for `seed`.
@@ -40,14 +42,20 @@ pub fn init_params(plan: &Plan, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
         .iter()
         .map(|slot| {
             let desc = plan.tensor(slot.param);
-            let Role::Param { init, .. } = desc.role else { unreachable!("param slots hold params") };
+            let Role::Param { init, .. } = desc.role else {
+                unreachable!("param slots hold params")
+            };
             let mut rng = Rng::new(seed ^ name_hash(&desc.name));
             let n = desc.numel();
             let values: Vec<f32> = match init {
                 Init::Zeros => vec![0.0; n],
                 Init::Constant(c) => vec![c; n],
-                Init::Normal { std } => (0..n).map(|_| (rng.normal() * std as f64) as f32).collect(),
-                Init::Uniform { bound } => (0..n).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound as f64) as f32).collect(),
+                Init::Normal { std } => {
+                    (0..n).map(|_| (rng.normal() * std as f64) as f32).collect()
+                }
+                Init::Uniform { bound } => (0..n)
+                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound as f64) as f32)
+                    .collect(),
                 Init::ResidMix => (0..n).map(|i| if i < n / 2 { 1.0 } else { 0.0 }).collect(),
             };
             (slot.param, values)

@@ -8,10 +8,13 @@
 pub mod config;
 pub mod data;
 pub mod exec;
+pub mod fsutil;
 pub mod gpu;
 pub mod init;
 pub mod kernels;
-pub mod ops;
 pub mod model;
+pub mod ops;
 pub mod plan;
 pub mod tolerance;
+pub mod train;
+pub mod weights;

@@ -26,11 +26,26 @@ pub enum Check {
 /// The tolerance of each check.
 pub const fn tolerance(check: Check) -> Tolerance {
     match check {
-        Check::KernelF32 => Tolerance { atol: 1e-5, rtol: 1e-4 },
-        Check::KernelF16 => Tolerance { atol: 1e-2, rtol: 1e-2 },
-        Check::Model => Tolerance { atol: 1e-6, rtol: 2e-3 },
-        Check::FiniteDiff => Tolerance { atol: 1e-7, rtol: 1e-5 },
-        Check::Optimizer => Tolerance { atol: 1e-6, rtol: 1e-4 },
+        Check::KernelF32 => Tolerance {
+            atol: 1e-5,
+            rtol: 1e-4,
+        },
+        Check::KernelF16 => Tolerance {
+            atol: 1e-2,
+            rtol: 1e-2,
+        },
+        Check::Model => Tolerance {
+            atol: 1e-6,
+            rtol: 2e-3,
+        },
+        Check::FiniteDiff => Tolerance {
+            atol: 1e-7,
+            rtol: 1e-5,
+        },
+        Check::Optimizer => Tolerance {
+            atol: 1e-6,
+            rtol: 1e-4,
+        },
     }
 }
 
@@ -41,6 +56,18 @@ pub fn first_mismatch(got: &[f32], want: &[f32], tol: Tolerance) -> Option<(usiz
     }
     got.iter()
         .zip(want)
-        .position(|(&g, &w)| !((g - w).abs() <= tol.atol + tol.rtol * w.abs()))
+        .position(|(&g, &w)| !within(g, w, tol))
         .map(|i| (i, got[i], want[i]))
+}
+
+/// Whether `got` is within tolerance of `want`; a NaN on either side never is.
+pub fn within(got: f32, want: f32, tol: Tolerance) -> bool {
+    use std::cmp::Ordering::{Equal, Less};
+    got == want
+        || matches!(
+            (got - want)
+                .abs()
+                .partial_cmp(&(tol.atol + tol.rtol * want.abs())),
+            Some(Less | Equal)
+        )
 }

@@ -233,3 +233,30 @@ fn decode_inverts_encode_for_plain_text() {
     assert_eq!(t.decode(&t.encode(text)), text);
     assert_eq!(t.decode(&[1, 981, 465, 943, 458, 401, 2]), "Hello world");
 }
+
+/// Tokenizer throughput on the 200 sample documents, single thread. Ignored by default; run
+/// `cargo test --release --test data_tokenizer -- --ignored --nocapture` for the number.
+/// "cold" is the first pass with an empty word cache, "warm" a later pass with a filled one.
+#[test]
+#[ignore = "a measurement, not a check; run in release"]
+fn tokenizer_throughput() {
+    let t = sp1024();
+    let docs = sample_docs();
+    let bytes: usize = docs.iter().map(|d| d.len()).sum();
+    let mut scratch = wgolf::data::EncodeScratch::default();
+    let mut ids = Vec::new();
+    for pass in 0..5 {
+        let start = std::time::Instant::now();
+        for d in &docs {
+            ids.clear();
+            t.encode_with(d, &mut scratch, &mut ids);
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let label = if pass == 0 { "cold" } else { "warm" };
+        println!(
+            "pass {pass} ({label}): {:.1} MB/s ({bytes} bytes in {:.3} s)",
+            bytes as f64 / 1e6 / secs,
+            secs
+        );
+    }
+}

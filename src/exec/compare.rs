@@ -25,7 +25,6 @@ impl std::fmt::Display for Divergence {
     }
 }
 
-
 /// Runs `phases` of `plan` on `subject` and `reference` one step at a time, comparing each
 /// step's outputs; both must hold the same state at the start. Returns the first divergence.
 pub fn compare_steps(
@@ -45,7 +44,13 @@ pub fn compare_steps(
                 }
                 let (got, want) = (subject.read(t), reference.read(t));
                 if let Some((index, got, want)) = first_mismatch(&got, &want, tol) {
-                    return Some(Divergence { step: plan.step_name(phase, i), tensor: plan.tensor(t).name.clone(), index, got, want });
+                    return Some(Divergence {
+                        step: plan.step_name(phase, i),
+                        tensor: plan.tensor(t).name.clone(),
+                        index,
+                        got,
+                        want,
+                    });
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! Runs one plan op with its CPU reference. `outs` are the op's read-write bindings in
 //! order, `ins` the rest; this is the only place that maps an [`Op`] to its CPU function.
-use crate::ops::{adamw, attention, cross_entropy, elementwise as ew, embedding, matmul, rmsnorm, rope};
+use crate::ops::{
+    adamw, attention, cross_entropy, elementwise as ew, embedding, matmul, rmsnorm, rope,
+};
 use crate::plan::Op;
 
 /// A read-only binding's host data.
@@ -27,19 +29,50 @@ impl<'a> In<'a> {
 /// Runs `op` on the CPU (f32, as the kernels do).
 pub fn run_cpu(op: &Op, outs: &mut [Vec<f32>], ins: &[In<'_>]) {
     match *op {
-        Op::EmbeddingFwd { dim, .. } => embedding::embedding_fwd(&mut outs[0], ins[0].f(), ins[1].u(), dim),
-        Op::EmbeddingBwd { dim, .. } => embedding::embedding_bwd(&mut outs[0], ins[0].f(), ins[1].u(), dim),
+        Op::EmbeddingFwd { dim, .. } => {
+            embedding::embedding_fwd(&mut outs[0], ins[0].f(), ins[1].u(), dim)
+        }
+        Op::EmbeddingBwd { dim, .. } => {
+            embedding::embedding_bwd(&mut outs[0], ins[0].f(), ins[1].u(), dim)
+        }
         Op::RmsNormFwd { dim, eps, .. } => {
             let (y, rstd) = outs.split_at_mut(1);
             rmsnorm::rmsnorm_fwd(&mut y[0], &mut rstd[0], ins[0].f(), dim, eps)
         }
-        Op::RmsNormBwd { dim, .. } => rmsnorm::rmsnorm_bwd(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), dim),
-        Op::Matmul { m, n, k, layout, accumulate } => {
-            matmul::matmul(&mut outs[0], ins[0].f(), ins[1].f(), m, n, k, layout, accumulate)
+        Op::RmsNormBwd { dim, .. } => {
+            rmsnorm::rmsnorm_bwd(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), dim)
         }
-        Op::Rope { heads, head_dim, seq_len, inverse, .. } => {
-            rope::rope(&mut outs[0], ins[0].f(), ins[1].f(), heads, head_dim, seq_len, inverse)
-        }
+        Op::Matmul {
+            m,
+            n,
+            k,
+            layout,
+            accumulate,
+        } => matmul::matmul(
+            &mut outs[0],
+            ins[0].f(),
+            ins[1].f(),
+            m,
+            n,
+            k,
+            layout,
+            accumulate,
+        ),
+        Op::Rope {
+            heads,
+            head_dim,
+            seq_len,
+            inverse,
+            ..
+        } => rope::rope(
+            &mut outs[0],
+            ins[0].f(),
+            ins[1].f(),
+            heads,
+            head_dim,
+            seq_len,
+            inverse,
+        ),
         Op::AttentionFwd(s) => {
             let (o, l) = outs.split_at_mut(1);
             attention::attention_fwd(&mut o[0], &mut l[0], ins[0].f(), ins[1].f(), ins[2].f(), s)
@@ -52,13 +85,25 @@ pub fn run_cpu(op: &Op, outs: &mut [Vec<f32>], ins: &[In<'_>]) {
         Op::AttentionBwdKv(s) => {
             let (dk, dv) = outs.split_at_mut(1);
             let f = |i: usize| ins[i].f();
-            attention::attention_bwd_kv(&mut dk[0], &mut dv[0], f(0), f(1), f(2), f(3), f(4), f(5), s)
+            attention::attention_bwd_kv(
+                &mut dk[0],
+                &mut dv[0],
+                f(0),
+                f(1),
+                f(2),
+                f(3),
+                f(4),
+                f(5),
+                s,
+            )
         }
         Op::Relu2Fwd { .. } => ew::relu2_fwd(&mut outs[0], ins[0].f()),
         Op::Relu2Bwd { .. } => ew::relu2_bwd(&mut outs[0], ins[0].f(), ins[1].f()),
         Op::ScaleFwd { ch, .. } => ew::scale_fwd(&mut outs[0], ins[0].f(), ins[1].f(), ch),
         Op::ScaleBwd { ch, .. } => ew::scale_bwd(&mut outs[0], ins[0].f(), ins[1].f(), ch),
-        Op::ScaledAddFwd { ch, .. } => ew::scaled_add_fwd(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), ch),
+        Op::ScaledAddFwd { ch, .. } => {
+            ew::scaled_add_fwd(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), ch)
+        }
         Op::ScaledAddBwd { ch, .. } => {
             let (da, db) = outs.split_at_mut(1);
             ew::scaled_add_bwd(&mut da[0], &mut db[0], ins[0].f(), ins[1].f(), ch)
@@ -70,10 +115,28 @@ pub fn run_cpu(op: &Op, outs: &mut [Vec<f32>], ins: &[In<'_>]) {
         }
         Op::AddInto { .. } => ew::add_into(&mut outs[0], ins[0].f()),
         Op::ChannelDot { ch, .. } => ew::channel_dot(&mut outs[0], ins[0].f(), ins[1].f(), ch),
-        Op::CrossEntropy { vocab, softcap, grad_scale, write_grad, .. } => {
+        Op::CrossEntropy {
+            vocab,
+            softcap,
+            grad_scale,
+            write_grad,
+            ..
+        } => {
             let (dl, loss) = outs.split_at_mut(1);
-            let grads = if write_grad { Some(&mut dl[0][..]) } else { None };
-            cross_entropy::cross_entropy(grads, &mut loss[0], ins[0].f(), ins[1].u(), vocab, softcap, grad_scale)
+            let grads = if write_grad {
+                Some(&mut dl[0][..])
+            } else {
+                None
+            };
+            cross_entropy::cross_entropy(
+                grads,
+                &mut loss[0],
+                ins[0].f(),
+                ins[1].u(),
+                vocab,
+                softcap,
+                grad_scale,
+            )
         }
         Op::SumRows { scale, .. } => cross_entropy::loss_sum(&mut outs[0][0], ins[0].f(), scale),
         Op::AdamW { .. } => {

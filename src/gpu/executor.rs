@@ -36,7 +36,11 @@ impl GpuExecutor {
         for t in &plan.tensors {
             let bytes = ((t.numel() * 4).max(4)) as u64;
             let is_uniform = matches!(t.role, Role::Hyper(_));
-            let limit = if is_uniform { limits.max_uniform_buffer_binding_size as u64 } else { limits.max_storage_buffer_binding_size as u64 };
+            let limit = if is_uniform {
+                limits.max_uniform_buffer_binding_size
+            } else {
+                limits.max_storage_buffer_binding_size
+            };
             if bytes > limit {
                 return Err(GpuError::Limit {
                     what: format!("tensor {} {:?}", t.name, t.shape),
@@ -48,28 +52,55 @@ impl GpuExecutor {
             let usage = if is_uniform {
                 wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST
             } else {
-                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+                wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST
             };
-            buffers.push(device.create_buffer(&wgpu::BufferDescriptor { label: Some(&t.name), size: bytes, usage, mapped_at_creation: false }));
+            buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&t.name),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            }));
         }
         let mut registry = KernelRegistry::new();
         let mut steps: [Vec<Prepared>; 3] = Default::default();
         for phase in Phase::ALL {
             for step in plan.steps(phase) {
-                let call = step.op.kernel();
+                // A cooperative-matrix kernel replaces the portable one where the adapter has one.
+                let call = super::coop::select(&ctx, &step.op).unwrap_or_else(|| step.op.kernel());
                 let kernel = registry.get(&ctx, &call, &step.op.bindings())?;
                 let entries: Vec<wgpu::BindGroupEntry> = step
                     .args
                     .iter()
                     .enumerate()
-                    .map(|(i, &t)| wgpu::BindGroupEntry { binding: i as u32, resource: buffers[t].as_entire_binding() })
+                    .map(|(i, &t)| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource: buffers[t].as_entire_binding(),
+                    })
                     .collect();
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&kernel.label), layout: &kernel.layout, entries: &entries });
-                steps[phase as usize].push(Prepared { kernel, bind_group, workgroups: call.workgroups });
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&kernel.label),
+                    layout: &kernel.layout,
+                    entries: &entries,
+                });
+                steps[phase as usize].push(Prepared {
+                    kernel,
+                    bind_group,
+                    workgroups: call.workgroups,
+                });
             }
         }
         let pipelines = registry.len();
-        let mut ex = GpuExecutor { ctx, plan: plan.clone(), buffers, steps, pending_clears: Vec::new(), staging: None, pipelines };
+        let mut ex = GpuExecutor {
+            ctx,
+            plan: plan.clone(),
+            buffers,
+            steps,
+            pending_clears: Vec::new(),
+            staging: None,
+            pipelines,
+        };
         for (id, data) in &plan.constants {
             ex.write(*id, HostData::F32(data));
         }
@@ -93,7 +124,12 @@ impl Executor for GpuExecutor {
             HostData::F32(v) => bytemuck::cast_slice(v),
             HostData::U32(v) => bytemuck::cast_slice(v),
         };
-        assert_eq!(bytes.len(), self.plan.tensors[t].numel() * 4, "write to {}: wrong length", self.plan.tensors[t].name);
+        assert_eq!(
+            bytes.len(),
+            self.plan.tensors[t].numel() * 4,
+            "write to {}: wrong length",
+            self.plan.tensors[t].name
+        );
         self.ctx.queue.write_buffer(&self.buffers[t], 0, bytes);
     }
 
@@ -110,13 +146,19 @@ impl Executor for GpuExecutor {
             }));
         }
         let staging = self.staging.clone().expect("just made");
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("readback"),
+        });
         self.encode_clears(&mut encoder);
         encoder.copy_buffer_to_buffer(&self.buffers[t], 0, &staging, 0, bytes);
         self.ctx.queue.submit([encoder.finish()]);
         let slice = staging.slice(0..bytes);
-        slice.map_async(wgpu::MapMode::Read, |r| r.expect("mapping the readback buffer failed"));
-        device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost while reading back");
+        slice.map_async(wgpu::MapMode::Read, |r| {
+            r.expect("mapping the readback buffer failed")
+        });
+        device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .expect("device lost while reading back");
         let out = {
             let view = slice.get_mapped_range().expect("readback range is mapped");
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
@@ -130,10 +172,18 @@ impl Executor for GpuExecutor {
     }
 
     fn run(&mut self, phase: Phase, range: std::ops::Range<usize>) {
-        let mut encoder = self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgolf step") });
+        let mut encoder = self
+            .ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("wgolf step"),
+            });
         self.encode_clears(&mut encoder);
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgolf pass"), timestamp_writes: None });
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("wgolf pass"),
+                timestamp_writes: None,
+            });
             for s in &self.steps[phase as usize][range] {
                 pass.set_pipeline(&s.kernel.pipeline);
                 pass.set_bind_group(0, &s.bind_group, &[]);
@@ -145,6 +195,10 @@ impl Executor for GpuExecutor {
     }
 
     fn describe(&self) -> String {
-        format!("{} ({:?})", self.ctx.adapter_name(), self.ctx.report.info.backend)
+        format!(
+            "{} ({:?})",
+            self.ctx.adapter_name(),
+            self.ctx.report.info.backend
+        )
     }
 }

@@ -37,7 +37,12 @@ impl KernelRegistry {
     }
 
     /// The pipeline for `call` with the binding table `bindings` (built on first use).
-    pub fn get(&mut self, ctx: &GpuContext, call: &KernelCall, bindings: &[BindingSpec]) -> Result<Arc<Kernel>, GpuError> {
+    pub fn get(
+        &mut self,
+        ctx: &GpuContext,
+        call: &KernelCall,
+        bindings: &[BindingSpec],
+    ) -> Result<Arc<Kernel>, GpuError> {
         let label = format!("{}:{}", call.shader, call.label());
         if let Some(k) = self.pipelines.get(&label) {
             return Ok(k.clone());
@@ -47,8 +52,10 @@ impl KernelRegistry {
         let module = match self.modules.get(call.shader) {
             Some(m) => m.clone(),
             None => {
-                let src = kernels::shader_source(call.shader)
-                    .ok_or_else(|| GpuError::Kernel { label: label.clone(), message: "no such shader file".into() })?;
+                let src = kernels::shader_source(call.shader).ok_or_else(|| GpuError::Kernel {
+                    label: label.clone(),
+                    message: "no such shader file".into(),
+                })?;
                 let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(call.shader),
                     source: wgpu::ShaderSource::Wgsl(src.into()),
@@ -75,7 +82,10 @@ impl KernelRegistry {
                 count: None,
             })
             .collect();
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(&label),
+            entries: &entries,
+        });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],
@@ -93,9 +103,16 @@ impl KernelRegistry {
             cache: None,
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Kernel { label, message: err.to_string() });
+            return Err(GpuError::Kernel {
+                label,
+                message: err.to_string(),
+            });
         }
-        let kernel = Arc::new(Kernel { pipeline, layout, label: label.clone() });
+        let kernel = Arc::new(Kernel {
+            pipeline,
+            layout,
+            label: label.clone(),
+        });
         self.pipelines.insert(label, kernel.clone());
         Ok(kernel)
     }

@@ -23,7 +23,9 @@ pub fn cross_entropy<T: Real>(
     for (r, (lr, &y)) in loss.iter_mut().zip(targets).enumerate() {
         let row = &logits[r * vocab..(r + 1) * vocab];
         let z: Vec<T> = row.iter().map(|&l| cap * (l / cap).tanh()).collect();
-        let m = z.iter().fold(T::from_f64(f64::NEG_INFINITY), |a, &b| a.max(b));
+        let m = z
+            .iter()
+            .fold(T::from_f64(f64::NEG_INFINITY), |a, &b| a.max(b));
         let mut sum = T::zero();
         for &v in &z {
             sum += (v - m).exp();
@@ -45,7 +47,7 @@ pub fn cross_entropy<T: Real>(
 /// `lane, lane + 256, ...` in order, then a pairwise tree over the lanes.
 pub fn loss_sum<T: Real>(total: &mut T, rows: &[T], scale: f64) {
     const LANES: usize = 256;
-    let mut lanes = vec![T::zero(); LANES];
+    let mut lanes = [T::zero(); LANES];
     for (i, &v) in rows.iter().enumerate() {
         lanes[i % LANES] += v;
     }

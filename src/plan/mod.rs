@@ -33,9 +33,13 @@ pub enum Init {
     Zeros,
     Constant(f32),
     /// Normal(0, std).
-    Normal { std: f32 },
+    Normal {
+        std: f32,
+    },
     /// Uniform(-bound, bound), PyTorch's default for a Linear (bound = 1/sqrt(fan_in)).
-    Uniform { bound: f32 },
+    Uniform {
+        bound: f32,
+    },
     /// resid_mix: first row ones, second row zeros.
     ResidMix,
 }
@@ -43,7 +47,10 @@ pub enum Init {
 /// What a tensor is for; decides when executors clear it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Role {
-    Param { group: ParamGroup, init: Init },
+    Param {
+        group: ParamGroup,
+        init: Init,
+    },
     /// A parameter's gradient: cleared once per optimizer step, accumulated over micro-batches.
     Grad,
     /// An activation, written by the forward pass.
@@ -123,7 +130,11 @@ pub struct PlanIo {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("plan step {step} ({label}): {problem}")]
-    Step { step: usize, label: String, problem: String },
+    Step {
+        step: usize,
+        label: String,
+        problem: String,
+    },
     #[error("plan: {0}")]
     Other(String),
 }
@@ -136,23 +147,59 @@ pub struct Plan {
     pub params: Vec<ParamSlot>,
     pub hypers: Vec<(ParamGroup, TensorId)>,
     pub constants: Vec<(TensorId, Vec<f32>)>,
-    pub io: PlanIo,
+    io: Option<PlanIo>,
 }
 
 impl Plan {
+    /// A plan of one forward step running `op`, with tensor i bound to binding i (read-write
+    /// bindings are activations, read-only ones inputs, a uniform a hyperparameter block).
+    /// Kernel tests and benches run single ops through it on any executor.
+    pub fn single_op(op: Op) -> Result<Plan, PlanError> {
+        let mut g = PlanBuilder::new();
+        let mut args = Vec::new();
+        for (i, spec) in op.bindings().iter().enumerate() {
+            let role = match spec.access {
+                Access::ReadWrite => Role::Activation,
+                Access::Read => Role::Input,
+                Access::Uniform => Role::Hyper(ParamGroup::Scalar),
+            };
+            args.push(g.tensor(format!("binding{i}"), &[spec.len], spec.dtype, role));
+        }
+        g.push(Phase::Forward, op, &args)?;
+        Ok(Plan {
+            tensors: g.tensors,
+            steps: g.steps,
+            params: g.params,
+            hypers: g.hypers,
+            constants: g.constants,
+            io: None,
+        })
+    }
+
+    /// The tensors the host reads and writes (every model plan has them).
+    pub fn io(&self) -> &PlanIo {
+        self.io
+            .as_ref()
+            .expect("a model plan has inputs and a loss; single-op plans do not")
+    }
+
     pub fn steps(&self, phase: Phase) -> &[Step] {
         &self.steps[phase.index()]
     }
     /// All steps in execution order, with their phase.
     pub fn all_steps(&self) -> impl Iterator<Item = (Phase, &Step)> {
-        Phase::ALL.into_iter().flat_map(move |p| self.steps(p).iter().map(move |s| (p, s)))
+        Phase::ALL
+            .into_iter()
+            .flat_map(move |p| self.steps(p).iter().map(move |s| (p, s)))
     }
     pub fn tensor(&self, id: TensorId) -> &TensorDesc {
         &self.tensors[id]
     }
     /// Tensor ids with a given role predicate.
     pub fn with_role(&self, pred: impl Fn(&Role) -> bool) -> Vec<TensorId> {
-        (0..self.tensors.len()).filter(|&i| pred(&self.tensors[i].role)).collect()
+        (0..self.tensors.len())
+            .filter(|&i| pred(&self.tensors[i].role))
+            .collect()
     }
     /// Looks a tensor up by name.
     pub fn find(&self, name: &str) -> Option<TensorId> {
@@ -164,20 +211,26 @@ impl Plan {
     }
     /// Number of trainable parameter values.
     pub fn param_count(&self) -> usize {
-        self.params.iter().map(|p| self.tensors[p.param].numel()).sum()
+        self.params
+            .iter()
+            .map(|p| self.tensors[p.param].numel())
+            .sum()
     }
     /// A short readable name for a step, e.g. `backward#12 matmul[..] -> d.blocks.0.attn.c_q.weight`.
     pub fn step_name(&self, phase: Phase, index: usize) -> String {
         let s = &self.steps(phase)[index];
-        let outs: Vec<&str> = s
-            .op
-            .bindings()
-            .iter()
-            .zip(&s.args)
-            .filter(|(b, _)| b.access == Access::ReadWrite)
-            .map(|(_, &t)| self.tensors[t].name.as_str())
-            .collect();
-        format!("{phase:?}#{index} {} -> {}", s.op.kernel().label(), outs.join(", "))
+        let outs: Vec<&str> =
+            s.op.bindings()
+                .iter()
+                .zip(&s.args)
+                .filter(|(b, _)| b.access == Access::ReadWrite)
+                .map(|(_, &t)| self.tensors[t].name.as_str())
+                .collect();
+        format!(
+            "{phase:?}#{index} {} -> {}",
+            s.op.kernel().label(),
+            outs.join(", ")
+        )
     }
 }
 
@@ -197,19 +250,42 @@ impl PlanBuilder {
         Self::default()
     }
 
-    pub fn tensor(&mut self, name: impl Into<String>, shape: &[usize], dtype: DType, role: Role) -> TensorId {
-        self.tensors.push(TensorDesc { name: name.into(), shape: shape.to_vec(), dtype, role });
+    pub fn tensor(
+        &mut self,
+        name: impl Into<String>,
+        shape: &[usize],
+        dtype: DType,
+        role: Role,
+    ) -> TensorId {
+        self.tensors.push(TensorDesc {
+            name: name.into(),
+            shape: shape.to_vec(),
+            dtype,
+            role,
+        });
         self.tensors.len() - 1
     }
 
     /// A trainable parameter, with its gradient and Adam moments.
-    pub fn param(&mut self, name: &str, shape: &[usize], group: ParamGroup, init: Init) -> TensorId {
+    pub fn param(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        group: ParamGroup,
+        init: Init,
+    ) -> TensorId {
         let param = self.tensor(name, shape, DType::F32, Role::Param { group, init });
         let grad = self.tensor(format!("d.{name}"), shape, DType::F32, Role::Grad);
         let m = self.tensor(format!("adam_m.{name}"), shape, DType::F32, Role::OptState);
         let v = self.tensor(format!("adam_v.{name}"), shape, DType::F32, Role::OptState);
         self.grads.insert(param, grad);
-        self.params.push(ParamSlot { param, grad, m, v, group });
+        self.params.push(ParamSlot {
+            param,
+            grad,
+            m,
+            v,
+            group,
+        });
         param
     }
 
@@ -229,7 +305,12 @@ impl PlanBuilder {
         if let Some(&(_, id)) = self.hypers.iter().find(|(g, _)| *g == group) {
             return id;
         }
-        let id = self.tensor(format!("hyper.{group:?}"), &[op::HYPER_LEN], DType::F32, Role::Hyper(group));
+        let id = self.tensor(
+            format!("hyper.{group:?}"),
+            &[op::HYPER_LEN],
+            DType::F32,
+            Role::Hyper(group),
+        );
         self.hypers.push((group, id));
         id
     }
@@ -241,7 +322,12 @@ impl PlanBuilder {
             return g;
         }
         let desc = self.tensors[t].clone();
-        let g = self.tensor(format!("d.{}", desc.name), &desc.shape, DType::F32, Role::ActGrad);
+        let g = self.tensor(
+            format!("d.{}", desc.name),
+            &desc.shape,
+            DType::F32,
+            Role::ActGrad,
+        );
         self.grads.insert(t, g);
         g
     }
@@ -258,11 +344,19 @@ impl PlanBuilder {
     /// Appends a step to a phase after checking it against the op's binding table.
     pub fn push(&mut self, phase: Phase, op: Op, args: &[TensorId]) -> Result<(), PlanError> {
         let step_index = self.steps.iter().map(Vec::len).sum::<usize>();
-        let fail = |problem: String| PlanError::Step { step: step_index, label: op.kernel().label(), problem };
+        let fail = |problem: String| PlanError::Step {
+            step: step_index,
+            label: op.kernel().label(),
+            problem,
+        };
         op.check().map_err(fail)?;
         let specs = op.bindings();
         if specs.len() != args.len() {
-            return Err(fail(format!("{} bindings expected, {} given", specs.len(), args.len())));
+            return Err(fail(format!(
+                "{} bindings expected, {} given",
+                specs.len(),
+                args.len()
+            )));
         }
         for (i, (spec, &t)) in specs.iter().zip(args).enumerate() {
             let desc = &self.tensors[t];
@@ -276,22 +370,37 @@ impl PlanBuilder {
                 )));
             }
             if desc.dtype != spec.dtype {
-                return Err(fail(format!("binding {i} ({}) is {:?}, the op needs {:?}", desc.name, desc.dtype, spec.dtype)));
+                return Err(fail(format!(
+                    "binding {i} ({}) is {:?}, the op needs {:?}",
+                    desc.name, desc.dtype, spec.dtype
+                )));
             }
             let is_hyper = matches!(desc.role, Role::Hyper(_));
             if is_hyper != (spec.access == Access::Uniform) {
-                return Err(fail(format!("binding {i} ({}) must be a uniform exactly when the op says so", desc.name)));
+                return Err(fail(format!(
+                    "binding {i} ({}) must be a uniform exactly when the op says so",
+                    desc.name
+                )));
             }
             if spec.access == Access::ReadWrite {
                 if matches!(desc.role, Role::Input | Role::Constant) {
-                    return Err(fail(format!("binding {i} writes the read-only tensor {}", desc.name)));
+                    return Err(fail(format!(
+                        "binding {i} writes the read-only tensor {}",
+                        desc.name
+                    )));
                 }
                 if args.iter().filter(|&&a| a == t).count() > 1 {
-                    return Err(fail(format!("{} is written and bound again in the same step", desc.name)));
+                    return Err(fail(format!(
+                        "{} is written and bound again in the same step",
+                        desc.name
+                    )));
                 }
             }
         }
-        self.steps[phase.index()].push(Step { op, args: args.to_vec() });
+        self.steps[phase.index()].push(Step {
+            op,
+            args: args.to_vec(),
+        });
         Ok(())
     }
 
@@ -299,6 +408,13 @@ impl PlanBuilder {
         if self.tensors.iter().any(|t| t.numel() == 0) {
             return Err(PlanError::Other("a tensor has no elements".into()));
         }
-        Ok(Plan { tensors: self.tensors, steps: self.steps, params: self.params, hypers: self.hypers, constants: self.constants, io })
+        Ok(Plan {
+            tensors: self.tensors,
+            steps: self.steps,
+            params: self.params,
+            hypers: self.hypers,
+            constants: self.constants,
+            io: Some(io),
+        })
     }
 }

@@ -51,7 +51,11 @@ pub struct KernelCall {
 impl KernelCall {
     /// A readable label such as `matmul[M=64,N=32,K=16,TRANS_A=0,...]`.
     pub fn label(&self) -> String {
-        let consts: Vec<String> = self.constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let consts: Vec<String> = self
+            .constants
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         format!("{}[{}]", self.entry, consts.join(","))
     }
 }
@@ -68,17 +72,37 @@ pub fn grid_1d(count: usize) -> [u32; 3] {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
     /// `[out | table, ids]`.
-    EmbeddingFwd { tokens: usize, dim: usize, vocab: usize },
+    EmbeddingFwd {
+        tokens: usize,
+        dim: usize,
+        vocab: usize,
+    },
     /// `[dtable | dout, ids]`.
-    EmbeddingBwd { tokens: usize, dim: usize, vocab: usize },
+    EmbeddingBwd {
+        tokens: usize,
+        dim: usize,
+        vocab: usize,
+    },
     /// `[y, rstd | x]`.
     RmsNormFwd { rows: usize, dim: usize, eps: f64 },
     /// `[dx | dy, y, rstd]`.
     RmsNormBwd { rows: usize, dim: usize },
     /// `[c | a, b]`.
-    Matmul { m: usize, n: usize, k: usize, layout: Layout, accumulate: bool },
+    Matmul {
+        m: usize,
+        n: usize,
+        k: usize,
+        layout: Layout,
+        accumulate: bool,
+    },
     /// `[out | x, table]`; `inverse` is the backward (accumulates).
-    Rope { rows: usize, heads: usize, head_dim: usize, seq_len: usize, inverse: bool },
+    Rope {
+        rows: usize,
+        heads: usize,
+        head_dim: usize,
+        seq_len: usize,
+        inverse: bool,
+    },
     /// `[out, lse | q, k, v]`.
     AttentionFwd(AttnShape),
     /// `[dq, delta | dout, out, q, k, v, lse]`.
@@ -90,13 +114,29 @@ pub enum Op {
     /// `[dx | dy, x]`.
     Relu2Bwd { count: usize },
     /// `[y | x, s]`.
-    ScaleFwd { count: usize, ch: Channels, s_len: usize },
+    ScaleFwd {
+        count: usize,
+        ch: Channels,
+        s_len: usize,
+    },
     /// `[dx | dy, s]`.
-    ScaleBwd { count: usize, ch: Channels, s_len: usize },
+    ScaleBwd {
+        count: usize,
+        ch: Channels,
+        s_len: usize,
+    },
     /// `[out | a, b, s]`.
-    ScaledAddFwd { count: usize, ch: Channels, s_len: usize },
+    ScaledAddFwd {
+        count: usize,
+        ch: Channels,
+        s_len: usize,
+    },
     /// `[da, db | dout, s]`.
-    ScaledAddBwd { count: usize, ch: Channels, s_len: usize },
+    ScaledAddBwd {
+        count: usize,
+        ch: Channels,
+        s_len: usize,
+    },
     /// `[out | a, b, mix]`.
     MixFwd { count: usize, ch: Channels },
     /// `[da, db | dout, mix]`.
@@ -104,9 +144,19 @@ pub enum Op {
     /// `[dst | src]`: `dst += src`.
     AddInto { count: usize },
     /// `[out | a, b]`: `out[ch(i)] += a[i] b[i]`.
-    ChannelDot { count: usize, ch: Channels, out_len: usize },
+    ChannelDot {
+        count: usize,
+        ch: Channels,
+        out_len: usize,
+    },
     /// `[dlogits, loss | logits, targets]`.
-    CrossEntropy { rows: usize, vocab: usize, softcap: f64, grad_scale: f64, write_grad: bool },
+    CrossEntropy {
+        rows: usize,
+        vocab: usize,
+        softcap: f64,
+        grad_scale: f64,
+        write_grad: bool,
+    },
     /// `[total | rows]`: `total += scale * sum(rows)`.
     SumRows { count: usize, scale: f64 },
     /// `[p, m, v | g, hyper]`.
@@ -114,13 +164,25 @@ pub enum Op {
 }
 
 fn rw(len: usize) -> BindingSpec {
-    BindingSpec { access: Access::ReadWrite, dtype: DType::F32, len }
+    BindingSpec {
+        access: Access::ReadWrite,
+        dtype: DType::F32,
+        len,
+    }
 }
 fn rd(len: usize) -> BindingSpec {
-    BindingSpec { access: Access::Read, dtype: DType::F32, len }
+    BindingSpec {
+        access: Access::Read,
+        dtype: DType::F32,
+        len,
+    }
 }
 fn ids(len: usize) -> BindingSpec {
-    BindingSpec { access: Access::Read, dtype: DType::U32, len }
+    BindingSpec {
+        access: Access::Read,
+        dtype: DType::U32,
+        len,
+    }
 }
 fn b(v: bool) -> f64 {
     if v {
@@ -148,7 +210,13 @@ impl Op {
                 vec![rw(rows * dim), rd(rows * dim), rd(rows * dim), rd(rows)]
             }
             Op::Matmul { m, n, k, .. } => vec![rw(m * n), rd(m * k), rd(k * n)],
-            Op::Rope { rows, heads, head_dim, seq_len, .. } => {
+            Op::Rope {
+                rows,
+                heads,
+                head_dim,
+                seq_len,
+                ..
+            } => {
                 let n = rows * heads * head_dim;
                 vec![rw(n), rd(n), rd(seq_len * head_dim)]
             }
@@ -188,7 +256,11 @@ impl Op {
                 rw(count),
                 rw(count),
                 rd(count),
-                BindingSpec { access: Access::Uniform, dtype: DType::F32, len: HYPER_LEN },
+                BindingSpec {
+                    access: Access::Uniform,
+                    dtype: DType::F32,
+                    len: HYPER_LEN,
+                },
             ],
         }
     }
@@ -198,10 +270,16 @@ impl Op {
         match *self {
             Op::AttentionFwd(s) | Op::AttentionBwdQ(s) | Op::AttentionBwdKv(s) => {
                 if s.kv_heads == 0 || s.heads % s.kv_heads != 0 {
-                    return Err(format!("heads {} is not a multiple of kv_heads {}", s.heads, s.kv_heads));
+                    return Err(format!(
+                        "heads {} is not a multiple of kv_heads {}",
+                        s.heads, s.kv_heads
+                    ));
                 }
                 if s.head_dim > 128 {
-                    return Err(format!("head_dim {} is above the kernel's maximum 128", s.head_dim));
+                    return Err(format!(
+                        "head_dim {} is above the kernel's maximum 128",
+                        s.head_dim
+                    ));
                 }
             }
             Op::Rope { head_dim, .. } if head_dim % 2 != 0 => {
@@ -224,7 +302,10 @@ impl Op {
             | Op::ScaledAddBwd { ch, s_len, .. }
                 if ch.offset + ch.channels > s_len =>
             {
-                return Err(format!("channel offset {} + {} exceeds the scale's {s_len} values", ch.offset, ch.channels));
+                return Err(format!(
+                    "channel offset {} + {} exceeds the scale's {s_len} values",
+                    ch.offset, ch.channels
+                ));
             }
             _ => {}
         }
@@ -234,7 +315,12 @@ impl Op {
     /// The kernel that runs this op.
     pub fn kernel(&self) -> KernelCall {
         let u = |v: usize| v as f64;
-        let call = |shader, entry, constants, workgroups| KernelCall { shader, entry, constants, workgroups };
+        let call = |shader, entry, constants, workgroups| KernelCall {
+            shader,
+            entry,
+            constants,
+            workgroups,
+        };
         match *self {
             Op::EmbeddingFwd { tokens, dim, .. } => call(
                 "embedding",
@@ -260,7 +346,13 @@ impl Op {
                 vec![("ROWS", u(rows)), ("DIM", u(dim))],
                 grid_1d(rows),
             ),
-            Op::Matmul { m, n, k, layout, accumulate } => call(
+            Op::Matmul {
+                m,
+                n,
+                k,
+                layout,
+                accumulate,
+            } => call(
                 "matmul",
                 "matmul",
                 vec![
@@ -273,7 +365,13 @@ impl Op {
                 ],
                 [n.div_ceil(32) as u32, m.div_ceil(32) as u32, 1],
             ),
-            Op::Rope { rows, heads, head_dim, seq_len, inverse } => call(
+            Op::Rope {
+                rows,
+                heads,
+                head_dim,
+                seq_len,
+                inverse,
+            } => call(
                 "rope",
                 "rope",
                 vec![
@@ -285,24 +383,63 @@ impl Op {
                 ],
                 grid_1d(rows * heads * head_dim / 2),
             ),
-            Op::AttentionFwd(s) => call("attention", "attention_fwd", attn_consts(s), grid_1d(s.batch * s.heads * s.seq)),
-            Op::AttentionBwdQ(s) => call("attention", "attention_bwd_q", attn_consts(s), grid_1d(s.batch * s.heads * s.seq)),
-            Op::AttentionBwdKv(s) => {
-                call("attention", "attention_bwd_kv", attn_consts(s), grid_1d(s.batch * s.kv_heads * s.seq))
+            Op::AttentionFwd(s) => call(
+                "attention",
+                "attention_fwd",
+                attn_consts(s),
+                grid_1d(s.batch * s.heads * s.seq),
+            ),
+            Op::AttentionBwdQ(s) => call(
+                "attention",
+                "attention_bwd_q",
+                attn_consts(s),
+                grid_1d(s.batch * s.heads * s.seq),
+            ),
+            Op::AttentionBwdKv(s) => call(
+                "attention",
+                "attention_bwd_kv",
+                attn_consts(s),
+                grid_1d(s.batch * s.kv_heads * s.seq),
+            ),
+            Op::Relu2Fwd { count } => call(
+                "relu2",
+                "relu2_fwd",
+                vec![("COUNT", u(count))],
+                grid_1d(count),
+            ),
+            Op::Relu2Bwd { count } => call(
+                "relu2",
+                "relu2_bwd",
+                vec![("COUNT", u(count))],
+                grid_1d(count),
+            ),
+            Op::ScaleFwd { count, ch, .. } => {
+                call("channel", "scale_fwd", ch_consts(count, ch), grid_1d(count))
             }
-            Op::Relu2Fwd { count } => call("relu2", "relu2_fwd", vec![("COUNT", u(count))], grid_1d(count)),
-            Op::Relu2Bwd { count } => call("relu2", "relu2_bwd", vec![("COUNT", u(count))], grid_1d(count)),
-            Op::ScaleFwd { count, ch, .. } => call("channel", "scale_fwd", ch_consts(count, ch), grid_1d(count)),
-            Op::ScaleBwd { count, ch, .. } => call("channel", "scale_bwd", ch_consts(count, ch), grid_1d(count)),
-            Op::ScaledAddFwd { count, ch, .. } => {
-                call("channel", "scaled_add_fwd", ch_consts(count, ch), grid_1d(count))
+            Op::ScaleBwd { count, ch, .. } => {
+                call("channel", "scale_bwd", ch_consts(count, ch), grid_1d(count))
             }
-            Op::ScaledAddBwd { count, ch, .. } => {
-                call("channel", "scaled_add_bwd", ch_consts(count, ch), grid_1d(count))
+            Op::ScaledAddFwd { count, ch, .. } => call(
+                "channel",
+                "scaled_add_fwd",
+                ch_consts(count, ch),
+                grid_1d(count),
+            ),
+            Op::ScaledAddBwd { count, ch, .. } => call(
+                "channel",
+                "scaled_add_bwd",
+                ch_consts(count, ch),
+                grid_1d(count),
+            ),
+            Op::MixFwd { count, ch } => {
+                call("channel", "mix_fwd", ch_consts(count, ch), grid_1d(count))
             }
-            Op::MixFwd { count, ch } => call("channel", "mix_fwd", ch_consts(count, ch), grid_1d(count)),
-            Op::MixBwd { count, ch } => call("channel", "mix_bwd", ch_consts(count, ch), grid_1d(count)),
-            Op::AddInto { count } => call("add", "add_into", vec![("COUNT", u(count))], grid_1d(count)),
+            Op::MixBwd { count, ch } => {
+                call("channel", "mix_bwd", ch_consts(count, ch), grid_1d(count))
+            }
+            Op::AddInto { count } => {
+                call("add", "add_into", vec![("COUNT", u(count))], grid_1d(count))
+            }
             Op::ChannelDot { count, ch, .. } => call(
                 "reduce",
                 "channel_dot",
@@ -314,7 +451,13 @@ impl Op {
                 ],
                 [ch.channels as u32, 1, 1],
             ),
-            Op::CrossEntropy { rows, vocab, softcap, grad_scale, write_grad } => call(
+            Op::CrossEntropy {
+                rows,
+                vocab,
+                softcap,
+                grad_scale,
+                write_grad,
+            } => call(
                 "cross_entropy",
                 "cross_entropy",
                 vec![
@@ -326,17 +469,26 @@ impl Op {
                 ],
                 grid_1d(rows),
             ),
-            Op::SumRows { count, scale } => {
-                call("reduce", "sum_rows", vec![("COUNT", u(count)), ("SCALE", scale)], [1, 1, 1])
+            Op::SumRows { count, scale } => call(
+                "reduce",
+                "sum_rows",
+                vec![("COUNT", u(count)), ("SCALE", scale)],
+                [1, 1, 1],
+            ),
+            Op::AdamW { count } => {
+                call("adamw", "adamw", vec![("COUNT", u(count))], grid_1d(count))
             }
-            Op::AdamW { count } => call("adamw", "adamw", vec![("COUNT", u(count))], grid_1d(count)),
         }
     }
 }
 
 fn attn_sizes(s: AttnShape) -> (usize, usize, usize) {
     let rows = s.batch * s.seq;
-    (rows * s.heads * s.head_dim, rows * s.kv_heads * s.head_dim, s.batch * s.heads * s.seq)
+    (
+        rows * s.heads * s.head_dim,
+        rows * s.kv_heads * s.head_dim,
+        s.batch * s.heads * s.seq,
+    )
 }
 
 fn attn_consts(s: AttnShape) -> Vec<(&'static str, f64)> {

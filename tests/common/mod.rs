@@ -1,0 +1,397 @@
+//! Helpers shared by the test binaries: the GPU context (made once per binary), seeded test
+//! data, running one op on an executor, and comparisons through the tolerance table.
+//!
+//! Each test binary uses only some of these, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+
+use wgolf::exec::cpu::CpuExecutor;
+use wgolf::exec::{Executor, HostData};
+use wgolf::gpu::{GpuContext, GpuExecutor};
+use wgolf::init::Rng;
+use wgolf::plan::{Access, DType, Op, Phase, Plan};
+use wgolf::tolerance::{first_mismatch, Tolerance};
+
+/// The GPU context of this test binary, made on first use. Without an adapter every GPU test
+/// fails with the context's own message (which says how to install lavapipe): a missing GPU
+/// must never turn into a silently skipped test.
+pub fn gpu() -> Arc<GpuContext> {
+    static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
+    // Lavapipe warns when XDG_RUNTIME_DIR is unset; the warning is noise, not a failure.
+    match CTX.get_or_init(|| {
+        GpuContext::new(None)
+            .map(Arc::new)
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(ctx) => ctx.clone(),
+        Err(e) => panic!("GPU tests need a GPU context: {e}"),
+    }
+}
+
+/// Host data of one binding.
+#[derive(Clone, Debug)]
+pub enum Data {
+    F32(Vec<f32>),
+    U32(Vec<u32>),
+}
+
+impl Data {
+    pub fn host(&self) -> HostData<'_> {
+        match self {
+            Data::F32(v) => HostData::F32(v),
+            Data::U32(v) => HostData::U32(v),
+        }
+    }
+    pub fn f32(&self) -> &[f32] {
+        match self {
+            Data::F32(v) => v,
+            Data::U32(_) => panic!("f32 data expected"),
+        }
+    }
+}
+
+/// `n` values uniform in `[lo, hi)` from `seed`.
+pub fn uniform(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|_| lo + (hi - lo) * rng.uniform() as f32)
+        .collect()
+}
+
+/// `n` values from Normal(0, std) from `seed`.
+pub fn normal(seed: u64, n: usize, std: f32) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| (rng.normal() * std as f64) as f32).collect()
+}
+
+/// `n` values uniform in `[lo, hi)` from `seed`, in f64 (for the finite-difference checks).
+pub fn uniform_f64(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| lo + (hi - lo) * rng.uniform()).collect()
+}
+
+/// `n` ids below `bound` from `seed`.
+pub fn ids(seed: u64, n: usize, bound: usize) -> Vec<u32> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|_| (rng.next_u64() % bound as u64) as u32)
+        .collect()
+}
+
+/// Seeded data for every binding of `op`: f32 bindings uniform in [-1, 1) (read-write ones too,
+/// so that accumulating kernels are seen to add to what is there and overwriting ones to
+/// ignore it; Adam's v in [0, 1)), u32 bindings valid ids, the AdamW uniform a plausible step.
+pub fn random_inputs(op: &Op, seed: u64) -> Vec<Data> {
+    let bound = match *op {
+        Op::EmbeddingFwd { vocab, .. }
+        | Op::EmbeddingBwd { vocab, .. }
+        | Op::CrossEntropy { vocab, .. } => vocab,
+        _ => 1,
+    };
+    op.bindings()
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            let s = seed.wrapping_mul(1000).wrapping_add(i as u64);
+            match (spec.access, spec.dtype) {
+                (Access::Uniform, _) => {
+                    let h = wgolf::ops::adamw::AdamHyper::at_step(0.01, 0.9, 0.95, 1e-8, 0.1, 1);
+                    Data::F32(bytemuck::cast_slice(&[h]).to_vec())
+                }
+                (_, DType::U32) => Data::U32(ids(s, spec.len, bound)),
+                // Adam's second moment is a running mean of squares: never negative.
+                (_, DType::F32) if matches!(op, Op::AdamW { .. }) && i == 2 => {
+                    Data::F32(uniform(s, spec.len, 0.0, 1.0))
+                }
+                (_, DType::F32) => Data::F32(uniform(s, spec.len, -1.0, 1.0)),
+            }
+        })
+        .collect()
+}
+
+/// Writes `inputs` (one per binding) into a single-op plan's executor.
+pub fn write_all(ex: &mut dyn Executor, inputs: &[Data]) {
+    for (i, d) in inputs.iter().enumerate() {
+        ex.write(i, d.host());
+    }
+}
+
+/// Reads back every read-write binding of `op`: `(binding index, values)`.
+pub fn read_outputs(ex: &mut dyn Executor, op: &Op) -> Vec<(usize, Vec<f32>)> {
+    op.bindings()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.access == Access::ReadWrite)
+        .map(|(i, _)| (i, ex.read(i)))
+        .collect()
+}
+
+/// The single-op plan of `op`, with the op's own check message on failure.
+pub fn plan_of(op: &Op) -> Plan {
+    Plan::single_op(*op).unwrap_or_else(|e| panic!("{}: {e}", op.kernel().label()))
+}
+
+/// A GPU executor for a single-op plan.
+pub fn gpu_executor(plan: &Plan) -> GpuExecutor {
+    GpuExecutor::new(gpu(), plan).unwrap_or_else(|e| panic!("GPU executor: {e}"))
+}
+
+/// Runs `op` once on the CPU reference from `inputs`; returns its read-write bindings.
+pub fn run_cpu(op: &Op, inputs: &[Data]) -> Vec<(usize, Vec<f32>)> {
+    let plan = plan_of(op);
+    let mut ex = CpuExecutor::new(&plan);
+    write_all(&mut ex, inputs);
+    ex.run(Phase::Forward, 0..1);
+    read_outputs(&mut ex, op)
+}
+
+/// Runs `op` once on the GPU from `inputs`; returns its read-write bindings.
+pub fn run_gpu(op: &Op, inputs: &[Data]) -> Vec<(usize, Vec<f32>)> {
+    let plan = plan_of(op);
+    let mut ex = gpu_executor(&plan);
+    write_all(&mut ex, inputs);
+    ex.run(Phase::Forward, 0..1);
+    read_outputs(&mut ex, op)
+}
+
+/// Panics, naming `what`, the first element where `got` and `want` differ beyond `tol`.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} values, expected {}",
+        got.len(),
+        want.len()
+    );
+    if let Some((i, g, w)) = first_mismatch(got, want, tol) {
+        panic!(
+            "{what}: element {i} of {}: got {g}, want {w} (diff {:e}, tolerance atol {:e} + rtol {:e} * |want|)",
+            got.len(),
+            (g - w).abs(),
+            tol.atol,
+            tol.rtol
+        );
+    }
+}
+
+/// Runs `op` on the GPU and on its CPU reference from the same `inputs` and checks that
+/// every read-write binding agrees within `tol`. The message names the kernel (its label),
+/// the binding, the element and both values.
+pub fn check_gpu_vs_cpu(op: &Op, inputs: &[Data], tol: Tolerance) {
+    let want = run_cpu(op, inputs);
+    let got = run_gpu(op, inputs);
+    for ((b, g), (_, w)) in got.iter().zip(&want) {
+        assert_close(
+            &format!("{} binding {b} (gpu vs cpu)", op.kernel().label()),
+            g,
+            w,
+            tol,
+        );
+    }
+}
+
+/// Renders values rounded to 4 significant digits, `per_line` to a line (for snapshots).
+pub fn render(values: &[f32], per_line: usize) -> String {
+    values
+        .chunks(per_line.max(1))
+        .map(|row| row.iter().map(|&v| sig4(v)).collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `v` rounded to 4 significant digits, trailing zeros dropped (`0.36`, `-1.248`, `1.5e-7`).
+pub fn sig4(v: f32) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    // Scientific notation does the rounding to 4 significant digits, carries included.
+    let sci = format!("{:.3e}", v);
+    let (mantissa, exp) = sci.split_once('e').expect("scientific notation");
+    let exp: i32 = exp.parse().expect("an exponent");
+    if !(-4..6).contains(&exp) {
+        let mantissa = mantissa.trim_end_matches('0').trim_end_matches('.');
+        return format!("{mantissa}e{exp}");
+    }
+    let rounded: f64 = sci.parse().expect("a number");
+    let s = format!("{:.*}", (3 - exp).max(0) as usize, rounded);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// The number of [`Op`] variants; [`variant`] is an exhaustive match, so adding a variant
+/// without updating the tests fails to compile here.
+pub const OP_VARIANTS: usize = 22;
+
+/// The index of `op`'s variant (exhaustive: a new variant must be added here and to
+/// [`one_of_each_op`]).
+pub fn variant(op: &Op) -> usize {
+    match op {
+        Op::EmbeddingFwd { .. } => 0,
+        Op::EmbeddingBwd { .. } => 1,
+        Op::RmsNormFwd { .. } => 2,
+        Op::RmsNormBwd { .. } => 3,
+        Op::Matmul { .. } => 4,
+        Op::Rope { .. } => 5,
+        Op::AttentionFwd(_) => 6,
+        Op::AttentionBwdQ(_) => 7,
+        Op::AttentionBwdKv(_) => 8,
+        Op::Relu2Fwd { .. } => 9,
+        Op::Relu2Bwd { .. } => 10,
+        Op::ScaleFwd { .. } => 11,
+        Op::ScaleBwd { .. } => 12,
+        Op::ScaledAddFwd { .. } => 13,
+        Op::ScaledAddBwd { .. } => 14,
+        Op::MixFwd { .. } => 15,
+        Op::MixBwd { .. } => 16,
+        Op::AddInto { .. } => 17,
+        Op::ChannelDot { .. } => 18,
+        Op::CrossEntropy { .. } => 19,
+        Op::SumRows { .. } => 20,
+        Op::AdamW { .. } => 21,
+    }
+}
+
+/// One op of every variant (of every matmul layout), on small ragged shapes.
+pub fn one_of_each_op() -> Vec<Op> {
+    use wgolf::ops::attention::AttnShape;
+    use wgolf::ops::elementwise::Channels;
+    use wgolf::ops::matmul::Layout;
+    let attn = AttnShape {
+        batch: 2,
+        seq: 5,
+        heads: 4,
+        kv_heads: 2,
+        head_dim: 6,
+    };
+    let ch = Channels {
+        group: 3,
+        channels: 5,
+        offset: 2,
+    };
+    vec![
+        Op::EmbeddingFwd {
+            tokens: 9,
+            dim: 5,
+            vocab: 11,
+        },
+        Op::EmbeddingBwd {
+            tokens: 9,
+            dim: 5,
+            vocab: 11,
+        },
+        Op::RmsNormFwd {
+            rows: 7,
+            dim: 9,
+            eps: wgolf::ops::rmsnorm::RMS_EPS,
+        },
+        Op::RmsNormBwd { rows: 7, dim: 9 },
+        Op::Matmul {
+            m: 5,
+            n: 7,
+            k: 3,
+            layout: Layout::Nt,
+            accumulate: false,
+        },
+        Op::Matmul {
+            m: 5,
+            n: 7,
+            k: 3,
+            layout: Layout::Nn,
+            accumulate: true,
+        },
+        Op::Matmul {
+            m: 5,
+            n: 7,
+            k: 3,
+            layout: Layout::Tn,
+            accumulate: true,
+        },
+        Op::Rope {
+            rows: 7,
+            heads: 3,
+            head_dim: 6,
+            seq_len: 4,
+            inverse: false,
+        },
+        Op::Rope {
+            rows: 7,
+            heads: 3,
+            head_dim: 6,
+            seq_len: 4,
+            inverse: true,
+        },
+        Op::AttentionFwd(attn),
+        Op::AttentionBwdQ(attn),
+        Op::AttentionBwdKv(attn),
+        Op::Relu2Fwd { count: 77 },
+        Op::Relu2Bwd { count: 77 },
+        Op::ScaleFwd {
+            count: 75,
+            ch,
+            s_len: 8,
+        },
+        Op::ScaleBwd {
+            count: 75,
+            ch,
+            s_len: 8,
+        },
+        Op::ScaledAddFwd {
+            count: 75,
+            ch,
+            s_len: 8,
+        },
+        Op::ScaledAddBwd {
+            count: 75,
+            ch,
+            s_len: 8,
+        },
+        Op::MixFwd {
+            count: 75,
+            ch: Channels {
+                group: 1,
+                channels: 5,
+                offset: 0,
+            },
+        },
+        Op::MixBwd {
+            count: 75,
+            ch: Channels {
+                group: 1,
+                channels: 5,
+                offset: 0,
+            },
+        },
+        Op::AddInto { count: 77 },
+        Op::ChannelDot {
+            count: 75,
+            ch,
+            out_len: 9,
+        },
+        Op::CrossEntropy {
+            rows: 3,
+            vocab: 13,
+            softcap: 30.0,
+            grad_scale: 0.25,
+            write_grad: true,
+        },
+        Op::CrossEntropy {
+            rows: 3,
+            vocab: 13,
+            softcap: 30.0,
+            grad_scale: 0.25,
+            write_grad: false,
+        },
+        Op::SumRows {
+            count: 300,
+            scale: 0.5,
+        },
+        Op::AdamW { count: 77 },
+    ]
+}

@@ -1,0 +1,386 @@
+//! Every analytic backward of the CPU reference against central finite differences of its
+//! forward, in f64.
+//!
+//! Each check builds a scalar objective `L = sum(w * forward(x))` with fixed random weights
+//! `w` (so the output gradient fed to the backward is `w`), differentiates `L` numerically in
+//! every input coordinate, and compares with the backward's result. Backwards accumulate, so
+//! each one starts from random (nonzero) gradient buffers and the check reads the increment.
+//! The comparison uses `tolerance(Check::FiniteDiff)`.
+
+mod common;
+
+use common::{ids, uniform_f64};
+use wgolf::ops::attention::{attention_bwd_kv, attention_bwd_q, attention_fwd, AttnShape};
+use wgolf::ops::cross_entropy::cross_entropy;
+use wgolf::ops::elementwise::{
+    add_into, channel_dot, mix_bwd, mix_fwd, relu2_bwd, relu2_fwd, scale_bwd, scale_fwd,
+    scaled_add_bwd, scaled_add_fwd, Channels,
+};
+use wgolf::ops::embedding::{embedding_bwd, embedding_fwd};
+use wgolf::ops::matmul::{matmul, Layout};
+use wgolf::ops::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd, RMS_EPS};
+use wgolf::ops::rope::{rope, rope_table};
+use wgolf::tolerance::{first_mismatch, tolerance, Check};
+
+/// `sum(w * y)`.
+fn weighted(w: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(w.len(), y.len());
+    w.iter().zip(y).map(|(a, b)| a * b).sum()
+}
+
+/// Central differences of `f` at `x` in every coordinate, with a step of 1e-6 relative to the
+/// coordinate (f64 rounding then costs ~1e-10, truncation ~1e-12).
+fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut xp = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let h = 1e-6 * x[i].abs().max(1.0);
+            let (hi, lo) = (x[i] + h, x[i] - h);
+            xp[i] = hi;
+            let fp = f(&xp);
+            xp[i] = lo;
+            let fm = f(&xp);
+            xp[i] = x[i];
+            // The step actually taken, after rounding of x +- h.
+            (fp - fm) / (hi - lo)
+        })
+        .collect()
+}
+
+/// Runs an accumulating backward from a random gradient buffer of `n` values and returns
+/// what it added (so that overwriting instead of accumulating is caught).
+fn increment(n: usize, seed: u64, backward: impl FnOnce(&mut [f64])) -> Vec<f64> {
+    let init = uniform_f64(seed, n, -1.0, 1.0);
+    let mut buf = init.clone();
+    backward(&mut buf);
+    buf.iter().zip(&init).map(|(b, i)| b - i).collect()
+}
+
+/// Compares an analytic gradient with the numeric one of `f` at `x`.
+fn check(what: &str, analytic: &[f64], x: &[f64], f: impl Fn(&[f64]) -> f64) {
+    let numeric = numeric_grad(x, f);
+    assert_eq!(analytic.len(), numeric.len(), "{what}: gradient length");
+    let got: Vec<f32> = analytic.iter().map(|&v| v as f32).collect();
+    let want: Vec<f32> = numeric.iter().map(|&v| v as f32).collect();
+    let tol = tolerance(Check::FiniteDiff);
+    if let Some((i, g, w)) = first_mismatch(&got, &want, tol) {
+        panic!(
+            "{what}: analytic gradient [{i}] = {g:e}, finite differences give {w:e} \
+             (analytic {:e}, numeric {:e}, tolerance {tol:?})",
+            analytic[i], numeric[i]
+        );
+    }
+    // Guard against a vacuous pass: the gradient must not be all zeros.
+    assert!(
+        analytic.iter().any(|&v| v.abs() > 1e-3),
+        "{what}: the gradient is (nearly) zero everywhere"
+    );
+}
+
+#[test]
+fn embedding_bwd_is_the_gradient_of_the_table() {
+    let (vocab, dim) = (6, 3);
+    // Repeated ids (2 three times), and ids 1, 3 never used (zero gradient rows).
+    let tok = [2u32, 0, 2, 4, 2, 5];
+    let table = uniform_f64(1, vocab * dim, -1.0, 1.0);
+    let w = uniform_f64(2, tok.len() * dim, -1.0, 1.0);
+    let f = |table: &[f64]| {
+        let mut out = vec![0.0; tok.len() * dim];
+        embedding_fwd(&mut out, table, &tok, dim);
+        weighted(&w, &out)
+    };
+    let dtable = increment(vocab * dim, 3, |d| embedding_bwd(d, &w, &tok, dim));
+    check("embedding_bwd dtable", &dtable, &table, f);
+    // Also with random ids over a larger vocabulary.
+    let tok = ids(4, 20, 9);
+    let table = uniform_f64(5, 9 * dim, -1.0, 1.0);
+    let w = uniform_f64(6, 20 * dim, -1.0, 1.0);
+    let f = |table: &[f64]| {
+        let mut out = vec![0.0; 20 * dim];
+        embedding_fwd(&mut out, table, &tok, dim);
+        weighted(&w, &out)
+    };
+    let dtable = increment(9 * dim, 7, |d| embedding_bwd(d, &w, &tok, dim));
+    check("embedding_bwd dtable (random ids)", &dtable, &table, f);
+}
+
+#[test]
+fn rmsnorm_bwd_is_the_gradient_of_rmsnorm() {
+    let (rows, dim) = (4, 5);
+    let mut x = uniform_f64(10, rows * dim, -2.0, 2.0);
+    // One row with a tiny scale, where eps matters.
+    for v in &mut x[dim..2 * dim] {
+        *v *= 1e-3;
+    }
+    let w = uniform_f64(11, rows * dim, -1.0, 1.0);
+    let fwd = |x: &[f64]| {
+        let (mut y, mut rstd) = (vec![0.0; rows * dim], vec![0.0; rows]);
+        rmsnorm_fwd(&mut y, &mut rstd, x, dim, RMS_EPS);
+        (y, rstd)
+    };
+    let (y, rstd) = fwd(&x);
+    let dx = increment(rows * dim, 12, |d| rmsnorm_bwd(d, &w, &y, &rstd, dim));
+    check("rmsnorm_bwd dx", &dx, &x, |x| weighted(&w, &fwd(x).0));
+}
+
+#[test]
+fn matmul_gradients_of_an_nt_product_are_the_nn_and_tn_products() {
+    // C[M,N] = A[M,K] . B[N,K]^T (a linear layer's forward, y = x W^T).
+    let (m, n, k) = (3, 4, 5);
+    let a = uniform_f64(20, m * k, -1.0, 1.0);
+    let b = uniform_f64(21, n * k, -1.0, 1.0);
+    let w = uniform_f64(22, m * n, -1.0, 1.0);
+    let fwd = |a: &[f64], b: &[f64]| {
+        let mut c = vec![0.0; m * n];
+        matmul(&mut c, a, b, m, n, k, Layout::Nt, false);
+        weighted(&w, &c)
+    };
+    // dA = dC . B: Nn with (m, n, k) = (M, K, N), as the model's input gradients.
+    let da = increment(m * k, 23, |d| matmul(d, &w, &b, m, k, n, Layout::Nn, true));
+    check("matmul dA = dC . B (nn)", &da, &a, |a| fwd(a, &b));
+    // dB = dC^T . A: Tn with (m, n, k) = (N, K, M), as the model's weight gradients.
+    let db = increment(n * k, 24, |d| matmul(d, &w, &a, n, k, m, Layout::Tn, true));
+    check("matmul dB = dC^T . A (tn)", &db, &b, |b| fwd(&a, b));
+}
+
+#[test]
+fn rope_inverse_is_the_gradient_of_rope() {
+    let (rows, heads, hd, seq) = (5, 2, 6, 3); // rows wrap around the positions
+    let table = rope_table(seq, hd, 10000.0);
+    let x = uniform_f64(30, rows * heads * hd, -1.0, 1.0);
+    let w = uniform_f64(31, rows * heads * hd, -1.0, 1.0);
+    let f = |x: &[f64]| {
+        let mut y = vec![0.0; x.len()];
+        rope(&mut y, x, &table, heads, hd, seq, false);
+        weighted(&w, &y)
+    };
+    let dx = increment(x.len(), 32, |d| rope(d, &w, &table, heads, hd, seq, true));
+    check("rope inverse dx", &dx, &x, f);
+}
+
+#[test]
+fn attention_bwd_q_and_kv_are_the_gradients_of_attention() {
+    for s in [
+        AttnShape {
+            batch: 2,
+            seq: 5,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 4,
+        },
+        AttnShape {
+            batch: 1,
+            seq: 3,
+            heads: 2,
+            kv_heads: 2,
+            head_dim: 2,
+        },
+        AttnShape {
+            batch: 1,
+            seq: 4,
+            heads: 3,
+            kv_heads: 1,
+            head_dim: 6,
+        },
+    ] {
+        let rows = s.batch * s.seq;
+        let (nq, nkv, nl) = (
+            rows * s.heads * s.head_dim,
+            rows * s.kv_heads * s.head_dim,
+            s.batch * s.heads * s.seq,
+        );
+        // Scores of order 1 so that the softmax is neither flat nor one-hot.
+        let q = uniform_f64(40, nq, -1.5, 1.5);
+        let k = uniform_f64(41, nkv, -1.5, 1.5);
+        let v = uniform_f64(42, nkv, -1.0, 1.0);
+        let w = uniform_f64(43, nq, -1.0, 1.0);
+        let fwd = |q: &[f64], k: &[f64], v: &[f64]| {
+            let (mut out, mut lse) = (vec![0.0; nq], vec![0.0; nl]);
+            attention_fwd(&mut out, &mut lse, q, k, v, s);
+            (out, lse)
+        };
+        let (out, lse) = fwd(&q, &k, &v);
+        let mut delta = vec![0.0; nl];
+        let dq = increment(nq, 44, |d| {
+            attention_bwd_q(d, &mut delta, &w, &out, &q, &k, &v, &lse, s)
+        });
+        // delta_t = dout_t . out_t per (b, h, t).
+        for b in 0..s.batch {
+            for h in 0..s.heads {
+                for t in 0..s.seq {
+                    let o = ((b * s.seq + t) * s.heads + h) * s.head_dim;
+                    let want = weighted(&w[o..o + s.head_dim], &out[o..o + s.head_dim]);
+                    let got = delta[(b * s.heads + h) * s.seq + t];
+                    assert!(
+                        (got - want).abs() < 1e-12,
+                        "{s:?}: delta[{b},{h},{t}] = {got}, want {want}"
+                    );
+                }
+            }
+        }
+        let mut dv = Vec::new();
+        let dk = increment(nkv, 45, |dk_buf| {
+            dv = increment(nkv, 46, |dv_buf| {
+                attention_bwd_kv(dk_buf, dv_buf, &w, &q, &k, &v, &lse, &delta, s)
+            });
+        });
+        check(&format!("attention dq {s:?}"), &dq, &q, |q| {
+            weighted(&w, &fwd(q, &k, &v).0)
+        });
+        check(&format!("attention dk {s:?}"), &dk, &k, |k| {
+            weighted(&w, &fwd(&q, k, &v).0)
+        });
+        check(&format!("attention dv {s:?}"), &dv, &v, |v| {
+            weighted(&w, &fwd(&q, &k, v).0)
+        });
+    }
+}
+
+#[test]
+fn relu2_bwd_is_the_gradient_of_relu2() {
+    // Keep away from the kink at 0, where the second derivative jumps.
+    let x: Vec<f64> = uniform_f64(50, 40, -2.0, 2.0)
+        .into_iter()
+        .map(|v| if v.abs() < 0.05 { v + 0.1 } else { v })
+        .collect();
+    assert!(x.iter().any(|&v| v < 0.0) && x.iter().any(|&v| v > 0.0));
+    let w = uniform_f64(51, 40, -1.0, 1.0);
+    let f = |x: &[f64]| {
+        let mut y = vec![0.0; x.len()];
+        relu2_fwd(&mut y, x);
+        weighted(&w, &y)
+    };
+    let dx = increment(40, 52, |d| relu2_bwd(d, &w, &x));
+    check("relu2_bwd dx", &dx, &x, f);
+}
+
+#[test]
+fn scale_bwd_and_channel_dot_are_the_gradients_of_scale() {
+    // Per head (q_gain: 3 heads x head_dim 2, 4 rows) and per channel from a row at an offset.
+    for (ch, count, s_len) in [
+        (Channels::per_head(3, 2), 24, 3),
+        (Channels::per_channel(4, 1), 12, 8),
+    ] {
+        let x = uniform_f64(60, count, -1.0, 1.0);
+        let s = uniform_f64(61, s_len, 0.5, 2.0);
+        let w = uniform_f64(62, count, -1.0, 1.0);
+        let fwd = |x: &[f64], s: &[f64]| {
+            let mut y = vec![0.0; count];
+            scale_fwd(&mut y, x, s, ch);
+            weighted(&w, &y)
+        };
+        let dx = increment(count, 63, |d| scale_bwd(d, &w, &s, ch));
+        check(&format!("scale_bwd dx {ch:?}"), &dx, &x, |x| fwd(x, &s));
+        let ds = increment(s_len, 64, |d| channel_dot(d, &w, &x, ch));
+        check(&format!("channel_dot d gain {ch:?}"), &ds, &s, |s| {
+            fwd(&x, s)
+        });
+    }
+}
+
+#[test]
+fn scaled_add_bwd_and_channel_dot_are_the_gradients_of_scaled_add() {
+    // skip_weights [2, 4], row 1; rows of 4 channels, 3 rows.
+    let (ch, count, s_len) = (Channels::per_channel(4, 1), 12, 8);
+    let a = uniform_f64(70, count, -1.0, 1.0);
+    let b = uniform_f64(71, count, -1.0, 1.0);
+    let s = uniform_f64(72, s_len, 0.5, 2.0);
+    let w = uniform_f64(73, count, -1.0, 1.0);
+    let fwd = |a: &[f64], b: &[f64], s: &[f64]| {
+        let mut out = vec![0.0; count];
+        scaled_add_fwd(&mut out, a, b, s, ch);
+        weighted(&w, &out)
+    };
+    let mut db = Vec::new();
+    let da = increment(count, 74, |da| {
+        db = increment(count, 75, |db| scaled_add_bwd(da, db, &w, &s, ch))
+    });
+    check("scaled_add_bwd da", &da, &a, |a| fwd(a, &b, &s));
+    check("scaled_add_bwd db", &db, &b, |b| fwd(&a, b, &s));
+    let ds = increment(s_len, 76, |d| channel_dot(d, &w, &b, ch));
+    check("channel_dot d skip_weights", &ds, &s, |s| fwd(&a, &b, s));
+}
+
+#[test]
+fn mix_bwd_and_channel_dot_are_the_gradients_of_mix() {
+    let (dim, rows) = (4, 3);
+    let count = dim * rows;
+    let a = uniform_f64(80, count, -1.0, 1.0);
+    let b = uniform_f64(81, count, -1.0, 1.0);
+    let mix = uniform_f64(82, 2 * dim, -1.5, 1.5);
+    let w = uniform_f64(83, count, -1.0, 1.0);
+    let ch = Channels::per_channel(dim, 0);
+    let fwd = |a: &[f64], b: &[f64], mix: &[f64]| {
+        let mut out = vec![0.0; count];
+        mix_fwd(&mut out, a, b, mix, ch);
+        weighted(&w, &out)
+    };
+    let mut db = Vec::new();
+    let da = increment(count, 84, |da| {
+        db = increment(count, 85, |db| mix_bwd(da, db, &w, &mix, ch))
+    });
+    check("mix_bwd da", &da, &a, |a| fwd(a, &b, &mix));
+    check("mix_bwd db", &db, &b, |b| fwd(&a, b, &mix));
+    // Both rows of the [2, dim] mix, as the model computes them: row 0 from a, row 1 from b.
+    let dmix = increment(2 * dim, 86, |d| {
+        channel_dot(d, &w, &a, Channels::per_channel(dim, 0));
+        channel_dot(d, &w, &b, Channels::per_channel(dim, 1));
+    });
+    check("channel_dot d resid_mix (both rows)", &dmix, &mix, |mix| {
+        fwd(&a, &b, mix)
+    });
+}
+
+#[test]
+fn add_into_sums_the_gradients_of_a_tensor_read_twice() {
+    // The first U-Net skip reads one tensor x as both inputs of out = x + s * x. The backward
+    // writes the two gradients to separate buffers and add_into sums them.
+    let (ch, count) = (Channels::per_channel(3, 0), 9);
+    let x = uniform_f64(90, count, -1.0, 1.0);
+    let s = uniform_f64(91, 3, 0.5, 2.0);
+    let w = uniform_f64(92, count, -1.0, 1.0);
+    let f = |x: &[f64]| {
+        let mut out = vec![0.0; count];
+        scaled_add_fwd(&mut out, x, x, &s, ch);
+        weighted(&w, &out)
+    };
+    let dx = increment(count, 93, |dx| {
+        let mut dsrc = vec![0.0; count];
+        scaled_add_bwd(dx, &mut dsrc, &w, &s, ch);
+        add_into(dx, &dsrc);
+    });
+    check("scaled_add_bwd + add_into dx", &dx, &x, f);
+}
+
+#[test]
+fn cross_entropy_gradient_with_softcap_and_grad_scale() {
+    let (rows, vocab) = (3, 7);
+    let (softcap, grad_scale) = (2.0, 0.37);
+    // Logits beyond the cap, so that the tanh factor matters.
+    let logits = uniform_f64(100, rows * vocab, -4.0, 4.0);
+    let targets = [0u32, 6, 3];
+    let f = |l: &[f64]| {
+        let mut loss = vec![0.0; rows];
+        cross_entropy(None, &mut loss, l, &targets, vocab, softcap, grad_scale);
+        grad_scale * loss.iter().sum::<f64>()
+    };
+    // The gradient overwrites its buffer (it is the first write of dlogits).
+    let mut dl = uniform_f64(101, rows * vocab, -1.0, 1.0);
+    let mut loss = vec![0.0; rows];
+    cross_entropy(
+        Some(&mut dl),
+        &mut loss,
+        &logits,
+        &targets,
+        vocab,
+        softcap,
+        grad_scale,
+    );
+    check("cross_entropy dlogits", &dl, &logits, f);
+    // The loss rows are the same with and without the gradient.
+    let mut loss2 = vec![0.0; rows];
+    cross_entropy(
+        None, &mut loss2, &logits, &targets, vocab, softcap, grad_scale,
+    );
+    assert_eq!(loss, loss2);
+}

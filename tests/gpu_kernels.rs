@@ -1,0 +1,352 @@
+//! Every GPU kernel against its CPU reference, on fixed lists of shapes including ragged ones
+//! (sizes that are not multiples of the 4-wide register blocks, the 32x32 matmul tiles or
+//! the 64-wide workgroups), from the same seeded inputs on both executors.
+//!
+//! Read-write bindings start from random values, so an accumulating kernel must add to them
+//! and an overwriting one must ignore them. Comparisons use `tolerance(Check::KernelF32)`
+//! (`Check::Optimizer` for AdamW); a failure names the kernel label, the binding, the element
+//! and both values. Without a GPU adapter these tests fail with the context's message.
+
+mod common;
+
+use common::{check_gpu_vs_cpu, ids, random_inputs, uniform, Data};
+use wgolf::exec::cpu::CpuExecutor;
+use wgolf::exec::Executor;
+use wgolf::ops::adamw::AdamHyper;
+use wgolf::ops::attention::{attention_bwd_q, attention_fwd, AttnShape};
+use wgolf::ops::elementwise::Channels;
+use wgolf::ops::matmul::Layout;
+use wgolf::ops::rmsnorm::{rmsnorm_fwd, RMS_EPS};
+use wgolf::ops::rope::rope_table;
+use wgolf::plan::{Op, Phase};
+use wgolf::tolerance::{tolerance, Check};
+
+fn kernel_tol() -> wgolf::tolerance::Tolerance {
+    tolerance(Check::KernelF32)
+}
+
+/// Runs `op` on both executors from random inputs (seeded by `seed`) and compares.
+fn check_random(op: Op, seed: u64) {
+    check_gpu_vs_cpu(&op, &random_inputs(&op, seed), kernel_tol());
+}
+
+#[test]
+fn every_op_variant_on_small_ragged_shapes() {
+    for (i, op) in common::one_of_each_op().into_iter().enumerate() {
+        check_random(op, 1000 + i as u64);
+    }
+}
+
+#[test]
+fn matmul_all_layouts_ragged_shapes() {
+    for (m, n, k) in [(1, 1, 1), (5, 7, 3), (33, 17, 65), (64, 96, 48)] {
+        for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
+            for accumulate in [false, true] {
+                check_random(
+                    Op::Matmul {
+                        m,
+                        n,
+                        k,
+                        layout,
+                        accumulate,
+                    },
+                    (m * 1000 + n * 10 + k) as u64,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn embedding_fwd_and_bwd() {
+    for (tokens, dim, vocab) in [(1, 1, 1), (9, 5, 11), (130, 70, 1024), (257, 3, 4)] {
+        // (257, 3, 4): every id repeats many times in the scatter-add.
+        check_random(Op::EmbeddingFwd { tokens, dim, vocab }, tokens as u64);
+        check_random(Op::EmbeddingBwd { tokens, dim, vocab }, tokens as u64 + 1);
+    }
+}
+
+#[test]
+fn rmsnorm_fwd_and_bwd() {
+    for (rows, dim) in [(1, 16), (7, 9), (130, 64), (3, 1)] {
+        check_random(
+            Op::RmsNormFwd {
+                rows,
+                dim,
+                eps: RMS_EPS,
+            },
+            rows as u64,
+        );
+        // The backward from a consistent forward (y, rstd of a real x).
+        let op = Op::RmsNormBwd { rows, dim };
+        let x = uniform(rows as u64 + 1, rows * dim, -2.0, 2.0);
+        let (mut y, mut rstd) = (vec![0f32; rows * dim], vec![0f32; rows]);
+        rmsnorm_fwd(&mut y, &mut rstd, &x, dim, RMS_EPS);
+        let inputs = vec![
+            Data::F32(uniform(rows as u64 + 2, rows * dim, -1.0, 1.0)),
+            Data::F32(uniform(rows as u64 + 3, rows * dim, -1.0, 1.0)),
+            Data::F32(y),
+            Data::F32(rstd),
+        ];
+        check_gpu_vs_cpu(&op, &inputs, kernel_tol());
+    }
+}
+
+#[test]
+fn rope_fwd_and_inverse() {
+    for (rows, heads, head_dim, seq_len) in [(1, 1, 2, 1), (7, 3, 6, 4), (130, 4, 16, 64)] {
+        for inverse in [false, true] {
+            let op = Op::Rope {
+                rows,
+                heads,
+                head_dim,
+                seq_len,
+                inverse,
+            };
+            let mut inputs = random_inputs(&op, rows as u64);
+            inputs[2] = Data::F32(rope_table(seq_len, head_dim, 10000.0));
+            check_gpu_vs_cpu(&op, &inputs, kernel_tol());
+        }
+    }
+}
+
+/// Consistent inputs for the three attention kernels: `out`, `lse` from the CPU forward and
+/// `delta` from the CPU backward for q, so that the probabilities are real ones.
+fn attention_case(s: AttnShape, seed: u64) {
+    let rows = s.batch * s.seq;
+    let (nq, nkv, nl) = (
+        rows * s.heads * s.head_dim,
+        rows * s.kv_heads * s.head_dim,
+        s.batch * s.heads * s.seq,
+    );
+    let q = uniform(seed, nq, -1.0, 1.0);
+    let k = uniform(seed + 1, nkv, -1.0, 1.0);
+    let v = uniform(seed + 2, nkv, -1.0, 1.0);
+    let dout = uniform(seed + 3, nq, -1.0, 1.0);
+    let (mut out, mut lse) = (vec![0f32; nq], vec![0f32; nl]);
+    attention_fwd(&mut out, &mut lse, &q, &k, &v, s);
+    let (mut dq0, mut delta) = (vec![0f32; nq], vec![0f32; nl]);
+    attention_bwd_q(&mut dq0, &mut delta, &dout, &out, &q, &k, &v, &lse, s);
+    let init = |seed, n| Data::F32(uniform(seed, n, -1.0, 1.0));
+    let f = |v: &Vec<f32>| Data::F32(v.clone());
+    check_gpu_vs_cpu(
+        &Op::AttentionFwd(s),
+        &[init(seed + 4, nq), init(seed + 5, nl), f(&q), f(&k), f(&v)],
+        kernel_tol(),
+    );
+    check_gpu_vs_cpu(
+        &Op::AttentionBwdQ(s),
+        &[
+            init(seed + 6, nq),
+            init(seed + 7, nl),
+            f(&dout),
+            f(&out),
+            f(&q),
+            f(&k),
+            f(&v),
+            f(&lse),
+        ],
+        kernel_tol(),
+    );
+    check_gpu_vs_cpu(
+        &Op::AttentionBwdKv(s),
+        &[
+            init(seed + 8, nkv),
+            init(seed + 9, nkv),
+            f(&dout),
+            f(&q),
+            f(&k),
+            f(&v),
+            f(&lse),
+            f(&delta),
+        ],
+        kernel_tol(),
+    );
+}
+
+#[test]
+fn attention_fwd_bwd_q_bwd_kv() {
+    for (batch, seq, heads, kv_heads, head_dim) in [
+        (1, 1, 4, 2, 8),
+        (2, 7, 4, 2, 16),
+        (1, 7, 2, 2, 8),
+        (1, 33, 4, 2, 8),
+        (2, 33, 2, 2, 16),
+        (1, 33, 4, 1, 6),
+    ] {
+        attention_case(
+            AttnShape {
+                batch,
+                seq,
+                heads,
+                kv_heads,
+                head_dim,
+            },
+            (seq * 100 + heads * 10 + head_dim) as u64,
+        );
+    }
+}
+
+#[test]
+fn relu2_fwd_and_bwd() {
+    for count in [1, 63, 64, 65, 4097] {
+        check_random(Op::Relu2Fwd { count }, count as u64);
+        check_random(Op::Relu2Bwd { count }, count as u64 + 1);
+    }
+}
+
+#[test]
+fn more_than_65535_workgroups_fold_into_y() {
+    // 4,200,000 elements = 65,625 workgroups of 64: the grid is (65535, 2, 1), and the
+    // elements past 65535 * 64 = 4,194,240 are reached only through gid.y.
+    let count = 4_200_000;
+    assert_eq!(Op::Relu2Fwd { count }.kernel().workgroups, [65535, 2, 1]);
+    check_random(Op::Relu2Fwd { count }, 7);
+    check_random(Op::AddInto { count }, 8);
+}
+
+#[test]
+fn channel_scale_add_and_mix() {
+    let cases = [
+        // q_gain: 4 heads x head_dim 16, 7 rows.
+        (7 * 64, Channels::per_head(4, 16), 4),
+        // A skip_weights row at an offset: rows of 5 channels, row 1 of a [2, 5] parameter.
+        (13 * 5, Channels::per_channel(5, 1), 10),
+        // Group > 1 and offset > 0 together, ragged count.
+        (
+            3 * 15 * 3,
+            Channels {
+                group: 3,
+                channels: 5,
+                offset: 2,
+            },
+            8,
+        ),
+    ];
+    for (i, (count, ch, s_len)) in cases.into_iter().enumerate() {
+        let seed = 100 * i as u64;
+        check_random(Op::ScaleFwd { count, ch, s_len }, seed);
+        check_random(Op::ScaleBwd { count, ch, s_len }, seed + 1);
+        check_random(Op::ScaledAddFwd { count, ch, s_len }, seed + 2);
+        check_random(Op::ScaledAddBwd { count, ch, s_len }, seed + 3);
+        // The mix reads [2, channels] at offset 0.
+        let mix_ch = Channels { offset: 0, ..ch };
+        check_random(Op::MixFwd { count, ch: mix_ch }, seed + 4);
+        check_random(Op::MixBwd { count, ch: mix_ch }, seed + 5);
+    }
+}
+
+#[test]
+fn add_into() {
+    for count in [1, 77, 1000] {
+        check_random(Op::AddInto { count }, count as u64);
+    }
+}
+
+#[test]
+fn channel_dot_groups_offsets_and_long_channels() {
+    for (rows, ch, out_len) in [
+        // One row: fewer elements per channel than lanes.
+        (1, Channels::per_channel(64, 0), 64),
+        // 130 rows of a per-channel parameter at row 1 of [2, 64] (130 > 64 lanes per channel).
+        (130, Channels::per_channel(64, 1), 128),
+        // Per head, group 16 (q_gain), 33 rows.
+        (33, Channels::per_head(4, 16), 4),
+        // Group 3, 5 channels at offset 2, 67 rows: 201 elements per channel.
+        (
+            67,
+            Channels {
+                group: 3,
+                channels: 5,
+                offset: 2,
+            },
+            9,
+        ),
+    ] {
+        let count = rows * ch.group * ch.channels;
+        check_random(Op::ChannelDot { count, ch, out_len }, rows as u64);
+    }
+}
+
+#[test]
+fn cross_entropy_rows_and_gradients() {
+    for (rows, vocab, softcap, logit_scale) in [
+        (3, 1024, 30.0, 1.0),
+        (70, 13, 30.0, 1.0),
+        (5, 50, 2.0, 8.0),
+        (1, 1, 30.0, 1.0),
+    ] {
+        for write_grad in [true, false] {
+            let op = Op::CrossEntropy {
+                rows,
+                vocab,
+                softcap,
+                grad_scale: 1.0 / 300.0,
+                write_grad,
+            };
+            let mut inputs = random_inputs(&op, rows as u64);
+            // Logits beyond the softcap in one case, so the tanh matters.
+            inputs[2] = Data::F32(uniform(
+                rows as u64 + 9,
+                rows * vocab,
+                -logit_scale,
+                logit_scale,
+            ));
+            inputs[3] = Data::U32(ids(rows as u64 + 10, rows, vocab));
+            check_gpu_vs_cpu(&op, &inputs, kernel_tol());
+        }
+    }
+}
+
+#[test]
+fn sum_rows_totals() {
+    for (count, scale) in [
+        (1, 1.0),
+        (256, 0.5),
+        (257, 1.0 / 257.0),
+        (1000, 1.0 / 1000.0),
+    ] {
+        let op = Op::SumRows { count, scale };
+        let mut inputs = random_inputs(&op, count as u64);
+        // Loss rows are positive, around ln(vocab).
+        inputs[1] = Data::F32(uniform(count as u64 + 1, count, 0.0, 7.0));
+        check_gpu_vs_cpu(&op, &inputs, kernel_tol());
+    }
+}
+
+#[test]
+fn adamw_three_steps_with_changing_hyperparameters() {
+    let count = 1003;
+    let op = Op::AdamW { count };
+    let plan = common::plan_of(&op);
+    let mut cpu = CpuExecutor::new(&plan);
+    let mut gpu = common::gpu_executor(&plan);
+    let p0 = Data::F32(uniform(1, count, -1.0, 1.0));
+    for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
+        ex.write(0, p0.host());
+        // Moments start at zero (the executors allocate zeroed tensors; be explicit).
+        ex.clear(&[1, 2]);
+    }
+    let tol = tolerance(Check::Optimizer);
+    for (step, lr, wd) in [(1u32, 0.02f32, 0.0f32), (2, 0.01, 0.1), (3, 0.005, 0.5)] {
+        let h = AdamHyper::at_step(lr, 0.9, 0.95, 1e-8, wd, step);
+        let hyper: Vec<f32> = bytemuck::cast_slice(&[h]).to_vec();
+        // A new gradient every step, with a few tiny ones where eps matters.
+        let mut g = uniform(10 + step as u64, count, -1.0, 1.0);
+        for v in g.iter_mut().step_by(97) {
+            *v *= 1e-6;
+        }
+        for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
+            ex.write(3, Data::F32(g.clone()).host());
+            ex.write(4, Data::F32(hyper.clone()).host());
+            ex.run(Phase::Forward, 0..1);
+        }
+        for (b, name) in [(0, "p"), (1, "m"), (2, "v")] {
+            let what = format!(
+                "{} step {step} binding {b} ({name}, gpu vs cpu)",
+                op.kernel().label()
+            );
+            common::assert_close(&what, &gpu.read(b), &cpu.read(b), tol);
+        }
+    }
+}
