@@ -14,6 +14,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("embedding", include_str!("../shaders/embedding.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
+    ("matmul_coop", include_str!("../shaders/matmul_coop.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("relu2", include_str!("../shaders/relu2.wgsl")),
     ("rmsnorm", include_str!("../shaders/rmsnorm.wgsl")),

@@ -4,8 +4,10 @@
 //!
 //! Read-write bindings start from random values, so an accumulating kernel must add to them
 //! and an overwriting one must ignore them. Comparisons use `tolerance(Check::KernelF32)`
-//! (`Check::Optimizer` for AdamW); a failure names the kernel label, the binding, the element
-//! and both values. Without a GPU adapter these tests fail with the context's message.
+//! (`Check::Optimizer` for AdamW; `Check::KernelF16` where the adapter replaces a kernel by an
+//! f16 cooperative-matrix one, see `src/gpu/coop.rs`); a failure names the kernel that ran
+//! (its label), the binding, the element and both values. Without a GPU adapter these tests
+//! fail with the context's message.
 
 mod common;
 

@@ -2,9 +2,10 @@
 //! of what the kernels compute on inputs small enough to read, which catches any change of
 //! semantics (layout, sign convention, scaling) even where the CPU reference changed with it.
 //!
-//! Inputs are multiples of 0.01 so the snapshot shows them exactly. To accept a deliberate
-//! change: `INSTA_UPDATE=always cargo test --test gpu_snapshots`, then review the diff of
-//! `tests/snapshots/`.
+//! Inputs are multiples of 0.01 (of 0.25 for the matmul) so the snapshot shows them exactly.
+//! To accept a deliberate change: `INSTA_UPDATE=always cargo test --test gpu_snapshots`, then
+//! review the diff of `tests/snapshots/` (`cargo insta` is not needed). With `CI=true` a
+//! missing snapshot is a failure.
 
 mod common;
 
@@ -37,9 +38,17 @@ fn block(title: &str, values: &[f32], per_line: usize) -> String {
 
 #[test]
 fn matmul_nt_4x5x3() {
+    // Quarters: exact in f16 as well, so that the products and sums are exact on every
+    // device, including those where the matmul runs on f16 cooperative matrices.
     let (m, n, k) = (4, 5, 3);
-    let a = inputs(1, m * k, -1.0, 1.0);
-    let b = inputs(2, n * k, -1.0, 1.0);
+    let quarters = |seed, len| -> Vec<f32> {
+        common::uniform(seed, len, -2.0, 2.0)
+            .into_iter()
+            .map(|v| (v * 4.0).round() / 4.0)
+            .collect()
+    };
+    let a = quarters(1, m * k);
+    let b = quarters(2, n * k);
     let out = gpu_run(
         Op::Matmul {
             m,

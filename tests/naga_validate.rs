@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use wgolf::config::Config;
 use wgolf::kernels::{validate_with_naga, SHADERS};
 use wgolf::model::build_plan;
-use wgolf::plan::{KernelCall, Plan};
+use wgolf::plan::{KernelCall, Op, Plan};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,10 +49,28 @@ fn plan_of(path: &Path) -> Plan {
     build_plan(&cfg).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// The kernels that can run `op`: its portable kernel, and the replacements a tensor-core
+/// GPU would run instead (src/gpu/coop.rs), for a typical such device (subgroups of 32,
+/// 1024 invocations per workgroup, 48 KiB of workgroup memory) and both tile sizes.
+fn kernels_of(op: &Op) -> Vec<KernelCall> {
+    use wgolf::gpu::coop;
+    let bounds = coop::DeviceBounds {
+        max_invocations: 1024,
+        max_workgroup_x: 1024,
+        max_workgroup_bytes: 48 << 10,
+        max_workgroups_per_dim: 65535,
+    };
+    let replacements = [16, 8]
+        .into_iter()
+        .filter_map(|tile| coop::choose(tile, 32, &bounds, op))
+        .filter_map(|p| coop::kernel(op, &p));
+    std::iter::once(op.kernel()).chain(replacements).collect()
+}
+
 /// The distinct kernel calls (shader, entry, constants) of every step of a plan, by label.
 fn calls(plan: &Plan) -> BTreeMap<String, KernelCall> {
     plan.all_steps()
-        .map(|(_, s)| s.op.kernel())
+        .flat_map(|(_, s)| kernels_of(&s.op))
         .map(|k| (format!("{}:{}", k.shader, k.label()), k))
         .collect()
 }
@@ -98,7 +116,9 @@ fn every_config_kernel_validates_with_its_overrides() {
 fn every_test_op_kernel_validates() {
     // The kernel tests' shapes (ragged, every variant) validate as well.
     for op in common::one_of_each_op() {
-        validate(&op.kernel(), &format!("{op:?}"));
+        for call in kernels_of(&op) {
+            validate(&call, &format!("{op:?}"));
+        }
     }
 }
 
@@ -119,7 +139,7 @@ fn one_of_each_op_covers_every_variant() {
 fn every_entry_point_is_used_by_some_op() {
     let used: BTreeSet<(&str, &str)> = common::one_of_each_op()
         .iter()
-        .map(|op| op.kernel())
+        .flat_map(kernels_of)
         .chain(
             configs()
                 .iter()

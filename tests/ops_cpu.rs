@@ -171,7 +171,8 @@ fn embedding_bwd_scatter_adds_repeated_ids() {
     let mut dtable = [100f32, 100., 0., 0., 0., 0.];
     let dout = [1f32, 2., 3., 4., 5., 6.];
     embedding_bwd(&mut dtable, &dout, &[2, 0, 2], 2);
-    // id 2 appears twice: rows 0 and 2 of dout are summed; id 0 accumulates onto 100; id 1 untouched.
+    // id 2 appears twice: rows 0 and 2 of dout are summed; id 0 accumulates onto 100;
+    // id 1 is untouched.
     assert_exact(&dtable, &[103., 104., 0., 0., 6., 8.]);
 }
 
@@ -228,7 +229,8 @@ fn rope_rotates_each_half_pair_by_the_table_angle() {
 fn rope_inverse_undoes_the_forward_and_accumulates() {
     let (seq, hd) = (5, 6);
     let table = rope_table(seq, hd, 10000.0);
-    let x: Vec<f32> = (0..3 * 2 * hd).map(|i| (i as f32 * 0.37).sin()).collect(); // 3 rows x 2 heads
+    // 3 rows x 2 heads.
+    let x: Vec<f32> = (0..3 * 2 * hd).map(|i| (i as f32 * 0.37).sin()).collect();
     let mut y = vec![0f32; x.len()];
     rope(&mut y, &x, &table, 2, hd, seq, false);
     let mut back = vec![1f32; x.len()];

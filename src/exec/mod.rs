@@ -23,6 +23,8 @@ pub trait Executor {
     fn clear(&mut self, ts: &[TensorId]);
     /// Runs the steps `range` of a phase (the whole phase with `0..len`).
     fn run(&mut self, phase: Phase, range: std::ops::Range<usize>);
+    /// Waits until all submitted work is done (for timing).
+    fn sync(&mut self) {}
     /// A short description, e.g. the adapter name.
     fn describe(&self) -> String;
 }

@@ -194,6 +194,10 @@ impl Executor for GpuExecutor {
         self.ctx.queue.submit([encoder.finish()]);
     }
 
+    fn sync(&mut self) {
+        self.ctx.device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost");
+    }
+
     fn describe(&self) -> String {
         format!(
             "{} ({:?})",

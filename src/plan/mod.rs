@@ -42,6 +42,9 @@ pub enum Init {
     },
     /// resid_mix: first row ones, second row zeros.
     ResidMix,
+    /// An orthogonal matrix times `gain` (PyTorch's `orthogonal_`): orthonormal rows when
+    /// rows <= cols, orthonormal columns otherwise.
+    Orthogonal { gain: f32 },
 }
 
 /// What a tensor is for; decides when executors clear it.

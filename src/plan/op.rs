@@ -296,6 +296,9 @@ impl Op {
                     return Err(format!("channel_dot writes past its output of {out_len}"));
                 }
             }
+            Op::MixFwd { ch, .. } | Op::MixBwd { ch, .. } if ch.offset != 0 => {
+                return Err(format!("mix reads both rows of its [2, {}] parameter; offset must be 0", ch.channels));
+            }
             Op::ScaleFwd { ch, s_len, .. }
             | Op::ScaleBwd { ch, s_len, .. }
             | Op::ScaledAddFwd { ch, s_len, .. }

@@ -10,15 +10,14 @@ use wgolf::exec::cpu::CpuExecutor;
 use wgolf::exec::{Executor, HostData};
 use wgolf::gpu::{GpuContext, GpuExecutor};
 use wgolf::init::Rng;
-use wgolf::plan::{Access, DType, Op, Phase, Plan};
-use wgolf::tolerance::{first_mismatch, Tolerance};
+use wgolf::plan::{Access, DType, KernelCall, Op, Phase, Plan};
+use wgolf::tolerance::{first_mismatch, tolerance, Check, Tolerance};
 
 /// The GPU context of this test binary, made on first use. Without an adapter every GPU test
 /// fails with the context's own message (which says how to install lavapipe): a missing GPU
 /// must never turn into a silently skipped test.
 pub fn gpu() -> Arc<GpuContext> {
     static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
-    // Lavapipe warns when XDG_RUNTIME_DIR is unset; the warning is noise, not a failure.
     match CTX.get_or_init(|| {
         GpuContext::new(None)
             .map(Arc::new)
@@ -166,7 +165,8 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) {
     );
     if let Some((i, g, w)) = first_mismatch(got, want, tol) {
         panic!(
-            "{what}: element {i} of {}: got {g}, want {w} (diff {:e}, tolerance atol {:e} + rtol {:e} * |want|)",
+            "{what}: element {i} of {}: got {g}, want {w} \
+             (diff {:e}, tolerance atol {:e} + rtol {:e} * |want|)",
             got.len(),
             (g - w).abs(),
             tol.atol,
@@ -175,19 +175,37 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) {
     }
 }
 
+/// The kernel the GPU executor runs for `op` on this adapter: the portable one, or a
+/// replacement (the cooperative-matrix matmul on tensor-core GPUs).
+pub fn gpu_call(op: &Op) -> KernelCall {
+    wgolf::gpu::coop::select(&gpu(), op).unwrap_or_else(|| op.kernel())
+}
+
+/// The tolerance of a kernel check: `tol` for the portable f32 kernels, `Check::KernelF16`
+/// where the adapter runs a replacement kernel (f16 operands, f32 accumulation) instead.
+pub fn tolerance_for(op: &Op, tol: Tolerance) -> Tolerance {
+    if gpu_call(op) == op.kernel() {
+        tol
+    } else {
+        tolerance(Check::KernelF16)
+    }
+}
+
 /// Runs `op` on the GPU and on its CPU reference from the same `inputs` and checks that
-/// every read-write binding agrees within `tol`. The message names the kernel (its label),
-/// the binding, the element and both values.
+/// every read-write binding agrees within `tol` (see [`tolerance_for`]). The message names
+/// the kernel that ran (shader and label), the binding, the element and both values.
 pub fn check_gpu_vs_cpu(op: &Op, inputs: &[Data], tol: Tolerance) {
     let want = run_cpu(op, inputs);
     let got = run_gpu(op, inputs);
+    let call = gpu_call(op);
+    let tol = tolerance_for(op, tol);
     for ((b, g), (_, w)) in got.iter().zip(&want) {
-        assert_close(
-            &format!("{} binding {b} (gpu vs cpu)", op.kernel().label()),
-            g,
-            w,
-            tol,
+        let what = format!(
+            "{}.wgsl {} binding {b} (gpu vs cpu)",
+            call.shader,
+            call.label()
         );
+        assert_close(&what, g, w, tol);
     }
 }
 

@@ -1,0 +1,76 @@
+//! Training-step throughput of a config on the chosen adapter.
+//!
+//! `cargo bench --bench step -- [CONFIG ...]` (default: configs/tiny.toml and
+//! configs/sample.toml). For each config: builds the plan and executor, runs warm-up steps
+//! (the first compiles pipelines in the driver), then times `WGOLF_BENCH_STEPS` (default 20)
+//! optimizer steps ended by a loss read-back, which waits for the GPU. Prints a markdown row
+//! per config: adapter, tokens per step, ms per step, tokens per second. With
+//! `WGOLF_BENCH_PROFILE=1` it also runs one micro-batch and optimizer pass step by step,
+//! waiting after each dispatch, and prints the time per kernel entry point (this serializes
+//! the GPU, so the total exceeds a real step; the shares are what it is for).
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+use wgolf::config::Config;
+use wgolf::exec::{Executor, HostData};
+use wgolf::plan::{Phase, Plan};
+use wgolf::train::{make_executor, train_step, Backend};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let configs = if args.is_empty() { vec!["configs/tiny.toml".to_string(), "configs/sample.toml".to_string()] } else { args };
+    let steps: usize = std::env::var("WGOLF_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let adapter = std::env::var("WGOLF_ADAPTER").ok();
+    println!("| config | adapter | tokens/step | ms/step | tokens/s |");
+    println!("|---|---|---|---|---|");
+    for path in configs {
+        let cfg = Config::load(Path::new(&path), &[])?;
+        let plan = wgolf::model::build_plan(&cfg)?;
+        let mut ex = make_executor(&plan, &Backend::Gpu(adapter.clone()))?;
+        for (id, v) in wgolf::init::init_params(&plan, cfg.train.seed) {
+            ex.write(id, HostData::F32(&v));
+        }
+        let mut stream = wgolf::data::TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?;
+        for step in 0..3 {
+            train_step(ex.as_mut(), &plan, &cfg, &mut stream, step)?;
+        }
+        ex.read(plan.io().loss_total);
+        let t = Instant::now();
+        for step in 3..3 + steps {
+            train_step(ex.as_mut(), &plan, &cfg, &mut stream, step)?;
+        }
+        ex.read(plan.io().loss_total);
+        let secs = t.elapsed().as_secs_f64();
+        let ms = 1e3 * secs / steps as f64;
+        let tok_s = (steps * cfg.step_tokens()) as f64 / secs;
+        println!("| {path} | {} | {} | {ms:.1} | {tok_s:.0} |", ex.describe(), cfg.step_tokens());
+        if std::env::var("WGOLF_BENCH_PROFILE").is_ok_and(|v| v == "1") {
+            profile(ex.as_mut(), &plan);
+        }
+    }
+    Ok(())
+}
+
+/// Times every step of one forward, backward and optimizer pass, grouped by entry point.
+fn profile(ex: &mut dyn Executor, plan: &Plan) {
+    let mut by_kernel: BTreeMap<&'static str, (f64, usize)> = BTreeMap::new();
+    for phase in Phase::ALL {
+        for (i, step) in plan.steps(phase).iter().enumerate() {
+            ex.sync();
+            let t = Instant::now();
+            ex.run(phase, i..i + 1);
+            ex.sync();
+            let e = by_kernel.entry(step.op.kernel().entry).or_default();
+            e.0 += t.elapsed().as_secs_f64() * 1e3;
+            e.1 += 1;
+        }
+    }
+    let total: f64 = by_kernel.values().map(|v| v.0).sum();
+    let mut rows: Vec<_> = by_kernel.into_iter().collect();
+    rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    println!("\n| kernel | dispatches | ms | share |\n|---|---|---|---|");
+    for (k, (ms, n)) in rows {
+        println!("| {k} | {n} | {ms:.2} | {:.1}% |", 100.0 * ms / total);
+    }
+    println!("| total (serialized) | | {total:.2} | |\n");
+}
