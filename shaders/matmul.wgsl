@@ -4,11 +4,14 @@
 //   TRANS_A = false: a is [M,K]; true: a is [K,M] (the weight-gradient layout, C = A^T B)
 //   TRANS_B = false: b is [K,N]; true: b is [N,K] (the linear-forward layout, C = A B^T)
 //   ACCUMULATE = true adds to c (gradients), false overwrites it.
+// Batched and scaled (Muon's Newton-Schulz iterations): c[z] (= or +=) ALPHA opA(a[z]) opB(b[z])
+//   for z < BATCH, each operand strided by its matrix size (a: M*K, b: K*N, c: M*N), z = gid.z.
+//   The defaults (BATCH = 1, ALPHA = 1.0) are the plain product: scaling by 1.0 is exact.
 // dispatch: workgroups of 8x8 invocations, each computing a 4x4 block of c held in
-//   registers, so one workgroup covers a 32x32 tile: grid (ceil(N/32), ceil(M/32), 1).
+//   registers, so one workgroup covers a 32x32 tile: grid (ceil(N/32), ceil(M/32), BATCH).
 //   Ragged edges are guarded. No workgroup memory: on lavapipe a register-blocked kernel
 //   beats a shared-memory tile (see the wgpu notes); the fast GPU variants come later.
-// CPU reference: src/ops/matmul.rs (matmul).
+// CPU reference: src/ops/matmul.rs (matmul, matmul_batched).
 
 override M: u32;
 override N: u32;
@@ -16,42 +19,48 @@ override K: u32;
 override TRANS_A: bool;
 override TRANS_B: bool;
 override ACCUMULATE: bool;
+override BATCH: u32 = 1u;
+override ALPHA: f32 = 1.0;
 
 @group(0) @binding(0) var<storage, read_write> c: array<f32>;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 
-fn load_a(i: u32, p: u32) -> f32 {
+fn load_a(base: u32, i: u32, p: u32) -> f32 {
     if i >= M {
         return 0.0;
     }
     if TRANS_A {
-        return a[p * M + i];
+        return a[base + p * M + i];
     }
-    return a[i * K + p];
+    return a[base + i * K + p];
 }
 
-fn load_b(p: u32, j: u32) -> f32 {
+fn load_b(base: u32, p: u32, j: u32) -> f32 {
     if j >= N {
         return 0.0;
     }
     if TRANS_B {
-        return b[j * K + p];
+        return b[base + j * K + p];
     }
-    return b[p * N + j];
+    return b[base + p * N + j];
 }
 
 @compute @workgroup_size(8, 8)
 fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     let row0 = gid.y * 4u;
     let col0 = gid.x * 4u;
-    if row0 >= M || col0 >= N {
+    let z = gid.z;
+    if row0 >= M || col0 >= N || z >= BATCH {
         return;
     }
+    let a0 = z * M * K;
+    let b0 = z * K * N;
+    let c0 = z * M * N;
     var acc: array<vec4<f32>, 4>;
     for (var p = 0u; p < K; p++) {
-        let av = vec4<f32>(load_a(row0, p), load_a(row0 + 1u, p), load_a(row0 + 2u, p), load_a(row0 + 3u, p));
-        let bv = vec4<f32>(load_b(p, col0), load_b(p, col0 + 1u), load_b(p, col0 + 2u), load_b(p, col0 + 3u));
+        let av = vec4<f32>(load_a(a0, row0, p), load_a(a0, row0 + 1u, p), load_a(a0, row0 + 2u, p), load_a(a0, row0 + 3u, p));
+        let bv = vec4<f32>(load_b(b0, p, col0), load_b(b0, p, col0 + 1u), load_b(b0, p, col0 + 2u), load_b(b0, p, col0 + 3u));
         acc[0] += av.x * bv;
         acc[1] += av.y * bv;
         acc[2] += av.z * bv;
@@ -65,11 +74,11 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + j;
             if col < N {
-                let dst = row * N + col;
+                let dst = c0 + row * N + col;
                 if ACCUMULATE {
-                    c[dst] += acc[i][j];
+                    c[dst] += ALPHA * acc[i][j];
                 } else {
-                    c[dst] = acc[i][j];
+                    c[dst] = ALPHA * acc[i][j];
                 }
             }
         }

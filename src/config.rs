@@ -47,6 +47,68 @@ pub struct ModelConfig {
     pub qk_gain_init: f32,
     /// Std of the normal init of the tied token embedding.
     pub tied_embed_init_std: f32,
+    /// BigramHash buckets (0 = off). The record uses 2048: bucket
+    /// `((36313 id_t) xor (27191 id_{t-1})) mod (buckets - 1)`, the last bucket for position 0.
+    #[serde(default)]
+    pub bigram_buckets: usize,
+    /// Width of the BigramHash table, projected to model_dim.
+    #[serde(default = "default_bigram_dim")]
+    pub bigram_dim: usize,
+    /// Initial value of the BigramHash output scale.
+    #[serde(default = "default_bigram_scale")]
+    pub bigram_scale_init: f32,
+    /// SmearGate on the normalized embeddings: each position mixes in the previous one
+    /// through a learned per-channel sigmoid gate.
+    #[serde(default)]
+    pub smear_gate: bool,
+    /// XSA (exclusive self-attention) on the last this many blocks (0 = off).
+    #[serde(default)]
+    pub xsa_last_n: usize,
+    /// The reference's RoPE NTK quirk: its rotary module was built for this length, and for
+    /// longer sequences it scales the base by `(seq_len / this)^(head_dim / (head_dim - 2))`
+    /// (0 = off; the record's 1024 gives base 20,452.23 at seq_len 2048).
+    #[serde(default)]
+    pub rope_ntk_base_len: usize,
+    /// OrthoInit: orthogonal init (gain 1) of every linear with both dims >= 64, and the
+    /// bigram projection then scaled by 1/sqrt(2 num_layers). Output projections stay zero.
+    #[serde(default)]
+    pub ortho_init: bool,
+}
+
+fn default_bigram_dim() -> usize {
+    128
+}
+fn default_bigram_scale() -> f32 {
+    0.05
+}
+fn default_ns_steps() -> usize {
+    5
+}
+fn default_momentum() -> f32 {
+    0.95
+}
+
+/// The optimizer of the block matrices (and the bigram projection).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MatrixOptimizer {
+    /// AdamW, like every other parameter.
+    #[default]
+    Adamw,
+    /// Muon: momentum, Nesterov, Newton-Schulz orthogonalization.
+    Muon,
+}
+
+/// How the learning rate decays.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Warmdown {
+    /// Flat, then linear to zero over the last `warmdown_steps` of `steps`.
+    #[default]
+    Steps,
+    /// The reference's wall-clock schedule: flat while the time left exceeds
+    /// `warmdown_steps` x the mean step time so far, then linear to zero at `max_wallclock_s`.
+    Wallclock,
 }
 
 /// Training: batch geometry, optimizer and schedule.
@@ -84,6 +146,34 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// Validation sequences scored at the end of training (0 = the whole val set).
     pub val_seqs: usize,
+    /// Optimizer of the block matrices: "adamw" (lr matrix_lr) or "muon" (lr matrix_lr).
+    #[serde(default)]
+    pub matrix_optimizer: MatrixOptimizer,
+    /// Muon momentum after warmup.
+    #[serde(default = "default_momentum")]
+    pub muon_momentum: f32,
+    /// Muon momentum at step 0, raised linearly to muon_momentum over the warmup.
+    #[serde(default = "default_momentum")]
+    pub muon_momentum_start: f32,
+    /// Steps of the Muon momentum warmup (0 = none).
+    #[serde(default)]
+    pub muon_momentum_warmup_steps: usize,
+    /// Newton-Schulz iterations of Muon.
+    #[serde(default = "default_ns_steps")]
+    pub muon_ns_steps: usize,
+    /// Clip the global gradient norm (all parameters) to this (0 = off).
+    #[serde(default)]
+    pub grad_clip_norm: f32,
+    /// EMA decay of all weights, updated after every step from step 0 (0 = off). The
+    /// final evaluation and the saved weights use the EMA.
+    #[serde(default)]
+    pub ema_decay: f32,
+    /// Stop once training (validation excluded) has run this many seconds (0 = no cap).
+    #[serde(default)]
+    pub max_wallclock_s: f64,
+    /// "steps" or "wallclock" (needs max_wallclock_s).
+    #[serde(default)]
+    pub warmdown: Warmdown,
 }
 
 /// Where the data lives (paths relative to the working directory).
@@ -198,10 +288,83 @@ impl Config {
                 "rope_base must exceed 1 and logit_softcap be positive".into(),
             );
         }
+        if m.bigram_buckets == 1 || (m.bigram_buckets > 0 && m.bigram_dim == 0) {
+            return bad(
+                "model.bigram_buckets",
+                "needs at least 2 buckets and bigram_dim >= 1 (0 turns BigramHash off)".into(),
+            );
+        }
+        if m.xsa_last_n > m.num_layers {
+            return bad(
+                "model.xsa_last_n",
+                format!("{} exceeds num_layers {}", m.xsa_last_n, m.num_layers),
+            );
+        }
+        if t.warmdown == Warmdown::Wallclock && t.max_wallclock_s <= 0.0 {
+            return bad(
+                "train.warmdown",
+                "\"wallclock\" needs train.max_wallclock_s > 0".into(),
+            );
+        }
+        if !(0.0..1.0).contains(&t.ema_decay) {
+            return bad(
+                "train.ema_decay",
+                format!("{} must be in [0, 1)", t.ema_decay),
+            );
+        }
+        if t.matrix_optimizer == MatrixOptimizer::Muon && t.muon_ns_steps == 0 {
+            return bad("train.muon_ns_steps", "must be at least 1".into());
+        }
         if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
             return bad("train.beta1 / train.beta2", "must be in [0, 1)".into());
         }
         Ok(())
+    }
+
+    /// The RoPE base actually used at `seq_len` (the NTK quirk applied when configured).
+    pub fn effective_rope_base(&self) -> f64 {
+        let (base, len, t) = (
+            self.model.rope_base,
+            self.model.rope_ntk_base_len,
+            self.train.seq_len,
+        );
+        if len == 0 || t <= len {
+            return base;
+        }
+        let hd = self.head_dim() as f64;
+        base * (t as f64 / len as f64).powf(hd / (hd - 2.0))
+    }
+
+    /// Muon momentum at step `step` (0-based), after the linear warmup.
+    pub fn muon_momentum(&self, step: usize) -> f32 {
+        let t = &self.train;
+        if t.muon_momentum_warmup_steps == 0 {
+            return t.muon_momentum;
+        }
+        let frac = (step as f32 / t.muon_momentum_warmup_steps as f32).min(1.0);
+        t.muon_momentum_start + (t.muon_momentum - t.muon_momentum_start) * frac
+    }
+
+    /// The learning-rate multiplier at step `step` after `elapsed_s` seconds of training:
+    /// [`Config::lr_scale`] for step warmdown; for wall-clock warmdown, 1 while the time left
+    /// exceeds `warmdown_steps` mean steps, then that ratio, reaching 0 at the cap.
+    pub fn lr_scale_at(&self, step: usize, elapsed_s: f64) -> f32 {
+        let t = &self.train;
+        match t.warmdown {
+            Warmdown::Steps => self.lr_scale(step),
+            Warmdown::Wallclock => {
+                if step == 0 || t.warmdown_steps == 0 {
+                    return 1.0;
+                }
+                let window = t.warmdown_steps as f64 * elapsed_s / step as f64;
+                let left = (t.max_wallclock_s - elapsed_s).max(0.0);
+                if left > window {
+                    1.0
+                } else {
+                    (left / window) as f32
+                }
+            }
+        }
     }
 
     /// Head dimension.

@@ -59,7 +59,10 @@ pub fn init_params(plan: &Plan, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
                 Init::ResidMix => (0..n).map(|i| if i < n / 2 { 1.0 } else { 0.0 }).collect(),
                 Init::Orthogonal { gain } => {
                     let (rows, cols) = (desc.shape[0], n / desc.shape[0]);
-                    orthogonal(rows, cols, &mut rng).into_iter().map(|v| (v * gain as f64) as f32).collect()
+                    orthogonal(rows, cols, &mut rng)
+                        .into_iter()
+                        .map(|v| (v * gain as f64) as f32)
+                        .collect()
                 }
             };
             (slot.param, values)
@@ -73,8 +76,14 @@ pub fn init_params(plan: &Plan, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
 /// its Householder QR by flipping signs.
 pub fn orthogonal(rows: usize, cols: usize, rng: &mut Rng) -> Vec<f64> {
     // Orthonormalize the `k` vectors of length `len` (the shorter dimension's count).
-    let (k, len) = if rows <= cols { (rows, cols) } else { (cols, rows) };
-    let mut v: Vec<Vec<f64>> = (0..k).map(|_| (0..len).map(|_| rng.normal()).collect()).collect();
+    let (k, len) = if rows <= cols {
+        (rows, cols)
+    } else {
+        (cols, rows)
+    };
+    let mut v: Vec<Vec<f64>> = (0..k)
+        .map(|_| (0..len).map(|_| rng.normal()).collect())
+        .collect();
     for i in 0..k {
         for j in 0..i {
             let (done, rest) = v.split_at_mut(i);
@@ -106,7 +115,13 @@ mod tests {
 
     fn gram(m: &[f64], rows: usize, cols: usize, by_rows: bool) -> Vec<f64> {
         let (k, len) = if by_rows { (rows, cols) } else { (cols, rows) };
-        let at = |v: usize, e: usize| if by_rows { m[v * cols + e] } else { m[e * cols + v] };
+        let at = |v: usize, e: usize| {
+            if by_rows {
+                m[v * cols + e]
+            } else {
+                m[e * cols + v]
+            }
+        };
         let mut g = vec![0.0; k * k];
         for a in 0..k {
             for b in 0..k {
@@ -126,7 +141,11 @@ mod tests {
             for a in 0..k {
                 for b in 0..k {
                     let want = if a == b { 1.0 } else { 0.0 };
-                    assert!((g[a * k + b] - want).abs() < 1e-12, "{rows}x{cols} gram[{a},{b}] = {}", g[a * k + b]);
+                    assert!(
+                        (g[a * k + b] - want).abs() < 1e-12,
+                        "{rows}x{cols} gram[{a},{b}] = {}",
+                        g[a * k + b]
+                    );
                 }
             }
         }
@@ -137,10 +156,16 @@ mod tests {
         let mut a = Rng::new(42);
         let mut b = Rng::new(42);
         assert_eq!(a.next_u64(), b.next_u64());
-        assert_ne!(name_hash("blocks.0.attn.c_q.weight"), name_hash("blocks.0.attn.c_k.weight"));
+        assert_ne!(
+            name_hash("blocks.0.attn.c_q.weight"),
+            name_hash("blocks.0.attn.c_k.weight")
+        );
         let normals: Vec<f64> = (0..20000).map(|_| a.normal()).collect();
         let mean = normals.iter().sum::<f64>() / normals.len() as f64;
         let var = normals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / normals.len() as f64;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean} var {var}");
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "mean {mean} var {var}"
+        );
     }
 }

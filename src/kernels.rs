@@ -8,17 +8,22 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("add", include_str!("../shaders/add.wgsl")),
     ("attention", include_str!("../shaders/attention.wgsl")),
     ("channel", include_str!("../shaders/channel.wgsl")),
+    ("clip", include_str!("../shaders/clip.wgsl")),
     (
         "cross_entropy",
         include_str!("../shaders/cross_entropy.wgsl"),
     ),
+    ("ema", include_str!("../shaders/ema.wgsl")),
     ("embedding", include_str!("../shaders/embedding.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
     ("matmul_coop", include_str!("../shaders/matmul_coop.wgsl")),
+    ("muon", include_str!("../shaders/muon.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("relu2", include_str!("../shaders/relu2.wgsl")),
     ("rmsnorm", include_str!("../shaders/rmsnorm.wgsl")),
     ("rope", include_str!("../shaders/rope.wgsl")),
+    ("smear", include_str!("../shaders/smear.wgsl")),
+    ("xsa", include_str!("../shaders/xsa.wgsl")),
 ];
 
 /// The source of a shader by file stem.

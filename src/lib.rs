@@ -5,6 +5,7 @@
 //! [`exec`] (executors and the CPU interpreter), [`gpu`] (the only module that touches
 //! wgpu), [`data`] (shards, loaders, tokenizer, bpb), [`train`] (the loop). See
 //! ARCHITECTURE.md.
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod exec;
@@ -14,7 +15,7 @@ pub mod init;
 pub mod kernels;
 pub mod model;
 pub mod ops;
+pub mod optim;
 pub mod plan;
 pub mod tolerance;
 pub mod train;
-pub mod weights;

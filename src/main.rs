@@ -3,6 +3,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
+use wgolf::checkpoint;
 use wgolf::config::Config;
 use wgolf::exec::{cpu::CpuExecutor, Executor, HostData};
 use wgolf::gpu::{GpuContext, GpuExecutor};
@@ -54,19 +55,75 @@ enum Command {
         #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
         overrides: Vec<String>,
     },
-    /// Train a model from a config on the bundled data (the default command).
+    /// Train a model from a config on the bundled data (the default command), or resume a
+    /// run from its checkpoint.
     Train {
         #[command(flatten)]
         config: ConfigArg,
-        /// Output directory for metrics.jsonl, config.toml and model.safetensors
-        /// (default: runs/<config name>).
+        /// Output directory for metrics.jsonl, config.toml, checkpoint.safetensors and
+        /// model.safetensors (default: runs/<config name>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Continue the run in DIR from DIR/checkpoint.safetensors (its config is used;
+        /// --set may change it, e.g. train.steps to run longer).
+        #[arg(long, value_name = "DIR", conflicts_with = "out")]
+        resume: Option<PathBuf>,
+        /// Also write the checkpoint every N steps (default: only at the end).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        checkpoint_every: usize,
         #[command(flatten)]
         adapter: AdapterArg,
         /// Run on the CPU reference executor instead of the GPU (slow; for debugging).
         #[arg(long)]
         cpu: bool,
+    },
+    /// Report val_loss and val_bpb of a checkpoint's weights (its EMA when it kept one) or
+    /// of a weights file, on the first N validation sequences.
+    Eval {
+        /// A checkpoint.safetensors, a model.safetensors, or a run directory.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// Validation sequences to score (default: all).
+        #[arg(long)]
+        val_seqs: Option<usize>,
+        /// The config, for weights files that do not carry one (e.g. from `wgolf import`
+        /// sources); by default the file's embedded config.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config field (e.g. data.dir).
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Print one JSON line: {"val_loss", "val_bpb", "seqs", "seq_len"}.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        adapter: AdapterArg,
+    },
+    /// Write a checkpoint's model weights (the EMA when kept) as safetensors with the
+    /// reference's state-dict names and shapes (f32), loadable into the PyTorch model.
+    Export {
+        /// A checkpoint.safetensors or a run directory.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The safetensors file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Turn reference weights (safetensors with the reference's state-dict names; f32, f16
+    /// or bf16) into a wgolf checkpoint at step 0, to evaluate or train further.
+    Import {
+        /// The safetensors file to read.
+        #[arg(long)]
+        weights: PathBuf,
+        /// The config describing the model.
+        #[arg(long)]
+        config: PathBuf,
+        /// Override a config field.
+        #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+        overrides: Vec<String>,
+        /// The checkpoint file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Debug: run one micro-batch through the GPU and the CPU reference executors side by
     /// side and name the first step whose output differs beyond tolerance.
@@ -99,6 +156,8 @@ fn run(cli: Cli) -> Result<()> {
             overrides: vec![],
         },
         out: None,
+        resume: None,
+        checkpoint_every: 0,
         adapter: AdapterArg {
             adapter: std::env::var("WGOLF_ADAPTER").ok(),
         },
@@ -113,26 +172,50 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train {
             config,
             out,
+            resume,
+            checkpoint_every,
             adapter,
             cpu,
         } => {
-            let cfg = Config::load(&config.config, &config.overrides)?;
-            let stem = config
-                .config
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "run".into());
-            let out_dir = out.unwrap_or_else(|| PathBuf::from("runs").join(stem));
             let backend = if cpu {
                 Backend::Cpu
             } else {
                 Backend::Gpu(adapter.adapter)
             };
+            let (cfg, out_dir, resume) = match resume {
+                Some(dir) => {
+                    let ck = checkpoint::read(&checkpoint::checkpoint_path(&dir))?;
+                    let mut cfg = ck.config()?;
+                    if !config.overrides.is_empty() {
+                        cfg = Config::parse(
+                            &toml::to_string(&cfg)?,
+                            "the checkpoint's config",
+                            &config.overrides,
+                        )?;
+                    }
+                    (cfg, dir, Some(ck))
+                }
+                None => {
+                    let cfg = Config::load(&config.config, &config.overrides)?;
+                    let stem = config
+                        .config
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "run".into());
+                    (
+                        cfg,
+                        out.unwrap_or_else(|| PathBuf::from("runs").join(stem)),
+                        None,
+                    )
+                }
+            };
             let summary = wgolf::train::train(
                 &cfg,
-                &TrainOptions {
+                TrainOptions {
                     out_dir: out_dir.clone(),
                     backend,
+                    resume,
+                    checkpoint_every,
                 },
             )?;
             println!(
@@ -148,9 +231,140 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Eval {
+            checkpoint: path,
+            val_seqs,
+            config,
+            overrides,
+            json,
+            adapter,
+        } => eval(
+            &path,
+            val_seqs,
+            config,
+            &overrides,
+            json,
+            adapter.adapter.as_deref(),
+        ),
+        Command::Export {
+            checkpoint: path,
+            out,
+        } => {
+            let file = checkpoint::read(&resolve_checkpoint(&path))?;
+            let cfg = file.config()?;
+            let plan = wgolf::model::build_plan(&cfg)?;
+            let weights = checkpoint::weights_from(&file, &plan)?;
+            checkpoint::save_weights(&out, &plan, &cfg, &weights)?;
+            println!(
+                "wrote {} ({} tensors, {} parameters)",
+                out.display(),
+                weights.len(),
+                plan.param_count()
+            );
+            Ok(())
+        }
+        Command::Import {
+            weights,
+            config,
+            overrides,
+            out,
+        } => {
+            let cfg = Config::load(&config, &overrides)?;
+            let plan = wgolf::model::build_plan(&cfg)?;
+            let file = checkpoint::read(&weights)?;
+            let values = checkpoint::weights_from(&file, &plan)?;
+            let known: std::collections::HashSet<&str> = plan
+                .params
+                .iter()
+                .map(|s| plan.tensor(s.param).name.as_str())
+                .collect();
+            let extra: Vec<&String> = file
+                .tensors
+                .keys()
+                .filter(|k| !known.contains(k.as_str()))
+                .collect();
+            if !extra.is_empty() {
+                anyhow::bail!(
+                    "{}: tensors the model of {} does not have: {extra:?}",
+                    weights.display(),
+                    config.display()
+                );
+            }
+            let stream =
+                wgolf::data::TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?.position();
+            checkpoint::checkpoint_from_weights(&out, &plan, &cfg, &values, &stream)?;
+            println!(
+                "wrote checkpoint {} ({} parameters)",
+                out.display(),
+                plan.param_count()
+            );
+            Ok(())
+        }
         Command::Check { config, adapter } => check(&config, adapter.adapter.as_deref()),
         Command::Tokenize(args) => wgolf::data::tokenize::run(&args),
     }
+}
+
+/// A run directory means its checkpoint.
+fn resolve_checkpoint(path: &std::path::Path) -> PathBuf {
+    if path.is_dir() {
+        checkpoint::checkpoint_path(path)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+fn eval(
+    path: &std::path::Path,
+    val_seqs: Option<usize>,
+    config: Option<PathBuf>,
+    overrides: &[String],
+    json: bool,
+    adapter: Option<&str>,
+) -> Result<()> {
+    let file = checkpoint::read(&resolve_checkpoint(path))?;
+    let cfg = match config {
+        Some(c) => Config::load(&c, overrides)?,
+        None if overrides.is_empty() => file.config()?,
+        None => Config::parse(
+            &toml::to_string(&file.config()?)?,
+            "the file's config",
+            overrides,
+        )?,
+    };
+    let plan = wgolf::model::build_plan(&cfg)?;
+    let weights = checkpoint::weights_from(&file, &plan)?;
+    let mut ex = wgolf::train::make_executor(&plan, &Backend::Gpu(adapter.map(String::from)))?;
+    for (id, v) in &weights {
+        ex.write(*id, HostData::F32(v));
+    }
+    let val = wgolf::data::ValSet::open(&cfg.data.dir, cfg.model.vocab_size, cfg.train.seq_len)?;
+    let tokenizer = wgolf::data::Tokenizer::load(&cfg.data.tokenizer)?;
+    let luts = wgolf::data::ByteLuts::from_tokenizer(&tokenizer, cfg.model.vocab_size);
+    let seqs = val_seqs.unwrap_or(0);
+    let acc = wgolf::train::evaluate(ex.as_mut(), &plan, &cfg, &val, &luts, seqs);
+    let scored = if seqs == 0 {
+        val.num_seqs()
+    } else {
+        seqs.min(val.num_seqs())
+    };
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "seqs": scored, "seq_len": cfg.train.seq_len})
+        );
+    } else {
+        println!(
+            "val_loss {:.6} val_bpb {:.6} over {scored} sequences of {} ({} tokens, {} bytes) on {}",
+            acc.val_loss(),
+            acc.val_bpb(),
+            cfg.train.seq_len,
+            acc.tokens(),
+            acc.bytes(),
+            ex.describe()
+        );
+    }
+    Ok(())
 }
 
 fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String]) -> Result<()> {
@@ -219,35 +433,31 @@ fn check(config: &ConfigArg, adapter: Option<&str>) -> Result<()> {
     let (mut x, mut y) = val.batch(0..need);
     x.resize(cfg.micro_tokens(), 0);
     y.resize(cfg.micro_tokens(), 0);
-    let init = wgolf::init::init_params(&plan, cfg.train.seed);
+
     let clear = plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss));
     for ex in [&mut gpu as &mut dyn Executor, &mut cpu] {
-        for (id, v) in &init {
-            ex.write(*id, HostData::F32(v));
-        }
-        ex.write(plan.io().ids, HostData::U32(&x));
-        ex.write(plan.io().targets, HostData::U32(&y));
+        wgolf::train::init_state(ex, &plan, cfg.train.seed);
+        wgolf::train::write_hypers(ex, &plan, &cfg, 0, 1.0);
+        wgolf::train::write_inputs(ex, &plan, &cfg, &x, &y);
         ex.clear(&clear);
     }
     let tol = wgolf::tolerance::tolerance(wgolf::tolerance::Check::Model);
     eprintln!(
-        "comparing {} forward and {} backward steps on {} against the CPU reference...",
+        "comparing {} forward, {} backward and {} optimizer steps on {} against the CPU reference...",
         plan.steps(Phase::Forward).len(),
         plan.steps(Phase::Backward).len(),
+        plan.steps(Phase::Optimizer).len(),
         gpu.describe()
     );
-    match wgolf::exec::compare::compare_steps(
-        &plan,
-        &[Phase::Forward, Phase::Backward],
-        &mut gpu,
-        &mut cpu,
-        tol,
-    ) {
+    match wgolf::exec::compare::compare_steps(&plan, &Phase::ALL, &mut gpu, &mut cpu, tol) {
         Some(d) => Err(anyhow::anyhow!("{d}")).context("the GPU and CPU executors disagree"),
         None => {
             println!(
                 "all {} steps agree within {tol:?}",
-                plan.steps(Phase::Forward).len() + plan.steps(Phase::Backward).len()
+                Phase::ALL
+                    .iter()
+                    .map(|&p| plan.steps(p).len())
+                    .sum::<usize>()
             );
             Ok(())
         }

@@ -12,14 +12,16 @@
 //! line undoing the forward line with the same name. Every backward step accumulates into
 //! gradient tensors, which executors zero at the start of each micro-batch (activation
 //! gradients) or step (parameter gradients).
-use crate::config::Config;
+use crate::config::{Config, MatrixOptimizer};
 use crate::ops::attention::AttnShape;
 use crate::ops::elementwise::Channels;
 use crate::ops::matmul::Layout;
 use crate::ops::rmsnorm::RMS_EPS;
 use crate::ops::rope::rope_table;
+use crate::optim;
 use crate::plan::{
-    DType, Init, Op, ParamGroup, Phase, Plan, PlanBuilder, PlanError, PlanIo, Role, TensorId,
+    DType, Init, Op, ParamGroup, ParamSlot, Phase, Plan, PlanBuilder, PlanError, PlanIo, Role,
+    TensorId,
 };
 
 /// The parameters of one block (reference state-dict names).
@@ -55,6 +57,8 @@ struct BlockActs {
     kr: TensorId,
     qg: TensorId,
     y: TensorId,
+    /// XSA's output (the blocks that have it): what the output projection reads.
+    xsa: Option<TensorId>,
     lse: TensorId,
     delta: TensorId,
     o: TensorId,
@@ -119,6 +123,42 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
             std: m.tied_embed_init_std,
         },
     );
+    // BigramHash: a hashed (previous, current) token table projected to the model width.
+    let bigram = (m.bigram_buckets > 0).then(|| {
+        let (buckets, bd) = (m.bigram_buckets, m.bigram_dim);
+        // Zero-initialized unless OrthoInit, which makes it orthogonal and then applies the
+        // 1/sqrt(2L) output scaling (the reference's muP-style rule for ".proj" modules).
+        let proj_init = if m.ortho_init {
+            Init::Orthogonal {
+                gain: 1.0 / (2.0 * m.num_layers as f32).sqrt(),
+            }
+        } else {
+            Init::Zeros
+        };
+        Bigram {
+            embed: g.param(
+                "bigram.embed.weight",
+                &[buckets, bd],
+                ParamGroup::Embed,
+                Init::Zeros,
+            ),
+            proj: g.param(
+                "bigram.proj.weight",
+                &[d, bd],
+                ParamGroup::Matrix,
+                proj_init,
+            ),
+            scale: g.param(
+                "bigram.scale",
+                &[1],
+                ParamGroup::Scalar,
+                Init::Constant(m.bigram_scale_init),
+            ),
+        }
+    });
+    let smear_gate = m
+        .smear_gate
+        .then(|| g.param("smear.gate", &[d], ParamGroup::Scalar, Init::Zeros));
     let skip_weights = (n_skip > 0).then(|| {
         g.param(
             "skip_weights",
@@ -130,6 +170,8 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
     let linear = |g: &mut PlanBuilder, name: &str, out: usize, inp: usize, zero: bool| {
         let init = if zero {
             Init::Zeros
+        } else if m.ortho_init && out >= 64 && inp >= 64 {
+            Init::Orthogonal { gain: 1.0 }
         } else {
             Init::Uniform {
                 bound: 1.0 / (inp as f32).sqrt(),
@@ -173,10 +215,13 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
     // ---- inputs and constants ----
     let ids = g.tensor("ids", &[n], DType::U32, Role::Input);
     let targets = g.tensor("targets", &[n], DType::U32, Role::Input);
+    let bigram_ids = bigram
+        .as_ref()
+        .map(|_| g.tensor("bigram_ids", &[n], DType::U32, Role::Input));
     let rope = g.constant(
         "rope_table",
         &[2, seq, hd / 2],
-        rope_table(seq, hd, m.rope_base),
+        rope_table(seq, hd, cfg.effective_rope_base()),
     );
     let fwd = Phase::Forward;
     let bwd = Phase::Backward;
@@ -200,7 +245,47 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
         },
         &[emb, tok_emb, ids],
     )?;
-    let x0 = g.activation("x0", &[n, d]);
+    // x_in = emb + bigram.scale * W_bp E_bg[bucket]
+    let mut x_in = emb;
+    let mut bigram_acts = None;
+    if let (Some(b), Some(bids)) = (&bigram, bigram_ids) {
+        let bd = m.bigram_dim;
+        let e = g.activation("bigram.e", &[n, bd]);
+        g.push(
+            fwd,
+            Op::EmbeddingFwd {
+                tokens: n,
+                dim: bd,
+                vocab: m.bigram_buckets,
+            },
+            &[e, b.embed, bids],
+        )?;
+        let p = g.activation("bigram.p", &[n, d]);
+        g.push(
+            fwd,
+            Op::Matmul {
+                m: n,
+                n: d,
+                k: bd,
+                layout: Layout::Nt,
+                accumulate: false,
+            },
+            &[p, e, b.proj],
+        )?;
+        let sum = g.activation("bigram.sum", &[n, d]);
+        g.push(
+            fwd,
+            Op::ScaledAddFwd {
+                count: n * d,
+                ch: SCALAR,
+                s_len: 1,
+            },
+            &[sum, emb, p, b.scale],
+        )?;
+        bigram_acts = Some((e, p, sum));
+        x_in = sum;
+    }
+    let x0n = g.activation("x0.norm", &[n, d]);
     let x0_rstd = g.activation("x0.rstd", &[n]);
     g.push(
         fwd,
@@ -209,8 +294,25 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
             dim: d,
             eps: RMS_EPS,
         },
-        &[x0, x0_rstd, emb],
+        &[x0n, x0_rstd, x_in],
     )?;
+    // SmearGate: x0_t = (1 - sig(gate)) x0n_t + sig(gate) x0n_{t-1}
+    let x0 = match smear_gate {
+        Some(gate) => {
+            let x0 = g.activation("x0", &[n, d]);
+            g.push(
+                fwd,
+                Op::SmearFwd {
+                    rows: n,
+                    dim: d,
+                    seq_len: seq,
+                },
+                &[x0, x0n, gate],
+            )?;
+            x0
+        }
+        None => x0n,
+    };
 
     let mut x = x0;
     let mut skips: Vec<TensorId> = Vec::new();
@@ -355,6 +457,22 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
         let lse = act(&mut g, "attn.lse", &[dims.batch, heads, seq]);
         let delta = act(&mut g, "attn.delta", &[dims.batch, heads, seq]);
         g.push(fwd, Op::AttentionFwd(attn), &[y, lse, qg, kr, vv])?;
+        // XSA on the last blocks: remove from each head its component along its own v.
+        let xsa =
+            (i + m.xsa_last_n >= m.num_layers).then(|| act(&mut g, "attn.xsa", &[n, heads * hd]));
+        if let Some(yx) = xsa {
+            g.push(
+                fwd,
+                Op::XsaFwd {
+                    rows: n,
+                    heads,
+                    kv_heads: kv,
+                    head_dim: hd,
+                },
+                &[yx, y, vv],
+            )?;
+        }
+        let y_out = xsa.unwrap_or(y);
         let o = act(&mut g, "attn.o", &[n, d]);
         g.push(
             fwd,
@@ -365,7 +483,7 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
                 layout: Layout::Nt,
                 accumulate: false,
             },
-            &[o, y, p.proj],
+            &[o, y_out, p.proj],
         )?;
         let xa = act(&mut g, "xa", &[n, d]);
         g.push(
@@ -446,6 +564,7 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
             kr,
             qg,
             y,
+            xsa,
             lse,
             delta,
             o,
@@ -641,8 +760,9 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
             },
             &[d_attn_scale, dxa, a.o],
         )?;
-        // o = y . W_o^T
-        let dy = g.grad(a.y);
+        // o = y_out . W_o^T (y_out: XSA's output where the block has it, else y)
+        let y_out = a.xsa.unwrap_or(a.y);
+        let dy_out = g.grad(y_out);
         g.push(
             bwd,
             Op::Matmul {
@@ -652,7 +772,7 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
                 layout: Layout::Nn,
                 accumulate: true,
             },
-            &[dy, do_, p.proj],
+            &[dy_out, do_, p.proj],
         )?;
         let dw = g.grad(p.proj);
         g.push(
@@ -664,8 +784,23 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
                 layout: Layout::Tn,
                 accumulate: true,
             },
-            &[dw, do_, a.y],
+            &[dw, do_, y_out],
         )?;
+        // y_out = xsa(y, v)
+        let dy = g.grad(a.y);
+        if a.xsa.is_some() {
+            let dv = g.grad(a.v);
+            g.push(
+                bwd,
+                Op::XsaBwd {
+                    rows: n,
+                    heads,
+                    kv_heads: kv,
+                    head_dim: hd,
+                },
+                &[dy, dv, dy_out, a.y, a.v],
+            )?;
+        }
         // y = attention(qg, kr, v)
         let (dqg, dkr, dv) = (g.grad(a.qg), g.grad(a.kr), g.grad(a.v));
         g.push(
@@ -843,18 +978,102 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
             }
         }
     }
-    // x0 = rmsnorm(emb): the stream's gradient and the mix sources' gradient.
-    let (dx0, demb) = (g.grad(x0), g.grad(emb));
-    g.push(
-        bwd,
-        Op::RmsNormBwd { rows: n, dim: d },
-        &[demb, dx0, x0, x0_rstd],
-    )?;
-    g.push(
-        bwd,
-        Op::RmsNormBwd { rows: n, dim: d },
-        &[demb, dx0_mix, x0, x0_rstd],
-    )?;
+    // x0 = smear(rmsnorm(x_in)): the stream's gradient and the mix sources' gradient.
+    // Both flow back through the (linear) smear and rmsnorm backward passes.
+    let (dx0, dx_in) = (g.grad(x0), g.grad(x_in));
+    let x0_grads = [dx0, dx0_mix];
+    let dx0n = match smear_gate {
+        Some(gate) => {
+            let (dx0n, dgate) = (g.grad(x0n), g.grad(gate));
+            for dy in x0_grads {
+                g.push(
+                    bwd,
+                    Op::SmearBwd {
+                        rows: n,
+                        dim: d,
+                        seq_len: seq,
+                    },
+                    &[dx0n, dy, gate],
+                )?;
+                g.push(
+                    bwd,
+                    Op::SmearGrad {
+                        rows: n,
+                        dim: d,
+                        seq_len: seq,
+                    },
+                    &[dgate, dy, x0n, gate],
+                )?;
+            }
+            vec![dx0n]
+        }
+        None => x0_grads.to_vec(),
+    };
+    for dy in dx0n {
+        g.push(
+            bwd,
+            Op::RmsNormBwd { rows: n, dim: d },
+            &[dx_in, dy, x0n, x0_rstd],
+        )?;
+    }
+    // x_in = emb + bigram.scale * W_bp E_bg[bucket]
+    if let (Some(b), Some(bids), Some((e, p, sum))) = (&bigram, bigram_ids, bigram_acts) {
+        let bd = m.bigram_dim;
+        let (dsum, demb, dp, de) = (g.grad(sum), g.grad(emb), g.grad(p), g.grad(e));
+        g.push(
+            bwd,
+            Op::ScaledAddBwd {
+                count: n * d,
+                ch: SCALAR,
+                s_len: 1,
+            },
+            &[demb, dp, dsum, b.scale],
+        )?;
+        let dscale = g.grad(b.scale);
+        g.push(
+            bwd,
+            Op::ChannelDot {
+                count: n * d,
+                ch: SCALAR,
+                out_len: 1,
+            },
+            &[dscale, dsum, p],
+        )?;
+        g.push(
+            bwd,
+            Op::Matmul {
+                m: n,
+                n: bd,
+                k: d,
+                layout: Layout::Nn,
+                accumulate: true,
+            },
+            &[de, dp, b.proj],
+        )?;
+        let dproj = g.grad(b.proj);
+        g.push(
+            bwd,
+            Op::Matmul {
+                m: d,
+                n: bd,
+                k: n,
+                layout: Layout::Tn,
+                accumulate: true,
+            },
+            &[dproj, dp, e],
+        )?;
+        let dtable = g.grad(b.embed);
+        g.push(
+            bwd,
+            Op::EmbeddingBwd {
+                tokens: n,
+                dim: bd,
+                vocab: m.bigram_buckets,
+            },
+            &[dtable, de, bids],
+        )?;
+    }
+    let demb = g.grad(emb);
     // emb = tok_emb[ids]
     g.push(
         bwd,
@@ -867,15 +1086,37 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
     )?;
 
     // ================= optimizer =================
-    let slots: Vec<_> = g_params(&g);
-    for (param, grad, mm, vv, group) in slots {
+    // The record's per-step order: clip the global gradient norm, step the embeddings'
+    // AdamW, the matrices' Muon (or AdamW), the scalars' AdamW, then update the EMA.
+    let t = &cfg.train;
+    let slots: Vec<ParamSlot> = g.params().to_vec();
+    if t.grad_clip_norm > 0.0 {
+        let grads: Vec<TensorId> = slots.iter().map(|s| s.grad).collect();
+        optim::emit_clip(&mut g, &grads, t.grad_clip_norm)?;
+    }
+    let muon = t.matrix_optimizer == MatrixOptimizer::Muon;
+    for group in [ParamGroup::Embed, ParamGroup::Matrix, ParamGroup::Scalar] {
+        let members: Vec<ParamSlot> = slots.iter().filter(|s| s.group == group).copied().collect();
+        if members.is_empty() {
+            continue;
+        }
         let hyper = g.hyper(group);
-        let count: usize = g.shape(param).iter().product();
-        g.push(
-            Phase::Optimizer,
-            Op::AdamW { count },
-            &[param, mm, vv, grad, hyper],
-        )?;
+        if group == ParamGroup::Matrix && muon {
+            optim::emit_muon(&mut g, &members, hyper, t.muon_ns_steps)?;
+            continue;
+        }
+        for s in members {
+            let count: usize = g.shape(s.param).iter().product();
+            g.push(
+                Phase::Optimizer,
+                Op::AdamW { count },
+                &[s.param, s.m, s.v, s.grad, hyper],
+            )?;
+        }
+    }
+    if t.ema_decay > 0.0 {
+        let params: Vec<TensorId> = slots.iter().map(|s| s.param).collect();
+        optim::emit_ema(&mut g, &params, t.ema_decay)?;
     }
     g.finish(PlanIo {
         ids,
@@ -883,12 +1124,38 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
         logits,
         loss_rows,
         loss_total,
+        bigram_ids,
     })
 }
 
-fn g_params(g: &PlanBuilder) -> Vec<(TensorId, TensorId, TensorId, TensorId, ParamGroup)> {
-    g.params()
-        .iter()
-        .map(|s| (s.param, s.grad, s.m, s.v, s.group))
+/// A one-value parameter scaling every element (bigram.scale).
+const SCALAR: Channels = Channels {
+    group: 1,
+    channels: 1,
+    offset: 0,
+};
+
+/// The BigramHash parameters.
+struct Bigram {
+    embed: TensorId,
+    proj: TensorId,
+    scale: TensorId,
+}
+
+/// The BigramHash bucket of every position of `ids` (rows of `seq_len` tokens): the last
+/// bucket at each row's first position, else `((36313 id_t) xor (27191 id_{t-1})) mod
+/// (buckets - 1)`, computed as the reference does in int32 (ids below 65536 keep every
+/// product below 2^31 for sp1024; u32 arithmetic gives the same non-negative values).
+pub fn bigram_buckets(ids: &[u32], seq_len: usize, buckets: usize) -> Vec<u32> {
+    let modulus = (buckets - 1) as u32;
+    ids.iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            if i % seq_len == 0 {
+                modulus
+            } else {
+                (36313u32.wrapping_mul(id) ^ 27191u32.wrapping_mul(ids[i - 1])) % modulus
+            }
+        })
         .collect()
 }

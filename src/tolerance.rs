@@ -68,7 +68,10 @@ pub fn first_mismatch(got: &[f32], want: &[f32], tol: Tolerance) -> Option<(usiz
         return Some((got.len().min(want.len()), f32::NAN, f32::NAN));
     }
     let scale = want.iter().fold(0f32, |m, w| m.max(w.abs()));
-    let tol = Tolerance { atol: tol.atol + tol.scale_rtol * scale, ..tol };
+    let tol = Tolerance {
+        atol: tol.atol + tol.scale_rtol * scale,
+        ..tol
+    };
     got.iter()
         .zip(want)
         .position(|(&g, &w)| !within(g, w, tol))

@@ -516,7 +516,71 @@ fn run_f64(op: &Op, outs: &mut [Vec<f64>], ins: &[&Buf]) {
             )
         }
         Op::SumRows { scale, .. } => loss_sum(&mut outs[0][0], f(0), scale),
-        Op::AdamW { .. } => unreachable!("the optimizer is not differentiated"),
+        Op::SmearFwd { dim, seq_len, .. } => {
+            wgolf::ops::smear::smear_fwd(&mut outs[0], f(0), f(1), dim, seq_len)
+        }
+        Op::SmearBwd { dim, seq_len, .. } => {
+            wgolf::ops::smear::smear_bwd(&mut outs[0], f(0), f(1), dim, seq_len)
+        }
+        Op::SmearGrad { dim, seq_len, .. } => {
+            wgolf::ops::smear::smear_grad(&mut outs[0], f(0), f(1), f(2), dim, seq_len)
+        }
+        Op::XsaFwd {
+            heads,
+            kv_heads,
+            head_dim,
+            ..
+        } => {
+            let s = wgolf::ops::xsa::XsaShape {
+                heads,
+                kv_heads,
+                head_dim,
+            };
+            wgolf::ops::xsa::xsa_fwd(&mut outs[0], f(0), f(1), s)
+        }
+        Op::XsaBwd {
+            heads,
+            kv_heads,
+            head_dim,
+            ..
+        } => {
+            let s = wgolf::ops::xsa::XsaShape {
+                heads,
+                kv_heads,
+                head_dim,
+            };
+            let (dy, dv) = outs.split_at_mut(1);
+            wgolf::ops::xsa::xsa_bwd(&mut dy[0], &mut dv[0], f(0), f(1), f(2), s)
+        }
+        Op::BatchedMatmul {
+            batch,
+            m,
+            n,
+            k,
+            layout,
+            alpha,
+            accumulate,
+        } => wgolf::ops::matmul::matmul_batched(
+            &mut outs[0],
+            f(0),
+            f(1),
+            batch,
+            m,
+            n,
+            k,
+            layout,
+            alpha,
+            accumulate,
+        ),
+        Op::AdamW { .. }
+        | Op::MuonMomentum { .. }
+        | Op::MuonNormalize { .. }
+        | Op::ScaleCopy { .. }
+        | Op::MuonApply { .. }
+        | Op::GradSumSq { .. }
+        | Op::ClipCoef { .. }
+        | Op::ScaleByCoef { .. }
+        | Op::Ema { .. } => unreachable!("the optimizer is not differentiated"),
     }
 }
 

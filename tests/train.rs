@@ -5,6 +5,15 @@ use std::process::Command;
 use wgolf::config::Config;
 use wgolf::train::{Backend, TrainOptions};
 
+fn options(dir: &Path) -> TrainOptions {
+    TrainOptions {
+        out_dir: dir.into(),
+        backend: Backend::Gpu(None),
+        resume: None,
+        checkpoint_every: 0,
+    }
+}
+
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wgolf"));
     c.env("XDG_RUNTIME_DIR", std::env::temp_dir());
@@ -24,14 +33,7 @@ fn short_training_run_lowers_the_loss() {
         ],
     )
     .unwrap();
-    let summary = wgolf::train::train(
-        &cfg,
-        &TrainOptions {
-            out_dir: dir.path().into(),
-            backend: Backend::Gpu(None),
-        },
-    )
-    .unwrap();
+    let summary = wgolf::train::train(&cfg, options(dir.path())).unwrap();
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
         .unwrap()
         .lines()
@@ -74,7 +76,8 @@ fn short_training_run_lowers_the_loss() {
     }
     // The saved weights load back into the same plan, under the reference's names.
     let plan = wgolf::model::build_plan(&cfg).unwrap();
-    let weights = wgolf::weights::load(&dir.path().join("model.safetensors"), &plan).unwrap();
+    let file = wgolf::checkpoint::read(&dir.path().join("model.safetensors")).unwrap();
+    let weights = wgolf::checkpoint::weights_from(&file, &plan).unwrap();
     assert_eq!(weights.len(), plan.params.len());
     assert!(plan.find("blocks.1.attn.c_q.weight").is_some() && plan.find("skip_weights").is_some());
     assert!(dir.path().join("config.toml").exists());
@@ -258,4 +261,157 @@ fn cli_info_and_check() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("agree"));
+}
+
+/// Train losses logged per step in a run directory's metrics.
+fn step_losses(dir: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "train")
+        .map(|v| {
+            (
+                v["step"].as_u64().unwrap(),
+                v["train_loss"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn resumed_run_reproduces_the_uninterrupted_one() {
+    // record-tiny has every kind of optimizer state: Adam moments, Muon momentum, the EMA.
+    // A flat learning rate (no warmdown) makes the schedule independent of train.steps, so a
+    // 3-step run resumed to 6 steps must equal a 6-step run exactly.
+    let overrides = |steps: usize| {
+        vec![
+            format!("train.steps={steps}"),
+            "train.warmdown_steps=0".into(),
+            "train.log_every=1".into(),
+            "train.val_seqs=4".into(),
+        ]
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let cfg = Config::load(Path::new("configs/record-tiny.toml"), &overrides(6)).unwrap();
+    wgolf::train::train(&cfg, options(straight.path())).unwrap();
+
+    let parts = tempfile::tempdir().unwrap();
+    let cfg = Config::load(Path::new("configs/record-tiny.toml"), &overrides(3)).unwrap();
+    wgolf::train::train(&cfg, options(parts.path())).unwrap();
+    let ck = wgolf::checkpoint::read(&wgolf::checkpoint::checkpoint_path(parts.path())).unwrap();
+    assert_eq!(ck.step().unwrap(), 3);
+    let out = bin()
+        .arg("train")
+        .arg("--resume")
+        .arg(parts.path())
+        .args(["--set", "train.steps=6"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let want = step_losses(straight.path());
+    let got = step_losses(parts.path());
+    assert_eq!(
+        want.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(
+        got.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6],
+        "metrics continue in the same file"
+    );
+    assert_eq!(
+        got, want,
+        "resumed losses must equal the uninterrupted run's bit for bit"
+    );
+    let a = wgolf::checkpoint::read(&straight.path().join("model.safetensors")).unwrap();
+    let b = wgolf::checkpoint::read(&parts.path().join("model.safetensors")).unwrap();
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for (name, (_, v)) in &a.tensors {
+        assert_eq!(&b.tensors[name].1, v, "{name} differs after resuming");
+    }
+}
+
+#[test]
+fn export_import_and_eval_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::load(
+        Path::new("configs/tiny.toml"),
+        &[
+            "train.steps=5".into(),
+            "train.warmdown_steps=0".into(),
+            "train.val_seqs=8".into(),
+        ],
+    )
+    .unwrap();
+    wgolf::train::train(&cfg, options(dir.path())).unwrap();
+    let exported = dir.path().join("exported.safetensors");
+    let out = bin()
+        .args(["export", "--checkpoint"])
+        .arg(dir.path())
+        .arg("--out")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eval = |path: &Path| {
+        let out = bin()
+            .args(["eval", "--val-seqs", "8", "--json", "--checkpoint"])
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let from_ck = eval(&wgolf::checkpoint::checkpoint_path(dir.path()));
+    let from_export = eval(&exported);
+    assert_eq!(from_ck["seqs"], 8);
+    assert_eq!(from_ck["seq_len"], 128);
+    assert_eq!(from_ck["val_loss"], from_export["val_loss"]);
+    assert!(from_ck["val_bpb"].as_f64().unwrap() > 0.0);
+
+    // Import the exported weights back into a checkpoint: same evaluation.
+    let imported = dir.path().join("imported.safetensors");
+    let out = bin()
+        .args(["import", "--config", "configs/tiny.toml", "--weights"])
+        .arg(&exported)
+        .arg("--out")
+        .arg(&imported)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(eval(&imported)["val_loss"], from_ck["val_loss"]);
+
+    // A weights file of another shape is refused with the tensor named.
+    let out = bin()
+        .args(["import", "--config", "configs/sample.toml", "--weights"])
+        .arg(&exported)
+        .arg("--out")
+        .arg(dir.path().join("x"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("tok_emb.weight") && err.contains("expected"),
+        "{err}"
+    );
+    assert!(!dir.path().join("x").exists(), "nothing half-written");
 }

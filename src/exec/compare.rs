@@ -1,6 +1,6 @@
 //! The debug switch: run two executors side by side, step by step, and name the first step
 //! whose output differs beyond tolerance.
-use super::Executor;
+use super::{Executor, HostData};
 use crate::plan::{Access, Phase, Plan};
 use crate::tolerance::{first_mismatch, Tolerance};
 
@@ -27,6 +27,11 @@ impl std::fmt::Display for Divergence {
 
 /// Runs `phases` of `plan` on `subject` and `reference` one step at a time, comparing each
 /// step's outputs; both must hold the same state at the start. Returns the first divergence.
+///
+/// After each step the reference's outputs are copied into the subject, so every step is
+/// judged on identical inputs: rounding differences do not compound through the plan (they
+/// would, for example, through Adam's first update, which is close to `sign(g)` and so
+/// amplifies any difference in a gradient near `eps`).
 pub fn compare_steps(
     plan: &Plan,
     phases: &[Phase],
@@ -52,6 +57,7 @@ pub fn compare_steps(
                         want,
                     });
                 }
+                subject.write(t, HostData::F32(&want));
             }
         }
     }

@@ -3,6 +3,7 @@
 use crate::ops::{
     adamw, attention, cross_entropy, elementwise as ew, embedding, matmul, rmsnorm, rope,
 };
+use crate::ops::{clip, ema, muon};
 use crate::plan::Op;
 
 /// A read-only binding's host data.
@@ -115,6 +116,54 @@ pub fn run_cpu(op: &Op, outs: &mut [Vec<f32>], ins: &[In<'_>]) {
         }
         Op::AddInto { .. } => ew::add_into(&mut outs[0], ins[0].f()),
         Op::ChannelDot { ch, .. } => ew::channel_dot(&mut outs[0], ins[0].f(), ins[1].f(), ch),
+        Op::SmearFwd { dim, seq_len, .. } => {
+            crate::ops::smear::smear_fwd(&mut outs[0], ins[0].f(), ins[1].f(), dim, seq_len)
+        }
+        Op::SmearBwd { dim, seq_len, .. } => {
+            crate::ops::smear::smear_bwd(&mut outs[0], ins[0].f(), ins[1].f(), dim, seq_len)
+        }
+        Op::SmearGrad { dim, seq_len, .. } => crate::ops::smear::smear_grad(
+            &mut outs[0],
+            ins[0].f(),
+            ins[1].f(),
+            ins[2].f(),
+            dim,
+            seq_len,
+        ),
+        Op::XsaFwd {
+            heads,
+            kv_heads,
+            head_dim,
+            ..
+        } => {
+            let s = crate::ops::xsa::XsaShape {
+                heads,
+                kv_heads,
+                head_dim,
+            };
+            crate::ops::xsa::xsa_fwd(&mut outs[0], ins[0].f(), ins[1].f(), s)
+        }
+        Op::XsaBwd {
+            heads,
+            kv_heads,
+            head_dim,
+            ..
+        } => {
+            let s = crate::ops::xsa::XsaShape {
+                heads,
+                kv_heads,
+                head_dim,
+            };
+            let (dy, dv) = outs.split_at_mut(1);
+            crate::ops::xsa::xsa_bwd(
+                &mut dy[0],
+                &mut dv[0],
+                ins[0].f(),
+                ins[1].f(),
+                ins[2].f(),
+                s,
+            )
+        }
         Op::CrossEntropy {
             vocab,
             softcap,
@@ -139,6 +188,67 @@ pub fn run_cpu(op: &Op, outs: &mut [Vec<f32>], ins: &[In<'_>]) {
             )
         }
         Op::SumRows { scale, .. } => cross_entropy::loss_sum(&mut outs[0][0], ins[0].f(), scale),
+        Op::BatchedMatmul {
+            batch,
+            m,
+            n,
+            k,
+            layout,
+            alpha,
+            accumulate,
+        } => matmul::matmul_batched(
+            &mut outs[0],
+            ins[0].f(),
+            ins[1].f(),
+            batch,
+            m,
+            n,
+            k,
+            layout,
+            alpha,
+            accumulate,
+        ),
+        Op::MuonMomentum {
+            rows, cols, index, ..
+        } => {
+            let h: muon::MuonHyper = bytemuck::pod_read_unaligned(bytemuck::cast_slice(ins[1].f()));
+            let (buf, stack) = outs.split_at_mut(1);
+            muon::muon_momentum(
+                &mut buf[0],
+                &mut stack[0],
+                ins[0].f(),
+                rows,
+                cols,
+                index,
+                h.momentum,
+            )
+        }
+        Op::MuonNormalize { a, b, .. } => muon::muon_normalize(&mut outs[0], a, b),
+        Op::ScaleCopy { alpha, .. } => muon::scale_copy(&mut outs[0], ins[0].f(), alpha),
+        Op::MuonApply {
+            rows,
+            cols,
+            index,
+            shape_scale,
+            ..
+        } => {
+            let h: muon::MuonHyper = bytemuck::pod_read_unaligned(bytemuck::cast_slice(ins[1].f()));
+            let stack = ins[0].f();
+            muon::muon_apply(
+                &mut outs[0],
+                stack,
+                rows,
+                cols,
+                index,
+                shape_scale,
+                h.lr,
+                h.weight_decay,
+            )
+        }
+        Op::GradSumSq { slot, .. } => clip::grad_sum_sq(&mut outs[0], ins[0].f(), slot),
+        Op::ClipCoef { max_norm, .. } => clip::clip_coef(&mut outs[0], ins[0].f(), max_norm),
+        Op::ScaleByCoef { .. } => clip::scale_by_coef(&mut outs[0], ins[0].f()),
+        Op::Ema { decay, .. } => ema::ema(&mut outs[0], ins[0].f(), decay),
         Op::AdamW { .. } => {
             let h = ins[1].f();
             let hyper: adamw::AdamHyper = bytemuck::pod_read_unaligned(bytemuck::cast_slice(h));

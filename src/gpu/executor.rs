@@ -195,7 +195,10 @@ impl Executor for GpuExecutor {
     }
 
     fn sync(&mut self) {
-        self.ctx.device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost");
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .expect("device lost");
     }
 
     fn describe(&self) -> String {

@@ -65,3 +65,37 @@ pub fn matmul<T: Real>(
         }
     }
 }
+
+/// `batch` independent products, each operand strided by its matrix size:
+/// `C[z] = alpha op(A[z]) op(B[z])` (or `C[z] += ...` with `accumulate`), summing over k in
+/// order and scaling the sum once.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_batched<T: Real>(
+    c: &mut [T],
+    a: &[T],
+    b: &[T],
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    layout: Layout,
+    alpha: f64,
+    accumulate: bool,
+) {
+    let alpha = T::from_f64(alpha as f32 as f64);
+    let mut prod = vec![T::zero(); m * n];
+    for z in 0..batch {
+        let (az, bz) = (
+            &a[z * m * k..(z + 1) * m * k],
+            &b[z * k * n..(z + 1) * k * n],
+        );
+        matmul(&mut prod, az, bz, m, n, k, layout, false);
+        for (dst, &p) in c[z * m * n..(z + 1) * m * n].iter_mut().zip(&prod) {
+            *dst = if accumulate {
+                *dst + alpha * p
+            } else {
+                alpha * p
+            };
+        }
+    }
+}

@@ -3,12 +3,17 @@
 //! [`Real`] so the finite-difference checks can run them in f64.
 pub mod adamw;
 pub mod attention;
+pub mod clip;
 pub mod cross_entropy;
 pub mod elementwise;
+pub mod ema;
 pub mod embedding;
 pub mod matmul;
+pub mod muon;
 pub mod real;
 pub mod rmsnorm;
 pub mod rope;
+pub mod smear;
+pub mod xsa;
 
 pub use real::Real;

@@ -44,7 +44,9 @@ pub enum Init {
     ResidMix,
     /// An orthogonal matrix times `gain` (PyTorch's `orthogonal_`): orthonormal rows when
     /// rows <= cols, orthonormal columns otherwise.
-    Orthogonal { gain: f32 },
+    Orthogonal {
+        gain: f32,
+    },
 }
 
 /// What a tensor is for; decides when executors clear it.
@@ -127,6 +129,8 @@ pub struct PlanIo {
     pub logits: TensorId,
     pub loss_rows: TensorId,
     pub loss_total: TensorId,
+    /// BigramHash bucket ids (computed by the host from `ids`), when the model has one.
+    pub bigram_ids: Option<TensorId>,
 }
 
 /// A plan error: which step (or tensor) and what is wrong.
@@ -344,6 +348,11 @@ impl PlanBuilder {
         &self.tensors[t].shape
     }
 
+    /// A tensor declared so far (name, shape, role).
+    pub fn tensor_desc(&self, t: TensorId) -> &TensorDesc {
+        &self.tensors[t]
+    }
+
     /// Appends a step to a phase after checking it against the op's binding table.
     pub fn push(&mut self, phase: Phase, op: Op, args: &[TensorId]) -> Result<(), PlanError> {
         let step_index = self.steps.iter().map(Vec::len).sum::<usize>();
@@ -405,6 +414,22 @@ impl PlanBuilder {
             args: args.to_vec(),
         });
         Ok(())
+    }
+
+    /// A plan without host inputs or loss (e.g. an optimizer-only plan in tests);
+    /// [`Plan::io`] panics on it.
+    pub fn finish_without_io(self) -> Result<Plan, PlanError> {
+        if self.tensors.iter().any(|t| t.numel() == 0) {
+            return Err(PlanError::Other("a tensor has no elements".into()));
+        }
+        Ok(Plan {
+            tensors: self.tensors,
+            steps: self.steps,
+            params: self.params,
+            hypers: self.hypers,
+            constants: self.constants,
+            io: None,
+        })
     }
 
     pub fn finish(self, io: PlanIo) -> Result<Plan, PlanError> {

@@ -149,6 +149,40 @@ pub enum Op {
         ch: Channels,
         out_len: usize,
     },
+    /// SmearGate forward `[out | x, gate]`: `out_t = (1 - sig(gate)) x_t + sig(gate) x_{t-1}`,
+    /// `x_{t-1} = 0` where `t % seq_len == 0` (see `ops::smear`).
+    SmearFwd {
+        rows: usize,
+        dim: usize,
+        seq_len: usize,
+    },
+    /// `[dx | dout, gate]` (accumulates).
+    SmearBwd {
+        rows: usize,
+        dim: usize,
+        seq_len: usize,
+    },
+    /// `[dgate | dout, x, gate]` (accumulates; one workgroup per channel).
+    SmearGrad {
+        rows: usize,
+        dim: usize,
+        seq_len: usize,
+    },
+    /// XSA forward `[out | y, v]`: each head of `y` minus its component along its KV group's
+    /// normalised `v` (see `ops::xsa`).
+    XsaFwd {
+        rows: usize,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    },
+    /// `[dy, dv | dout, y, v]` (accumulates).
+    XsaBwd {
+        rows: usize,
+        heads: usize,
+        kv_heads: usize,
+        head_dim: usize,
+    },
     /// `[dlogits, loss | logits, targets]`.
     CrossEntropy {
         rows: usize,
@@ -161,6 +195,52 @@ pub enum Op {
     SumRows { count: usize, scale: f64 },
     /// `[p, m, v | g, hyper]`.
     AdamW { count: usize },
+    /// `[c | a, b]`: `batch` products strided by matrix size,
+    /// `c[z] (= or +=) alpha op(a[z]) op(b[z])` (`matmul.wgsl` with BATCH and ALPHA).
+    BatchedMatmul {
+        batch: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        layout: Layout,
+        alpha: f64,
+        accumulate: bool,
+    },
+    /// `[buf, stack | grad, hyper]`: Muon momentum `buf <- mu buf + g`, and the Nesterov
+    /// `g + mu buf` into matrix `index` of a `[count, a, b]` stack (transposed when
+    /// rows > cols; see `ops::muon`).
+    MuonMomentum {
+        rows: usize,
+        cols: usize,
+        index: usize,
+        count: usize,
+    },
+    /// `[stack]`: each `[a, b]` matrix of a `[count, a, b]` stack divided by its Frobenius norm
+    /// plus 1e-7 (one workgroup per matrix).
+    MuonNormalize { count: usize, a: usize, b: usize },
+    /// `[out | x]`: `out = alpha x`.
+    ScaleCopy { count: usize, alpha: f64 },
+    /// `[param | stack, hyper]`: `W <- W (1 - lr wd) - lr shape_scale O`, O matrix `index`
+    /// of the stack.
+    MuonApply {
+        rows: usize,
+        cols: usize,
+        index: usize,
+        count: usize,
+        shape_scale: f64,
+    },
+    /// `[norms | grad]`: `norms[slot] = sum g^2` (one workgroup; overwrites its slot).
+    GradSumSq {
+        count: usize,
+        slot: usize,
+        slots: usize,
+    },
+    /// `[coef | norms]`: `coef = min(1, max_norm / (sqrt(sum norms) + 1e-6))`.
+    ClipCoef { slots: usize, max_norm: f64 },
+    /// `[x | coef]`: `x *= coef[0]`.
+    ScaleByCoef { count: usize },
+    /// `[ema | param]`: `ema <- decay ema + (1 - decay) param`.
+    Ema { count: usize, decay: f64 },
 }
 
 fn rw(len: usize) -> BindingSpec {
@@ -247,10 +327,55 @@ impl Op {
             Op::MixBwd { count, ch } => vec![rw(count), rw(count), rd(count), rd(2 * ch.channels)],
             Op::AddInto { count } => vec![rw(count), rd(count)],
             Op::ChannelDot { count, out_len, .. } => vec![rw(out_len), rd(count), rd(count)],
+            Op::SmearFwd { rows, dim, .. } | Op::SmearBwd { rows, dim, .. } => {
+                vec![rw(rows * dim), rd(rows * dim), rd(dim)]
+            }
+            Op::SmearGrad { rows, dim, .. } => {
+                vec![rw(dim), rd(rows * dim), rd(rows * dim), rd(dim)]
+            }
+            Op::XsaFwd {
+                rows,
+                heads,
+                kv_heads,
+                head_dim,
+            } => vec![
+                rw(rows * heads * head_dim),
+                rd(rows * heads * head_dim),
+                rd(rows * kv_heads * head_dim),
+            ],
+            Op::XsaBwd {
+                rows,
+                heads,
+                kv_heads,
+                head_dim,
+            } => {
+                let (ny, nv) = (rows * heads * head_dim, rows * kv_heads * head_dim);
+                vec![rw(ny), rw(nv), rd(ny), rd(ny), rd(nv)]
+            }
             Op::CrossEntropy { rows, vocab, .. } => {
                 vec![rw(rows * vocab), rw(rows), rd(rows * vocab), ids(rows)]
             }
             Op::SumRows { count, .. } => vec![rw(1), rd(count)],
+            Op::BatchedMatmul { batch, m, n, k, .. } => {
+                vec![rw(batch * m * n), rd(batch * m * k), rd(batch * k * n)]
+            }
+            Op::MuonMomentum {
+                rows, cols, count, ..
+            } => vec![
+                rw(rows * cols),
+                rw(count * rows * cols),
+                rd(rows * cols),
+                hyper_block(),
+            ],
+            Op::MuonNormalize { count, a, b } => vec![rw(count * a * b)],
+            Op::ScaleCopy { count, .. } => vec![rw(count), rd(count)],
+            Op::MuonApply {
+                rows, cols, count, ..
+            } => vec![rw(rows * cols), rd(count * rows * cols), hyper_block()],
+            Op::GradSumSq { count, slots, .. } => vec![rw(slots), rd(count)],
+            Op::ClipCoef { slots, .. } => vec![rw(1), rd(slots)],
+            Op::ScaleByCoef { count } => vec![rw(count), rd(1)],
+            Op::Ema { count, .. } => vec![rw(count), rd(count)],
             Op::AdamW { count } => vec![
                 rw(count),
                 rw(count),
@@ -297,7 +422,10 @@ impl Op {
                 }
             }
             Op::MixFwd { ch, .. } | Op::MixBwd { ch, .. } if ch.offset != 0 => {
-                return Err(format!("mix reads both rows of its [2, {}] parameter; offset must be 0", ch.channels));
+                return Err(format!(
+                    "mix reads both rows of its [2, {}] parameter; offset must be 0",
+                    ch.channels
+                ));
             }
             Op::ScaleFwd { ch, s_len, .. }
             | Op::ScaleBwd { ch, s_len, .. }
@@ -309,6 +437,61 @@ impl Op {
                     "channel offset {} + {} exceeds the scale's {s_len} values",
                     ch.offset, ch.channels
                 ));
+            }
+            Op::SmearFwd { dim, seq_len, .. }
+            | Op::SmearBwd { dim, seq_len, .. }
+            | Op::SmearGrad { dim, seq_len, .. } => {
+                if seq_len == 0 || dim == 0 {
+                    return Err(format!(
+                        "smear needs seq_len >= 1 and dim >= 1, got {seq_len} and {dim}"
+                    ));
+                }
+                if dim > MAX_GRID_DIM as usize {
+                    return Err(format!(
+                        "smear_grad runs one workgroup per channel: dim {dim} > {MAX_GRID_DIM}"
+                    ));
+                }
+            }
+            Op::XsaFwd {
+                heads,
+                kv_heads,
+                head_dim,
+                ..
+            }
+            | Op::XsaBwd {
+                heads,
+                kv_heads,
+                head_dim,
+                ..
+            } => {
+                if kv_heads == 0 || heads % kv_heads != 0 {
+                    return Err(format!(
+                        "xsa: heads {heads} is not a multiple of kv_heads {kv_heads}"
+                    ));
+                }
+                if head_dim == 0 || head_dim > 128 {
+                    return Err(format!(
+                        "xsa: head_dim {head_dim} is outside the kernel's 1..=128"
+                    ));
+                }
+            }
+            Op::BatchedMatmul { batch, .. } if batch as u32 > MAX_GRID_DIM || batch == 0 => {
+                return Err(format!(
+                    "batched matmul: batch {batch} is not in 1..={MAX_GRID_DIM}"
+                ));
+            }
+            Op::MuonMomentum { index, count, .. } | Op::MuonApply { index, count, .. }
+                if index >= count =>
+            {
+                return Err(format!("muon: matrix {index} of a stack of {count}"));
+            }
+            Op::MuonNormalize { count, .. } if count as u32 > MAX_GRID_DIM => {
+                return Err(format!(
+                    "muon_normalize: {count} matrices, one workgroup each, exceed {MAX_GRID_DIM}"
+                ));
+            }
+            Op::GradSumSq { slot, slots, .. } if slot >= slots => {
+                return Err(format!("grad_sum_sq: slot {slot} of {slots}"));
             }
             _ => {}
         }
@@ -454,6 +637,46 @@ impl Op {
                 ],
                 [ch.channels as u32, 1, 1],
             ),
+            Op::SmearFwd { rows, dim, seq_len } => call(
+                "smear",
+                "smear_fwd",
+                smear_consts(rows, dim, seq_len),
+                grid_1d(rows * dim),
+            ),
+            Op::SmearBwd { rows, dim, seq_len } => call(
+                "smear",
+                "smear_bwd",
+                smear_consts(rows, dim, seq_len),
+                grid_1d(rows * dim),
+            ),
+            Op::SmearGrad { rows, dim, seq_len } => call(
+                "smear",
+                "smear_grad",
+                smear_consts(rows, dim, seq_len),
+                [dim as u32, 1, 1],
+            ),
+            Op::XsaFwd {
+                rows,
+                heads,
+                kv_heads,
+                head_dim,
+            } => call(
+                "xsa",
+                "xsa_fwd",
+                xsa_consts(rows, heads, kv_heads, head_dim),
+                grid_1d(rows * heads),
+            ),
+            Op::XsaBwd {
+                rows,
+                heads,
+                kv_heads,
+                head_dim,
+            } => call(
+                "xsa",
+                "xsa_bwd",
+                xsa_consts(rows, heads, kv_heads, head_dim),
+                grid_1d(rows * kv_heads),
+            ),
             Op::CrossEntropy {
                 rows,
                 vocab,
@@ -477,6 +700,90 @@ impl Op {
                 "sum_rows",
                 vec![("COUNT", u(count)), ("SCALE", scale)],
                 [1, 1, 1],
+            ),
+            Op::BatchedMatmul {
+                batch,
+                m,
+                n,
+                k,
+                layout,
+                alpha,
+                accumulate,
+            } => call(
+                "matmul",
+                "matmul",
+                vec![
+                    ("M", u(m)),
+                    ("N", u(n)),
+                    ("K", u(k)),
+                    ("TRANS_A", b(layout.trans_a())),
+                    ("TRANS_B", b(layout.trans_b())),
+                    ("ACCUMULATE", b(accumulate)),
+                    ("BATCH", u(batch)),
+                    ("ALPHA", alpha),
+                ],
+                [n.div_ceil(32) as u32, m.div_ceil(32) as u32, batch as u32],
+            ),
+            Op::MuonMomentum {
+                rows, cols, index, ..
+            } => call(
+                "muon",
+                "muon_momentum",
+                vec![("ROWS", u(rows)), ("COLS", u(cols)), ("INDEX", u(index))],
+                grid_1d(rows * cols),
+            ),
+            Op::MuonNormalize { count, a, b } => call(
+                "muon",
+                "muon_normalize",
+                vec![("A", u(a)), ("B", u(b))],
+                [count as u32, 1, 1],
+            ),
+            Op::ScaleCopy { count, alpha } => call(
+                "muon",
+                "scale_copy",
+                vec![("COUNT", u(count)), ("ALPHA", alpha)],
+                grid_1d(count),
+            ),
+            Op::MuonApply {
+                rows,
+                cols,
+                index,
+                shape_scale,
+                ..
+            } => call(
+                "muon",
+                "muon_apply",
+                vec![
+                    ("ROWS", u(rows)),
+                    ("COLS", u(cols)),
+                    ("INDEX", u(index)),
+                    ("SHAPE_SCALE", shape_scale),
+                ],
+                grid_1d(rows * cols),
+            ),
+            Op::GradSumSq { count, slot, .. } => call(
+                "clip",
+                "grad_sum_sq",
+                vec![("COUNT", u(count)), ("SLOT", u(slot))],
+                [1, 1, 1],
+            ),
+            Op::ClipCoef { slots, max_norm } => call(
+                "clip",
+                "clip_coef",
+                vec![("SLOTS", u(slots)), ("MAX_NORM", max_norm)],
+                [1, 1, 1],
+            ),
+            Op::ScaleByCoef { count } => call(
+                "clip",
+                "scale_by_coef",
+                vec![("COUNT", u(count))],
+                grid_1d(count),
+            ),
+            Op::Ema { count, decay } => call(
+                "ema",
+                "ema",
+                vec![("COUNT", u(count)), ("DECAY", decay)],
+                grid_1d(count),
             ),
             Op::AdamW { count } => {
                 call("adamw", "adamw", vec![("COUNT", u(count))], grid_1d(count))
@@ -511,4 +818,35 @@ fn ch_consts(count: usize, ch: Channels) -> Vec<(&'static str, f64)> {
         ("CHANNELS", ch.channels as f64),
         ("S_OFFSET", ch.offset as f64),
     ]
+}
+
+fn smear_consts(rows: usize, dim: usize, seq_len: usize) -> Vec<(&'static str, f64)> {
+    vec![
+        ("ROWS", rows as f64),
+        ("DIM", dim as f64),
+        ("SEQ_LEN", seq_len as f64),
+    ]
+}
+
+fn xsa_consts(
+    rows: usize,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+) -> Vec<(&'static str, f64)> {
+    vec![
+        ("ROWS", rows as f64),
+        ("HEADS", heads as f64),
+        ("KV_HEADS", kv_heads as f64),
+        ("HEAD_DIM", head_dim as f64),
+    ]
+}
+
+/// A hyperparameter uniform of [`HYPER_LEN`] f32 (AdamW's or Muon's).
+fn hyper_block() -> BindingSpec {
+    BindingSpec {
+        access: Access::Uniform,
+        dtype: DType::F32,
+        len: HYPER_LEN,
+    }
 }

@@ -94,9 +94,19 @@ pub fn random_inputs(op: &Op, seed: u64) -> Vec<Data> {
         .map(|(i, spec)| {
             let s = seed.wrapping_mul(1000).wrapping_add(i as u64);
             match (spec.access, spec.dtype) {
+                (Access::Uniform, _)
+                    if matches!(op, Op::MuonMomentum { .. } | Op::MuonApply { .. }) =>
+                {
+                    let h = wgolf::ops::muon::MuonHyper::new(0.02, 0.95, 0.04);
+                    Data::F32(bytemuck::cast_slice(&[h]).to_vec())
+                }
                 (Access::Uniform, _) => {
                     let h = wgolf::ops::adamw::AdamHyper::at_step(0.01, 0.9, 0.95, 1e-8, 0.1, 1);
                     Data::F32(bytemuck::cast_slice(&[h]).to_vec())
+                }
+                // Per-gradient sums of squares: never negative.
+                (_, DType::F32) if matches!(op, Op::ClipCoef { .. }) && i == 1 => {
+                    Data::F32(uniform(s, spec.len, 0.0, 1.0))
                 }
                 (_, DType::U32) => Data::U32(ids(s, spec.len, bound)),
                 // Adam's second moment is a running mean of squares: never negative.
@@ -245,7 +255,7 @@ pub fn sig4(v: f32) -> String {
 
 /// The number of [`Op`] variants; [`variant`] is an exhaustive match, so adding a variant
 /// without updating the tests fails to compile here.
-pub const OP_VARIANTS: usize = 22;
+pub const OP_VARIANTS: usize = 36;
 
 /// The index of `op`'s variant (exhaustive: a new variant must be added here and to
 /// [`one_of_each_op`]).
@@ -273,6 +283,20 @@ pub fn variant(op: &Op) -> usize {
         Op::CrossEntropy { .. } => 19,
         Op::SumRows { .. } => 20,
         Op::AdamW { .. } => 21,
+        Op::BatchedMatmul { .. } => 27,
+        Op::MuonMomentum { .. } => 28,
+        Op::MuonNormalize { .. } => 29,
+        Op::ScaleCopy { .. } => 30,
+        Op::MuonApply { .. } => 31,
+        Op::GradSumSq { .. } => 32,
+        Op::ClipCoef { .. } => 33,
+        Op::ScaleByCoef { .. } => 34,
+        Op::Ema { .. } => 35,
+        Op::SmearFwd { .. } => 22,
+        Op::SmearBwd { .. } => 23,
+        Op::SmearGrad { .. } => 24,
+        Op::XsaFwd { .. } => 25,
+        Op::XsaBwd { .. } => 26,
     }
 }
 
@@ -411,5 +435,112 @@ pub fn one_of_each_op() -> Vec<Op> {
             scale: 0.5,
         },
         Op::AdamW { count: 77 },
+        // Optimizer ops (src/optim.rs): every matmul layout batched and scaled, Muon on a
+        // tall (stored transposed) and a wide matrix of a 3-matrix stack, a normalisation
+        // of matrices larger than its 256 lanes.
+        Op::BatchedMatmul {
+            batch: 3,
+            m: 5,
+            n: 7,
+            k: 3,
+            layout: Layout::Nt,
+            alpha: -0.75,
+            accumulate: false,
+        },
+        Op::BatchedMatmul {
+            batch: 3,
+            m: 5,
+            n: 7,
+            k: 3,
+            layout: Layout::Nn,
+            alpha: 2.0315,
+            accumulate: true,
+        },
+        Op::BatchedMatmul {
+            batch: 3,
+            m: 5,
+            n: 7,
+            k: 3,
+            layout: Layout::Tn,
+            alpha: 1.0,
+            accumulate: true,
+        },
+        Op::MuonMomentum {
+            rows: 7,
+            cols: 5,
+            index: 1,
+            count: 3,
+        },
+        Op::MuonMomentum {
+            rows: 5,
+            cols: 7,
+            index: 2,
+            count: 3,
+        },
+        Op::MuonNormalize {
+            count: 2,
+            a: 9,
+            b: 37,
+        },
+        Op::ScaleCopy {
+            count: 77,
+            alpha: -4.775,
+        },
+        Op::MuonApply {
+            rows: 7,
+            cols: 5,
+            index: 1,
+            count: 3,
+            shape_scale: (7.0f64 / 5.0).sqrt(),
+        },
+        Op::MuonApply {
+            rows: 5,
+            cols: 7,
+            index: 0,
+            count: 3,
+            shape_scale: 1.0,
+        },
+        Op::GradSumSq {
+            count: 300,
+            slot: 1,
+            slots: 3,
+        },
+        Op::ClipCoef {
+            slots: 3,
+            max_norm: 0.3,
+        },
+        Op::ScaleByCoef { count: 77 },
+        Op::Ema {
+            count: 77,
+            decay: 0.997,
+        },
+        // rows 7 = two whole sequences of 3 and a partial one.
+        Op::SmearFwd {
+            rows: 7,
+            dim: 5,
+            seq_len: 3,
+        },
+        Op::SmearBwd {
+            rows: 7,
+            dim: 5,
+            seq_len: 3,
+        },
+        Op::SmearGrad {
+            rows: 7,
+            dim: 5,
+            seq_len: 3,
+        },
+        Op::XsaFwd {
+            rows: 5,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 6,
+        },
+        Op::XsaBwd {
+            rows: 5,
+            heads: 4,
+            kv_heads: 2,
+            head_dim: 6,
+        },
     ]
 }

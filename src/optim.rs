@@ -1,0 +1,192 @@
+//! Plan emitters for the record's optimizer pieces beyond AdamW (record spec section 5):
+//! global grad-norm clipping ([`emit_clip`]), Muon ([`emit_muon`]) and the weight EMA
+//! ([`emit_ema`]). Each declares the state tensors it needs and pushes its steps into
+//! [`Phase::Optimizer`], in the order it is called: the spec's per-step order is clip, then
+//! the optimizers (tok-Adam, Muon, scalar-Adam), then the EMA, so a model calls them in
+//! that order around its AdamW steps. Nothing is read back to the host.
+use crate::ops::matmul::Layout;
+use crate::ops::muon::{shape_scale, stack_shape, NS_COEFFS};
+use crate::plan::{DType, Op, ParamSlot, Phase, PlanBuilder, PlanError, Role, TensorId};
+
+fn numel(g: &PlanBuilder, t: TensorId) -> usize {
+    g.shape(t).iter().product()
+}
+
+/// Clips the global norm of `grads` to `max_norm`, as PyTorch's `clip_grad_norm_`: one
+/// sum-of-squares step per gradient into `clip.norms [grads.len()]`, the coefficient
+/// `min(1, max_norm / (total norm + 1e-6))` into `clip.coef [1]` (both `Role::OptState`), and
+/// one in-place scaling step per gradient. Does nothing for an empty list.
+pub fn emit_clip(g: &mut PlanBuilder, grads: &[TensorId], max_norm: f32) -> Result<(), PlanError> {
+    if grads.is_empty() {
+        return Ok(());
+    }
+    let slots = grads.len();
+    let norms = g.tensor("clip.norms", &[slots], DType::F32, Role::OptState);
+    let coef = g.tensor("clip.coef", &[1], DType::F32, Role::OptState);
+    for (slot, &grad) in grads.iter().enumerate() {
+        let count = numel(g, grad);
+        g.push(
+            Phase::Optimizer,
+            Op::GradSumSq { count, slot, slots },
+            &[norms, grad],
+        )?;
+    }
+    g.push(
+        Phase::Optimizer,
+        Op::ClipCoef {
+            slots,
+            max_norm: max_norm as f64,
+        },
+        &[coef, norms],
+    )?;
+    for &grad in grads {
+        let count = numel(g, grad);
+        g.push(Phase::Optimizer, Op::ScaleByCoef { count }, &[grad, coef])?;
+    }
+    Ok(())
+}
+
+/// One Muon matrix: its slot, shape and place in its stack.
+struct Member {
+    slot: ParamSlot,
+    rows: usize,
+    cols: usize,
+}
+
+/// Muon for the 2-D parameters of `slots`, with the [`MuonHyper`](crate::ops::muon::MuonHyper)
+/// uniform `hyper` (the caller's `g.hyper(ParamGroup::Matrix)`, written before each optimizer
+/// pass) and `ns_steps` Newton-Schulz iterations (5 in the record).
+///
+/// The matrices are grouped by their stack shape `[a, b]` (`(rows, cols)`, or `(cols, rows)`
+/// when rows > cols, so a matrix and its transpose's shape share a stack), in order of first
+/// appearance. It creates, all `Role::OptState`: a momentum buffer `muon_buf.<param name>` per
+/// matrix, and per shape two stacks `muon.x0.<a>x<b>`, `muon.x1.<a>x<b>` `[count, a, b]` and
+/// two `[count, a, a]` scratch tensors `muon.gram.<a>x<b>`, `muon.poly.<a>x<b>`. Per shape it
+/// pushes: one momentum step per matrix (into stack 0), one normalisation of the stack, per
+/// iteration five batched steps ping-ponging between the stacks
+/// (`A = X X^T`; `P = b A`; `P += c A A`; `Y = a X`; `Y += P X`), then one apply step per
+/// matrix. An error names a parameter that is not 2-D.
+pub fn emit_muon(
+    g: &mut PlanBuilder,
+    slots: &[ParamSlot],
+    hyper: TensorId,
+    ns_steps: usize,
+) -> Result<(), PlanError> {
+    let mut groups: Vec<((usize, usize), Vec<Member>)> = Vec::new();
+    for &slot in slots {
+        let desc = g.tensor_desc(slot.param);
+        let &[rows, cols] = desc.shape.as_slice() else {
+            return Err(PlanError::Other(format!(
+                "muon: {} {:?} is not a matrix",
+                desc.name, desc.shape
+            )));
+        };
+        let key = stack_shape(rows, cols);
+        let member = Member { slot, rows, cols };
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(member),
+            None => groups.push((key, vec![member])),
+        }
+    }
+    let (na, nb, nc) = NS_COEFFS;
+    let opt = Phase::Optimizer;
+    for ((a, b), members) in groups {
+        let count = members.len();
+        let state = |g: &mut PlanBuilder, name: &str, shape: &[usize]| {
+            g.tensor(
+                format!("muon.{name}.{a}x{b}"),
+                shape,
+                DType::F32,
+                Role::OptState,
+            )
+        };
+        let mut cur = state(g, "x0", &[count, a, b]);
+        let mut next = state(g, "x1", &[count, a, b]);
+        let gram = state(g, "gram", &[count, a, a]);
+        let poly = state(g, "poly", &[count, a, a]);
+        for (index, m) in members.iter().enumerate() {
+            let name = format!("muon_buf.{}", g.tensor_desc(m.slot.param).name);
+            let buf = g.tensor(name, &[m.rows, m.cols], DType::F32, Role::OptState);
+            g.push(
+                opt,
+                Op::MuonMomentum {
+                    rows: m.rows,
+                    cols: m.cols,
+                    index,
+                    count,
+                },
+                &[buf, cur, m.slot.grad, hyper],
+            )?;
+        }
+        g.push(opt, Op::MuonNormalize { count, a, b }, &[cur])?;
+        let mm = |m, n, k, layout, alpha: f32, accumulate| Op::BatchedMatmul {
+            batch: count,
+            m,
+            n,
+            k,
+            layout,
+            alpha: alpha as f64,
+            accumulate,
+        };
+        for _ in 0..ns_steps {
+            // A = X X^T
+            g.push(opt, mm(a, a, b, Layout::Nt, 1.0, false), &[gram, cur, cur])?;
+            // P = b A + c A A
+            let alpha = nb as f64;
+            let n = count * a * a;
+            g.push(opt, Op::ScaleCopy { count: n, alpha }, &[poly, gram])?;
+            g.push(opt, mm(a, a, a, Layout::Nn, nc, true), &[poly, gram, gram])?;
+            // X' = a X + P X
+            let alpha = na as f64;
+            let n = count * a * b;
+            g.push(opt, Op::ScaleCopy { count: n, alpha }, &[next, cur])?;
+            g.push(opt, mm(a, b, a, Layout::Nn, 1.0, true), &[next, poly, cur])?;
+            std::mem::swap(&mut cur, &mut next);
+        }
+        for (index, m) in members.iter().enumerate() {
+            g.push(
+                opt,
+                Op::MuonApply {
+                    rows: m.rows,
+                    cols: m.cols,
+                    index,
+                    count,
+                    shape_scale: shape_scale(m.rows, m.cols),
+                },
+                &[m.slot.param, cur, hyper],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// An exponential moving average `E <- decay E + (1 - decay) W` of each of `params`: creates
+/// `ema.<param name>` (same shape, `Role::OptState`, so zero at start: the caller writes the
+/// initial weights into it, as the record starts the EMA from them) and pushes one step per
+/// parameter. Returns the `(param, ema)` pairs.
+pub fn emit_ema(
+    g: &mut PlanBuilder,
+    params: &[TensorId],
+    decay: f32,
+) -> Result<Vec<(TensorId, TensorId)>, PlanError> {
+    let mut pairs = Vec::with_capacity(params.len());
+    for &param in params {
+        let desc = g.tensor_desc(param).clone();
+        let ema = g.tensor(
+            format!("ema.{}", desc.name),
+            &desc.shape,
+            DType::F32,
+            Role::OptState,
+        );
+        g.push(
+            Phase::Optimizer,
+            Op::Ema {
+                count: desc.numel(),
+                decay: decay as f64,
+            },
+            &[ema, param],
+        )?;
+        pairs.push((param, ema));
+    }
+    Ok(pairs)
+}
