@@ -514,45 +514,25 @@ fn coop_matmul_matches_the_cpu_reference() {
 
 // ---------------------------------------------------------------- emulation (any GPU)
 
-/// `matmul_coop.wgsl` with every cooperative-matrix type and built-in replaced by plain WGSL
-/// (each invocation of a subgroup holds and multiplies whole tiles, redundantly), so that the
-/// staging, layouts, double buffering, ragged edges and both store paths run on adapters
-/// without cooperative matrices (lavapipe in CI). Only the cooperative built-ins themselves
-/// are not exercised: the GPU test above covers them where an adapter has them.
+/// `matmul_coop.wgsl` with every cooperative-matrix type and built-in replaced by plain WGSL,
+/// so that its staging, layouts, double buffering, ragged edges and both store paths run on
+/// adapters without cooperative matrices (lavapipe in CI). Only the cooperative built-ins
+/// themselves are not exercised: the GPU test above covers them where an adapter has them.
+///
+/// A matrix value becomes a handle (`u32`) to 256 floats of a fourth binding, `emu`, in a
+/// region private to the invocation: handles 0..8 are the accumulators `c00`..`c31`
+/// (assignments to them copy), the others a ring that loads allocate from. Every invocation
+/// of a subgroup computes whole tiles, redundantly. (Private arrays would be simpler, but
+/// lavapipe lowers their dynamic indexing so that the shader takes minutes to compile and run.)
 fn emulated_source() -> String {
     let src = shader_source(coop::SHADER).expect("in SHADERS");
     let src = src.replace("enable wgpu_cooperative_matrix;\n", "");
     let (head, tail) = src
         .split_once("// ---- 8x8 tiles")
         .expect("the 8x8 section marker");
-    let load = regex_lite(r"coopLoad(T?)<coop_mat\d+x\d+<\w+, \w>>\(&(\w+)\[([^\]]*)\], (\w+)\)");
-    let store = regex_lite(r"coopStore(T?)\((\w+), &(\w+)\[([^\]]*)\], (\w+)\)");
-    let emulate = |text: &str, t: u32| -> String {
-        let text = load.replace(text, |c: &[&str]| {
-            format!(
-                "emu_ld_{}({}, {}, {}, {t}u)",
-                c[2],
-                c[3],
-                c[4],
-                !c[1].is_empty()
-            )
-        });
-        let text = store.replace(&text, |c: &[&str]| {
-            format!(
-                "emu_st_{}({}, {}, {}, {}, {t}u)",
-                c[3],
-                c[2],
-                c[4],
-                c[5],
-                !c[1].is_empty()
-            )
-        });
-        let text = text.replace("coopMultiplyAdd(", &format!("emu_mma({t}u, "));
-        regex_lite(r"coop_mat\d+x\d+<\w+, \w>").replace(&text, |_| "Emu".to_string())
-    };
-    let mut out = emulate(head, 16);
+    let mut out = emulate_section(head, 16);
     out.push_str("// ---- 8x8 tiles");
-    out.push_str(&emulate(tail, 8));
+    out.push_str(&emulate_section(tail, 8));
     out.push_str(EMU_PRELUDE);
     for (array, elem) in [
         ("stage_a", "f16"),
@@ -563,20 +543,20 @@ fn emulated_source() -> String {
         out.push_str(&format!(
             "fn emu_ld_{array}(i: u32, ld: u32, row_major: bool, t_: u32) -> Emu {{
     let t = emu_edge(t_);
-    var m: Emu;
-    for (var r = 0u; r < t; r++) {{
-        for (var q = 0u; q < t; q++) {{
-            m[r * t + q] = f32({array}[select(i + q * ld + r, i + r * ld + q, row_major)]);
-        }}
+    let h = emu_fresh();
+    for (var x = 0u; x < t * t; x++) {{
+        let r = x / t;
+        let q = x % t;
+        emu[emu_at(h, x)] = f32({array}[select(i + q * ld + r, i + r * ld + q, row_major)]);
     }}
-    return m;
+    return h;
 }}
-fn emu_st_{array}(m: Emu, i: u32, ld: u32, row_major: bool, t_: u32) {{
+fn emu_st_{array}(h: Emu, i: u32, ld: u32, row_major: bool, t_: u32) {{
     let t = emu_edge(t_);
-    for (var r = 0u; r < t; r++) {{
-        for (var q = 0u; q < t; q++) {{
-            {array}[select(i + q * ld + r, i + r * ld + q, row_major)] = {elem}(m[r * t + q]);
-        }}
+    for (var x = 0u; x < t * t; x++) {{
+        let r = x / t;
+        let q = x % t;
+        {array}[select(i + q * ld + r, i + r * ld + q, row_major)] = {elem}(emu[emu_at(h, x)]);
     }}
 }}
 "
@@ -587,163 +567,153 @@ fn emu_st_{array}(m: Emu, i: u32, ld: u32, row_major: bool, t_: u32) {{
 
 const EMU_PRELUDE: &str = "
 // ---- emulation of the cooperative built-ins (tests only)
-alias Emu = array<f32, 256>;
+alias Emu = u32;
+const EMU_ACC: u32 = 8u;
+const EMU_RING: u32 = 16u;
+@group(0) @binding(3) var<storage, read_write> emu: array<f32>;
+var<private> emu_base: u32;
+var<private> emu_next: u32;
+fn emu_init(wg: vec3<u32>, lid: u32) {
+    let groups_x = (N + BN - 1u) / BN;
+    emu_base = ((wg.y * groups_x + wg.x) * THREADS + lid) * (EMU_ACC + EMU_RING) * 256u;
+    emu_next = 0u;
+}
 // The tile edge, opaque to the driver's compiler (c is never empty), so that it does not
-// unroll the emulation loops into a huge shader.
+// unroll the emulation loops.
 fn emu_edge(t: u32) -> u32 {
     return select(t, 1u, arrayLength(&c) == 0u);
 }
-fn emu_mma(t_: u32, a: Emu, b: Emu, acc: Emu) -> Emu {
-    let t = emu_edge(t_);
-    var out = acc;
-    for (var i = 0u; i < t; i++) {
-        for (var j = 0u; j < t; j++) {
-            var s = out[i * t + j];
-            for (var p = 0u; p < t; p++) {
-                s += a[i * t + p] * b[p * t + j];
-            }
-            out[i * t + j] = s;
+fn emu_at(h: Emu, i: u32) -> u32 {
+    return emu_base + h * 256u + i;
+}
+fn emu_fresh() -> Emu {
+    let h = EMU_ACC + emu_next % EMU_RING;
+    emu_next += 1u;
+    return h;
+}
+fn emu_zero(h: Emu) -> Emu {
+    for (var i = 0u; i < emu_edge(256u); i++) {
+        emu[emu_at(h, i)] = 0.0;
+    }
+    return h;
+}
+fn emu_assign(dst: Emu, src: Emu) -> Emu {
+    if dst != src {
+        for (var i = 0u; i < emu_edge(256u); i++) {
+            emu[emu_at(dst, i)] = emu[emu_at(src, i)];
         }
     }
-    return out;
+    return dst;
+}
+// acc += a b, in place. Every emulation loop is a single flat loop: lavapipe (Mesa 22.3)
+// miscompiled later loops of the shader when these were nested three deep.
+fn emu_mma(t_: u32, a: Emu, b: Emu, acc: Emu) -> Emu {
+    let t = emu_edge(t_);
+    for (var x = 0u; x < t * t * t; x++) {
+        let i = x / (t * t);
+        let j = (x / t) % t;
+        let p = x % t;
+        emu[emu_at(acc, i * t + j)] += emu[emu_at(a, i * t + p)] * emu[emu_at(b, p * t + j)];
+    }
+    return acc;
 }
 ";
 
-/// A tiny regex stand-in (no regex crate among the dependencies): the patterns above only use
-/// literals, `\w+`, `\w`, `\d+`, `[^\]]*`, and groups `(...)` / `(T?)`, so they are matched by a
-/// small backtracking matcher.
-struct Pattern(Vec<Tok>);
-
-#[derive(Clone, Debug)]
-enum Tok {
-    Lit(char),
-    Word,
-    WordChar,
-    Digits,
-    NotBracket,
-    Open,
-    Close,
-    OptT,
+/// The text between `from` and the first `until` after it, and the rest after `until`.
+fn take_until<'a>(s: &'a str, until: &str) -> (&'a str, &'a str) {
+    let i = s
+        .find(until)
+        .unwrap_or_else(|| panic!("expected {until:?} in {:?}", &s[..s.len().min(80)]));
+    (&s[..i], &s[i + until.len()..])
 }
 
-fn regex_lite(p: &str) -> Pattern {
-    let chars: Vec<char> = p.chars().collect();
-    let mut toks = Vec::new();
-    let mut i = 0;
-    while i < chars.len() {
-        let rest: String = chars[i..].iter().collect();
-        if rest.starts_with(r"\w+") {
-            toks.push(Tok::Word);
-            i += 3;
-        } else if rest.starts_with(r"\w") {
-            toks.push(Tok::WordChar);
-            i += 2;
-        } else if rest.starts_with(r"\d+") {
-            toks.push(Tok::Digits);
-            i += 3;
-        } else if rest.starts_with(r"[^\]]*") {
-            toks.push(Tok::NotBracket);
-            i += 6;
-        } else if rest.starts_with("(T?)") {
-            toks.push(Tok::Open);
-            toks.push(Tok::OptT);
-            toks.push(Tok::Close);
-            i += 4;
-        } else if chars[i] == '\\' {
-            toks.push(Tok::Lit(chars[i + 1]));
-            i += 2;
-        } else if chars[i] == '(' {
-            toks.push(Tok::Open);
-            i += 1;
-        } else if chars[i] == ')' {
-            toks.push(Tok::Close);
-            i += 1;
+/// Rewrites the cooperative syntax of one section whose tiles are `t` wide.
+fn emulate_section(text: &str, t: u32) -> String {
+    // Comments name the built-ins too: drop them.
+    let text: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let text = text.as_str();
+    // coopLoad[T]<TYPE>(&ARRAY[INDEX], LD) -> emu_ld_ARRAY(INDEX, LD, ROW_MAJOR, t)
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("coopLoad") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "coopLoad".len()..];
+        let (row_major, after) = match after.strip_prefix('T') {
+            Some(a) => (true, a),
+            None => (false, after),
+        };
+        let (_, after) = take_until(after, ">>(&");
+        let (array, after) = take_until(after, "[");
+        let (index, after) = take_until(after, "], ");
+        let (ld, after) = take_until(after, ")");
+        out.push_str(&format!("emu_ld_{array}({index}, {ld}, {row_major}, {t}u)"));
+        rest = after;
+    }
+    out.push_str(rest);
+    // coopStore[T](VALUE, &ARRAY[INDEX], LD) -> emu_st_ARRAY(VALUE, INDEX, LD, ROW_MAJOR, t)
+    let text = out;
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("coopStore") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + "coopStore".len()..];
+        let (row_major, after) = match after.strip_prefix('T') {
+            Some(a) => (true, a),
+            None => (false, after),
+        };
+        let after = after.strip_prefix('(').expect("coopStore(");
+        let (value, after) = take_until(after, ", &");
+        let (array, after) = take_until(after, "[");
+        let (index, after) = take_until(after, "], ");
+        let (ld, after) = take_until(after, ")");
+        out.push_str(&format!(
+            "emu_st_{array}({value}, {index}, {ld}, {row_major}, {t}u)"
+        ));
+        rest = after;
+    }
+    out.push_str(rest);
+    // Types -> Emu; the multiply-add; accumulators; the per-invocation region.
+    let text = out.replace("coopMultiplyAdd(", &format!("emu_mma({t}u, "));
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("coop_mat") {
+        out.push_str(&rest[..i]);
+        let (_, after) = take_until(&rest[i..], ">");
+        out.push_str("Emu");
+        rest = after;
+    }
+    out.push_str(rest);
+    let mut lines = Vec::new();
+    for line in out.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        let acc = |name: &str| {
+            let b = name.as_bytes();
+            name.len() == 3 && b[0] == b'c' && b[1].is_ascii_digit() && b[2].is_ascii_digit()
+        };
+        if let Some(decl) = trimmed
+            .strip_prefix("var ")
+            .filter(|d| d.ends_with(" = Emu();"))
+        {
+            let name = &decl[..3];
+            assert!(acc(name), "unexpected matrix variable in {line:?}");
+            let slot = (name.as_bytes()[1] - b'0') as u32 * 2 + (name.as_bytes()[2] - b'0') as u32;
+            lines.push(format!("{indent}var {name} = emu_zero({slot}u);"));
+        } else if trimmed.len() > 6 && acc(&trimmed[..3]) && trimmed[3..].starts_with(" = ") {
+            let (name, value) = (&trimmed[..3], trimmed[6..].trim_end_matches(';'));
+            lines.push(format!("{indent}{name} = emu_assign({name}, {value});"));
         } else {
-            toks.push(Tok::Lit(chars[i]));
-            i += 1;
-        }
-    }
-    Pattern(toks)
-}
-
-impl Pattern {
-    /// Matches at byte `start`: the end and the group spans.
-    fn match_at(&self, s: &[char], start: usize) -> Option<(usize, Vec<(usize, usize)>)> {
-        let mut pos = start;
-        let mut groups = Vec::new();
-        let mut open = Vec::new();
-        for (ti, tok) in self.0.iter().enumerate() {
-            match tok {
-                Tok::Lit(c) => {
-                    if s.get(pos) != Some(c) {
-                        return None;
-                    }
-                    pos += 1;
-                }
-                Tok::Word | Tok::Digits => {
-                    let ok = |c: char| {
-                        if matches!(tok, Tok::Word) {
-                            c.is_alphanumeric() || c == '_'
-                        } else {
-                            c.is_ascii_digit()
-                        }
-                    };
-                    let from = pos;
-                    while pos < s.len() && ok(s[pos]) {
-                        pos += 1;
-                    }
-                    if pos == from {
-                        return None;
-                    }
-                }
-                Tok::WordChar => {
-                    if !s.get(pos).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
-                        return None;
-                    }
-                    pos += 1;
-                }
-                Tok::NotBracket => {
-                    while pos < s.len() && s[pos] != ']' {
-                        pos += 1;
-                    }
-                }
-                Tok::OptT => {
-                    // Greedy, but give the T back when the next token needs it.
-                    if s.get(pos) == Some(&'T')
-                        && !matches!(self.0.get(ti + 2), Some(Tok::Lit('T')))
-                    {
-                        pos += 1;
-                    }
-                }
-                Tok::Open => open.push(pos),
-                Tok::Close => groups.push((open.pop().expect("balanced"), pos)),
+            lines.push(line.to_string());
+            if trimmed == "let row0 = wg.y * BM;" {
+                lines.push(format!("{indent}emu_init(wg, lid);"));
             }
         }
-        groups.sort();
-        Some((pos, groups))
     }
-
-    /// Replaces every match; `f` gets the whole match then each group, in order of opening.
-    fn replace(&self, text: &str, f: impl Fn(&[&str]) -> String) -> String {
-        let s: Vec<char> = text.chars().collect();
-        let mut out = String::new();
-        let mut i = 0;
-        while i < s.len() {
-            if let Some((end, groups)) = self.match_at(&s, i) {
-                let owned: Vec<String> = std::iter::once((i, end))
-                    .chain(groups)
-                    .map(|(a, b)| s[a..b].iter().collect())
-                    .collect();
-                let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
-                out.push_str(&f(&refs));
-                i = end;
-            } else {
-                out.push(s[i]);
-                i += 1;
-            }
-        }
-        out
-    }
+    lines.join("\n") + "\n"
 }
 
 #[test]
@@ -765,6 +735,8 @@ fn emulated_source_keeps_no_cooperative_syntax() {
             "{word} left in the emulated source"
         );
     }
+    assert_eq!(src.matches("emu_init(wg, lid);").count(), 2);
+    assert_eq!(src.matches("= emu_zero(").count(), 16);
     // It validates with naga without the cooperative-matrix capability.
     let module =
         naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
@@ -774,21 +746,24 @@ fn emulated_source_keeps_no_cooperative_syntax() {
         .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
 }
 
-/// Runs one emulated-kernel call for `op` from `inputs`; returns c.
+/// Runs one emulated-kernel call from `inputs`; returns c.
 fn run_emulated(
     ctx: &GpuContext,
     module: &wgpu::ShaderModule,
     call: &KernelCall,
+    p: &CoopParams,
     inputs: &[Data],
 ) -> Vec<f32> {
     use wgpu::util::DeviceExt;
     let device = &ctx.device;
-    let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..3)
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..4)
         .map(|i| wgpu::BindGroupLayoutEntry {
             binding: i,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only: i > 0 },
+                ty: wgpu::BufferBindingType::Storage {
+                    read_only: i == 1 || i == 2,
+                },
                 has_dynamic_offset: false,
                 min_binding_size: None,
             },
@@ -819,7 +794,7 @@ fn run_emulated(
     if let Some(e) = pollster::block_on(scope.pop()) {
         panic!("{}: {e}", call.label());
     }
-    let buffers: Vec<wgpu::Buffer> = inputs
+    let mut buffers: Vec<wgpu::Buffer> = inputs
         .iter()
         .map(|d| {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -829,6 +804,14 @@ fn run_emulated(
             })
         })
         .collect();
+    let [x, y, z] = call.workgroups;
+    let emu_bytes = (x * y * z * p.threads()) as u64 * (8 + 16) * 256 * 4;
+    buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("emu"),
+        size: emu_bytes,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    }));
     let bind_entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
         .enumerate()
@@ -854,7 +837,6 @@ fn run_emulated(
         let mut pass = encoder.begin_compute_pass(&Default::default());
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
-        let [x, y, z] = call.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
     encoder.copy_buffer_to_buffer(&buffers[0], 0, &readback, 0, bytes);
@@ -876,20 +858,66 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
         ctx.report.info.subgroup_min_size,
         ctx.report.info.subgroup_max_size,
     );
+    let usable = features.contains(wgpu::Features::SHADER_F16)
+        && features.contains(wgpu::Features::SUBGROUP)
+        && lo == hi
+        && lo > 0;
     assert!(
-        features.contains(wgpu::Features::SHADER_F16) && features.contains(wgpu::Features::SUBGROUP) && lo == hi && lo > 0,
+        usable,
         "the emulation needs f16, subgroups and one subgroup size; {} has f16 {}, subgroups {}, sizes {lo}..{hi}",
         ctx.adapter_name(),
         features.contains(wgpu::Features::SHADER_F16),
         features.contains(wgpu::Features::SUBGROUP),
     );
-    let src = emulated_source();
-    let module = ctx
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("emulated matmul_coop"),
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
+    let mut src = emulated_source();
+    if let Ok(exp) = std::env::var("TMP_EXP") {
+        if exp == "1" { src = src.replace("for (var e = lane; e < TILE * TILE; e += sg_size)", "for (var e = 0u; e < TILE * TILE; e += 1u)"); }
+        if exp == "2" { src = src.replace("    drain(slot, r0, c0, lane, sg_size);", "    drain(slot, r0, c0, lane, 8u);"); }
+        if exp == "4" { src = src.replace("for (var e = lane; e < TILE * TILE; e += sg_size)", "for (var e = lane; e < 64u; e += sg_size)"); }
+        if exp == "5" { src = src.replace("let r = r0 + e / TILE;", "let r = r0 + e / 8u;").replace("let col = c0 + e % TILE;", "let col = c0 + e % 8u;").replace("for (var e = lane; e < TILE * TILE; e += sg_size)", "for (var e = lane; e < 64u; e += sg_size)"); }
+        if exp == "6" { src = src.replace("    emu_st_scratch(acc, slot, TILE, true, 8u);\n    workgroupBarrier();\n    drain(slot, r0, c0, lane, sg_size);\n    workgroupBarrier();", "    emu_st_scratch(acc, slot, TILE, true, 8u);\n    drain(slot, r0, c0, lane, sg_size);"); assert!(!src.contains("8u);\n    workgroupBarrier();\n    drain")); }
+        if exp == "7" { src = src.replace("            let v = scratch[slot + e];", "            let v = f32(e) + 1000.0 * f32(lane) + 0.5 * f32(sg_size);"); }
+        if exp == "8" { src = src.replace("            let v = scratch[slot + e];", "            let v = f32(e) + 1000.0 * f32(lane) + 0.5 * f32(sg_size);").replace("    emu_st_scratch(acc, slot, TILE, true, 8u);\n", "\n"); }
+        if exp == "9" { src = src.replace("            let v = scratch[slot + e];", "            let v = f32(e) + 1000.0 * f32(lane) + 0.5 * f32(sg_size);").replace("fn emu_st_scratch(h: Emu, i: u32, ld: u32, row_major: bool, t_: u32) {", "fn emu_st_scratch(h: Emu, i: u32, ld: u32, row_major: bool, t_: u32) {\n return;"); }
+        if exp == "10" { let a = src.find("fn drain(").unwrap(); let b = a + src[a..].find("\n}\n").unwrap() + 3; src = format!("{}fn drain(slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {{ for (var e = lane; e < 64u; e += sg_size) {{ c[r0 * N + c0 + e] = f32(e) + 1000.0 * f32(lane); }} }}\n{}", &src[..a], &src[b..]); }
+        if exp == "11" { let a = src.find("fn drain(").unwrap(); let b = a + src[a..].find("\n}\n").unwrap() + 3; src = format!("{}fn drain(slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {{ for (var e = lane; e < 64u; e += sg_size) {{ let r = r0 + e / 8u; let col = c0 + e % 8u; if r < M && col < N {{ c[r * N + col] = f32(e) + 1000.0 * f32(lane); }} }} }}\n{}", &src[..a], &src[b..]); }
+        if exp == "12" { let a = src.find("fn drain(").unwrap(); let b = a + src[a..].find("\n}\n").unwrap() + 3; src = format!("{}fn drain(slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {{ if slot == 0u && c0 == 0u && r0 == 0u {{ for (var e = lane; e < 64u; e += sg_size) {{ c[e] = f32(e) + 1000.0 * f32(lane); }} }} }}\n{}", &src[..a], &src[b..]); }
+        if exp == "13" { let a = src.find("fn drain(").unwrap(); let b = a + src[a..].find("\n}\n").unwrap() + 3; src = format!("{}fn drain(slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {{ if slot == 0u && c0 == 0u && r0 == 0u {{ for (var e = lane; e < 64u; e += sg_size) {{ let r = r0 + e / 8u; if r < M {{ c[e] = f32(e) + 1000.0 * f32(lane); }} }} }} }}\n{}", &src[..a], &src[b..]); }
+        if exp == "14" { src = src.replace("    } else {\n        let slot = sg * 64u;", "    }\n    {\n        let slot = sg * 64u;"); }
+        if exp == "15" { src = src.replace("    } else {\n        let slot = sg * 64u;", "    }\n    {\n        let slot = sg * 64u;").replace("    workgroupBarrier();\n    drain(slot, r0, c0, lane, sg_size);\n    workgroupBarrier();", "    drain(slot, r0, c0, lane, sg_size);"); }
+        if exp == "17" { src = src.replace("    for (var e = lane; e < TILE * TILE; e += sg_size) {\n", "    for (var i = 0u; i < TILE * TILE; i += sg_size) {\n        let e = i + lane;\n"); assert!(src.contains("let e = i + lane;")); }
+        if exp == "19" { let a = src.find("fn drain(").unwrap(); let b = a + src[a..].find("\n}\n").unwrap() + 3; let body: String = (0..8).map(|i| format!("c[lane + {}u] = f32(lane + {}u) + 1000.0 * f32(lane); ", i * 8, i * 8)).collect(); src = format!("{}fn drain(slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {{ if slot == 0u && c0 == 0u && r0 == 0u {{ {body} }} }}\n{}", &src[..a], &src[b..]); }
+        if exp == "20" { let a = src.find("fn drain(").unwrap(); let b = a + src[a..].find("\n}\n").unwrap() + 3; src = format!("{}fn drain(slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {{ if slot == 0u && c0 == 0u && r0 == 0u {{ var e = lane; loop {{ if e >= 64u {{ break; }} c[e] = f32(e) + 1000.0 * f32(lane); e = e + 8u; }} }} }}\n{}", &src[..a], &src[b..]); }
+        if let Ok(extra) = std::env::var("TMP_CUT") {
+            for cut in extra.split(',') {
+                match cut {
+                    "kloop" => src = src.replace("let slices = (K + BK - 1u) / BK;", "let slices = 0u;"),
+                    "prologue" => src = src.replace("    fetch(&ra, &rb, lid, row0, col0, 0u);\n    put(&ra, &rb, lid, 0u);\n    workgroupBarrier();\n", ""),
+                    "zero" => { for i in 0..8 { src = src.replace(&format!("emu_zero({i}u)"), &format!("{i}u")); } }
+                    "init" => src = src.replace("    emu_init(wg, lid);\n", ""),
+                    "mma" => { src = src.lines().filter(|l| !l.contains("emu_mma(8u")).map(|l| format!("{l}\n")).collect(); }
+                    "frag" => { src = src.lines().filter(|l| !(l.contains("= a8(abase") || l.contains("= b8(bbase"))).map(|l| format!("{l}\n")).collect(); }
+                    "inner" => src = src.replace("for (var k = 0u; k < BK; k += 8u) {", "for (var k = 0u; k < 0u; k += 8u) {"),
+                    "fetchput" => { src = src.replace("            fetch(&ra, &rb, lid, row0, col0, (s + 1u) * BK);\n", "").replace("            put(&ra, &rb, lid, 1u - cur);\n", ""); }
+                    "assign" => { src = src.lines().map(|l| if l.contains("emu_mma(8u") { let t = l.trim_start(); let name = &t[..3]; format!("            {name} = emu_mma(8u, {};\n", &l[l.find("emu_mma(8u, ").unwrap() + 12..l.len() - 2]) } else { format!("{l}\n") }).collect(); }
+                    "spill" => src = src.replace("    emu_st_scratch(acc, slot, TILE, true, 8u);\n", ""),
+                    _ => panic!("cut {cut}"),
+                }
+            }
+        }
+        if exp == "3" { src = src.replace("    drain(slot, r0, c0, lane, sg_size);", "    drain(slot, r0, c0, lane % 8u, 8u);"); }
+    }
+    let desc = wgpu::ShaderModuleDescriptor {
+        label: Some("emulated matmul_coop"),
+        source: wgpu::ShaderSource::Wgsl(src.into()),
+    };
+    let module = if std::env::var("TMP_UNCHECKED").is_ok() {
+        let mut checks = wgpu::ShaderRuntimeChecks::checked();
+        if std::env::var("TMP_UNCHECKED").unwrap() == "loop" { checks.force_loop_bounding = false; } else { checks = wgpu::ShaderRuntimeChecks::unchecked(); }
+        unsafe { ctx.device.create_shader_module_trusted(desc, checks) }
+    } else {
+        ctx.device.create_shader_module(desc)
+    };
     let bounds = DeviceBounds::from(&ctx.device.limits());
     let tol = tolerance(Check::KernelF16);
     // Both tiles; the largest configuration (several subgroups; the 256 x 128 shape takes the
@@ -899,7 +927,7 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
     for tile in [8, 16] {
         let candidates = CoopParams::candidates(tile, lo);
         let cases = [
-            (candidates[0], [(256, 128, 40), (33, 17, 65)].as_slice()),
+            (candidates[0], [(33, 17, 65), (256, 128, 40)].as_slice()),
             (*candidates.last().unwrap(), [(70, 132, 24)].as_slice()),
         ];
         for (p, shapes) in cases {
@@ -917,8 +945,13 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
                             random_inputs(&op, (m * 31 + n * 7 + k) as u64 + accumulate as u64);
                         let want = run_cpu(&op, &inputs);
                         let started = std::time::Instant::now();
-                        let got = run_emulated(&ctx, &module, &call, &inputs);
-                        println!("{:.2} s {}", started.elapsed().as_secs_f64(), call.label());
+                        let got = run_emulated(&ctx, &module, &call, &p, &inputs);
+                        if m == 33 { eprintln!("TMPIN {:?}", &inputs[0].f32()[..24]); eprintln!("TMPGOT {:?}\nTMPWANT {:?}", &got[..40], &want[0].1[..40]); }
+                        eprintln!(
+                            "TMP {:.2} s {}",
+                            started.elapsed().as_secs_f64(),
+                            call.label()
+                        );
                         common::assert_close(
                             &format!("emulated {} (gpu vs cpu)", call.label()),
                             &got,
@@ -936,4 +969,96 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
         ctx.adapter_name()
     );
     assert_eq!(runs, 2 * 3 * 3 * 2);
+}
+
+#[test]
+fn tmp_subgroup_builtins() {
+    let ctx = common::gpu();
+    let src = "@group(0) @binding(0) var<storage, read_write> o: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sz: u32, @builtin(num_subgroups) ns: u32) {
+    o[lid * 4u] = sid; o[lid * 4u + 1u] = lane; o[lid * 4u + 2u] = sz; o[lid * 4u + 3u] = ns;
+}";
+    let p = CoopParams { tile: 8, sg_size: 8, sg_m: 2, sg_n: 4, bk: 32 };
+    let _ = p;
+    use wgpu::util::DeviceExt;
+    let device = &ctx.device;
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: None, source: wgpu::ShaderSource::Wgsl(src.into()) });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: None, layout: None, module: &module, entry_point: Some("main"), compilation_options: Default::default(), cache: None });
+    let buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: &[0u8; 1024], usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC });
+    let rb = device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 1024, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+    let bg = device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.get_bind_group_layout(0), entries: &[wgpu::BindGroupEntry { binding: 0, resource: buf.as_entire_binding() }] });
+    let mut enc = device.create_command_encoder(&Default::default());
+    { let mut pass = enc.begin_compute_pass(&Default::default()); pass.set_pipeline(&pipeline); pass.set_bind_group(0, &bg, &[]); pass.dispatch_workgroups(1, 1, 1); }
+    enc.copy_buffer_to_buffer(&buf, 0, &rb, 0, 1024);
+    ctx.queue.submit([enc.finish()]);
+    rb.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
+    device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+    let v = bytemuck::cast_slice::<u8, u32>(&rb.slice(..).get_mapped_range().unwrap()).to_vec();
+    for l in 0..64 { eprint!("{:?} ", &v[l*4..l*4+4]); }
+    eprintln!();
+}
+#[test]
+fn tmp_dump() { std::fs::write("/tmp/emu.wgsl", emulated_source()).unwrap(); }
+
+#[test]
+fn tmp_loop_repro() {
+    let ctx = common::gpu();
+    let variants = [
+        ("barrier-loop-then-loop", "var<workgroup> w: array<f32, 64>;
+fn drain(base: u32, lane: u32, step: u32) { for (var e = lane; e < 64u; e += step) { o[base + e] = f32(e) + 1000.0 * f32(lane); } }
+@compute @workgroup_size(64) fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sz: u32) {
+  for (var s = 0u; s < 3u; s++) { w[lid] = f32(s); workgroupBarrier(); }
+  drain(sid * 64u, lane, sz); }"),
+        ("barrier-then-loop", "var<workgroup> w: array<f32, 64>;
+fn drain(base: u32, lane: u32, step: u32) { for (var e = lane; e < 64u; e += step) { o[base + e] = f32(e) + 1000.0 * f32(lane); } }
+@compute @workgroup_size(64) fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sz: u32) {
+  w[lid] = 1.0; workgroupBarrier();
+  drain(sid * 64u, lane, sz); }"),
+        ("loop-then-barrier-then-loop", "var<workgroup> w: array<f32, 64>;
+fn drain(base: u32, lane: u32, step: u32) { for (var e = lane; e < 64u; e += step) { o[base + e] = f32(e) + 1000.0 * f32(lane); } }
+@compute @workgroup_size(64) fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sz: u32) {
+  for (var s = 0u; s < 3u; s++) { w[lid] += f32(s); }
+  workgroupBarrier();
+  drain(sid * 64u, lane, sz); }"),
+        ("plain", "fn drain(base: u32, lane: u32, step: u32) { for (var e = lane; e < 64u; e += step) { o[base + e] = f32(e) + 1000.0 * f32(lane); } }
+@compute @workgroup_size(64) fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sz: u32) { drain(sid * 64u, lane, sz); }"),
+        ("guarded", "fn drain(base: u32, lane: u32, step: u32) { for (var e = lane; e < 64u; e += step) { let r = e / 8u; if r < 33u { o[base + e] = f32(e) + 1000.0 * f32(lane); } } }
+@compute @workgroup_size(64) fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sz: u32) { drain(sid * 64u, lane, sz); }"),
+        ("twice", "fn drain(base: u32, lane: u32, step: u32) { for (var e = lane; e < 64u; e += step) { o[base + e] += f32(e) + 1000.0 * f32(lane); } }
+@compute @workgroup_size(64) fn main(@builtin(local_invocation_index) lid: u32, @builtin(subgroup_id) sid: u32, @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) sz: u32) { drain(sid * 64u, lane, sz); workgroupBarrier(); drain(sid * 64u, lane, sz); }"),
+    ];
+    use wgpu::util::DeviceExt;
+    let device = &ctx.device;
+    for (name, body) in variants {
+        let src = format!("@group(0) @binding(0) var<storage, read_write> o: array<f32>;\n{body}");
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor { label: None, source: wgpu::ShaderSource::Wgsl(src.into()) });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor { label: None, layout: None, module: &module, entry_point: Some("main"), compilation_options: Default::default(), cache: None });
+        let buf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: &[0u8; 2048], usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC });
+        let rb = device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 2048, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        let bg = device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.get_bind_group_layout(0), entries: &[wgpu::BindGroupEntry { binding: 0, resource: buf.as_entire_binding() }] });
+        let mut enc = device.create_command_encoder(&Default::default());
+        { let mut pass = enc.begin_compute_pass(&Default::default()); pass.set_pipeline(&pipeline); pass.set_bind_group(0, &bg, &[]); pass.dispatch_workgroups(1, 1, 1); }
+        enc.copy_buffer_to_buffer(&buf, 0, &rb, 0, 2048);
+        ctx.queue.submit([enc.finish()]);
+        rb.slice(..).map_async(wgpu::MapMode::Read, |r| r.unwrap());
+        device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+        let v = bytemuck::cast_slice::<u8, f32>(&rb.slice(..).get_mapped_range().unwrap()).to_vec();
+        eprintln!("{name}: {:?}", &v[..24]);
+    }
+}
+#[test]
+fn tmp_emu_spv() {
+    let src = emulated_source();
+    let module = naga::front::wgsl::parse_str(&src).unwrap();
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all()).validate(&module).unwrap();
+    let p = CoopParams { tile: 8, sg_size: 8, sg_m: 2, sg_n: 4, bk: 32 };
+    let call = coop::kernel(&matmul(33, 17, 65, Layout::Nt, false), &p).unwrap();
+    let mut map = naga::back::PipelineConstants::default();
+    for (k, v) in &call.constants { map.insert((*k).to_string(), *v); }
+    let (m, i) = naga::back::pipeline_constants::process_overrides(&module, &info, Some((naga::ShaderStage::Compute, call.entry)), &map).unwrap();
+    let options = naga::back::spv::Options { lang_version: (1, 3), flags: naga::back::spv::WriterFlags::empty(), ..Default::default() };
+    let pipeline = naga::back::spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: call.entry.to_string() };
+    let words = naga::back::spv::write_vec(&m, &i, &options, Some(&pipeline)).unwrap();
+    std::fs::write("/tmp/emu.spv", bytemuck::cast_slice::<u32, u8>(&words)).unwrap();
 }

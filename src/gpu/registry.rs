@@ -8,6 +8,13 @@ use crate::plan::{Access, BindingSpec, KernelCall};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Whether shader modules keep wgpu's injected bounds checks: on in debug builds (tests),
+/// off in release builds, where the checks cost about a third of a matmul's time on
+/// lavapipe. `WGOLF_CHECKED_SHADERS=1` keeps them in a release build.
+pub fn checked_shaders() -> bool {
+    cfg!(debug_assertions) || std::env::var("WGOLF_CHECKED_SHADERS").is_ok_and(|v| v == "1")
+}
+
 /// A ready pipeline and its bind group layout.
 pub struct Kernel {
     pub pipeline: wgpu::ComputePipeline,
@@ -56,10 +63,19 @@ impl KernelRegistry {
                     label: label.clone(),
                     message: "no such shader file".into(),
                 })?;
-                let m = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(call.shader),
                     source: wgpu::ShaderSource::Wgsl(src.into()),
-                });
+                };
+                let m = if checked_shaders() {
+                    device.create_shader_module(desc)
+                } else {
+                    // SAFETY: every kernel guards or clamps its own indices against the
+                    // element counts the plan checked when it was built; the test suite runs
+                    // with the checks on (debug builds) and compares every kernel with its
+                    // CPU reference on ragged shapes.
+                    unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+                };
                 self.modules.insert(call.shader, m.clone());
                 m
             }
