@@ -150,7 +150,7 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
             ),
             scale: g.param(
                 "bigram.scale",
-                &[1],
+                &[],
                 ParamGroup::Scalar,
                 Init::Constant(m.bigram_scale_init),
             ),

@@ -84,6 +84,27 @@ fn short_training_run_lowers_the_loss() {
 }
 
 #[test]
+fn record_tiny_trains_and_its_loss_falls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::load(
+        Path::new("configs/record-tiny.toml"),
+        &["train.steps=40".into(), "train.warmdown_steps=10".into(), "train.log_every=10".into(), "train.val_seqs=16".into()],
+    )
+    .unwrap();
+    let summary = wgolf::train::train(&cfg, options(dir.path())).unwrap();
+    let losses = step_losses(dir.path());
+    assert!((losses[0].1 - 1024f64.ln()).abs() < 0.05, "first loss {}", losses[0].1);
+    assert!(losses.last().unwrap().1 < losses[0].1 - 0.7, "losses did not fall: {losses:?}");
+    assert!(summary.val_loss < 6.5, "val_loss {}", summary.val_loss);
+    // The run kept an EMA: the exported weights are the EMA values, not the raw ones.
+    let ck = wgolf::checkpoint::read(&wgolf::checkpoint::checkpoint_path(dir.path())).unwrap();
+    let model = wgolf::checkpoint::read(&dir.path().join("model.safetensors")).unwrap();
+    let name = "blocks.0.attn.c_q.weight";
+    assert_eq!(model.tensors[name].1, ck.tensors[&format!("ema.{name}")].1);
+    assert_ne!(model.tensors[name].1, ck.tensors[name].1);
+}
+
+#[test]
 fn grad_accumulation_matches_one_big_batch() {
     // 2 micro-batches of 2 sequences must give the gradients of 1 micro-batch of the same 4
     // sequences: each micro-batch's loss is scaled by the step's token count.
