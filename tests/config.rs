@@ -28,23 +28,40 @@ fn record_matches_the_reference_state_dict() {
     let cfg = Config::load(Path::new("configs/record.toml"), &[]).unwrap();
     let plan = wgolf::model::build_plan(&cfg).unwrap();
     assert_eq!(plan.param_count(), 26_829_913);
-    let mut want: Vec<(String, Vec<usize>)> = std::fs::read_to_string("tests/fixtures/record_state_dict.txt")
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            let (name, shape) = l.split_once(' ').unwrap();
-            let dims = if shape == "scalar" { vec![] } else { shape.split('x').map(|d| d.parse().unwrap()).collect() };
-            (name.to_string(), dims)
+    let mut want: Vec<(String, Vec<usize>)> =
+        std::fs::read_to_string("tests/fixtures/record_state_dict.txt")
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (name, shape) = l.split_once(' ').unwrap();
+                let dims = if shape == "scalar" {
+                    vec![]
+                } else {
+                    shape.split('x').map(|d| d.parse().unwrap()).collect()
+                };
+                (name.to_string(), dims)
+            })
+            .collect();
+    let mut got: Vec<(String, Vec<usize>)> = plan
+        .params
+        .iter()
+        .map(|s| {
+            (
+                plan.tensor(s.param).name.clone(),
+                plan.tensor(s.param).shape.clone(),
+            )
         })
         .collect();
-    let mut got: Vec<(String, Vec<usize>)> =
-        plan.params.iter().map(|s| (plan.tensor(s.param).name.clone(), plan.tensor(s.param).shape.clone())).collect();
     want.sort();
     got.sort();
     assert_eq!(got, want);
     // The reference's RoPE base at T = 2048 (its NTK quirk): 10000 * 2^(64/62).
-    assert!((cfg.effective_rope_base() - 20_452.23).abs() < 0.01, "{}", cfg.effective_rope_base());
+    assert!(
+        (cfg.effective_rope_base() - 20_452.23).abs() < 0.01,
+        "{}",
+        cfg.effective_rope_base()
+    );
     assert_eq!(cfg.step_tokens(), 786_432);
 }
 

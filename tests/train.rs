@@ -88,13 +88,25 @@ fn record_tiny_trains_and_its_loss_falls() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::load(
         Path::new("configs/record-tiny.toml"),
-        &["train.steps=40".into(), "train.warmdown_steps=10".into(), "train.log_every=10".into(), "train.val_seqs=16".into()],
+        &[
+            "train.steps=40".into(),
+            "train.warmdown_steps=10".into(),
+            "train.log_every=10".into(),
+            "train.val_seqs=16".into(),
+        ],
     )
     .unwrap();
     let summary = wgolf::train::train(&cfg, options(dir.path())).unwrap();
     let losses = step_losses(dir.path());
-    assert!((losses[0].1 - 1024f64.ln()).abs() < 0.05, "first loss {}", losses[0].1);
-    assert!(losses.last().unwrap().1 < losses[0].1 - 0.7, "losses did not fall: {losses:?}");
+    assert!(
+        (losses[0].1 - 1024f64.ln()).abs() < 0.05,
+        "first loss {}",
+        losses[0].1
+    );
+    assert!(
+        losses.last().unwrap().1 < losses[0].1 - 0.7,
+        "losses did not fall: {losses:?}"
+    );
     assert!(summary.val_loss < 6.5, "val_loss {}", summary.val_loss);
     // The run kept an EMA: the exported weights are the EMA values, not the raw ones.
     let ck = wgolf::checkpoint::read(&wgolf::checkpoint::checkpoint_path(dir.path())).unwrap();

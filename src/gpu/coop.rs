@@ -134,7 +134,7 @@ impl CoopParams {
             && self.sg_m > 0
             && self.sg_n > 0
             && self.bk > 0
-            && self.bk % self.tile == 0
+            && self.bk.is_multiple_of(self.tile)
             && pa <= MAX_PER
             && pb <= MAX_PER
     }
@@ -194,8 +194,12 @@ impl CoopParams {
 
 /// The configuration for `op` with this tile and subgroup size on a device: the largest
 /// fitting workgroup tile that still yields [`TARGET_WORKGROUPS`] workgroups, else the
-/// fitting one with the most workgroups. `None` for ops other than a matmul, or when nothing
-/// fits.
+/// fitting one with the most workgroups (ties: fewer invocations, then the deeper K slice).
+/// `None` for ops other than a matmul, or when nothing fits.
+///
+/// A weight gradient (`Tn`, K = tokens) with a small output, e.g. 512 x 512, gets few
+/// workgroups whatever the tile; splitting K across workgroups would need a scratch binding
+/// the op does not have. `cargo bench --bench matmul -- --coop-all` times every candidate.
 pub fn choose(tile: u32, sg_size: u32, bounds: &DeviceBounds, op: &Op) -> Option<CoopParams> {
     let Op::Matmul { m, n, layout, .. } = *op else {
         return None;
@@ -214,7 +218,7 @@ pub fn choose(tile: u32, sg_size: u32, bounds: &DeviceBounds, op: &Op) -> Option
         .or_else(|| {
             fitting
                 .iter()
-                .max_by_key(|p| (count(p), std::cmp::Reverse(p.threads())))
+                .max_by_key(|p| (count(p), std::cmp::Reverse(p.threads()), p.bk))
         })
         .copied()
 }

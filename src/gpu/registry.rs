@@ -74,7 +74,12 @@ impl KernelRegistry {
                     // element counts the plan checked when it was built; the test suite runs
                     // with the checks on (debug builds) and compares every kernel with its
                     // CPU reference on ragged shapes.
-                    unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
+                    unsafe {
+                        device.create_shader_module_trusted(
+                            desc,
+                            wgpu::ShaderRuntimeChecks::unchecked(),
+                        )
+                    }
                 };
                 self.modules.insert(call.shader, m.clone());
                 m
