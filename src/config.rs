@@ -208,10 +208,20 @@ impl Config {
 
     /// Parses TOML text (`file` names it in errors), applies overrides, and checks it.
     pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Config, ConfigError> {
-        let mut value: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
             file: file.into(),
             message: e.to_string(),
-        })?;
+        };
+        let mut value: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        if !overrides.is_empty() {
+            // Overrides apply to the whole config, defaulted fields included: parse it once,
+            // then write it back out as a table with every field present.
+            let full: Config = value.clone().try_into().map_err(parse_err)?;
+            value = toml::Table::try_from(&full).map_err(|e| ConfigError::Parse {
+                file: file.into(),
+                message: e.to_string(),
+            })?;
+        }
         for arg in overrides {
             apply_override(&mut value, arg)?;
         }

@@ -154,3 +154,28 @@ fn warmdown_is_flat_then_linear_to_zero() {
     let cfg = Config::load(Path::new("configs/tiny.toml"), &["train.steps=50".into()]).unwrap();
     assert_eq!(cfg.lr_scale(0), 0.5);
 }
+
+#[test]
+fn wallclock_warmdown_and_momentum_warmup_follow_the_reference() {
+    let cfg = Config::load(Path::new("configs/record.toml"), &[]).unwrap();
+    // At 100 ms/step the last 3000 steps' worth of time is 300 s: flat until 300 s have
+    // elapsed, then linear to zero at the 600 s cap.
+    assert_eq!(cfg.lr_scale_at(1000, 100.0), 1.0);
+    assert_eq!(cfg.lr_scale_at(2999, 299.9), 1.0);
+    assert!((cfg.lr_scale_at(4500, 450.0) - 0.5).abs() < 1e-6);
+    assert_eq!(cfg.lr_scale_at(6000, 600.0), 0.0);
+    assert_eq!(cfg.lr_scale_at(0, 0.0), 1.0);
+    // Momentum 0.92 -> 0.99 over 1500 steps, then flat.
+    assert!((cfg.muon_momentum(0) - 0.92).abs() < 1e-6);
+    assert!((cfg.muon_momentum(750) - 0.955).abs() < 1e-6);
+    assert!((cfg.muon_momentum(1500) - 0.99).abs() < 1e-6);
+    assert!((cfg.muon_momentum(5000) - 0.99).abs() < 1e-6);
+    // A wall-clock warmdown needs a cap.
+    let err = Config::load(
+        Path::new("configs/record.toml"),
+        &["train.max_wallclock_s=0".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("train.warmdown"), "{err}");
+}

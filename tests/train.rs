@@ -448,3 +448,27 @@ fn export_import_and_eval_round_trip() {
     );
     assert!(!dir.path().join("x").exists(), "nothing half-written");
 }
+
+#[test]
+fn the_wallclock_cap_stops_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = Config::load(
+        Path::new("configs/tiny.toml"),
+        &[
+            "train.steps=100000".into(),
+            "train.max_wallclock_s=3.0".into(),
+            "train.warmdown=\"wallclock\"".into(),
+            "train.val_seqs=4".into(),
+        ],
+    )
+    .unwrap();
+    let summary = wgolf::train::train(&cfg, options(dir.path())).unwrap();
+    assert!(
+        summary.steps > 0 && summary.steps < 100_000,
+        "stopped after {} steps",
+        summary.steps
+    );
+    let ck = wgolf::checkpoint::read(&wgolf::checkpoint::checkpoint_path(dir.path())).unwrap();
+    assert_eq!(ck.step().unwrap(), summary.steps);
+    assert!(ck.elapsed_s().unwrap() >= 3.0);
+}
