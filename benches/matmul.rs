@@ -69,9 +69,7 @@ fn parse_args() -> Args {
         tokens: env_usize("WGOLF_BENCH_TOKENS").unwrap_or(if quick { 1024 } else { 98_304 }),
         square: env_usize("WGOLF_BENCH_SQUARE").unwrap_or(if quick { 256 } else { 4096 }),
         warmup: env_usize("WGOLF_BENCH_WARMUP").unwrap_or(if quick { 1 } else { 3 }),
-        runs: env_usize("WGOLF_BENCH_RUNS")
-            .unwrap_or(if quick { 3 } else { 20 })
-            .max(1),
+        runs: env_usize("WGOLF_BENCH_RUNS").unwrap_or(if quick { 3 } else { 20 }).max(1),
     }
 }
 
@@ -82,13 +80,7 @@ struct Shape {
 }
 
 fn matmul(m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) -> Op {
-    Op::Matmul {
-        m,
-        n,
-        k,
-        layout,
-        accumulate,
-    }
+    Op::Matmul { m, n, k, layout, accumulate }
 }
 
 /// The record model's products at `tokens` rows, Newton-Schulz's, and a square one.
@@ -103,45 +95,23 @@ fn shapes(tokens: usize, square: usize) -> Vec<Shape> {
         ("tied head", 512, 1024),
     ];
     for (layer, fan_in, fan_out) in linears {
-        out.push(Shape {
-            name: format!("{layer} fwd"),
-            op: matmul(tokens, fan_out, fan_in, Layout::Nt, false),
-        });
-        out.push(Shape {
-            name: format!("{layer} dx"),
-            op: matmul(tokens, fan_in, fan_out, Layout::Nn, true),
-        });
-        out.push(Shape {
-            name: format!("{layer} dW"),
-            op: matmul(fan_out, fan_in, tokens, Layout::Tn, true),
-        });
+        out.push(Shape { name: format!("{layer} fwd"), op: matmul(tokens, fan_out, fan_in, Layout::Nt, false) });
+        out.push(Shape { name: format!("{layer} dx"), op: matmul(tokens, fan_in, fan_out, Layout::Nn, true) });
+        out.push(Shape { name: format!("{layer} dW"), op: matmul(fan_out, fan_in, tokens, Layout::Tn, true) });
     }
     // Newton-Schulz on X [rows, cols]: A = X X^T, then A A and (b A + c A A) X.
     for (rows, cols) in [(512, 512), (512, 1536)] {
-        out.push(Shape {
-            name: format!("NS {rows}x{cols} X X^T"),
-            op: matmul(rows, rows, cols, Layout::Nt, false),
-        });
+        out.push(Shape { name: format!("NS {rows}x{cols} X X^T"), op: matmul(rows, rows, cols, Layout::Nt, false) });
         if rows != cols {
-            out.push(Shape {
-                name: format!("NS {rows}x{cols} A A"),
-                op: matmul(rows, rows, rows, Layout::Nn, false),
-            });
+            out.push(Shape { name: format!("NS {rows}x{cols} A A"), op: matmul(rows, rows, rows, Layout::Nn, false) });
         }
         out.push(Shape {
-            name: if rows == cols {
-                format!("NS {rows}x{cols} A A, B X")
-            } else {
-                format!("NS {rows}x{cols} B X")
-            },
+            name: if rows == cols { format!("NS {rows}x{cols} A A, B X") } else { format!("NS {rows}x{cols} B X") },
             op: matmul(rows, cols, rows, Layout::Nn, false),
         });
     }
     for layout in [Layout::Nn, Layout::Nt, Layout::Tn] {
-        out.push(Shape {
-            name: format!("square {square}"),
-            op: matmul(square, square, square, layout, false),
-        });
+        out.push(Shape { name: format!("square {square}"), op: matmul(square, square, square, layout, false) });
     }
     out
 }
@@ -149,22 +119,9 @@ fn shapes(tokens: usize, square: usize) -> Vec<Shape> {
 /// Why `op` cannot run on this device, if it cannot (a binding over the limits).
 fn too_big(ctx: &GpuContext, op: &Op) -> Option<String> {
     let limits = ctx.device.limits();
-    let biggest = op
-        .bindings()
-        .iter()
-        .map(|b| b.len as u64 * 4)
-        .max()
-        .unwrap_or(0);
-    let limit = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
-    (biggest > limit).then(|| {
-        format!(
-            "a {} MiB binding exceeds the adapter's {} MiB",
-            biggest >> 20,
-            limit >> 20
-        )
-    })
+    let biggest = op.bindings().iter().map(|b| b.len as u64 * 4).max().unwrap_or(0);
+    let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    (biggest > limit).then(|| format!("a {} MiB binding exceeds the adapter's {} MiB", biggest >> 20, limit >> 20))
 }
 
 /// A buffer of `len` f32 filled with small values (exact in f16, so no kernel sees infinities).
@@ -176,14 +133,9 @@ fn filled(device: &wgpu::Device, len: usize, seed: usize) -> wgpu::Buffer {
         mapped_at_creation: true,
     });
     {
-        let mut view = buffer
-            .slice(..)
-            .get_mapped_range_mut()
-            .expect("mapped at creation");
+        let mut view = buffer.slice(..).get_mapped_range_mut().expect("mapped at creation");
         let (words, _) = view.slice(..).into_chunks::<4>();
-        words.write_iter(
-            (0..len).map(|i| ((((i + seed) * 7919 % 61) as f32 - 30.0) / 64.0).to_ne_bytes()),
-        );
+        words.write_iter((0..len).map(|i| ((((i + seed) * 7919 % 61) as f32 - 30.0) / 64.0).to_ne_bytes()));
     }
     buffer.unmap();
     buffer
@@ -200,22 +152,14 @@ fn time_call(
     runs: usize,
 ) -> Result<Vec<f64>, String> {
     let device = &ctx.device;
-    let kernel = registry
-        .get(ctx, call, &op.bindings())
-        .map_err(|e| e.to_string())?;
+    let kernel = registry.get(ctx, call, &op.bindings()).map_err(|e| e.to_string())?;
     let entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
+        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
         .collect();
-    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &kernel.layout,
-        entries: &entries,
-    });
+    let bind_group =
+        device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &kernel.layout, entries: &entries });
     let [x, y, z] = call.workgroups;
     let timestamps = device.features().contains(wgpu::Features::TIMESTAMP_QUERY);
     let query_set = timestamps.then(|| {
@@ -225,12 +169,7 @@ fn time_call(
             count: 2 * runs as u32,
         })
     });
-    let wait = || {
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
+    let wait = || device.poll(wgpu::PollType::wait_indefinitely()).map(|_| ()).map_err(|e| e.to_string());
     // One run: a pass with one dispatch, timestamped when `slot` is given.
     let encode = |encoder: &mut wgpu::CommandEncoder, slot: Option<u32>| {
         let timestamp_writes = match (&query_set, slot) {
@@ -241,10 +180,7 @@ fn time_call(
             }),
             _ => None,
         };
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes,
-        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
         pass.set_pipeline(&kernel.pipeline);
         pass.set_bind_group(0, &bind_group, &[]);
         pass.dispatch_workgroups(x, y, z);
@@ -277,22 +213,12 @@ fn time_call(
         encoder.resolve_query_set(q, 0..2 * runs as u32, &resolve, 0);
         encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
         ctx.queue.submit([encoder.finish()]);
-        readback
-            .slice(..)
-            .map_async(wgpu::MapMode::Read, |r| r.expect("mapping the timestamps"));
+        readback.slice(..).map_async(wgpu::MapMode::Read, |r| r.expect("mapping the timestamps"));
         wait()?;
-        let ticks: Vec<u64> = bytemuck::cast_slice(
-            &readback
-                .slice(..)
-                .get_mapped_range()
-                .map_err(|e| e.to_string())?,
-        )
-        .to_vec();
+        let ticks: Vec<u64> =
+            bytemuck::cast_slice(&readback.slice(..).get_mapped_range().map_err(|e| e.to_string())?).to_vec();
         let period = ctx.queue.get_timestamp_period() as f64;
-        ticks
-            .chunks(2)
-            .map(|t| t[1].saturating_sub(t[0]) as f64 * period / 1e6)
-            .collect()
+        ticks.chunks(2).map(|t| t[1].saturating_sub(t[0]) as f64 * period / 1e6).collect()
     } else {
         (0..runs)
             .map(|_| {
@@ -331,19 +257,12 @@ fn kernels(ctx: &GpuContext, op: &Op, coop_all: bool) -> Vec<(String, KernelCall
         let bounds = DeviceBounds::from(&ctx.device.limits());
         let chosen = coop::choose(tile, sg_size, &bounds, op);
         let params: Vec<CoopParams> = if coop_all {
-            CoopParams::candidates(tile, sg_size)
-                .into_iter()
-                .filter(|p| p.fits(&bounds, layout, m, n))
-                .collect()
+            CoopParams::candidates(tile, sg_size).into_iter().filter(|p| p.fits(&bounds, layout, m, n)).collect()
         } else {
             chosen.into_iter().collect()
         };
         for p in params {
-            let mark = if coop_all && Some(p) == chosen {
-                " (chosen)"
-            } else {
-                ""
-            };
+            let mark = if coop_all && Some(p) == chosen { " (chosen)" } else { "" };
             if let Some(call) = coop::kernel(op, &p) {
                 out.push((format!("{}{mark}", name(&p)), call));
             }
@@ -361,11 +280,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let timer = if ctx
-        .device
-        .features()
-        .contains(wgpu::Features::TIMESTAMP_QUERY)
-    {
+    let timer = if ctx.device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
         "GPU timestamps around each run's compute pass"
     } else {
         "wall time of each submission, waited on (no TIMESTAMP_QUERY)"
@@ -394,49 +309,24 @@ fn main() {
         if args.quick { "; quick mode" } else { "" },
     );
     let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "| kernel | layout | M | N | K | median ms | TFLOP/s | GFLOP/s | use |"
-    );
+    let _ = writeln!(out, "| kernel | layout | M | N | K | median ms | TFLOP/s | GFLOP/s | use |");
     let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---:|---|");
     print!("{out}");
     let mut notes = Vec::new();
     let mut registry = KernelRegistry::new();
     for shape in shapes(args.tokens, args.square) {
-        if args
-            .filter
-            .as_ref()
-            .is_some_and(|f| !shape.name.contains(f.as_str()))
-        {
+        if args.filter.as_ref().is_some_and(|f| !shape.name.contains(f.as_str())) {
             continue;
         }
-        let Op::Matmul {
-            m, n, k, layout, ..
-        } = shape.op
-        else {
-            unreachable!()
-        };
+        let Op::Matmul { m, n, k, layout, .. } = shape.op else { unreachable!() };
         if let Some(why) = too_big(&ctx, &shape.op) {
             notes.push(format!("skipped {} ({m} x {n} x {k}): {why}", shape.name));
             continue;
         }
-        let buffers: Vec<wgpu::Buffer> = shape
-            .op
-            .bindings()
-            .iter()
-            .enumerate()
-            .map(|(i, b)| filled(&ctx.device, b.len, i * 13))
-            .collect();
+        let buffers: Vec<wgpu::Buffer> =
+            shape.op.bindings().iter().enumerate().map(|(i, b)| filled(&ctx.device, b.len, i * 13)).collect();
         for (kernel, call) in kernels(&ctx, &shape.op, args.coop_all) {
-            let row = match time_call(
-                &ctx,
-                &mut registry,
-                &call,
-                &shape.op,
-                &buffers,
-                args.warmup,
-                args.runs,
-            ) {
+            let row = match time_call(&ctx, &mut registry, &call, &shape.op, &buffers, args.warmup, args.runs) {
                 Ok(times) => {
                     let ms = median(times);
                     let flops = 2.0 * m as f64 * n as f64 * k as f64;

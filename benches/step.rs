@@ -17,22 +17,10 @@ use wgolf::plan::{Phase, Plan};
 use wgolf::train::{make_executor, train_step, Backend};
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let configs = if args.is_empty() {
-        vec![
-            "configs/tiny.toml".to_string(),
-            "configs/sample.toml".to_string(),
-        ]
-    } else {
-        args
-    };
-    let steps: usize = std::env::var("WGOLF_BENCH_STEPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let configs =
+        if args.is_empty() { vec!["configs/tiny.toml".to_string(), "configs/sample.toml".to_string()] } else { args };
+    let steps: usize = std::env::var("WGOLF_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let adapter = std::env::var("WGOLF_ADAPTER").ok();
     println!("| config | adapter | tokens/step | ms/step | tokens/s |");
     println!("|---|---|---|---|---|");
@@ -43,36 +31,18 @@ fn main() -> anyhow::Result<()> {
         wgolf::train::init_state(ex.as_mut(), &plan, cfg.train.seed);
         let mut stream = wgolf::data::TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?;
         for step in 0..3 {
-            train_step(
-                ex.as_mut(),
-                &plan,
-                &cfg,
-                &mut stream,
-                step,
-                cfg.lr_scale(step),
-            )?;
+            train_step(ex.as_mut(), &plan, &cfg, &mut stream, step, cfg.lr_scale(step))?;
         }
         ex.read(plan.io().loss_total);
         let t = Instant::now();
         for step in 3..3 + steps {
-            train_step(
-                ex.as_mut(),
-                &plan,
-                &cfg,
-                &mut stream,
-                step,
-                cfg.lr_scale(step),
-            )?;
+            train_step(ex.as_mut(), &plan, &cfg, &mut stream, step, cfg.lr_scale(step))?;
         }
         ex.read(plan.io().loss_total);
         let secs = t.elapsed().as_secs_f64();
         let ms = 1e3 * secs / steps as f64;
         let tok_s = (steps * cfg.step_tokens()) as f64 / secs;
-        println!(
-            "| {path} | {} | {} | {ms:.1} | {tok_s:.0} |",
-            ex.describe(),
-            cfg.step_tokens()
-        );
+        println!("| {path} | {} | {} | {ms:.1} | {tok_s:.0} |", ex.describe(), cfg.step_tokens());
         if std::env::var("WGOLF_BENCH_PROFILE").is_ok_and(|v| v == "1") {
             profile(ex.as_mut(), &plan);
         }

@@ -48,17 +48,11 @@ pub struct Loaded {
 impl Loaded {
     /// The config stored with the file.
     pub fn config(&self) -> Result<Config> {
-        let text = self.metadata.get(META_CONFIG).ok_or_else(|| {
-            anyhow!(
-                "{}: no wgolf config in its metadata; pass --config",
-                self.path.display()
-            )
-        })?;
-        Ok(Config::parse(
-            text,
-            &format!("{} (embedded config)", self.path.display()),
-            &[],
-        )?)
+        let text = self
+            .metadata
+            .get(META_CONFIG)
+            .ok_or_else(|| anyhow!("{}: no wgolf config in its metadata; pass --config", self.path.display()))?;
+        Ok(Config::parse(text, &format!("{} (embedded config)", self.path.display()), &[])?)
     }
     /// The step the checkpoint was taken after.
     pub fn step(&self) -> Result<usize> {
@@ -71,8 +65,7 @@ impl Loaded {
     /// The data stream position.
     pub fn stream(&self) -> Result<StreamPosition> {
         let text = self.meta(META_STREAM)?;
-        serde_json::from_str(text)
-            .with_context(|| format!("{}: metadata {META_STREAM}", self.path.display()))
+        serde_json::from_str(text).with_context(|| format!("{}: metadata {META_STREAM}", self.path.display()))
     }
     /// Whether this is a training checkpoint (rather than a weights file).
     pub fn is_checkpoint(&self) -> bool {
@@ -80,32 +73,19 @@ impl Loaded {
     }
     fn meta(&self, key: &str) -> Result<&str> {
         self.metadata.get(key).map(String::as_str).ok_or_else(|| {
-            anyhow!(
-                "{}: metadata field {key} is missing (not a wgolf checkpoint?)",
-                self.path.display()
-            )
+            anyhow!("{}: metadata field {key} is missing (not a wgolf checkpoint?)", self.path.display())
         })
     }
     fn meta_parse<T: std::str::FromStr>(&self, key: &str) -> Result<T> {
         let v = self.meta(key)?;
-        v.parse().map_err(|_| {
-            anyhow!(
-                "{}: metadata field {key} = {v:?} is not a number",
-                self.path.display()
-            )
-        })
+        v.parse().map_err(|_| anyhow!("{}: metadata field {key} = {v:?} is not a number", self.path.display()))
     }
     /// The values of `name`, checked against the expected shape.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
-        let (s, v) = self
-            .tensors
-            .get(name)
-            .ok_or_else(|| anyhow!("{}: tensor `{name}` is missing", self.path.display()))?;
+        let (s, v) =
+            self.tensors.get(name).ok_or_else(|| anyhow!("{}: tensor `{name}` is missing", self.path.display()))?;
         if s != shape {
-            bail!(
-                "{}: tensor `{name}` has shape {s:?}, expected {shape:?}",
-                self.path.display()
-            );
+            bail!("{}: tensor `{name}` has shape {s:?}, expected {shape:?}", self.path.display());
         }
         Ok(v)
     }
@@ -123,48 +103,32 @@ pub fn read(path: &Path) -> Result<Loaded> {
         let data = view.data();
         let values: Vec<f32> = match view.dtype() {
             safetensors::Dtype::F32 => bytemuck::pod_collect_to_vec(data),
-            safetensors::Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            safetensors::Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            other => bail!(
-                "{}: tensor `{name}` is {other:?}; expected F32, F16 or BF16",
-                path.display()
-            ),
+            safetensors::Dtype::F16 => {
+                data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            safetensors::Dtype::BF16 => {
+                data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            other => bail!("{}: tensor `{name}` is {other:?}; expected F32, F16 or BF16", path.display()),
         };
         tensors.insert(name, (view.shape().to_vec(), values));
     }
     let metadata = header.metadata().clone().unwrap_or_default();
-    Ok(Loaded {
-        path: path.to_path_buf(),
-        tensors,
-        metadata,
-    })
+    Ok(Loaded { path: path.to_path_buf(), tensors, metadata })
 }
 
-fn write(
-    path: &Path,
-    named: Vec<(String, Vec<usize>, Vec<f32>)>,
-    metadata: HashMap<String, String>,
-) -> Result<()> {
+fn write(path: &Path, named: Vec<(String, Vec<usize>, Vec<f32>)>, metadata: HashMap<String, String>) -> Result<()> {
     let views = named
         .iter()
         .map(|(name, shape, v)| {
-            let view = safetensors::tensor::TensorView::new(
-                safetensors::Dtype::F32,
-                shape.clone(),
-                bytemuck::cast_slice(v),
-            )
-            .map_err(|e| anyhow!("tensor {name}: {e}"))?;
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytemuck::cast_slice(v))
+                    .map_err(|e| anyhow!("tensor {name}: {e}"))?;
             Ok((name.clone(), view))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata))
-        .map_err(|e| anyhow!("serializing {}: {e}", path.display()))?;
+    let bytes =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| anyhow!("serializing {}: {e}", path.display()))?;
     crate::fsutil::write_atomic(path, &bytes).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -180,13 +144,7 @@ pub fn save_checkpoint(
 ) -> Result<()> {
     let named = state_tensors(plan)
         .into_iter()
-        .map(|t| {
-            (
-                plan.tensor(t).name.clone(),
-                plan.tensor(t).shape.clone(),
-                ex.read(t),
-            )
-        })
+        .map(|t| (plan.tensor(t).name.clone(), plan.tensor(t).shape.clone(), ex.read(t)))
         .collect();
     let metadata = HashMap::from([
         (META_FORMAT.to_string(), FORMAT_CHECKPOINT.to_string()),
@@ -211,29 +169,13 @@ pub fn restore_checkpoint(ck: &Loaded, plan: &Plan, ex: &mut dyn Executor) -> Re
 /// The model's weights as the run would export them: the EMA of each parameter when the
 /// plan keeps one, else the parameter, under the reference's names.
 pub fn model_weights(plan: &Plan, ex: &mut dyn Executor) -> Vec<(TensorId, Vec<f32>)> {
-    plan.params
-        .iter()
-        .map(|s| (s.param, ex.read(ema_of(plan, s.param).unwrap_or(s.param))))
-        .collect()
+    plan.params.iter().map(|s| (s.param, ex.read(ema_of(plan, s.param).unwrap_or(s.param)))).collect()
 }
 
 /// Writes a weights file (reference names and shapes, f32) with the config in its metadata.
-pub fn save_weights(
-    path: &Path,
-    plan: &Plan,
-    cfg: &Config,
-    weights: &[(TensorId, Vec<f32>)],
-) -> Result<()> {
-    let named = weights
-        .iter()
-        .map(|(t, v)| {
-            (
-                plan.tensor(*t).name.clone(),
-                plan.tensor(*t).shape.clone(),
-                v.clone(),
-            )
-        })
-        .collect();
+pub fn save_weights(path: &Path, plan: &Plan, cfg: &Config, weights: &[(TensorId, Vec<f32>)]) -> Result<()> {
+    let named =
+        weights.iter().map(|(t, v)| (plan.tensor(*t).name.clone(), plan.tensor(*t).shape.clone(), v.clone())).collect();
     let metadata = HashMap::from([
         (META_FORMAT.to_string(), FORMAT_WEIGHTS.to_string()),
         (META_CONFIG.to_string(), toml::to_string(cfg)?),
@@ -249,11 +191,8 @@ pub fn weights_from(file: &Loaded, plan: &Plan) -> Result<Vec<(TensorId, Vec<f32
         .map(|s| {
             let desc = plan.tensor(s.param);
             let ema_name = format!("ema.{}", desc.name);
-            let name = if file.is_checkpoint() && file.tensors.contains_key(&ema_name) {
-                ema_name
-            } else {
-                desc.name.clone()
-            };
+            let name =
+                if file.is_checkpoint() && file.tensors.contains_key(&ema_name) { ema_name } else { desc.name.clone() };
             Ok((s.param, file.get(&name, &desc.shape)?.to_vec()))
         })
         .collect()
@@ -275,12 +214,7 @@ pub fn checkpoint_from_weights(
         let desc = plan.tensor(t);
         let values = match by_id.get(&t) {
             Some(v) => (*v).clone(),
-            None => match desc
-                .name
-                .strip_prefix("ema.")
-                .and_then(|p| plan.find(p))
-                .and_then(|p| by_id.get(&p))
-            {
+            None => match desc.name.strip_prefix("ema.").and_then(|p| plan.find(p)).and_then(|p| by_id.get(&p)) {
                 Some(v) => (*v).clone(),
                 None => vec![0.0; desc.numel()],
             },

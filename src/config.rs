@@ -7,18 +7,11 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        source: std::io::Error,
-    },
+    Read { file: String, source: std::io::Error },
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
     #[error("{file}: field `{field}`: {message}")]
-    Field {
-        file: String,
-        field: String,
-        message: String,
-    },
+    Field { file: String, field: String, message: String },
     #[error("--set {arg}: {message}")]
     Set { arg: String, message: String },
 }
@@ -199,50 +192,34 @@ impl Config {
     /// Reads a TOML config, applies `key=value` overrides, and checks it.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
         Self::parse(&text, &file, overrides)
     }
 
     /// Parses TOML text (`file` names it in errors), applies overrides, and checks it.
     pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Config, ConfigError> {
-        let parse_err = |e: toml::de::Error| ConfigError::Parse {
-            file: file.into(),
-            message: e.to_string(),
-        };
+        let parse_err = |e: toml::de::Error| ConfigError::Parse { file: file.into(), message: e.to_string() };
         let mut value: toml::Table = toml::from_str(text).map_err(parse_err)?;
         if !overrides.is_empty() {
             // Overrides apply to the whole config, defaulted fields included: parse it once,
             // then write it back out as a table with every field present.
             let full: Config = value.clone().try_into().map_err(parse_err)?;
-            value = toml::Table::try_from(&full).map_err(|e| ConfigError::Parse {
-                file: file.into(),
-                message: e.to_string(),
-            })?;
+            value = toml::Table::try_from(&full)
+                .map_err(|e| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
         }
         for arg in overrides {
             apply_override(&mut value, arg)?;
         }
         let config: Config = value
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse {
-                file: file.into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e: toml::de::Error| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
         config.check(file)?;
         Ok(config)
     }
 
     fn check(&self, file: &str) -> Result<(), ConfigError> {
-        let bad = |field: &str, message: String| {
-            Err(ConfigError::Field {
-                file: file.into(),
-                field: field.into(),
-                message,
-            })
-        };
+        let bad =
+            |field: &str, message: String| Err(ConfigError::Field { file: file.into(), field: field.into(), message });
         let m = &self.model;
         let t = &self.train;
         for (field, v) in [
@@ -264,26 +241,14 @@ impl Config {
         if m.vocab_size > 65536 {
             return bad(
                 "model.vocab_size",
-                format!(
-                    "{} does not fit the uint16 shard format (max 65536)",
-                    m.vocab_size
-                ),
+                format!("{} does not fit the uint16 shard format (max 65536)", m.vocab_size),
             );
         }
         if !m.model_dim.is_multiple_of(m.num_heads) {
-            return bad(
-                "model.num_heads",
-                format!("{} does not divide model_dim {}", m.num_heads, m.model_dim),
-            );
+            return bad("model.num_heads", format!("{} does not divide model_dim {}", m.num_heads, m.model_dim));
         }
         if !m.num_heads.is_multiple_of(m.num_kv_heads) {
-            return bad(
-                "model.num_kv_heads",
-                format!(
-                    "{} does not divide num_heads {}",
-                    m.num_kv_heads, m.num_heads
-                ),
-            );
+            return bad("model.num_kv_heads", format!("{} does not divide num_heads {}", m.num_kv_heads, m.num_heads));
         }
         let hd = m.model_dim / m.num_heads;
         if !hd.is_multiple_of(2) || hd > 128 {
@@ -305,22 +270,13 @@ impl Config {
             );
         }
         if m.xsa_last_n > m.num_layers {
-            return bad(
-                "model.xsa_last_n",
-                format!("{} exceeds num_layers {}", m.xsa_last_n, m.num_layers),
-            );
+            return bad("model.xsa_last_n", format!("{} exceeds num_layers {}", m.xsa_last_n, m.num_layers));
         }
         if t.warmdown == Warmdown::Wallclock && t.max_wallclock_s <= 0.0 {
-            return bad(
-                "train.warmdown",
-                "\"wallclock\" needs train.max_wallclock_s > 0".into(),
-            );
+            return bad("train.warmdown", "\"wallclock\" needs train.max_wallclock_s > 0".into());
         }
         if !(0.0..1.0).contains(&t.ema_decay) {
-            return bad(
-                "train.ema_decay",
-                format!("{} must be in [0, 1)", t.ema_decay),
-            );
+            return bad("train.ema_decay", format!("{} must be in [0, 1)", t.ema_decay));
         }
         if t.matrix_optimizer == MatrixOptimizer::Muon && t.muon_ns_steps == 0 {
             return bad("train.muon_ns_steps", "must be at least 1".into());
@@ -333,11 +289,7 @@ impl Config {
 
     /// The RoPE base actually used at `seq_len` (the NTK quirk applied when configured).
     pub fn effective_rope_base(&self) -> f64 {
-        let (base, len, t) = (
-            self.model.rope_base,
-            self.model.rope_ntk_base_len,
-            self.train.seq_len,
-        );
+        let (base, len, t) = (self.model.rope_base, self.model.rope_ntk_base_len, self.train.seq_len);
         if len == 0 || t <= len {
             return base;
         }
@@ -408,13 +360,8 @@ impl Config {
 /// Applies `section.key=value`; the value is parsed as TOML (a number, bool, or string) and
 /// falls back to a plain string.
 fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
-    let err = |message: &str| ConfigError::Set {
-        arg: arg.into(),
-        message: message.into(),
-    };
-    let (key, raw) = arg
-        .split_once('=')
-        .ok_or_else(|| err("expected section.key=value"))?;
+    let err = |message: &str| ConfigError::Set { arg: arg.into(), message: message.into() };
+    let (key, raw) = arg.split_once('=').ok_or_else(|| err("expected section.key=value"))?;
     let parts: Vec<&str> = key.trim().split('.').collect();
     if parts.len() != 2 {
         return Err(err("the key must be section.key, e.g. train.steps"));

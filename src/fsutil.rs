@@ -5,10 +5,7 @@ use std::path::{Path, PathBuf};
 
 /// The temporary sibling of `path`: hidden, ending in `.tmp`, unique to this process.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 

@@ -31,9 +31,7 @@ impl Rng {
 
 /// FNV-1a of a name, to derive per-parameter streams.
 fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// The initial values of every parameter of the plan, for `seed`.
@@ -42,27 +40,20 @@ pub fn init_params(plan: &Plan, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
         .iter()
         .map(|slot| {
             let desc = plan.tensor(slot.param);
-            let Role::Param { init, .. } = desc.role else {
-                unreachable!("param slots hold params")
-            };
+            let Role::Param { init, .. } = desc.role else { unreachable!("param slots hold params") };
             let mut rng = Rng::new(seed ^ name_hash(&desc.name));
             let n = desc.numel();
             let values: Vec<f32> = match init {
                 Init::Zeros => vec![0.0; n],
                 Init::Constant(c) => vec![c; n],
-                Init::Normal { std } => {
-                    (0..n).map(|_| (rng.normal() * std as f64) as f32).collect()
+                Init::Normal { std } => (0..n).map(|_| (rng.normal() * std as f64) as f32).collect(),
+                Init::Uniform { bound } => {
+                    (0..n).map(|_| ((rng.uniform() * 2.0 - 1.0) * bound as f64) as f32).collect()
                 }
-                Init::Uniform { bound } => (0..n)
-                    .map(|_| ((rng.uniform() * 2.0 - 1.0) * bound as f64) as f32)
-                    .collect(),
                 Init::ResidMix => (0..n).map(|i| if i < n / 2 { 1.0 } else { 0.0 }).collect(),
                 Init::Orthogonal { gain } => {
                     let (rows, cols) = (desc.shape[0], n / desc.shape[0]);
-                    orthogonal(rows, cols, &mut rng)
-                        .into_iter()
-                        .map(|v| (v * gain as f64) as f32)
-                        .collect()
+                    orthogonal(rows, cols, &mut rng).into_iter().map(|v| (v * gain as f64) as f32).collect()
                 }
             };
             (slot.param, values)
@@ -76,14 +67,8 @@ pub fn init_params(plan: &Plan, seed: u64) -> Vec<(TensorId, Vec<f32>)> {
 /// its Householder QR by flipping signs.
 pub fn orthogonal(rows: usize, cols: usize, rng: &mut Rng) -> Vec<f64> {
     // Orthonormalize the `k` vectors of length `len` (the shorter dimension's count).
-    let (k, len) = if rows <= cols {
-        (rows, cols)
-    } else {
-        (cols, rows)
-    };
-    let mut v: Vec<Vec<f64>> = (0..k)
-        .map(|_| (0..len).map(|_| rng.normal()).collect())
-        .collect();
+    let (k, len) = if rows <= cols { (rows, cols) } else { (cols, rows) };
+    let mut v: Vec<Vec<f64>> = (0..k).map(|_| (0..len).map(|_| rng.normal()).collect()).collect();
     for i in 0..k {
         for j in 0..i {
             let (done, rest) = v.split_at_mut(i);
@@ -141,11 +126,7 @@ mod tests {
             for a in 0..k {
                 for b in 0..k {
                     let want = if a == b { 1.0 } else { 0.0 };
-                    assert!(
-                        (g[a * k + b] - want).abs() < 1e-12,
-                        "{rows}x{cols} gram[{a},{b}] = {}",
-                        g[a * k + b]
-                    );
+                    assert!((g[a * k + b] - want).abs() < 1e-12, "{rows}x{cols} gram[{a},{b}] = {}", g[a * k + b]);
                 }
             }
         }
@@ -156,16 +137,10 @@ mod tests {
         let mut a = Rng::new(42);
         let mut b = Rng::new(42);
         assert_eq!(a.next_u64(), b.next_u64());
-        assert_ne!(
-            name_hash("blocks.0.attn.c_q.weight"),
-            name_hash("blocks.0.attn.c_k.weight")
-        );
+        assert_ne!(name_hash("blocks.0.attn.c_q.weight"), name_hash("blocks.0.attn.c_k.weight"));
         let normals: Vec<f64> = (0..20000).map(|_| a.normal()).collect();
         let mean = normals.iter().sum::<f64>() / normals.len() as f64;
         let var = normals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / normals.len() as f64;
-        assert!(
-            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
-            "mean {mean} var {var}"
-        );
+        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean} var {var}");
     }
 }

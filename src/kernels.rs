@@ -9,10 +9,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("attention", include_str!("../shaders/attention.wgsl")),
     ("channel", include_str!("../shaders/channel.wgsl")),
     ("clip", include_str!("../shaders/clip.wgsl")),
-    (
-        "cross_entropy",
-        include_str!("../shaders/cross_entropy.wgsl"),
-    ),
+    ("cross_entropy", include_str!("../shaders/cross_entropy.wgsl")),
     ("ema", include_str!("../shaders/ema.wgsl")),
     ("embedding", include_str!("../shaders/embedding.wgsl")),
     ("matmul", include_str!("../shaders/matmul.wgsl")),
@@ -28,29 +25,18 @@ pub const SHADERS: &[(&str, &str)] = &[
 
 /// The source of a shader by file stem.
 pub fn shader_source(stem: &str) -> Option<&'static str> {
-    SHADERS
-        .iter()
-        .find(|(s, _)| *s == stem)
-        .map(|(_, src)| *src)
+    SHADERS.iter().find(|(s, _)| *s == stem).map(|(_, src)| *src)
 }
 
 /// Validates one entry point of a shader with naga, with the given override constants
 /// (no GPU needed). Returns a message naming the kernel on failure.
-pub fn validate_with_naga(
-    stem: &str,
-    entry: &str,
-    constants: &[(&str, f64)],
-) -> Result<(), String> {
+pub fn validate_with_naga(stem: &str, entry: &str, constants: &[(&str, f64)]) -> Result<(), String> {
     let label = format!("{stem}.wgsl:{entry}");
     let src = shader_source(stem).ok_or_else(|| format!("{label}: no such shader"))?;
-    let module = naga::front::wgsl::parse_str(src)
+    let module = naga::front::wgsl::parse_str(src).map_err(|e| format!("{label}: {}", e.emit_to_string(src)))?;
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
         .map_err(|e| format!("{label}: {}", e.emit_to_string(src)))?;
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .map_err(|e| format!("{label}: {}", e.emit_to_string(src)))?;
     if !module.entry_points.iter().any(|e| e.name == entry) {
         return Err(format!("{label}: no such entry point"));
     }
@@ -58,12 +44,7 @@ pub fn validate_with_naga(
     for (k, v) in constants {
         map.insert((*k).to_string(), *v);
     }
-    naga::back::pipeline_constants::process_overrides(
-        &module,
-        &info,
-        Some((naga::ShaderStage::Compute, entry)),
-        &map,
-    )
-    .map(|_| ())
-    .map_err(|e| format!("{label} with {constants:?}: {e}"))
+    naga::back::pipeline_constants::process_overrides(&module, &info, Some((naga::ShaderStage::Compute, entry)), &map)
+        .map(|_| ())
+        .map_err(|e| format!("{label} with {constants:?}: {e}"))
 }

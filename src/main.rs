@@ -151,47 +151,23 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     let command = cli.command.unwrap_or(Command::Train {
-        config: ConfigArg {
-            config: "configs/sample.toml".into(),
-            overrides: vec![],
-        },
+        config: ConfigArg { config: "configs/sample.toml".into(), overrides: vec![] },
         out: None,
         resume: None,
         checkpoint_every: 0,
-        adapter: AdapterArg {
-            adapter: std::env::var("WGOLF_ADAPTER").ok(),
-        },
+        adapter: AdapterArg { adapter: std::env::var("WGOLF_ADAPTER").ok() },
         cpu: false,
     });
     match command {
-        Command::Info {
-            adapter,
-            config,
-            overrides,
-        } => info(adapter.adapter.as_deref(), config, &overrides),
-        Command::Train {
-            config,
-            out,
-            resume,
-            checkpoint_every,
-            adapter,
-            cpu,
-        } => {
-            let backend = if cpu {
-                Backend::Cpu
-            } else {
-                Backend::Gpu(adapter.adapter)
-            };
+        Command::Info { adapter, config, overrides } => info(adapter.adapter.as_deref(), config, &overrides),
+        Command::Train { config, out, resume, checkpoint_every, adapter, cpu } => {
+            let backend = if cpu { Backend::Cpu } else { Backend::Gpu(adapter.adapter) };
             let (cfg, out_dir, resume) = match resume {
                 Some(dir) => {
                     let ck = checkpoint::read(&checkpoint::checkpoint_path(&dir))?;
                     let mut cfg = ck.config()?;
                     if !config.overrides.is_empty() {
-                        cfg = Config::parse(
-                            &toml::to_string(&cfg)?,
-                            "the checkpoint's config",
-                            &config.overrides,
-                        )?;
+                        cfg = Config::parse(&toml::to_string(&cfg)?, "the checkpoint's config", &config.overrides)?;
                     }
                     (cfg, dir, Some(ck))
                 }
@@ -202,21 +178,12 @@ fn run(cli: Cli) -> Result<()> {
                         .file_stem()
                         .map(|s| s.to_string_lossy().into_owned())
                         .unwrap_or_else(|| "run".into());
-                    (
-                        cfg,
-                        out.unwrap_or_else(|| PathBuf::from("runs").join(stem)),
-                        None,
-                    )
+                    (cfg, out.unwrap_or_else(|| PathBuf::from("runs").join(stem)), None)
                 }
             };
             let summary = wgolf::train::train(
                 &cfg,
-                TrainOptions {
-                    out_dir: out_dir.clone(),
-                    backend,
-                    resume,
-                    checkpoint_every,
-                },
+                TrainOptions { out_dir: out_dir.clone(), backend, resume, checkpoint_every },
             )?;
             println!(
                 "done: {} steps, train_loss {:.4}, val_loss {:.4}, val_bpb {:.4}, {:.0} tok/s, {:.1} ms/step on {}; outputs in {}",
@@ -231,58 +198,26 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Eval {
-            checkpoint: path,
-            val_seqs,
-            config,
-            overrides,
-            json,
-            adapter,
-        } => eval(
-            &path,
-            val_seqs,
-            config,
-            &overrides,
-            json,
-            adapter.adapter.as_deref(),
-        ),
-        Command::Export {
-            checkpoint: path,
-            out,
-        } => {
+        Command::Eval { checkpoint: path, val_seqs, config, overrides, json, adapter } => {
+            eval(&path, val_seqs, config, &overrides, json, adapter.adapter.as_deref())
+        }
+        Command::Export { checkpoint: path, out } => {
             let file = checkpoint::read(&resolve_checkpoint(&path))?;
             let cfg = file.config()?;
             let plan = wgolf::model::build_plan(&cfg)?;
             let weights = checkpoint::weights_from(&file, &plan)?;
             checkpoint::save_weights(&out, &plan, &cfg, &weights)?;
-            println!(
-                "wrote {} ({} tensors, {} parameters)",
-                out.display(),
-                weights.len(),
-                plan.param_count()
-            );
+            println!("wrote {} ({} tensors, {} parameters)", out.display(), weights.len(), plan.param_count());
             Ok(())
         }
-        Command::Import {
-            weights,
-            config,
-            overrides,
-            out,
-        } => {
+        Command::Import { weights, config, overrides, out } => {
             let cfg = Config::load(&config, &overrides)?;
             let plan = wgolf::model::build_plan(&cfg)?;
             let file = checkpoint::read(&weights)?;
             let values = checkpoint::weights_from(&file, &plan)?;
-            let known: std::collections::HashSet<&str> = plan
-                .params
-                .iter()
-                .map(|s| plan.tensor(s.param).name.as_str())
-                .collect();
-            let extra: Vec<&String> = file
-                .tensors
-                .keys()
-                .filter(|k| !known.contains(k.as_str()))
-                .collect();
+            let known: std::collections::HashSet<&str> =
+                plan.params.iter().map(|s| plan.tensor(s.param).name.as_str()).collect();
+            let extra: Vec<&String> = file.tensors.keys().filter(|k| !known.contains(k.as_str())).collect();
             if !extra.is_empty() {
                 anyhow::bail!(
                     "{}: tensors the model of {} does not have: {extra:?}",
@@ -290,14 +225,9 @@ fn run(cli: Cli) -> Result<()> {
                     config.display()
                 );
             }
-            let stream =
-                wgolf::data::TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?.position();
+            let stream = wgolf::data::TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?.position();
             checkpoint::checkpoint_from_weights(&out, &plan, &cfg, &values, &stream)?;
-            println!(
-                "wrote checkpoint {} ({} parameters)",
-                out.display(),
-                plan.param_count()
-            );
+            println!("wrote checkpoint {} ({} parameters)", out.display(), plan.param_count());
             Ok(())
         }
         Command::Check { config, adapter } => check(&config, adapter.adapter.as_deref()),
@@ -326,11 +256,7 @@ fn eval(
     let cfg = match config {
         Some(c) => Config::load(&c, overrides)?,
         None if overrides.is_empty() => file.config()?,
-        None => Config::parse(
-            &toml::to_string(&file.config()?)?,
-            "the file's config",
-            overrides,
-        )?,
+        None => Config::parse(&toml::to_string(&file.config()?)?, "the file's config", overrides)?,
     };
     let plan = wgolf::model::build_plan(&cfg)?;
     let weights = checkpoint::weights_from(&file, &plan)?;
@@ -343,11 +269,7 @@ fn eval(
     let luts = wgolf::data::ByteLuts::from_tokenizer(&tokenizer, cfg.model.vocab_size);
     let seqs = val_seqs.unwrap_or(0);
     let acc = wgolf::train::evaluate(ex.as_mut(), &plan, &cfg, &val, &luts, seqs);
-    let scored = if seqs == 0 {
-        val.num_seqs()
-    } else {
-        seqs.min(val.num_seqs())
-    };
+    let scored = if seqs == 0 { val.num_seqs() } else { seqs.min(val.num_seqs()) };
     if json {
         println!(
             "{}",
@@ -382,11 +304,7 @@ fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String]) ->
     if let Some(path) = config {
         let cfg = Config::load(&path, overrides)?;
         let plan = wgolf::model::build_plan(&cfg)?;
-        let params = plan
-            .params
-            .iter()
-            .map(|s| plan.tensor(s.param).numel())
-            .sum::<usize>();
+        let params = plan.params.iter().map(|s| plan.tensor(s.param).numel()).sum::<usize>();
         println!("config {}:", path.display());
         println!("  parameters:           {params}");
         println!(
@@ -396,16 +314,8 @@ fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String]) ->
             cfg.train.seq_len,
             cfg.train.grad_accum
         );
-        println!(
-            "  plan tensors:         {} ({:.1} MiB)",
-            plan.tensors.len(),
-            plan.bytes() as f64 / (1 << 20) as f64
-        );
-        let largest = plan
-            .tensors
-            .iter()
-            .max_by_key(|t| t.numel())
-            .expect("plans have tensors");
+        println!("  plan tensors:         {} ({:.1} MiB)", plan.tensors.len(), plan.bytes() as f64 / (1 << 20) as f64);
+        let largest = plan.tensors.iter().max_by_key(|t| t.numel()).expect("plans have tensors");
         println!(
             "  largest tensor:       {} {:?} ({:.1} MiB)",
             largest.name,
@@ -454,10 +364,7 @@ fn check(config: &ConfigArg, adapter: Option<&str>) -> Result<()> {
         None => {
             println!(
                 "all {} steps agree within {tol:?}",
-                Phase::ALL
-                    .iter()
-                    .map(|&p| plan.steps(p).len())
-                    .sum::<usize>()
+                Phase::ALL.iter().map(|&p| plan.steps(p).len()).sum::<usize>()
             );
             Ok(())
         }

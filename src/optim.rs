@@ -25,20 +25,9 @@ pub fn emit_clip(g: &mut PlanBuilder, grads: &[TensorId], max_norm: f32) -> Resu
     let coef = g.tensor("clip.coef", &[1], DType::F32, Role::OptState);
     for (slot, &grad) in grads.iter().enumerate() {
         let count = numel(g, grad);
-        g.push(
-            Phase::Optimizer,
-            Op::GradSumSq { count, slot, slots },
-            &[norms, grad],
-        )?;
+        g.push(Phase::Optimizer, Op::GradSumSq { count, slot, slots }, &[norms, grad])?;
     }
-    g.push(
-        Phase::Optimizer,
-        Op::ClipCoef {
-            slots,
-            max_norm: max_norm as f64,
-        },
-        &[coef, norms],
-    )?;
+    g.push(Phase::Optimizer, Op::ClipCoef { slots, max_norm: max_norm as f64 }, &[coef, norms])?;
     for &grad in grads {
         let count = numel(g, grad);
         g.push(Phase::Optimizer, Op::ScaleByCoef { count }, &[grad, coef])?;
@@ -66,20 +55,12 @@ struct Member {
 /// iteration five batched steps ping-ponging between the stacks
 /// (`A = X X^T`; `P = b A`; `P += c A A`; `Y = a X`; `Y += P X`), then one apply step per
 /// matrix. An error names a parameter that is not 2-D.
-pub fn emit_muon(
-    g: &mut PlanBuilder,
-    slots: &[ParamSlot],
-    hyper: TensorId,
-    ns_steps: usize,
-) -> Result<(), PlanError> {
+pub fn emit_muon(g: &mut PlanBuilder, slots: &[ParamSlot], hyper: TensorId, ns_steps: usize) -> Result<(), PlanError> {
     let mut groups: Vec<((usize, usize), Vec<Member>)> = Vec::new();
     for &slot in slots {
         let desc = g.tensor_desc(slot.param);
         let &[rows, cols] = desc.shape.as_slice() else {
-            return Err(PlanError::Other(format!(
-                "muon: {} {:?} is not a matrix",
-                desc.name, desc.shape
-            )));
+            return Err(PlanError::Other(format!("muon: {} {:?} is not a matrix", desc.name, desc.shape)));
         };
         let key = stack_shape(rows, cols);
         let member = Member { slot, rows, cols };
@@ -93,12 +74,7 @@ pub fn emit_muon(
     for ((a, b), members) in groups {
         let count = members.len();
         let state = |g: &mut PlanBuilder, name: &str, shape: &[usize]| {
-            g.tensor(
-                format!("muon.{name}.{a}x{b}"),
-                shape,
-                DType::F32,
-                Role::OptState,
-            )
+            g.tensor(format!("muon.{name}.{a}x{b}"), shape, DType::F32, Role::OptState)
         };
         let mut cur = state(g, "x0", &[count, a, b]);
         let mut next = state(g, "x1", &[count, a, b]);
@@ -109,12 +85,7 @@ pub fn emit_muon(
             let buf = g.tensor(name, &[m.rows, m.cols], DType::F32, Role::OptState);
             g.push(
                 opt,
-                Op::MuonMomentum {
-                    rows: m.rows,
-                    cols: m.cols,
-                    index,
-                    count,
-                },
+                Op::MuonMomentum { rows: m.rows, cols: m.cols, index, count },
                 &[buf, cur, m.slot.grad, hyper],
             )?;
         }
@@ -146,13 +117,7 @@ pub fn emit_muon(
         for (index, m) in members.iter().enumerate() {
             g.push(
                 opt,
-                Op::MuonApply {
-                    rows: m.rows,
-                    cols: m.cols,
-                    index,
-                    count,
-                    shape_scale: shape_scale(m.rows, m.cols),
-                },
+                Op::MuonApply { rows: m.rows, cols: m.cols, index, count, shape_scale: shape_scale(m.rows, m.cols) },
                 &[m.slot.param, cur, hyper],
             )?;
         }
@@ -164,28 +129,12 @@ pub fn emit_muon(
 /// `ema.<param name>` (same shape, `Role::OptState`, so zero at start: the caller writes the
 /// initial weights into it, as the record starts the EMA from them) and pushes one step per
 /// parameter. Returns the `(param, ema)` pairs.
-pub fn emit_ema(
-    g: &mut PlanBuilder,
-    params: &[TensorId],
-    decay: f32,
-) -> Result<Vec<(TensorId, TensorId)>, PlanError> {
+pub fn emit_ema(g: &mut PlanBuilder, params: &[TensorId], decay: f32) -> Result<Vec<(TensorId, TensorId)>, PlanError> {
     let mut pairs = Vec::with_capacity(params.len());
     for &param in params {
         let desc = g.tensor_desc(param).clone();
-        let ema = g.tensor(
-            format!("ema.{}", desc.name),
-            &desc.shape,
-            DType::F32,
-            Role::OptState,
-        );
-        g.push(
-            Phase::Optimizer,
-            Op::Ema {
-                count: desc.numel(),
-                decay: decay as f64,
-            },
-            &[ema, param],
-        )?;
+        let ema = g.tensor(format!("ema.{}", desc.name), &desc.shape, DType::F32, Role::OptState);
+        g.push(Phase::Optimizer, Op::Ema { count: desc.numel(), decay: decay as f64 }, &[ema, param])?;
         pairs.push((param, ema));
     }
     Ok(pairs)

@@ -32,33 +32,13 @@ pub enum Check {
 /// The tolerance of each check.
 pub const fn tolerance(check: Check) -> Tolerance {
     match check {
-        Check::KernelF32 => Tolerance {
-            atol: 1e-5,
-            rtol: 1e-4,
-            scale_rtol: 0.0,
-        },
-        Check::KernelF16 => Tolerance {
-            atol: 1e-2,
-            rtol: 1e-2,
-            scale_rtol: 0.0,
-        },
+        Check::KernelF32 => Tolerance { atol: 1e-5, rtol: 1e-4, scale_rtol: 0.0 },
+        Check::KernelF16 => Tolerance { atol: 1e-2, rtol: 1e-2, scale_rtol: 0.0 },
         // Gradients are small (grad_scale = 1/tokens): no fixed atol, a floor relative to
         // each tensor's scale instead.
-        Check::Model => Tolerance {
-            atol: 0.0,
-            rtol: 2e-3,
-            scale_rtol: 1e-4,
-        },
-        Check::FiniteDiff => Tolerance {
-            atol: 1e-7,
-            rtol: 1e-5,
-            scale_rtol: 0.0,
-        },
-        Check::Optimizer => Tolerance {
-            atol: 1e-6,
-            rtol: 1e-4,
-            scale_rtol: 0.0,
-        },
+        Check::Model => Tolerance { atol: 0.0, rtol: 2e-3, scale_rtol: 1e-4 },
+        Check::FiniteDiff => Tolerance { atol: 1e-7, rtol: 1e-5, scale_rtol: 0.0 },
+        Check::Optimizer => Tolerance { atol: 1e-6, rtol: 1e-4, scale_rtol: 0.0 },
     }
 }
 
@@ -68,25 +48,13 @@ pub fn first_mismatch(got: &[f32], want: &[f32], tol: Tolerance) -> Option<(usiz
         return Some((got.len().min(want.len()), f32::NAN, f32::NAN));
     }
     let scale = want.iter().fold(0f32, |m, w| m.max(w.abs()));
-    let tol = Tolerance {
-        atol: tol.atol + tol.scale_rtol * scale,
-        ..tol
-    };
-    got.iter()
-        .zip(want)
-        .position(|(&g, &w)| !within(g, w, tol))
-        .map(|i| (i, got[i], want[i]))
+    let tol = Tolerance { atol: tol.atol + tol.scale_rtol * scale, ..tol };
+    got.iter().zip(want).position(|(&g, &w)| !within(g, w, tol)).map(|i| (i, got[i], want[i]))
 }
 
 /// Whether the scalar `got` is within `atol + rtol * |want|` of `want` (`scale_rtol` needs a
 /// tensor and is not used); a NaN on either side never is.
 pub fn within(got: f32, want: f32, tol: Tolerance) -> bool {
     use std::cmp::Ordering::{Equal, Less};
-    got == want
-        || matches!(
-            (got - want)
-                .abs()
-                .partial_cmp(&(tol.atol + tol.rtol * want.abs())),
-            Some(Less | Equal)
-        )
+    got == want || matches!((got - want).abs().partial_cmp(&(tol.atol + tol.rtol * want.abs())), Some(Less | Equal))
 }

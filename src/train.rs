@@ -93,9 +93,7 @@ impl Metrics {
             .truncate(!append)
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Metrics {
-            file: std::io::BufWriter::new(file),
-        })
+        Ok(Metrics { file: std::io::BufWriter::new(file) })
     }
     fn event(&mut self, value: serde_json::Value) -> Result<()> {
         writeln!(self.file, "{value}")?;
@@ -117,14 +115,7 @@ fn hyper_values(cfg: &Config, group: ParamGroup, step: usize, scale: f32) -> [f3
     if group == ParamGroup::Matrix && t.matrix_optimizer == MatrixOptimizer::Muon {
         return bytemuck::cast(MuonHyper::new(lr, cfg.muon_momentum(step), t.weight_decay));
     }
-    let h = AdamHyper::at_step(
-        lr,
-        t.beta1,
-        t.beta2,
-        t.adam_eps,
-        t.weight_decay,
-        step as u32 + 1,
-    );
+    let h = AdamHyper::at_step(lr, t.beta1, t.beta2, t.adam_eps, t.weight_decay, step as u32 + 1);
     bytemuck::cast(h)
 }
 
@@ -137,19 +128,12 @@ pub fn write_hypers(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, step: usiz
 
 /// Writes one micro-batch's token ids and targets (and the BigramHash buckets derived from
 /// the ids, when the model has them).
-pub fn write_inputs(
-    ex: &mut dyn Executor,
-    plan: &Plan,
-    cfg: &Config,
-    ids: &[u32],
-    targets: &[u32],
-) {
+pub fn write_inputs(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, ids: &[u32], targets: &[u32]) {
     let io = plan.io();
     ex.write(io.ids, HostData::U32(ids));
     ex.write(io.targets, HostData::U32(targets));
     if let Some(b) = io.bigram_ids {
-        let buckets =
-            crate::model::bigram_buckets(ids, cfg.train.seq_len, cfg.model.bigram_buckets);
+        let buckets = crate::model::bigram_buckets(ids, cfg.train.seq_len, cfg.model.bigram_buckets);
         ex.write(b, HostData::U32(&buckets));
     }
 }
@@ -189,11 +173,7 @@ pub fn evaluate(
     luts: &ByteLuts,
     max_seqs: usize,
 ) -> BpbAccumulator {
-    let total = if max_seqs == 0 {
-        val.num_seqs()
-    } else {
-        max_seqs.min(val.num_seqs())
-    };
+    let total = if max_seqs == 0 { val.num_seqs() } else { max_seqs.min(val.num_seqs()) };
     let (b, t) = (cfg.train.batch_seqs, cfg.train.seq_len);
     let mut acc = BpbAccumulator::new();
     let mut start = 0;
@@ -218,25 +198,12 @@ pub fn evaluate(
 
 /// Evaluates the run's exported weights (the EMA when kept): swaps them into the parameters
 /// for the pass and restores the training parameters afterwards.
-fn evaluate_export(
-    ex: &mut dyn Executor,
-    plan: &Plan,
-    cfg: &Config,
-    val: &ValSet,
-    luts: &ByteLuts,
-) -> BpbAccumulator {
-    let has_ema = plan
-        .params
-        .iter()
-        .any(|s| checkpoint::ema_of(plan, s.param).is_some());
+fn evaluate_export(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, val: &ValSet, luts: &ByteLuts) -> BpbAccumulator {
+    let has_ema = plan.params.iter().any(|s| checkpoint::ema_of(plan, s.param).is_some());
     if !has_ema {
         return evaluate(ex, plan, cfg, val, luts, cfg.train.val_seqs);
     }
-    let raw: Vec<_> = plan
-        .params
-        .iter()
-        .map(|s| (s.param, ex.read(s.param)))
-        .collect();
+    let raw: Vec<_> = plan.params.iter().map(|s| (s.param, ex.read(s.param))).collect();
     for (id, v) in checkpoint::model_weights(plan, ex) {
         ex.write(id, HostData::F32(&v));
     }
@@ -257,12 +224,8 @@ pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
     let tokenizer = Tokenizer::load(&cfg.data.tokenizer)?;
     let luts = ByteLuts::from_tokenizer(&tokenizer, vocab);
     let plan = crate::model::build_plan(cfg)?;
-    std::fs::create_dir_all(&opts.out_dir)
-        .with_context(|| format!("creating {}", opts.out_dir.display()))?;
-    crate::fsutil::write_atomic(
-        &opts.out_dir.join("config.toml"),
-        toml::to_string(cfg)?.as_bytes(),
-    )?;
+    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("creating {}", opts.out_dir.display()))?;
+    crate::fsutil::write_atomic(&opts.out_dir.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
     let mut metrics = Metrics::open(&opts.out_dir.join("metrics.jsonl"), opts.resume.is_some())?;
 
     let setup = Instant::now();
@@ -321,34 +284,20 @@ pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
             }
             window = (Instant::now(), step);
             if !last_loss.is_finite() {
-                anyhow::bail!(
-                    "training diverged: loss {last_loss} at step {step}; lower the learning rates"
-                );
+                anyhow::bail!("training diverged: loss {last_loss} at step {step}; lower the learning rates");
             }
-            eprintln!("step {step:>6}/{} loss {last_loss:.4} lr x{scale:.3} {step_ms:8.1} ms/step {tok_s:10.0} tok/s", t.steps);
+            eprintln!(
+                "step {step:>6}/{} loss {last_loss:.4} lr x{scale:.3} {step_ms:8.1} ms/step {tok_s:10.0} tok/s",
+                t.steps
+            );
             metrics.event(json!({"event": "train", "step": step, "train_loss": last_loss, "lr_scale": scale, "step_ms": step_ms, "tokens_per_s": tok_s, "elapsed_s": elapsed(&start)}))?;
         }
-        if opts.checkpoint_every > 0
-            && step % opts.checkpoint_every == 0
-            && step < t.steps
-            && !capped
-        {
+        if opts.checkpoint_every > 0 && step % opts.checkpoint_every == 0 && step < t.steps && !capped {
             let path = checkpoint::checkpoint_path(&opts.out_dir);
-            checkpoint::save_checkpoint(
-                &path,
-                &plan,
-                ex.as_mut(),
-                cfg,
-                step,
-                elapsed(&start),
-                &stream.position(),
-            )?;
+            checkpoint::save_checkpoint(&path, &plan, ex.as_mut(), cfg, step, elapsed(&start), &stream.position())?;
         }
         if capped {
-            eprintln!(
-                "stopping at step {step}: the {} s training-time cap is reached",
-                t.max_wallclock_s
-            );
+            eprintln!("stopping at step {step}: the {} s training-time cap is reached", t.max_wallclock_s);
             break;
         }
     }
@@ -356,26 +305,12 @@ pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
     let run_secs = start.elapsed().as_secs_f64();
     let done_steps = step - first_step;
     let (tokens_per_s, step_ms) = if measured.1 > 0 {
-        (
-            (measured.1 * cfg.step_tokens()) as f64 / measured.0,
-            1e3 * measured.0 / measured.1 as f64,
-        )
+        ((measured.1 * cfg.step_tokens()) as f64 / measured.0, 1e3 * measured.0 / measured.1 as f64)
     } else {
-        (
-            (done_steps * cfg.step_tokens()) as f64 / run_secs,
-            1e3 * run_secs / done_steps.max(1) as f64,
-        )
+        ((done_steps * cfg.step_tokens()) as f64 / run_secs, 1e3 * run_secs / done_steps.max(1) as f64)
     };
     let path = checkpoint::checkpoint_path(&opts.out_dir);
-    checkpoint::save_checkpoint(
-        &path,
-        &plan,
-        ex.as_mut(),
-        cfg,
-        step,
-        train_secs,
-        &stream.position(),
-    )?;
+    checkpoint::save_checkpoint(&path, &plan, ex.as_mut(), cfg, step, train_secs, &stream.position())?;
 
     let val_start = Instant::now();
     let acc = evaluate_export(ex.as_mut(), &plan, cfg, &val, &luts);
@@ -392,11 +327,7 @@ pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
     let weights = checkpoint::model_weights(&plan, ex.as_mut());
     let path = opts.out_dir.join("model.safetensors");
     checkpoint::save_weights(&path, &plan, cfg, &weights)?;
-    eprintln!(
-        "saved {} and {}",
-        checkpoint::checkpoint_path(&opts.out_dir).display(),
-        path.display()
-    );
+    eprintln!("saved {} and {}", checkpoint::checkpoint_path(&opts.out_dir).display(), path.display());
     metrics.event(json!({"event": "end", "step": step, "train_loss": last_loss, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "tokens_per_s": tokens_per_s, "step_ms": step_ms, "elapsed_s": train_secs}))?;
     Ok(TrainSummary {
         steps: step,

@@ -29,13 +29,7 @@ use wgpu::wgt::{CooperativeMatrixProperties, CooperativeScalarType};
 const LAYOUTS: [Layout; 3] = [Layout::Nt, Layout::Nn, Layout::Tn];
 
 fn matmul(m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) -> Op {
-    Op::Matmul {
-        m,
-        n,
-        k,
-        layout,
-        accumulate,
-    }
+    Op::Matmul { m, n, k, layout, accumulate }
 }
 
 // ---------------------------------------------------------------- naga (no GPU)
@@ -43,14 +37,10 @@ fn matmul(m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) -> Op 
 /// The module naga builds for one pipeline: overrides applied, only `call.entry` kept.
 fn processed(call: &KernelCall) -> naga::Module {
     let src = shader_source(call.shader).expect("matmul_coop is in SHADERS");
-    let module =
-        naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
     let mut map = naga::back::PipelineConstants::default();
     for (k, v) in &call.constants {
         map.insert((*k).to_string(), *v);
@@ -97,13 +87,7 @@ fn coop_sizes(module: &naga::Module) -> Vec<u32> {
 
 #[test]
 fn every_variant_validates_with_naga() {
-    let shapes = [
-        (33, 17, 65),
-        (1, 1, 1),
-        (256, 128, 96),
-        (98_304, 512, 512),
-        (512, 512, 98_304),
-    ];
+    let shapes = [(33, 17, 65), (1, 1, 1), (256, 128, 96), (98_304, 512, 512), (512, 512, 98_304)];
     let mut checked = 0;
     for tile in [16, 8] {
         for sg_size in [8, 32, 64] {
@@ -113,42 +97,26 @@ fn every_variant_validates_with_naga() {
                         for (m, n, k) in shapes {
                             let op = matmul(m, n, k, layout, accumulate);
                             let call = coop::kernel(&op, &p).expect("a matmul has a coop kernel");
-                            if let Err(e) =
-                                validate_with_naga(call.shader, call.entry, &call.constants)
-                            {
+                            if let Err(e) = validate_with_naga(call.shader, call.entry, &call.constants) {
                                 panic!("{e}");
                             }
                             checked += 1;
                         }
                         // The module a device gets: only its own matrix type, and the workgroup
                         // memory the Rust side budgets for.
-                        let call =
-                            coop::kernel(&matmul(33, 17, 65, layout, accumulate), &p).unwrap();
+                        let call = coop::kernel(&matmul(33, 17, 65, layout, accumulate), &p).unwrap();
                         let module = processed(&call);
                         assert_eq!(module.entry_points.len(), 1);
                         assert_eq!(coop_sizes(&module), vec![tile], "{}", call.label());
-                        assert_eq!(
-                            workgroup_bytes(&module),
-                            p.workgroup_bytes(layout),
-                            "{}",
-                            call.label()
-                        );
-                        assert_eq!(
-                            module.entry_points[0].workgroup_size,
-                            [p.threads(), 1, 1],
-                            "{}",
-                            call.label()
-                        );
+                        assert_eq!(workgroup_bytes(&module), p.workgroup_bytes(layout), "{}", call.label());
+                        assert_eq!(module.entry_points[0].workgroup_size, [p.threads(), 1, 1], "{}", call.label());
                     }
                 }
             }
         }
     }
     println!("naga validated {checked} matmul_coop pipelines");
-    assert!(
-        checked >= 2 * 3 * 2 * 5,
-        "too few variants checked: {checked}"
-    );
+    assert!(checked >= 2 * 3 * 2 * 5, "too few variants checked: {checked}");
 }
 
 /// naga's SPIR-V backend (what wgpu's Vulkan backend runs) writes every variant, with the
@@ -186,9 +154,8 @@ fn every_variant_compiles_to_spirv() {
                         shader_stage: naga::ShaderStage::Compute,
                         entry_point: call.entry.to_string(),
                     };
-                    let words =
-                        naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline))
-                            .unwrap_or_else(|e| panic!("{}: {e}", call.label()));
+                    let words = naga::back::spv::write_vec(&module, &info, &options, Some(&pipeline))
+                        .unwrap_or_else(|e| panic!("{}: {e}", call.label()));
                     assert!(words.len() > 100);
                     if let Some(dir) = &dump {
                         let name = format!(
@@ -200,8 +167,7 @@ fn every_variant_compiles_to_spirv() {
                             p.sg_n,
                             p.bk
                         );
-                        std::fs::write(dir.join(name), bytemuck::cast_slice::<u32, u8>(&words))
-                            .expect("write spv");
+                        std::fs::write(dir.join(name), bytemuck::cast_slice::<u32, u8>(&words)).expect("write spv");
                     }
                     written += 1;
                 }
@@ -214,13 +180,7 @@ fn every_variant_compiles_to_spirv() {
 #[test]
 fn the_record_configuration_fits_an_h100_sized_device() {
     // The configuration the record shapes get with 16x16 tiles and 32-wide subgroups.
-    let p = CoopParams {
-        tile: 16,
-        sg_size: 32,
-        sg_m: 2,
-        sg_n: 4,
-        bk: 32,
-    };
+    let p = CoopParams { tile: 16, sg_size: 32, sg_m: 2, sg_n: 4, bk: 32 };
     assert!(p.is_valid());
     assert_eq!((p.bm(), p.bn(), p.threads()), (128, 128, 256));
     assert_eq!(p.per_thread(), (16, 16));
@@ -234,30 +194,15 @@ fn the_record_configuration_fits_an_h100_sized_device() {
 #[test]
 fn validation_rejects_a_tile_the_entry_point_lacks_a_value_for() {
     // TILE and SG_SIZE have no default: a call that forgets them is an error, not a silent 0.
-    let p = CoopParams {
-        tile: 16,
-        sg_size: 32,
-        sg_m: 2,
-        sg_n: 4,
-        bk: 32,
-    };
+    let p = CoopParams { tile: 16, sg_size: 32, sg_m: 2, sg_n: 4, bk: 32 };
     let call = coop::kernel(&matmul(64, 64, 64, Layout::Nn, false), &p).unwrap();
-    let without: Vec<(&str, f64)> = call
-        .constants
-        .iter()
-        .copied()
-        .filter(|(k, _)| *k != "TILE")
-        .collect();
+    let without: Vec<(&str, f64)> = call.constants.iter().copied().filter(|(k, _)| *k != "TILE").collect();
     assert!(validate_with_naga(call.shader, call.entry, &without).is_err());
 }
 
 // ---------------------------------------------------------------- configuration choice
 
-fn prop(
-    size: u32,
-    ab: CooperativeScalarType,
-    cr: CooperativeScalarType,
-) -> CooperativeMatrixProperties {
+fn prop(size: u32, ab: CooperativeScalarType, cr: CooperativeScalarType) -> CooperativeMatrixProperties {
     CooperativeMatrixProperties {
         m_size: size,
         n_size: size,
@@ -272,37 +217,18 @@ fn prop(
 fn pick_tile_on_synthetic_property_lists() {
     use CooperativeScalarType::{F16, F32, I32, U32};
     // An NVIDIA-like list: 16x16 f16 -> f32 among others.
-    let nvidia = [
-        prop(16, F16, F16),
-        prop(16, F16, F32),
-        prop(8, F16, F32),
-        prop(16, U32, U32),
-    ];
+    let nvidia = [prop(16, F16, F16), prop(16, F16, F32), prop(8, F16, F32), prop(16, U32, U32)];
     assert_eq!(coop::pick_tile(&nvidia), Some(16));
     // Only 8x8 (newer lavapipe).
-    assert_eq!(
-        coop::pick_tile(&[prop(8, F16, F16), prop(8, F16, F32)]),
-        Some(8)
-    );
+    assert_eq!(coop::pick_tile(&[prop(8, F16, F16), prop(8, F16, F32)]), Some(8));
     // None at all (lavapipe 22.3, most adapters).
     assert_eq!(coop::pick_tile(&[]), None);
     // Only f32 operands (wgpu's 8x8 f32 configuration on Metal): not f16 x f16 -> f32.
-    assert_eq!(
-        coop::pick_tile(&[prop(8, F32, F32), prop(16, F32, F32)]),
-        None
-    );
+    assert_eq!(coop::pick_tile(&[prop(8, F32, F32), prop(16, F32, F32)]), None);
     // f16 accumulation only, or integer types: not usable either.
-    assert_eq!(
-        coop::pick_tile(&[prop(16, F16, F16), prop(16, I32, I32)]),
-        None
-    );
+    assert_eq!(coop::pick_tile(&[prop(16, F16, F16), prop(16, I32, I32)]), None);
     // A non-square configuration does not count as a square tile.
-    let rect = CooperativeMatrixProperties {
-        m_size: 16,
-        n_size: 8,
-        k_size: 16,
-        ..prop(16, F16, F32)
-    };
+    let rect = CooperativeMatrixProperties { m_size: 16, n_size: 8, k_size: 16, ..prop(16, F16, F32) };
     assert_eq!(coop::pick_tile(&[rect]), None);
 }
 
@@ -326,43 +252,22 @@ fn choose_respects_device_limits_and_grid_size() {
     let [x, y, _] = p.grid(512, 512);
     assert!(x * y > 16, "{p:?}");
     // 32 KiB of workgroup memory (lavapipe): the 48 KiB configuration is out.
-    let small = DeviceBounds {
-        max_workgroup_bytes: 32_768,
-        ..h100
-    };
+    let small = DeviceBounds { max_workgroup_bytes: 32_768, ..h100 };
     for layout in LAYOUTS {
         let op = matmul(98_304, 512, 512, layout, false);
         let p = coop::choose(16, 32, &small, &op).unwrap();
         assert!(p.workgroup_bytes(layout) <= 32_768, "{p:?}");
     }
     // Not enough invocations for even one subgroup grid: nothing.
-    let tiny = DeviceBounds {
-        max_invocations: 16,
-        max_workgroup_x: 16,
-        ..h100
-    };
-    assert_eq!(
-        coop::choose(16, 32, &tiny, &matmul(64, 64, 64, Layout::Nn, false)),
-        None
-    );
+    let tiny = DeviceBounds { max_invocations: 16, max_workgroup_x: 16, ..h100 };
+    assert_eq!(coop::choose(16, 32, &tiny, &matmul(64, 64, 64, Layout::Nn, false)), None);
     // Only matmuls have a cooperative kernel.
-    assert_eq!(
-        coop::choose(16, 32, &h100, &Op::Relu2Fwd { count: 4 }),
-        None
-    );
-    assert_eq!(
-        coop::kernel(
-            &Op::Relu2Fwd { count: 4 },
-            &CoopParams::candidates(16, 32)[0]
-        ),
-        None
-    );
+    assert_eq!(coop::choose(16, 32, &h100, &Op::Relu2Fwd { count: 4 }), None);
+    assert_eq!(coop::kernel(&Op::Relu2Fwd { count: 4 }, &CoopParams::candidates(16, 32)[0]), None);
     // Every candidate of every tile and subgroup size is valid for the shader.
     for tile in [8, 16] {
         for sg in [4, 8, 16, 32, 64, 128] {
-            assert!(CoopParams::candidates(tile, sg)
-                .iter()
-                .all(|p| p.is_valid()));
+            assert!(CoopParams::candidates(tile, sg).iter().all(|p| p.is_valid()));
         }
     }
 }
@@ -374,9 +279,7 @@ fn run_call(ctx: &GpuContext, call: &KernelCall, op: &Op, inputs: &[Data]) -> Ve
     use wgpu::util::DeviceExt;
     let device = &ctx.device;
     let mut registry = KernelRegistry::new();
-    let kernel = registry
-        .get(ctx, call, &op.bindings())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let kernel = registry.get(ctx, call, &op.bindings()).unwrap_or_else(|e| panic!("{e}"));
     let buffers: Vec<wgpu::Buffer> = inputs
         .iter()
         .map(|d| {
@@ -390,16 +293,10 @@ fn run_call(ctx: &GpuContext, call: &KernelCall, op: &Op, inputs: &[Data]) -> Ve
     let entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
+        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
         .collect();
-    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &kernel.layout,
-        entries: &entries,
-    });
+    let bind_group =
+        device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &kernel.layout, entries: &entries });
     let bytes = buffers[0].size();
     let readback = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
@@ -419,34 +316,22 @@ fn run_call(ctx: &GpuContext, call: &KernelCall, op: &Op, inputs: &[Data]) -> Ve
     ctx.queue.submit([encoder.finish()]);
     let slice = readback.slice(..);
     slice.map_async(wgpu::MapMode::Read, |r| r.expect("map"));
-    device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .expect("poll");
+    device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
     let out = bytemuck::cast_slice::<u8, f32>(&slice.get_mapped_range().expect("mapped")).to_vec();
     out
 }
 
 /// Ragged shapes (not multiples of any tile), shapes whose workgroups lie inside c (the
 /// direct-store path) and mixes of both.
-const GPU_SHAPES: [(usize, usize, usize); 6] = [
-    (33, 17, 65),
-    (1, 1, 1),
-    (5, 7, 3),
-    (256, 128, 96),
-    (130, 260, 40),
-    (128, 132, 48),
-];
+const GPU_SHAPES: [(usize, usize, usize); 6] =
+    [(33, 17, 65), (1, 1, 1), (5, 7, 3), (256, 128, 96), (130, 260, 40), (128, 132, 48)];
 
 #[test]
 fn coop_matmul_matches_the_cpu_reference() {
     let ctx = common::gpu();
     let ops: Vec<Op> = GPU_SHAPES
         .iter()
-        .flat_map(|&(m, n, k)| {
-            LAYOUTS
-                .into_iter()
-                .flat_map(move |l| [false, true].map(|acc| matmul(m, n, k, l, acc)))
-        })
+        .flat_map(|&(m, n, k)| LAYOUTS.into_iter().flat_map(move |l| [false, true].map(|acc| matmul(m, n, k, l, acc))))
         .collect();
     let (tile, sg_size) = match coop::device_support(&ctx) {
         Ok(support) => support,
@@ -460,24 +345,13 @@ fn coop_matmul_matches_the_cpu_reference() {
                 assert_eq!(coop::select(&ctx, op), None, "{op:?}");
             }
             // f16 operands would miss this tolerance: the executor really runs the f32 kernel.
-            for (i, op) in ops
-                .iter()
-                .enumerate()
-                .filter(|(_, op)| matches!(op, Op::Matmul { m: 33, .. }))
-            {
-                check_gpu_vs_cpu(
-                    op,
-                    &random_inputs(op, 500 + i as u64),
-                    tolerance(Check::KernelF32),
-                );
+            for (i, op) in ops.iter().enumerate().filter(|(_, op)| matches!(op, Op::Matmul { m: 33, .. })) {
+                check_gpu_vs_cpu(op, &random_inputs(op, 500 + i as u64), tolerance(Check::KernelF32));
             }
             return;
         }
     };
-    println!(
-        "coop_matmul: {} has {tile}x{tile}x{tile} f16 -> f32 with subgroups of {sg_size}",
-        ctx.adapter_name()
-    );
+    println!("coop_matmul: {} has {tile}x{tile}x{tile} f16 -> f32 with subgroups of {sg_size}", ctx.adapter_name());
     let tol = tolerance(Check::KernelF16);
     // Through the executor, as training runs it.
     for (i, op) in ops.iter().enumerate() {
@@ -490,9 +364,7 @@ fn coop_matmul_matches_the_cpu_reference() {
     let mut runs = 0;
     for p in CoopParams::candidates(tile, sg_size) {
         for (i, op) in ops.iter().enumerate() {
-            let Op::Matmul { m, n, layout, .. } = *op else {
-                unreachable!()
-            };
+            let Op::Matmul { m, n, layout, .. } = *op else { unreachable!() };
             if !p.fits(&bounds, layout, m, n) {
                 continue;
             }
@@ -500,19 +372,11 @@ fn coop_matmul_matches_the_cpu_reference() {
             let inputs = random_inputs(op, 900 + i as u64);
             let want = run_cpu(op, &inputs);
             let got = run_call(&ctx, &call, op, &inputs);
-            common::assert_close(
-                &format!("{} (gpu vs cpu)", call.label()),
-                &got,
-                &want[0].1,
-                tol,
-            );
+            common::assert_close(&format!("{} (gpu vs cpu)", call.label()), &got, &want[0].1, tol);
             runs += 1;
         }
     }
-    println!(
-        "coop_matmul: {runs} direct runs over {} configurations",
-        CoopParams::candidates(tile, sg_size).len()
-    );
+    println!("coop_matmul: {runs} direct runs over {} configurations", CoopParams::candidates(tile, sg_size).len());
     assert!(runs > 0);
 }
 
@@ -531,9 +395,7 @@ fn coop_matmul_matches_the_cpu_reference() {
 fn emulated_source() -> String {
     let src = shader_source(coop::SHADER).expect("in SHADERS");
     let src = src.replace("enable wgpu_cooperative_matrix;\n", "");
-    let (head, tail) = src
-        .split_once("// ---- 8x8 tiles")
-        .expect("the 8x8 section marker");
+    let (head, tail) = src.split_once("// ---- 8x8 tiles").expect("the 8x8 section marker");
     let mut out = emulate_section(head, 16);
     out.push_str("// ---- 8x8 tiles");
     out.push_str(&emulate_section(tail, 8));
@@ -559,9 +421,7 @@ fn emu_prelude() -> String {
         format!("        acc4 += emu[ap + {p}u] * {row};")
     });
     let zero = four(&|q| format!("        emu[emu_at(h, x * 4u + {q}u)] = 0.0;"));
-    let copy = four(&|q| {
-        format!("        emu[emu_at(dst, x * 4u + {q}u)] = emu[emu_at(src, x * 4u + {q}u)];")
-    });
+    let copy = four(&|q| format!("        emu[emu_at(dst, x * 4u + {q}u)] = emu[emu_at(src, x * 4u + {q}u)];"));
     out.push_str(&format!(
         "fn emu_zero(h: Emu) -> Emu {{
     for (var x = 0u; x < emu_edge(64u); x++) {{
@@ -599,26 +459,10 @@ fn emu_mma(t_: u32, a: Emu, b: Emu, acc: Emu) -> Emu {{
 }}
 "
     ));
-    for (array, elem) in [
-        ("stage_a", "f16"),
-        ("stage_b", "f16"),
-        ("c", "f32"),
-        ("scratch", "f32"),
-    ] {
-        let at =
-            |q: u32| format!("select(i + (q + {q}u) * ld + r, i + r * ld + q + {q}u, row_major)");
-        let ld = four(&|q| {
-            format!(
-                "        emu[emu_at(h, r * 16u + q + {q}u)] = f32({array}[{}]);",
-                at(q)
-            )
-        });
-        let st = four(&|q| {
-            format!(
-                "        {array}[{}] = {elem}(emu[emu_at(h, r * 16u + q + {q}u)]);",
-                at(q)
-            )
-        });
+    for (array, elem) in [("stage_a", "f16"), ("stage_b", "f16"), ("c", "f32"), ("scratch", "f32")] {
+        let at = |q: u32| format!("select(i + (q + {q}u) * ld + r, i + r * ld + q + {q}u, row_major)");
+        let ld = four(&|q| format!("        emu[emu_at(h, r * 16u + q + {q}u)] = f32({array}[{}]);", at(q)));
+        let st = four(&|q| format!("        {array}[{}] = {elem}(emu[emu_at(h, r * 16u + q + {q}u)]);", at(q)));
         out.push_str(&format!(
             "fn emu_ld_{array}(i: u32, ld: u32, row_major: bool, t_: u32) -> Emu {{
     let t = emu_edge(t_);
@@ -673,20 +517,14 @@ fn emu_fresh() -> Emu {
 
 /// The text between `from` and the first `until` after it, and the rest after `until`.
 fn take_until<'a>(s: &'a str, until: &str) -> (&'a str, &'a str) {
-    let i = s
-        .find(until)
-        .unwrap_or_else(|| panic!("expected {until:?} in {:?}", &s[..s.len().min(80)]));
+    let i = s.find(until).unwrap_or_else(|| panic!("expected {until:?} in {:?}", &s[..s.len().min(80)]));
     (&s[..i], &s[i + until.len()..])
 }
 
 /// Rewrites the cooperative syntax of one section whose tiles are `t` wide.
 fn emulate_section(text: &str, t: u32) -> String {
     // Comments name the built-ins too: drop them.
-    let text: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let text: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).map(|l| format!("{l}\n")).collect();
     let text = text.as_str();
     // coopLoad[T]<TYPE>(&ARRAY[INDEX], LD) -> emu_ld_ARRAY(INDEX, LD, ROW_MAJOR, t)
     let mut out = String::new();
@@ -722,9 +560,7 @@ fn emulate_section(text: &str, t: u32) -> String {
         let (array, after) = take_until(after, "[");
         let (index, after) = take_until(after, "], ");
         let (ld, after) = take_until(after, ")");
-        out.push_str(&format!(
-            "emu_st_{array}({value}, {index}, {ld}, {row_major}, {t}u)"
-        ));
+        out.push_str(&format!("emu_st_{array}({value}, {index}, {ld}, {row_major}, {t}u)"));
         rest = after;
     }
     out.push_str(rest);
@@ -747,10 +583,7 @@ fn emulate_section(text: &str, t: u32) -> String {
             let b = name.as_bytes();
             name.len() == 3 && b[0] == b'c' && b[1].is_ascii_digit() && b[2].is_ascii_digit()
         };
-        if let Some(decl) = trimmed
-            .strip_prefix("var ")
-            .filter(|d| d.ends_with(" = Emu();"))
-        {
+        if let Some(decl) = trimmed.strip_prefix("var ").filter(|d| d.ends_with(" = Emu();")) {
             let name = &decl[..3];
             assert!(acc(name), "unexpected matrix variable in {line:?}");
             let slot = (name.as_bytes()[1] - b'0') as u32 * 2 + (name.as_bytes()[2] - b'0') as u32;
@@ -771,27 +604,14 @@ fn emulate_section(text: &str, t: u32) -> String {
 #[test]
 fn emulated_source_keeps_no_cooperative_syntax() {
     let src = emulated_source();
-    let code: Vec<&str> = src
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("//"))
-        .collect();
-    for word in [
-        "coop_mat",
-        "coopLoad",
-        "coopStore",
-        "coopMultiplyAdd",
-        "wgpu_cooperative_matrix",
-    ] {
-        assert!(
-            !code.iter().any(|l| l.contains(word)),
-            "{word} left in the emulated source"
-        );
+    let code: Vec<&str> = src.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+    for word in ["coop_mat", "coopLoad", "coopStore", "coopMultiplyAdd", "wgpu_cooperative_matrix"] {
+        assert!(!code.iter().any(|l| l.contains(word)), "{word} left in the emulated source");
     }
     assert_eq!(src.matches("emu_init(wg, lid);").count(), 2);
     assert_eq!(src.matches("= emu_zero(").count(), 16);
     // It validates with naga without the cooperative-matrix capability.
-    let module =
-        naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+    let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
     let caps = naga::valid::Capabilities::all() - naga::valid::Capabilities::COOPERATIVE_MATRIX;
     naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
         .validate(&module)
@@ -813,19 +633,14 @@ fn run_emulated(
             binding: i,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage {
-                    read_only: i == 1 || i == 2,
-                },
+                ty: wgpu::BufferBindingType::Storage { read_only: i == 1 || i == 2 },
                 has_dynamic_offset: false,
                 min_binding_size: None,
             },
             count: None,
         })
         .collect();
-    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-        label: None,
-        entries: &entries,
-    });
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries });
     let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
         label: None,
         bind_group_layouts: &[Some(&layout)],
@@ -867,16 +682,10 @@ fn run_emulated(
     let bind_entries: Vec<wgpu::BindGroupEntry> = buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| wgpu::BindGroupEntry {
-            binding: i as u32,
-            resource: b.as_entire_binding(),
-        })
+        .map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() })
         .collect();
-    let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &layout,
-        entries: &bind_entries,
-    });
+    let bind_group =
+        device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &layout, entries: &bind_entries });
     let bytes = buffers[0].size();
     let readback = device.create_buffer(&wgpu::BufferDescriptor {
         label: None,
@@ -895,9 +704,7 @@ fn run_emulated(
     ctx.queue.submit([encoder.finish()]);
     let slice = readback.slice(..);
     slice.map_async(wgpu::MapMode::Read, |r| r.expect("map"));
-    device
-        .poll(wgpu::PollType::wait_indefinitely())
-        .expect("poll");
+    device.poll(wgpu::PollType::wait_indefinitely()).expect("poll");
     let out = bytemuck::cast_slice::<u8, f32>(&slice.get_mapped_range().expect("mapped")).to_vec();
     out
 }
@@ -906,10 +713,7 @@ fn run_emulated(
 fn emulated_coop_matmul_matches_the_cpu_reference() {
     let ctx = common::gpu();
     let features = ctx.device.features();
-    let (lo, hi) = (
-        ctx.report.info.subgroup_min_size,
-        ctx.report.info.subgroup_max_size,
-    );
+    let (lo, hi) = (ctx.report.info.subgroup_min_size, ctx.report.info.subgroup_max_size);
     let usable = features.contains(wgpu::Features::SHADER_F16)
         && features.contains(wgpu::Features::SUBGROUP)
         && lo == hi
@@ -926,12 +730,10 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
         );
         return;
     }
-    let module = ctx
-        .device
-        .create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("emulated matmul_coop"),
-            source: wgpu::ShaderSource::Wgsl(emulated_source().into()),
-        });
+    let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("emulated matmul_coop"),
+        source: wgpu::ShaderSource::Wgsl(emulated_source().into()),
+    });
     let bounds = DeviceBounds::from(&ctx.device.limits());
     let tol = tolerance(Check::KernelF16);
     // Both tiles; the largest configuration (several subgroups) and the smallest. Each shape
@@ -943,48 +745,26 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
     for tile in [8, 16] {
         let candidates = CoopParams::candidates(tile, lo);
         let (largest, smallest) = (candidates[0], *candidates.last().unwrap());
-        let mut cases = vec![(
-            largest,
-            [(Layout::Nt, false), (Layout::Nn, true), (Layout::Tn, true)].as_slice(),
-        )];
+        let mut cases = vec![(largest, [(Layout::Nt, false), (Layout::Nn, true), (Layout::Tn, true)].as_slice())];
         if smallest != largest {
-            cases.push((
-                smallest,
-                [(Layout::Nn, true), (Layout::Tn, false)].as_slice(),
-            ));
+            cases.push((smallest, [(Layout::Nn, true), (Layout::Tn, false)].as_slice()));
         }
         for (p, variants) in cases {
-            let (m, n, k) = (
-                p.bm() as usize * 3 / 2 + 4,
-                p.bn() as usize * 2 + 4,
-                p.bk as usize * 3 + 5,
-            );
+            let (m, n, k) = (p.bm() as usize * 3 / 2 + 4, p.bn() as usize * 2 + 4, p.bk as usize * 3 + 5);
             for &(layout, accumulate) in variants {
                 let op = matmul(m, n, k, layout, accumulate);
-                assert!(
-                    p.fits(&bounds, layout, m, n),
-                    "{p:?} does not fit {}",
-                    ctx.adapter_name()
-                );
+                assert!(p.fits(&bounds, layout, m, n), "{p:?} does not fit {}", ctx.adapter_name());
                 let call = coop::kernel(&op, &p).unwrap();
                 let inputs = random_inputs(&op, (m * 31 + n * 7 + k) as u64 + accumulate as u64);
                 let want = run_cpu(&op, &inputs);
                 let started = std::time::Instant::now();
                 let got = run_emulated(&ctx, &module, &call, &p, &inputs);
                 println!("{:.1} s {}", started.elapsed().as_secs_f64(), call.label());
-                common::assert_close(
-                    &format!("emulated {} (gpu vs cpu)", call.label()),
-                    &got,
-                    &want[0].1,
-                    tol,
-                );
+                common::assert_close(&format!("emulated {} (gpu vs cpu)", call.label()), &got, &want[0].1, tol);
                 runs += 1;
             }
         }
     }
-    println!(
-        "emulated matmul_coop: {runs} runs on {}",
-        ctx.adapter_name()
-    );
+    println!("emulated matmul_coop: {runs} runs on {}", ctx.adapter_name());
     assert!(runs >= 2 * 3, "only {runs} emulated runs");
 }

@@ -29,32 +29,14 @@ fn tiny_stream_by_hand() {
     let mut s1 = TrainStream::open(dir.path(), VOCAB).unwrap();
 
     // Step 1 takes 10 11 12 13 14 20.
-    assert_eq!(
-        s0.next_batch(2, 1, 2, 0).unwrap(),
-        (vec![10, 11], vec![11, 12])
-    );
-    assert_eq!(
-        s1.next_batch(2, 1, 2, 1).unwrap(),
-        (vec![13, 14], vec![14, 20])
-    );
+    assert_eq!(s0.next_batch(2, 1, 2, 0).unwrap(), (vec![10, 11], vec![11, 12]));
+    assert_eq!(s1.next_batch(2, 1, 2, 1).unwrap(), (vec![13, 14], vec![14, 20]));
     // Step 2 takes 21 22, wraps, then 10 11 12 13.
-    assert_eq!(
-        s0.next_batch(2, 1, 2, 0).unwrap(),
-        (vec![21, 22], vec![22, 10])
-    );
-    assert_eq!(
-        s1.next_batch(2, 1, 2, 1).unwrap(),
-        (vec![11, 12], vec![12, 13])
-    );
+    assert_eq!(s0.next_batch(2, 1, 2, 0).unwrap(), (vec![21, 22], vec![22, 10]));
+    assert_eq!(s1.next_batch(2, 1, 2, 1).unwrap(), (vec![11, 12], vec![12, 13]));
     // Step 3 takes 14 20 21 22 10 11.
-    assert_eq!(
-        s0.next_batch(2, 1, 2, 0).unwrap(),
-        (vec![14, 20], vec![20, 21])
-    );
-    assert_eq!(
-        s1.next_batch(2, 1, 2, 1).unwrap(),
-        (vec![22, 10], vec![10, 11])
-    );
+    assert_eq!(s0.next_batch(2, 1, 2, 0).unwrap(), (vec![14, 20], vec![20, 21]));
+    assert_eq!(s1.next_batch(2, 1, 2, 1).unwrap(), (vec![22, 10], vec![10, 11]));
     assert_eq!(s0.position(), s1.position());
     assert_eq!(s0.position().tokens_consumed, 18);
 }
@@ -79,11 +61,7 @@ fn rows_are_row_major_sequences() {
 #[test]
 fn same_windows_for_any_world_size_and_accumulation() {
     // Three shards of awkward lengths with distinct tokens, so every token is identifiable.
-    let shards: Vec<Vec<u16>> = vec![
-        (0..1000).collect(),
-        (1000..1037).collect(),
-        (2000..2555).collect(),
-    ];
+    let shards: Vec<Vec<u16>> = vec![(0..1000).collect(), (1000..1037).collect(), (2000..2555).collect()];
     let stream: Vec<u16> = shards.concat();
     let dir = make_dir(Split::Train, &shards);
 
@@ -93,27 +71,15 @@ fn same_windows_for_any_world_size_and_accumulation() {
     for (world, accum) in [(1, 8), (2, 4), (4, 2), (8, 1)] {
         let local = global_tokens / (world * accum);
         assert_eq!(local, 64);
-        let mut ranks: Vec<TrainStream> = (0..world)
-            .map(|_| TrainStream::open(dir.path(), VOCAB).unwrap())
-            .collect();
+        let mut ranks: Vec<TrainStream> = (0..world).map(|_| TrainStream::open(dir.path(), VOCAB).unwrap()).collect();
         for step in 0..steps {
             for m in 0..accum {
                 for (r, s) in ranks.iter_mut().enumerate() {
                     let (x, y) = s.next_batch(local, seq_len, world, r).unwrap();
                     let k = step * 8 + m * world + r;
-                    let span: Vec<u16> = (0..=local)
-                        .map(|i| stream[(k * (local + 1) + i) % stream.len()])
-                        .collect();
-                    assert_eq!(
-                        x,
-                        u32s(&span[..local]),
-                        "world {world} accum {accum} step {step} micro {m} rank {r}"
-                    );
-                    assert_eq!(
-                        y,
-                        u32s(&span[1..]),
-                        "world {world} accum {accum} step {step} micro {m} rank {r}"
-                    );
+                    let span: Vec<u16> = (0..=local).map(|i| stream[(k * (local + 1) + i) % stream.len()]).collect();
+                    assert_eq!(x, u32s(&span[..local]), "world {world} accum {accum} step {step} micro {m} rank {r}");
+                    assert_eq!(y, u32s(&span[1..]), "world {world} accum {accum} step {step} micro {m} rank {r}");
                 }
             }
         }
@@ -155,10 +121,7 @@ fn position_round_trips_through_seek() {
     b.seek(&pos).unwrap();
     assert_eq!(b.position(), a.position());
     for _ in 0..10 {
-        assert_eq!(
-            a.next_batch(32, 8, 2, 0).unwrap(),
-            b.next_batch(32, 8, 2, 0).unwrap()
-        );
+        assert_eq!(a.next_batch(32, 8, 2, 0).unwrap(), b.next_batch(32, 8, 2, 0).unwrap());
     }
 }
 
@@ -174,30 +137,15 @@ fn seek_rejects_positions_that_do_not_fit() {
     };
     s.seek(&good).unwrap();
 
-    let past = StreamPosition {
-        offset: 6,
-        ..good.clone()
-    };
+    let past = StreamPosition { offset: 6, ..good.clone() };
     let msg = s.seek(&past).unwrap_err().to_string();
-    assert!(
-        msg.contains("fineweb_train_000001.bin") && msg.contains("past the end"),
-        "{msg}"
-    );
+    assert!(msg.contains("fineweb_train_000001.bin") && msg.contains("past the end"), "{msg}");
 
-    let renamed = StreamPosition {
-        shard_name: "fineweb_train_000007.bin".into(),
-        ..good.clone()
-    };
+    let renamed = StreamPosition { shard_name: "fineweb_train_000007.bin".into(), ..good.clone() };
     let msg = s.seek(&renamed).unwrap_err().to_string();
-    assert!(
-        msg.contains(&dir.path().display().to_string()) && msg.contains("fineweb_train_000007.bin"),
-        "{msg}"
-    );
+    assert!(msg.contains(&dir.path().display().to_string()) && msg.contains("fineweb_train_000007.bin"), "{msg}");
 
-    let beyond = StreamPosition {
-        shard_index: 2,
-        ..good
-    };
+    let beyond = StreamPosition { shard_index: 2, ..good };
     let msg = s.seek(&beyond).unwrap_err().to_string();
     assert!(msg.contains("only 2 train shards"), "{msg}");
 }
@@ -229,18 +177,13 @@ fn stream_checks_tokens_against_vocab() {
     let mut s = TrainStream::open(dir.path(), 1024).unwrap();
     let err = s.next_batch(4, 4, 1, 0).unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("fineweb_train_000001.bin") && msg.contains("5000"),
-        "{msg}"
-    );
+    assert!(msg.contains("fineweb_train_000001.bin") && msg.contains("5000"), "{msg}");
 }
 
 #[test]
 fn open_without_train_shards_fails() {
     let dir = make_dir(Split::Val, &[vec![1, 2, 3]]);
-    let msg = TrainStream::open(dir.path(), VOCAB)
-        .unwrap_err()
-        .to_string();
+    let msg = TrainStream::open(dir.path(), VOCAB).unwrap_err().to_string();
     assert!(msg.contains("fineweb_train_*.bin"), "{msg}");
 }
 
@@ -275,14 +218,8 @@ fn val_set_concatenates_truncates_and_splits() {
 
     // Ranks split the 8 sequences contiguously: floor(8 r / w) .. floor(8 (r + 1) / w).
     assert_eq!(val.rank_range(1, 0), 0..8);
-    assert_eq!(
-        (0..3).map(|r| val.rank_range(3, r)).collect::<Vec<_>>(),
-        vec![0..2, 2..5, 5..8]
-    );
-    assert_eq!(
-        (0..5).map(|r| val.rank_range(5, r)).collect::<Vec<_>>(),
-        vec![0..1, 1..3, 3..4, 4..6, 6..8]
-    );
+    assert_eq!((0..3).map(|r| val.rank_range(3, r)).collect::<Vec<_>>(), vec![0..2, 2..5, 5..8]);
+    assert_eq!((0..5).map(|r| val.rank_range(5, r)).collect::<Vec<_>>(), vec![0..1, 1..3, 3..4, 4..6, 6..8]);
     for w in 1..=12 {
         let mut next = 0;
         for r in 0..w {
@@ -299,22 +236,9 @@ fn val_set_concatenates_truncates_and_splits() {
 fn val_set_too_short_is_an_error() {
     let dir = make_dir(Split::Val, &[vec![1, 2, 3, 4]]);
     let err = ValSet::open(dir.path(), VOCAB, 4).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::ValTooShort {
-                tokens: 4,
-                seq_len: 4,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, DataError::ValTooShort { tokens: 4, seq_len: 4, .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(
-        msg.contains(&dir.path().display().to_string()) && msg.contains("too short"),
-        "{msg}"
-    );
+    assert!(msg.contains(&dir.path().display().to_string()) && msg.contains("too short"), "{msg}");
     // Exactly seq_len + 1 tokens is one sequence.
     assert_eq!(ValSet::open(dir.path(), VOCAB, 3).unwrap().num_seqs(), 1);
 }

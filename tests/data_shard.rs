@@ -31,11 +31,7 @@ fn read_err(dir: &Path, name: &str, bytes: &[u8]) -> (PathBuf, DataError) {
 /// The message names the file and contains every one of `words`.
 fn assert_message(err: &DataError, path: &Path, words: &[&str]) {
     let msg = err.to_string();
-    assert!(
-        msg.contains(&path.display().to_string()),
-        "message {msg:?} does not name {}",
-        path.display()
-    );
+    assert!(msg.contains(&path.display().to_string()), "message {msg:?} does not name {}", path.display());
     for w in words {
         assert!(msg.contains(w), "message {msg:?} does not say {w:?}");
     }
@@ -47,10 +43,7 @@ fn write_then_read_round_trips() {
     let path = dir.path().join("fineweb_train_000000.bin");
     let tokens: Vec<u16> = (0..5000u32).map(|i| (i * 7 % 1024) as u16).collect();
     write_shard(&path, &tokens).unwrap();
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().len(),
-        1024 + 2 * tokens.len() as u64
-    );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 1024 + 2 * tokens.len() as u64);
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(&bytes[0..4], &20240520i32.to_le_bytes());
     assert_eq!(&bytes[4..8], &1i32.to_le_bytes());
@@ -89,25 +82,15 @@ fn bundled_shards_are_valid() {
 fn wrong_magic_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let (path, err) = read_err(dir.path(), "magic.bin", &raw_shard(12345, 1, 2, &[1, 2]));
-    assert!(
-        matches!(err, DataError::BadMagic { found: 12345, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, DataError::BadMagic { found: 12345, .. }), "{err:?}");
     assert_message(&err, &path, &["wrong magic", "12345", "20240520"]);
 }
 
 #[test]
 fn wrong_version_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
-    let (path, err) = read_err(
-        dir.path(),
-        "version.bin",
-        &raw_shard(20240520, 2, 2, &[1, 2]),
-    );
-    assert!(
-        matches!(err, DataError::BadVersion { found: 2, .. }),
-        "{err:?}"
-    );
+    let (path, err) = read_err(dir.path(), "version.bin", &raw_shard(20240520, 2, 2, &[1, 2]));
+    assert!(matches!(err, DataError::BadVersion { found: 2, .. }), "{err:?}");
     assert_message(&err, &path, &["version", "2", "expected 1"]);
 }
 
@@ -115,10 +98,7 @@ fn wrong_version_is_rejected() {
 fn negative_count_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let (path, err) = read_err(dir.path(), "neg.bin", &raw_shard(20240520, 1, -5, &[1, 2]));
-    assert!(
-        matches!(err, DataError::BadTokenCount { found: -5, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, DataError::BadTokenCount { found: -5, .. }), "{err:?}");
     assert_message(&err, &path, &["token count", "-5"]);
 }
 
@@ -139,18 +119,7 @@ fn truncated_tokens_are_rejected() {
     let mut bytes = raw_shard(20240520, 1, 10, &[7; 10]);
     bytes.truncate(1024 + 2 * 10 - 3);
     let (path, err) = read_err(dir.path(), "cut.bin", &bytes);
-    assert!(
-        matches!(
-            err,
-            DataError::SizeMismatch {
-                tokens: 10,
-                expected: 1044,
-                actual: 1041,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, DataError::SizeMismatch { tokens: 10, expected: 1044, actual: 1041, .. }), "{err:?}");
     assert_message(&err, &path, &["truncated", "10 tokens", "1044", "1041"]);
 }
 
@@ -178,23 +147,8 @@ fn token_out_of_vocabulary_is_rejected() {
     let mut tokens = vec![5u16; 10_000];
     tokens[9_001] = 1024;
     tokens[9_500] = 60_000;
-    let (path, err) = read_err(
-        dir.path(),
-        "oov.bin",
-        &raw_shard(20240520, 1, 10_000, &tokens),
-    );
-    assert!(
-        matches!(
-            err,
-            DataError::TokenOutOfRange {
-                index: 9_001,
-                token: 1024,
-                vocab_size: 1024,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let (path, err) = read_err(dir.path(), "oov.bin", &raw_shard(20240520, 1, 10_000, &tokens));
+    assert!(matches!(err, DataError::TokenOutOfRange { index: 9_001, token: 1024, vocab_size: 1024, .. }), "{err:?}");
     assert_message(&err, &path, &["out of range", "9001", "1024"]);
     // Without a vocabulary the same file reads fine.
     assert_eq!(read_shard(&path, None).unwrap().len(), 10_000);
@@ -225,18 +179,8 @@ fn list_shards_sorts_and_filters() {
         std::fs::write(d.join(name), b"x").unwrap();
     }
     let train = list_shards(d, Split::Train).unwrap();
-    let names: Vec<_> = train
-        .iter()
-        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "fineweb_train_000000.bin",
-            "fineweb_train_000002.bin",
-            "fineweb_train_000010.bin"
-        ]
-    );
+    let names: Vec<_> = train.iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_owned()).collect();
+    assert_eq!(names, ["fineweb_train_000000.bin", "fineweb_train_000002.bin", "fineweb_train_000010.bin"]);
     assert_eq!(train[0], d.join("fineweb_train_000000.bin"));
     assert_eq!(list_shards(d, Split::Val).unwrap().len(), 1);
 }

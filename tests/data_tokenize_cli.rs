@@ -25,19 +25,14 @@ fn args(inputs: &[PathBuf], out: &Path, val_docs: u64, shard_tokens: usize) -> T
 }
 
 fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
 
 fn tokens_of(paths: &[PathBuf]) -> Vec<u16> {
-    paths
-        .iter()
-        .flat_map(|p| read_shard(p, Some(1024)).unwrap().tokens().to_vec())
-        .collect()
+    paths.iter().flat_map(|p| read_shard(p, Some(1024)).unwrap().tokens().to_vec()).collect()
 }
 
 #[test]
@@ -56,22 +51,12 @@ fn binary_writes_the_reference_val_shard() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "wgolf tokenize failed: {stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        out.is_dir(),
-        "`wgolf tokenize` wrote nothing (does src/main.rs dispatch the subcommand?): {stdout}"
-    );
+    assert!(output.status.success(), "wgolf tokenize failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(out.is_dir(), "`wgolf tokenize` wrote nothing (does src/main.rs dispatch the subcommand?): {stdout}");
     assert_eq!(names(&out), ["fineweb_val_000000.bin"]);
     let ours = std::fs::read(out.join("fineweb_val_000000.bin")).unwrap();
     let reference = std::fs::read(data("mini_sp1024/fineweb_val_000000.bin")).unwrap();
-    assert!(
-        ours == reference,
-        "the val shard differs from the reference"
-    );
+    assert!(ours == reference, "the val shard differs from the reference");
     // The summary reports documents, tokens, bytes and tokens per byte.
     for want in ["200", "628,457", "1,489,418", "0.42195"] {
         assert!(stdout.contains(want), "summary lacks {want}: {stdout}");
@@ -124,10 +109,7 @@ fn txt_inputs_are_whole_documents_and_all_val_when_asked() {
     let stats = tokenize(&args(&[a, b], &out, 0, 1000)).unwrap();
     assert_eq!((stats.docs_val, stats.docs_train), (0, 2));
     let train = list_shards(&out, Split::Train).unwrap();
-    assert_eq!(
-        tokens_of(&train),
-        [1, 981, 465, 943, 458, 401, 1, 941, 393, 290, 569, 882]
-    );
+    assert_eq!(tokens_of(&train), [1, 981, 465, 943, 458, 401, 1, 941, 393, 290, 569, 882]);
     assert!(list_shards(&out, Split::Val).is_err());
 }
 
@@ -157,11 +139,7 @@ fn failed_run_leaves_no_shards() {
     let dir = tempfile::tempdir().unwrap();
     let good = data("fineweb-samples/pg_verify_docs_200.jsonl");
     let bad = dir.path().join("bad.jsonl");
-    std::fs::write(
-        &bad,
-        "{\"text\": \"fine\"}\n\n{\"txt\": \"no text field\"}\n",
-    )
-    .unwrap();
+    std::fs::write(&bad, "{\"text\": \"fine\"}\n\n{\"txt\": \"no text field\"}\n").unwrap();
 
     // A fresh output directory is never created.
     let out = dir.path().join("fresh");
@@ -184,18 +162,11 @@ fn bad_arguments_are_errors() {
     let csv = dir.path().join("docs.csv");
     std::fs::write(&csv, "a,b").unwrap();
     let out = dir.path().join("out");
-    let msg = tokenize(&args(&[csv], &out, 0, 1000))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("docs.csv") && msg.contains(".jsonl or .txt"),
-        "{msg}"
-    );
+    let msg = tokenize(&args(&[csv], &out, 0, 1000)).unwrap_err().to_string();
+    assert!(msg.contains("docs.csv") && msg.contains(".jsonl or .txt"), "{msg}");
 
     let missing = dir.path().join("missing.jsonl");
-    let msg = tokenize(&args(&[missing], &out, 0, 1000))
-        .unwrap_err()
-        .to_string();
+    let msg = tokenize(&args(&[missing], &out, 0, 1000)).unwrap_err().to_string();
     assert!(msg.contains("missing.jsonl"), "{msg}");
 
     let txt = dir.path().join("a.txt");

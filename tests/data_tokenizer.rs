@@ -45,10 +45,7 @@ fn model_layout() {
     assert_eq!(t.piece(4).unwrap().piece, "<0x00>");
     assert_eq!(t.piece(259).unwrap().piece, "<0xFF>");
     assert_eq!(t.piece(939).unwrap().piece, "\u{2581}");
-    let with_space = t.pieces()[260..]
-        .iter()
-        .filter(|p| p.piece.starts_with('\u{2581}'))
-        .count();
+    let with_space = t.pieces()[260..].iter().filter(|p| p.piece.starts_with('\u{2581}')).count();
     assert_eq!(with_space, 325);
     // BPE scores: minus the merge rank, so they decrease along the vocabulary.
     assert!(t.piece(260).unwrap().score > t.piece(600).unwrap().score);
@@ -60,20 +57,14 @@ fn encodes_like_sentencepiece() {
     let t = sp1024();
     let cases: &[(&str, &[u32])] = &[
         ("Hello world", &[981, 465, 943, 458, 401]),
-        (
-            "  leading and  double  spaces  ",
-            &[294, 335, 280, 290, 293, 273, 890, 592, 331, 276],
-        ),
+        ("  leading and  double  spaces  ", &[294, 335, 280, 290, 293, 273, 890, 592, 331, 276]),
         ("tab\tand\nnewline", &[941, 393, 290, 569, 882]),
         ("a\u{0}b", &[942, 4, 959]),
         ("\u{ff76}\u{ff9e}", &[231, 134, 176]), // halfwidth KA + voiced mark -> one char
         ("e\u{0301}", &[199, 173]),             // e + combining acute -> é, byte fallback
         ("\u{1F600}", &[244, 163, 156, 132]),   // emoji: four byte pieces
         ("\u{fb01} \u{2460}", &[956, 944, 939, 972]),
-        (
-            "2026-03-18",
-            &[976, 970, 976, 1003, 968, 970, 994, 968, 972, 1002],
-        ),
+        ("2026-03-18", &[976, 970, 976, 1003, 968, 970, 994, 968, 972, 1002]),
         ("", &[]),
         ("   \t\n ", &[]),
     ];
@@ -135,10 +126,7 @@ fn byte_tables_follow_the_spec() {
     for (id, p) in t.pieces().iter().enumerate().skip(260) {
         let stripped = p.piece.strip_prefix('\u{2581}');
         assert_eq!(luts.has_leading_space()[id], stripped.is_some());
-        assert_eq!(
-            luts.base_bytes()[id] as usize,
-            stripped.unwrap_or(&p.piece).len()
-        );
+        assert_eq!(luts.base_bytes()[id] as usize, stripped.unwrap_or(&p.piece).len());
     }
     // Out-of-range ids count as boundaries with no bytes.
     assert_eq!(luts.target_bytes(5000, 5000), 0);
@@ -153,10 +141,7 @@ fn sample_val_shard_has_1_489_418_bytes() {
     let bytes = luts.batch_bytes(&tokens[..tokens.len() - 1], &tokens[1..]);
     assert_eq!(bytes, 1_489_418);
     // ... which is the UTF-8 length of the normalized text, spaces counted as one byte.
-    let normalized: usize = sample_docs()
-        .iter()
-        .map(|d| t.normalize(d).replace('\u{2581}', " ").len())
-        .sum();
+    let normalized: usize = sample_docs().iter().map(|d| t.normalize(d).replace('\u{2581}', " ").len()).sum();
     assert_eq!(normalized, 1_489_418);
 }
 
@@ -204,26 +189,17 @@ fn bad_model_files_are_errors() {
     let err = Tokenizer::load(&garbage).unwrap_err();
     assert!(matches!(err, DataError::BadModel { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("garbage.model") && msg.contains("bad tokenizer model"),
-        "{msg}"
-    );
+    assert!(msg.contains("garbage.model") && msg.contains("bad tokenizer model"), "{msg}");
 
     let truncated = dir.path().join("truncated.model");
     let bytes = std::fs::read(data("tokenizers/fineweb_1024_bpe.model")).unwrap();
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
     let msg = Tokenizer::load(&truncated).unwrap_err().to_string();
-    assert!(
-        msg.contains("truncated.model") && msg.contains("past the end"),
-        "{msg}"
-    );
+    assert!(msg.contains("truncated.model") && msg.contains("past the end"), "{msg}");
 
     let missing = dir.path().join("missing.model");
     let msg = Tokenizer::load(&missing).unwrap_err().to_string();
-    assert!(
-        msg.contains("missing.model") && msg.contains("cannot read"),
-        "{msg}"
-    );
+    assert!(msg.contains("missing.model") && msg.contains("cannot read"), "{msg}");
 }
 
 #[test]
@@ -253,10 +229,6 @@ fn tokenizer_throughput() {
         }
         let secs = start.elapsed().as_secs_f64();
         let label = if pass == 0 { "cold" } else { "warm" };
-        println!(
-            "pass {pass} ({label}): {:.1} MB/s ({bytes} bytes in {:.3} s)",
-            bytes as f64 / 1e6 / secs,
-            secs
-        );
+        println!("pass {pass} ({label}): {:.1} MB/s ({bytes} bytes in {:.3} s)", bytes as f64 / 1e6 / secs, secs);
     }
 }

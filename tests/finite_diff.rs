@@ -19,8 +19,8 @@ use wgolf::model::build_plan;
 use wgolf::ops::attention::{attention_bwd_kv, attention_bwd_q, attention_fwd, AttnShape};
 use wgolf::ops::cross_entropy::cross_entropy;
 use wgolf::ops::elementwise::{
-    add_into, channel_dot, mix_bwd, mix_fwd, relu2_bwd, relu2_fwd, scale_bwd, scale_fwd,
-    scaled_add_bwd, scaled_add_fwd, Channels,
+    add_into, channel_dot, mix_bwd, mix_fwd, relu2_bwd, relu2_fwd, scale_bwd, scale_fwd, scaled_add_bwd,
+    scaled_add_fwd, Channels,
 };
 use wgolf::ops::embedding::{embedding_bwd, embedding_fwd};
 use wgolf::ops::matmul::{matmul, Layout};
@@ -78,10 +78,7 @@ fn check(what: &str, analytic: &[f64], x: &[f64], f: impl Fn(&[f64]) -> f64) {
         );
     }
     // Guard against a vacuous pass: the gradient must not be all zeros.
-    assert!(
-        analytic.iter().any(|&v| v.abs() > 1e-3),
-        "{what}: the gradient is (nearly) zero everywhere"
-    );
+    assert!(analytic.iter().any(|&v| v.abs() > 1e-3), "{what}: the gradient is (nearly) zero everywhere");
 }
 
 #[test]
@@ -168,34 +165,12 @@ fn rope_inverse_is_the_gradient_of_rope() {
 #[test]
 fn attention_bwd_q_and_kv_are_the_gradients_of_attention() {
     for s in [
-        AttnShape {
-            batch: 2,
-            seq: 5,
-            heads: 4,
-            kv_heads: 2,
-            head_dim: 4,
-        },
-        AttnShape {
-            batch: 1,
-            seq: 3,
-            heads: 2,
-            kv_heads: 2,
-            head_dim: 2,
-        },
-        AttnShape {
-            batch: 1,
-            seq: 4,
-            heads: 3,
-            kv_heads: 1,
-            head_dim: 6,
-        },
+        AttnShape { batch: 2, seq: 5, heads: 4, kv_heads: 2, head_dim: 4 },
+        AttnShape { batch: 1, seq: 3, heads: 2, kv_heads: 2, head_dim: 2 },
+        AttnShape { batch: 1, seq: 4, heads: 3, kv_heads: 1, head_dim: 6 },
     ] {
         let rows = s.batch * s.seq;
-        let (nq, nkv, nl) = (
-            rows * s.heads * s.head_dim,
-            rows * s.kv_heads * s.head_dim,
-            s.batch * s.heads * s.seq,
-        );
+        let (nq, nkv, nl) = (rows * s.heads * s.head_dim, rows * s.kv_heads * s.head_dim, s.batch * s.heads * s.seq);
         // Scores of order 1 so that the softmax is neither flat nor one-hot.
         let q = uniform_f64(40, nq, -1.5, 1.5);
         let k = uniform_f64(41, nkv, -1.5, 1.5);
@@ -208,9 +183,7 @@ fn attention_bwd_q_and_kv_are_the_gradients_of_attention() {
         };
         let (out, lse) = fwd(&q, &k, &v);
         let mut delta = vec![0.0; nl];
-        let dq = increment(nq, 44, |d| {
-            attention_bwd_q(d, &mut delta, &w, &out, &q, &k, &v, &lse, s)
-        });
+        let dq = increment(nq, 44, |d| attention_bwd_q(d, &mut delta, &w, &out, &q, &k, &v, &lse, s));
         // delta_t = dout_t . out_t per (b, h, t).
         for b in 0..s.batch {
             for h in 0..s.heads {
@@ -218,38 +191,25 @@ fn attention_bwd_q_and_kv_are_the_gradients_of_attention() {
                     let o = ((b * s.seq + t) * s.heads + h) * s.head_dim;
                     let want = weighted(&w[o..o + s.head_dim], &out[o..o + s.head_dim]);
                     let got = delta[(b * s.heads + h) * s.seq + t];
-                    assert!(
-                        (got - want).abs() < 1e-12,
-                        "{s:?}: delta[{b},{h},{t}] = {got}, want {want}"
-                    );
+                    assert!((got - want).abs() < 1e-12, "{s:?}: delta[{b},{h},{t}] = {got}, want {want}");
                 }
             }
         }
         let mut dv = Vec::new();
         let dk = increment(nkv, 45, |dk_buf| {
-            dv = increment(nkv, 46, |dv_buf| {
-                attention_bwd_kv(dk_buf, dv_buf, &w, &q, &k, &v, &lse, &delta, s)
-            });
+            dv = increment(nkv, 46, |dv_buf| attention_bwd_kv(dk_buf, dv_buf, &w, &q, &k, &v, &lse, &delta, s));
         });
-        check(&format!("attention dq {s:?}"), &dq, &q, |q| {
-            weighted(&w, &fwd(q, &k, &v).0)
-        });
-        check(&format!("attention dk {s:?}"), &dk, &k, |k| {
-            weighted(&w, &fwd(&q, k, &v).0)
-        });
-        check(&format!("attention dv {s:?}"), &dv, &v, |v| {
-            weighted(&w, &fwd(&q, &k, v).0)
-        });
+        check(&format!("attention dq {s:?}"), &dq, &q, |q| weighted(&w, &fwd(q, &k, &v).0));
+        check(&format!("attention dk {s:?}"), &dk, &k, |k| weighted(&w, &fwd(&q, k, &v).0));
+        check(&format!("attention dv {s:?}"), &dv, &v, |v| weighted(&w, &fwd(&q, &k, v).0));
     }
 }
 
 #[test]
 fn relu2_bwd_is_the_gradient_of_relu2() {
     // Keep away from the kink at 0, where the second derivative jumps.
-    let x: Vec<f64> = uniform_f64(50, 40, -2.0, 2.0)
-        .into_iter()
-        .map(|v| if v.abs() < 0.05 { v + 0.1 } else { v })
-        .collect();
+    let x: Vec<f64> =
+        uniform_f64(50, 40, -2.0, 2.0).into_iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { v }).collect();
     assert!(x.iter().any(|&v| v < 0.0) && x.iter().any(|&v| v > 0.0));
     let w = uniform_f64(51, 40, -1.0, 1.0);
     let f = |x: &[f64]| {
@@ -264,10 +224,7 @@ fn relu2_bwd_is_the_gradient_of_relu2() {
 #[test]
 fn scale_bwd_and_channel_dot_are_the_gradients_of_scale() {
     // Per head (q_gain: 3 heads x head_dim 2, 4 rows) and per channel from a row at an offset.
-    for (ch, count, s_len) in [
-        (Channels::per_head(3, 2), 24, 3),
-        (Channels::per_channel(4, 1), 12, 8),
-    ] {
+    for (ch, count, s_len) in [(Channels::per_head(3, 2), 24, 3), (Channels::per_channel(4, 1), 12, 8)] {
         let x = uniform_f64(60, count, -1.0, 1.0);
         let s = uniform_f64(61, s_len, 0.5, 2.0);
         let w = uniform_f64(62, count, -1.0, 1.0);
@@ -279,9 +236,7 @@ fn scale_bwd_and_channel_dot_are_the_gradients_of_scale() {
         let dx = increment(count, 63, |d| scale_bwd(d, &w, &s, ch));
         check(&format!("scale_bwd dx {ch:?}"), &dx, &x, |x| fwd(x, &s));
         let ds = increment(s_len, 64, |d| channel_dot(d, &w, &x, ch));
-        check(&format!("channel_dot d gain {ch:?}"), &ds, &s, |s| {
-            fwd(&x, s)
-        });
+        check(&format!("channel_dot d gain {ch:?}"), &ds, &s, |s| fwd(&x, s));
     }
 }
 
@@ -299,9 +254,7 @@ fn scaled_add_bwd_and_channel_dot_are_the_gradients_of_scaled_add() {
         weighted(&w, &out)
     };
     let mut db = Vec::new();
-    let da = increment(count, 74, |da| {
-        db = increment(count, 75, |db| scaled_add_bwd(da, db, &w, &s, ch))
-    });
+    let da = increment(count, 74, |da| db = increment(count, 75, |db| scaled_add_bwd(da, db, &w, &s, ch)));
     check("scaled_add_bwd da", &da, &a, |a| fwd(a, &b, &s));
     check("scaled_add_bwd db", &db, &b, |b| fwd(&a, b, &s));
     let ds = increment(s_len, 76, |d| channel_dot(d, &w, &b, ch));
@@ -323,9 +276,7 @@ fn mix_bwd_and_channel_dot_are_the_gradients_of_mix() {
         weighted(&w, &out)
     };
     let mut db = Vec::new();
-    let da = increment(count, 84, |da| {
-        db = increment(count, 85, |db| mix_bwd(da, db, &w, &mix, ch))
-    });
+    let da = increment(count, 84, |da| db = increment(count, 85, |db| mix_bwd(da, db, &w, &mix, ch)));
     check("mix_bwd da", &da, &a, |a| fwd(a, &b, &mix));
     check("mix_bwd db", &db, &b, |b| fwd(&a, b, &mix));
     // Both rows of the [2, dim] mix, as the model computes them: row 0 from a, row 1 from b.
@@ -333,9 +284,7 @@ fn mix_bwd_and_channel_dot_are_the_gradients_of_mix() {
         channel_dot(d, &w, &a, Channels::per_channel(dim, 0));
         channel_dot(d, &w, &b, Channels::per_channel(dim, 1));
     });
-    check("channel_dot d resid_mix (both rows)", &dmix, &mix, |mix| {
-        fwd(&a, &b, mix)
-    });
+    check("channel_dot d resid_mix (both rows)", &dmix, &mix, |mix| fwd(&a, &b, mix));
 }
 
 #[test]
@@ -374,21 +323,11 @@ fn cross_entropy_gradient_with_softcap_and_grad_scale() {
     // The gradient overwrites its buffer (it is the first write of dlogits).
     let mut dl = uniform_f64(101, rows * vocab, -1.0, 1.0);
     let mut loss = vec![0.0; rows];
-    cross_entropy(
-        Some(&mut dl),
-        &mut loss,
-        &logits,
-        &targets,
-        vocab,
-        softcap,
-        grad_scale,
-    );
+    cross_entropy(Some(&mut dl), &mut loss, &logits, &targets, vocab, softcap, grad_scale);
     check("cross_entropy dlogits", &dl, &logits, f);
     // The loss rows are the same with and without the gradient.
     let mut loss2 = vec![0.0; rows];
-    cross_entropy(
-        None, &mut loss2, &logits, &targets, vocab, softcap, grad_scale,
-    );
+    cross_entropy(None, &mut loss2, &logits, &targets, vocab, softcap, grad_scale);
     assert_eq!(loss, loss2);
 }
 
@@ -428,31 +367,11 @@ fn run_f64(op: &Op, outs: &mut [Vec<f64>], ins: &[&Buf]) {
             rmsnorm_fwd(&mut y[0], &mut rstd[0], f(0), dim, eps)
         }
         Op::RmsNormBwd { dim, .. } => rmsnorm_bwd(&mut outs[0], f(0), f(1), f(2), dim),
-        Op::Matmul {
-            m,
-            n,
-            k,
-            layout,
-            accumulate,
-        } => matmul(&mut outs[0], f(0), f(1), m, n, k, layout, accumulate),
-        Op::Rope {
-            heads,
-            head_dim,
-            seq_len,
-            inverse,
-            ..
-        } => {
+        Op::Matmul { m, n, k, layout, accumulate } => matmul(&mut outs[0], f(0), f(1), m, n, k, layout, accumulate),
+        Op::Rope { heads, head_dim, seq_len, inverse, .. } => {
             // The table is f32 data (a constant), as the op takes it.
             let table: Vec<f32> = f(1).iter().map(|&v| v as f32).collect();
-            rope(
-                &mut outs[0],
-                f(0),
-                &table,
-                heads,
-                head_dim,
-                seq_len,
-                inverse,
-            )
+            rope(&mut outs[0], f(0), &table, heads, head_dim, seq_len, inverse)
         }
         Op::AttentionFwd(s) => {
             let (o, l) = outs.split_at_mut(1);
@@ -464,17 +383,7 @@ fn run_f64(op: &Op, outs: &mut [Vec<f64>], ins: &[&Buf]) {
         }
         Op::AttentionBwdKv(s) => {
             let (dk, dv) = outs.split_at_mut(1);
-            attention_bwd_kv(
-                &mut dk[0],
-                &mut dv[0],
-                f(0),
-                f(1),
-                f(2),
-                f(3),
-                f(4),
-                f(5),
-                s,
-            )
+            attention_bwd_kv(&mut dk[0], &mut dv[0], f(0), f(1), f(2), f(3), f(4), f(5), s)
         }
         Op::Relu2Fwd { .. } => relu2_fwd(&mut outs[0], f(0)),
         Op::Relu2Bwd { .. } => relu2_bwd(&mut outs[0], f(0), f(1)),
@@ -492,86 +401,29 @@ fn run_f64(op: &Op, outs: &mut [Vec<f64>], ins: &[&Buf]) {
         }
         Op::AddInto { .. } => add_into(&mut outs[0], f(0)),
         Op::ChannelDot { ch, .. } => channel_dot(&mut outs[0], f(0), f(1), ch),
-        Op::CrossEntropy {
-            vocab,
-            softcap,
-            grad_scale,
-            write_grad,
-            ..
-        } => {
+        Op::CrossEntropy { vocab, softcap, grad_scale, write_grad, .. } => {
             let (dl, loss) = outs.split_at_mut(1);
-            let grads = if write_grad {
-                Some(&mut dl[0][..])
-            } else {
-                None
-            };
-            cross_entropy(
-                grads,
-                &mut loss[0],
-                f(0),
-                ins[1].u(),
-                vocab,
-                softcap,
-                grad_scale,
-            )
+            let grads = if write_grad { Some(&mut dl[0][..]) } else { None };
+            cross_entropy(grads, &mut loss[0], f(0), ins[1].u(), vocab, softcap, grad_scale)
         }
         Op::SumRows { scale, .. } => loss_sum(&mut outs[0][0], f(0), scale),
-        Op::SmearFwd { dim, seq_len, .. } => {
-            wgolf::ops::smear::smear_fwd(&mut outs[0], f(0), f(1), dim, seq_len)
-        }
-        Op::SmearBwd { dim, seq_len, .. } => {
-            wgolf::ops::smear::smear_bwd(&mut outs[0], f(0), f(1), dim, seq_len)
-        }
+        Op::SmearFwd { dim, seq_len, .. } => wgolf::ops::smear::smear_fwd(&mut outs[0], f(0), f(1), dim, seq_len),
+        Op::SmearBwd { dim, seq_len, .. } => wgolf::ops::smear::smear_bwd(&mut outs[0], f(0), f(1), dim, seq_len),
         Op::SmearGrad { dim, seq_len, .. } => {
             wgolf::ops::smear::smear_grad(&mut outs[0], f(0), f(1), f(2), dim, seq_len)
         }
-        Op::XsaFwd {
-            heads,
-            kv_heads,
-            head_dim,
-            ..
-        } => {
-            let s = wgolf::ops::xsa::XsaShape {
-                heads,
-                kv_heads,
-                head_dim,
-            };
+        Op::XsaFwd { heads, kv_heads, head_dim, .. } => {
+            let s = wgolf::ops::xsa::XsaShape { heads, kv_heads, head_dim };
             wgolf::ops::xsa::xsa_fwd(&mut outs[0], f(0), f(1), s)
         }
-        Op::XsaBwd {
-            heads,
-            kv_heads,
-            head_dim,
-            ..
-        } => {
-            let s = wgolf::ops::xsa::XsaShape {
-                heads,
-                kv_heads,
-                head_dim,
-            };
+        Op::XsaBwd { heads, kv_heads, head_dim, .. } => {
+            let s = wgolf::ops::xsa::XsaShape { heads, kv_heads, head_dim };
             let (dy, dv) = outs.split_at_mut(1);
             wgolf::ops::xsa::xsa_bwd(&mut dy[0], &mut dv[0], f(0), f(1), f(2), s)
         }
-        Op::BatchedMatmul {
-            batch,
-            m,
-            n,
-            k,
-            layout,
-            alpha,
-            accumulate,
-        } => wgolf::ops::matmul::matmul_batched(
-            &mut outs[0],
-            f(0),
-            f(1),
-            batch,
-            m,
-            n,
-            k,
-            layout,
-            alpha,
-            accumulate,
-        ),
+        Op::BatchedMatmul { batch, m, n, k, layout, alpha, accumulate } => {
+            wgolf::ops::matmul::matmul_batched(&mut outs[0], f(0), f(1), batch, m, n, k, layout, alpha, accumulate)
+        }
         Op::AdamW { .. }
         | Op::MuonMomentum { .. }
         | Op::MuonNormalize { .. }
@@ -623,10 +475,7 @@ impl<'p> Interp<'p> {
                 })
                 .collect();
             {
-                let ins: Vec<&Buf> = (0..specs.len())
-                    .filter(|i| !rw(i))
-                    .map(|i| &self.bufs[step.args[i]])
-                    .collect();
+                let ins: Vec<&Buf> = (0..specs.len()).filter(|i| !rw(i)).map(|i| &self.bufs[step.args[i]]).collect();
                 run_f64(&step.op, &mut outs, &ins);
             }
             for (i, out) in (0..specs.len()).filter(rw).zip(outs) {
@@ -647,13 +496,8 @@ fn the_models_backward_is_the_gradient_of_its_loss() {
     // U-Net skip occur: the first decoder's (whose source is the stream itself, summed back
     // with add_into) and the second's (from an earlier encoder).
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml");
-    let overrides: Vec<String> = [
-        "train.batch_seqs=2",
-        "train.seq_len=12",
-        "model.num_layers=4",
-    ]
-    .map(String::from)
-    .into();
+    let overrides: Vec<String> =
+        ["train.batch_seqs=2", "train.seq_len=12", "model.num_layers=4"].map(String::from).into();
     let cfg = Config::load(&path, &overrides).expect("configs/tiny.toml loads");
     let plan = build_plan(&cfg).expect("the plan builds");
     // Perturbed init: zero-initialized projections and unit scales would zero many gradients.
@@ -662,10 +506,7 @@ fn the_models_backward_is_the_gradient_of_its_loss() {
         .enumerate()
         .map(|(i, (id, v))| {
             let noise = common::normal(500 + i as u64, v.len(), 0.05);
-            (
-                id,
-                v.iter().zip(noise).map(|(&a, b)| (a + b) as f64).collect(),
-            )
+            (id, v.iter().zip(noise).map(|(&a, b)| (a + b) as f64).collect())
         })
         .collect();
     let n = cfg.micro_tokens();
@@ -680,10 +521,7 @@ fn the_models_backward_is_the_gradient_of_its_loss() {
     ex.run(Phase::Forward);
     ex.run(Phase::Backward);
     let l0 = ex.read(plan.io().loss_total)[0];
-    assert!(
-        l0 > 5.0 && l0 < 9.0,
-        "implausible loss {l0} for a vocabulary of 1024"
-    );
+    assert!(l0 > 5.0 && l0 < 9.0, "implausible loss {l0} for a vocabulary of 1024");
 
     let tol = tolerance(Check::FiniteDiff);
     for (slot_index, slot) in plan.params.iter().enumerate() {
@@ -697,14 +535,8 @@ fn the_models_backward_is_the_gradient_of_its_loss() {
         let h = 1e-5;
         let shifted = |sign: f64| {
             let mut p = params.clone();
-            let (_, values) = p
-                .iter_mut()
-                .find(|(id, _)| *id == slot.param)
-                .expect("a parameter");
-            values
-                .iter_mut()
-                .zip(&u)
-                .for_each(|(v, d)| *v += sign * h * d);
+            let (_, values) = p.iter_mut().find(|(id, _)| *id == slot.param).expect("a parameter");
+            values.iter_mut().zip(&u).for_each(|(v, d)| *v += sign * h * d);
             loss(&p)
         };
         let numeric = (shifted(1.0) - shifted(-1.0)) / (2.0 * h);

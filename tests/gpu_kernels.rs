@@ -44,16 +44,7 @@ fn matmul_all_layouts_ragged_shapes() {
     for (m, n, k) in [(1, 1, 1), (5, 7, 3), (33, 17, 65), (64, 96, 48)] {
         for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
             for accumulate in [false, true] {
-                check_random(
-                    Op::Matmul {
-                        m,
-                        n,
-                        k,
-                        layout,
-                        accumulate,
-                    },
-                    (m * 1000 + n * 10 + k) as u64,
-                );
+                check_random(Op::Matmul { m, n, k, layout, accumulate }, (m * 1000 + n * 10 + k) as u64);
             }
         }
     }
@@ -71,14 +62,7 @@ fn embedding_fwd_and_bwd() {
 #[test]
 fn rmsnorm_fwd_and_bwd() {
     for (rows, dim) in [(1, 16), (7, 9), (130, 64), (3, 1)] {
-        check_random(
-            Op::RmsNormFwd {
-                rows,
-                dim,
-                eps: RMS_EPS,
-            },
-            rows as u64,
-        );
+        check_random(Op::RmsNormFwd { rows, dim, eps: RMS_EPS }, rows as u64);
         // The backward from a consistent forward (y, rstd of a real x).
         let op = Op::RmsNormBwd { rows, dim };
         let x = uniform(rows as u64 + 1, rows * dim, -2.0, 2.0);
@@ -98,13 +82,7 @@ fn rmsnorm_fwd_and_bwd() {
 fn rope_fwd_and_inverse() {
     for (rows, heads, head_dim, seq_len) in [(1, 1, 2, 1), (7, 3, 6, 4), (130, 4, 16, 64)] {
         for inverse in [false, true] {
-            let op = Op::Rope {
-                rows,
-                heads,
-                head_dim,
-                seq_len,
-                inverse,
-            };
+            let op = Op::Rope { rows, heads, head_dim, seq_len, inverse };
             let mut inputs = random_inputs(&op, rows as u64);
             inputs[2] = Data::F32(rope_table(seq_len, head_dim, 10000.0));
             check_gpu_vs_cpu(&op, &inputs, kernel_tol());
@@ -116,11 +94,7 @@ fn rope_fwd_and_inverse() {
 /// `delta` from the CPU backward for q, so that the probabilities are real ones.
 fn attention_case(s: AttnShape, seed: u64) {
     let rows = s.batch * s.seq;
-    let (nq, nkv, nl) = (
-        rows * s.heads * s.head_dim,
-        rows * s.kv_heads * s.head_dim,
-        s.batch * s.heads * s.seq,
-    );
+    let (nq, nkv, nl) = (rows * s.heads * s.head_dim, rows * s.kv_heads * s.head_dim, s.batch * s.heads * s.seq);
     let q = uniform(seed, nq, -1.0, 1.0);
     let k = uniform(seed + 1, nkv, -1.0, 1.0);
     let v = uniform(seed + 2, nkv, -1.0, 1.0);
@@ -138,54 +112,22 @@ fn attention_case(s: AttnShape, seed: u64) {
     );
     check_gpu_vs_cpu(
         &Op::AttentionBwdQ(s),
-        &[
-            init(seed + 6, nq),
-            init(seed + 7, nl),
-            f(&dout),
-            f(&out),
-            f(&q),
-            f(&k),
-            f(&v),
-            f(&lse),
-        ],
+        &[init(seed + 6, nq), init(seed + 7, nl), f(&dout), f(&out), f(&q), f(&k), f(&v), f(&lse)],
         kernel_tol(),
     );
     check_gpu_vs_cpu(
         &Op::AttentionBwdKv(s),
-        &[
-            init(seed + 8, nkv),
-            init(seed + 9, nkv),
-            f(&dout),
-            f(&q),
-            f(&k),
-            f(&v),
-            f(&lse),
-            f(&delta),
-        ],
+        &[init(seed + 8, nkv), init(seed + 9, nkv), f(&dout), f(&q), f(&k), f(&v), f(&lse), f(&delta)],
         kernel_tol(),
     );
 }
 
 #[test]
 fn attention_fwd_bwd_q_bwd_kv() {
-    for (batch, seq, heads, kv_heads, head_dim) in [
-        (1, 1, 4, 2, 8),
-        (2, 7, 4, 2, 16),
-        (1, 7, 2, 2, 8),
-        (1, 33, 4, 2, 8),
-        (2, 33, 2, 2, 16),
-        (1, 33, 4, 1, 6),
-    ] {
-        attention_case(
-            AttnShape {
-                batch,
-                seq,
-                heads,
-                kv_heads,
-                head_dim,
-            },
-            (seq * 100 + heads * 10 + head_dim) as u64,
-        );
+    for (batch, seq, heads, kv_heads, head_dim) in
+        [(1, 1, 4, 2, 8), (2, 7, 4, 2, 16), (1, 7, 2, 2, 8), (1, 33, 4, 2, 8), (2, 33, 2, 2, 16), (1, 33, 4, 1, 6)]
+    {
+        attention_case(AttnShape { batch, seq, heads, kv_heads, head_dim }, (seq * 100 + heads * 10 + head_dim) as u64);
     }
 }
 
@@ -215,15 +157,7 @@ fn channel_scale_add_and_mix() {
         // A skip_weights row at an offset: rows of 5 channels, row 1 of a [2, 5] parameter.
         (13 * 5, Channels::per_channel(5, 1), 10),
         // Group > 1 and offset > 0 together, ragged count.
-        (
-            3 * 15 * 3,
-            Channels {
-                group: 3,
-                channels: 5,
-                offset: 2,
-            },
-            8,
-        ),
+        (3 * 15 * 3, Channels { group: 3, channels: 5, offset: 2 }, 8),
     ];
     for (i, (count, ch, s_len)) in cases.into_iter().enumerate() {
         let seed = 100 * i as u64;
@@ -255,15 +189,7 @@ fn channel_dot_groups_offsets_and_long_channels() {
         // Per head, group 16 (q_gain), 33 rows.
         (33, Channels::per_head(4, 16), 4),
         // Group 3, 5 channels at offset 2, 67 rows: 201 elements per channel.
-        (
-            67,
-            Channels {
-                group: 3,
-                channels: 5,
-                offset: 2,
-            },
-            9,
-        ),
+        (67, Channels { group: 3, channels: 5, offset: 2 }, 9),
     ] {
         let count = rows * ch.group * ch.channels;
         check_random(Op::ChannelDot { count, ch, out_len }, rows as u64);
@@ -272,28 +198,14 @@ fn channel_dot_groups_offsets_and_long_channels() {
 
 #[test]
 fn cross_entropy_rows_and_gradients() {
-    for (rows, vocab, softcap, logit_scale) in [
-        (3, 1024, 30.0, 1.0),
-        (70, 13, 30.0, 1.0),
-        (5, 50, 2.0, 8.0),
-        (1, 1, 30.0, 1.0),
-    ] {
+    for (rows, vocab, softcap, logit_scale) in
+        [(3, 1024, 30.0, 1.0), (70, 13, 30.0, 1.0), (5, 50, 2.0, 8.0), (1, 1, 30.0, 1.0)]
+    {
         for write_grad in [true, false] {
-            let op = Op::CrossEntropy {
-                rows,
-                vocab,
-                softcap,
-                grad_scale: 1.0 / 300.0,
-                write_grad,
-            };
+            let op = Op::CrossEntropy { rows, vocab, softcap, grad_scale: 1.0 / 300.0, write_grad };
             let mut inputs = random_inputs(&op, rows as u64);
             // Logits beyond the softcap in one case, so the tanh matters.
-            inputs[2] = Data::F32(uniform(
-                rows as u64 + 9,
-                rows * vocab,
-                -logit_scale,
-                logit_scale,
-            ));
+            inputs[2] = Data::F32(uniform(rows as u64 + 9, rows * vocab, -logit_scale, logit_scale));
             inputs[3] = Data::U32(ids(rows as u64 + 10, rows, vocab));
             check_gpu_vs_cpu(&op, &inputs, kernel_tol());
         }
@@ -302,12 +214,7 @@ fn cross_entropy_rows_and_gradients() {
 
 #[test]
 fn sum_rows_totals() {
-    for (count, scale) in [
-        (1, 1.0),
-        (256, 0.5),
-        (257, 1.0 / 257.0),
-        (1000, 1.0 / 1000.0),
-    ] {
+    for (count, scale) in [(1, 1.0), (256, 0.5), (257, 1.0 / 257.0), (1000, 1.0 / 1000.0)] {
         let op = Op::SumRows { count, scale };
         let mut inputs = random_inputs(&op, count as u64);
         // Loss rows are positive, around ln(vocab).
@@ -344,10 +251,7 @@ fn adamw_three_steps_with_changing_hyperparameters() {
             ex.run(Phase::Forward, 0..1);
         }
         for (b, name) in [(0, "p"), (1, "m"), (2, "v")] {
-            let what = format!(
-                "{} step {step} binding {b} ({name}, gpu vs cpu)",
-                op.kernel().label()
-            );
+            let what = format!("{} step {step} binding {b} ({name}, gpu vs cpu)", op.kernel().label());
             common::assert_close(&what, &gpu.read(b), &cpu.read(b), tol);
         }
     }

@@ -20,10 +20,7 @@ use wgolf::plan::{Op, Phase};
 
 /// `n` seeded values in [lo, hi), rounded to multiples of 0.01.
 fn inputs(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
-    common::uniform(seed, n, lo, hi)
-        .into_iter()
-        .map(|v| (v * 100.0).round() / 100.0)
-        .collect()
+    common::uniform(seed, n, lo, hi).into_iter().map(|v| (v * 100.0).round() / 100.0).collect()
 }
 
 /// Runs `op` on the GPU from `data` (one entry per binding, read-write ones included).
@@ -42,33 +39,15 @@ fn matmul_nt_4x5x3() {
     // device, including those where the matmul runs on f16 cooperative matrices.
     let (m, n, k) = (4, 5, 3);
     let quarters = |seed, len| -> Vec<f32> {
-        common::uniform(seed, len, -2.0, 2.0)
-            .into_iter()
-            .map(|v| (v * 4.0).round() / 4.0)
-            .collect()
+        common::uniform(seed, len, -2.0, 2.0).into_iter().map(|v| (v * 4.0).round() / 4.0).collect()
     };
     let a = quarters(1, m * k);
     let b = quarters(2, n * k);
     let out = gpu_run(
-        Op::Matmul {
-            m,
-            n,
-            k,
-            layout: Layout::Nt,
-            accumulate: false,
-        },
-        &[
-            Data::F32(vec![0.0; m * n]),
-            Data::F32(a.clone()),
-            Data::F32(b.clone()),
-        ],
+        Op::Matmul { m, n, k, layout: Layout::Nt, accumulate: false },
+        &[Data::F32(vec![0.0; m * n]), Data::F32(a.clone()), Data::F32(b.clone())],
     );
-    let text = [
-        block("a [4, 3]", &a, k),
-        block("b [5, 3]", &b, k),
-        block("c = a . b^T [4, 5]", &out[0].1, n),
-    ]
-    .concat();
+    let text = [block("a [4, 3]", &a, k), block("b [5, 3]", &b, k), block("c = a . b^T [4, 5]", &out[0].1, n)].concat();
     insta::assert_snapshot!("matmul_nt_4x5x3", text);
 }
 
@@ -77,23 +56,11 @@ fn rmsnorm_fwd_3x4() {
     let (rows, dim) = (3, 4);
     let x = inputs(3, rows * dim, -2.0, 2.0);
     let out = gpu_run(
-        Op::RmsNormFwd {
-            rows,
-            dim,
-            eps: RMS_EPS,
-        },
-        &[
-            Data::F32(vec![0.0; rows * dim]),
-            Data::F32(vec![0.0; rows]),
-            Data::F32(x.clone()),
-        ],
+        Op::RmsNormFwd { rows, dim, eps: RMS_EPS },
+        &[Data::F32(vec![0.0; rows * dim]), Data::F32(vec![0.0; rows]), Data::F32(x.clone())],
     );
-    let text = [
-        block("x [3, 4]", &x, dim),
-        block("y [3, 4]", &out[0].1, dim),
-        block("rstd [3]", &out[1].1, rows),
-    ]
-    .concat();
+    let text =
+        [block("x [3, 4]", &x, dim), block("y [3, 4]", &out[0].1, dim), block("rstd [3]", &out[1].1, rows)].concat();
     insta::assert_snapshot!("rmsnorm_fwd_3x4", text);
 }
 
@@ -105,18 +72,8 @@ fn rope_fwd_3_positions() {
     let x = inputs(4, n, -1.0, 1.0);
     let table = rope_table(seq_len, head_dim, 100.0);
     let out = gpu_run(
-        Op::Rope {
-            rows,
-            heads,
-            head_dim,
-            seq_len,
-            inverse: false,
-        },
-        &[
-            Data::F32(vec![0.0; n]),
-            Data::F32(x.clone()),
-            Data::F32(table.clone()),
-        ],
+        Op::Rope { rows, heads, head_dim, seq_len, inverse: false },
+        &[Data::F32(vec![0.0; n]), Data::F32(x.clone()), Data::F32(table.clone())],
     );
     let text = [
         block("table [cos|sin, 3, 2]", &table, 2),
@@ -130,13 +87,7 @@ fn rope_fwd_3_positions() {
 #[test]
 fn attention_fwd_tiny() {
     // 1 sequence of 3 tokens, 2 query heads sharing 1 KV head, head_dim 2.
-    let s = AttnShape {
-        batch: 1,
-        seq: 3,
-        heads: 2,
-        kv_heads: 1,
-        head_dim: 2,
-    };
+    let s = AttnShape { batch: 1, seq: 3, heads: 2, kv_heads: 1, head_dim: 2 };
     let q = inputs(5, 12, -2.0, 2.0);
     let k = inputs(6, 6, -2.0, 2.0);
     let v = inputs(7, 6, -1.0, 1.0);
@@ -167,13 +118,7 @@ fn cross_entropy_loss_rows_and_gradient() {
     let logits = inputs(8, rows * vocab, -3.0, 3.0);
     let targets = vec![0u32, 5, 2];
     let out = gpu_run(
-        Op::CrossEntropy {
-            rows,
-            vocab,
-            softcap: 2.0,
-            grad_scale: 0.5,
-            write_grad: true,
-        },
+        Op::CrossEntropy { rows, vocab, softcap: 2.0, grad_scale: 0.5, write_grad: true },
         &[
             Data::F32(vec![0.0; rows * vocab]),
             Data::F32(vec![0.0; rows]),
@@ -223,29 +168,13 @@ fn embedding_bwd_and_channel_dot() {
     let tok = vec![3u32, 0, 3, 3, 1];
     let dtable = gpu_run(
         Op::EmbeddingBwd { tokens, dim, vocab },
-        &[
-            Data::F32(vec![0.0; vocab * dim]),
-            Data::F32(dout.clone()),
-            Data::U32(tok.clone()),
-        ],
+        &[Data::F32(vec![0.0; vocab * dim]), Data::F32(dout.clone()), Data::U32(tok.clone())],
     );
-    let ch = wgolf::ops::elementwise::Channels {
-        group: 2,
-        channels: 2,
-        offset: 1,
-    };
+    let ch = wgolf::ops::elementwise::Channels { group: 2, channels: 2, offset: 1 };
     let (a, b) = (inputs(13, 8, -1.0, 1.0), inputs(14, 8, -1.0, 1.0));
     let dot = gpu_run(
-        Op::ChannelDot {
-            count: 8,
-            ch,
-            out_len: 3,
-        },
-        &[
-            Data::F32(vec![0.0; 3]),
-            Data::F32(a.clone()),
-            Data::F32(b.clone()),
-        ],
+        Op::ChannelDot { count: 8, ch, out_len: 3 },
+        &[Data::F32(vec![0.0; 3]), Data::F32(a.clone()), Data::F32(b.clone())],
     );
     let text = [
         format!("ids: {tok:?}\n"),

@@ -30,8 +30,7 @@ struct Setup {
 
 fn setup() -> Setup {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml");
-    let cfg =
-        Config::load(&path, &["train.batch_seqs=2".to_string()]).expect("configs/tiny.toml loads");
+    let cfg = Config::load(&path, &["train.batch_seqs=2".to_string()]).expect("configs/tiny.toml loads");
     let plan = build_plan(&cfg).expect("the tiny plan builds");
     // The init zeroes the output projections and sets every scale to 1 and the mix's second
     // row to 0, which would make many gradients exactly zero (and the comparison vacuous):
@@ -51,13 +50,7 @@ fn setup() -> Setup {
     let mut draw = || ((rng.uniform().powi(3) * vocab as f64) as usize).min(vocab - 1) as u32;
     let tokens: Vec<u32> = (0..=n).map(|_| draw()).collect();
     let (ids, targets) = (tokens[..n].to_vec(), tokens[1..].to_vec());
-    Setup {
-        cfg,
-        plan,
-        params,
-        ids,
-        targets,
-    }
+    Setup { cfg, plan, params, ids, targets }
 }
 
 /// Loads parameters and tokens, and zeroes gradients, optimizer state and the loss.
@@ -68,10 +61,7 @@ fn load(ex: &mut dyn Executor, s: &Setup) {
     let io = s.plan.io();
     ex.write(io.ids, HostData::U32(&s.ids));
     ex.write(io.targets, HostData::U32(&s.targets));
-    ex.clear(
-        &s.plan
-            .with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss | Role::OptState)),
-    );
+    ex.clear(&s.plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss | Role::OptState)));
     // The first optimizer step's hyperparameters, per group.
     let t = &s.cfg.train;
     for &(group, id) in &s.plan.hypers {
@@ -110,20 +100,11 @@ fn tiny_model_logits_loss_and_gradients_match() {
     for &t in &checked {
         let name = &plan.tensor(t).name;
         let (got, want) = (gpu.read(t), cpu.read(t));
-        assert!(
-            want.iter().all(|v| v.is_finite()),
-            "{name}: the CPU reference is not finite"
-        );
+        assert!(want.iter().all(|v| v.is_finite()), "{name}: the CPU reference is not finite");
         // Every checked tensor carries signal: a zero gradient would compare trivially.
-        assert!(
-            want.iter().any(|&v| v != 0.0),
-            "{name}: the CPU reference is all zeros"
-        );
+        assert!(want.iter().any(|&v| v != 0.0), "{name}: the CPU reference is all zeros");
         if let Some((i, g, w)) = first_mismatch(&got, &want, tol) {
-            failures.push(format!(
-                "{name}[{i}]: gpu {g}, cpu {w} (diff {:e})",
-                (g - w).abs()
-            ));
+            failures.push(format!("{name}[{i}]: gpu {g}, cpu {w} (diff {:e})", (g - w).abs()));
         }
     }
     assert!(
@@ -138,10 +119,7 @@ fn tiny_model_logits_loss_and_gradients_match() {
     let loss = cpu.read(io.loss_total)[0];
     let rows = cpu.read(io.loss_rows);
     let mean = rows.iter().sum::<f32>() / rows.len() as f32;
-    assert!(
-        (loss - mean).abs() <= 1e-4 * mean,
-        "loss {loss} is not the mean {mean} of its rows"
-    );
+    assert!((loss - mean).abs() <= 1e-4 * mean, "loss {loss} is not the mean {mean} of its rows");
     assert!(loss > 3.0 && loss < 12.0, "implausible initial loss {loss}");
 }
 

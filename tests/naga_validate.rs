@@ -18,14 +18,10 @@ fn root() -> &'static Path {
 
 /// Parses and validates a shader module (no override values applied).
 fn module(stem: &str, src: &str) -> naga::Module {
-    let module = naga::front::wgsl::parse_str(src)
+    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{stem}.wgsl: {}", e.emit_to_string(src)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+        .validate(&module)
         .unwrap_or_else(|e| panic!("{stem}.wgsl: {}", e.emit_to_string(src)));
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{stem}.wgsl: {}", e.emit_to_string(src)));
     module
 }
 
@@ -37,10 +33,7 @@ fn configs() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .collect();
     paths.sort();
-    assert!(
-        paths.iter().any(|p| p.ends_with("tiny.toml")),
-        "configs/tiny.toml is missing"
-    );
+    assert!(paths.iter().any(|p| p.ends_with("tiny.toml")), "configs/tiny.toml is missing");
     paths
 }
 
@@ -60,19 +53,14 @@ fn kernels_of(op: &Op) -> Vec<KernelCall> {
         max_workgroup_bytes: 48 << 10,
         max_workgroups_per_dim: 65535,
     };
-    let replacements = [16, 8]
-        .into_iter()
-        .filter_map(|tile| coop::choose(tile, 32, &bounds, op))
-        .filter_map(|p| coop::kernel(op, &p));
+    let replacements =
+        [16, 8].into_iter().filter_map(|tile| coop::choose(tile, 32, &bounds, op)).filter_map(|p| coop::kernel(op, &p));
     std::iter::once(op.kernel()).chain(replacements).collect()
 }
 
 /// The distinct kernel calls (shader, entry, constants) of every step of a plan, by label.
 fn calls(plan: &Plan) -> BTreeMap<String, KernelCall> {
-    plan.all_steps()
-        .flat_map(|(_, s)| kernels_of(&s.op))
-        .map(|k| (format!("{}:{}", k.shader, k.label()), k))
-        .collect()
+    plan.all_steps().flat_map(|(_, s)| kernels_of(&s.op)).map(|k| (format!("{}:{}", k.shader, k.label()), k)).collect()
 }
 
 fn validate(call: &KernelCall, context: &str) {
@@ -87,12 +75,7 @@ fn every_shader_parses_and_validates() {
         let m = module(stem, src);
         assert!(!m.entry_points.is_empty(), "{stem}.wgsl has no entry point");
         for ep in &m.entry_points {
-            assert_eq!(
-                ep.stage,
-                naga::ShaderStage::Compute,
-                "{stem}.wgsl: {} is not a compute entry point",
-                ep.name
-            );
+            assert_eq!(ep.stage, naga::ShaderStage::Compute, "{stem}.wgsl: {} is not a compute entry point", ep.name);
         }
     }
 }
@@ -124,15 +107,8 @@ fn every_test_op_kernel_validates() {
 
 #[test]
 fn one_of_each_op_covers_every_variant() {
-    let seen: BTreeSet<usize> = common::one_of_each_op()
-        .iter()
-        .map(common::variant)
-        .collect();
-    assert_eq!(
-        seen,
-        (0..common::OP_VARIANTS).collect(),
-        "an Op variant is missing from common::one_of_each_op"
-    );
+    let seen: BTreeSet<usize> = common::one_of_each_op().iter().map(common::variant).collect();
+    assert_eq!(seen, (0..common::OP_VARIANTS).collect(), "an Op variant is missing from common::one_of_each_op");
 }
 
 #[test]
@@ -140,30 +116,19 @@ fn every_entry_point_is_used_by_some_op() {
     let used: BTreeSet<(&str, &str)> = common::one_of_each_op()
         .iter()
         .flat_map(kernels_of)
-        .chain(
-            configs()
-                .iter()
-                .flat_map(|p| calls(&plan_of(p)).into_values()),
-        )
+        .chain(configs().iter().flat_map(|p| calls(&plan_of(p)).into_values()))
         .map(|k| (k.shader, k.entry))
         .collect();
     for (stem, src) in SHADERS {
         for ep in &module(stem, src).entry_points {
-            assert!(
-                used.contains(&(*stem, ep.name.as_str())),
-                "{stem}.wgsl: entry point {} is used by no op",
-                ep.name
-            );
+            assert!(used.contains(&(*stem, ep.name.as_str())), "{stem}.wgsl: entry point {} is used by no op", ep.name);
         }
     }
     for (stem, entry) in &used {
         let src = wgolf::kernels::shader_source(stem)
             .unwrap_or_else(|| panic!("an op names shader {stem}, which is not in SHADERS"));
         assert!(
-            module(stem, src)
-                .entry_points
-                .iter()
-                .any(|e| e.name == *entry),
+            module(stem, src).entry_points.iter().any(|e| e.name == *entry),
             "an op names {stem}.wgsl:{entry}, which does not exist"
         );
     }
@@ -184,26 +149,15 @@ fn shaders_table_matches_the_shaders_directory() {
         .expect("shaders/ exists")
         .map(|e| e.expect("readable entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
-        .map(|p| {
-            p.file_stem()
-                .expect("a file name")
-                .to_string_lossy()
-                .into_owned()
-        })
+        .map(|p| p.file_stem().expect("a file name").to_string_lossy().into_owned())
         .collect();
     let in_table: BTreeSet<String> = SHADERS.iter().map(|(s, _)| s.to_string()).collect();
     assert_eq!(in_table.len(), SHADERS.len(), "SHADERS lists a stem twice");
-    assert_eq!(
-        in_table, on_disk,
-        "SHADERS (left) and shaders/*.wgsl (right) differ"
-    );
+    assert_eq!(in_table, on_disk, "SHADERS (left) and shaders/*.wgsl (right) differ");
     for (stem, src) in SHADERS {
-        let file = std::fs::read_to_string(root().join("shaders").join(format!("{stem}.wgsl")))
-            .expect("readable shader");
-        assert_eq!(
-            *src, file,
-            "SHADERS entry {stem} is not the source of shaders/{stem}.wgsl"
-        );
+        let file =
+            std::fs::read_to_string(root().join("shaders").join(format!("{stem}.wgsl"))).expect("readable shader");
+        assert_eq!(*src, file, "SHADERS entry {stem} is not the source of shaders/{stem}.wgsl");
     }
 }
 
@@ -211,10 +165,7 @@ fn shaders_table_matches_the_shaders_directory() {
 fn every_shader_header_names_its_cpu_reference() {
     for (stem, src) in SHADERS {
         // The header is the comment block the file starts with.
-        assert!(
-            src.starts_with("//"),
-            "{stem}.wgsl must start with a header comment"
-        );
+        assert!(src.starts_with("//"), "{stem}.wgsl must start with a header comment");
         let header: Vec<&str> = src.lines().take_while(|l| l.starts_with("//")).collect();
         let line = header
             .iter()
@@ -222,33 +173,20 @@ fn every_shader_header_names_its_cpu_reference() {
             .unwrap_or_else(|| panic!("{stem}.wgsl: the header has no 'CPU reference:' line"));
         // Every `src/....rs` it names exists, and so does every function named in parentheses
         // after it (except the "same names" shorthand).
-        let refs = line
-            .split("CPU reference:")
-            .nth(1)
-            .expect("text after the marker");
+        let refs = line.split("CPU reference:").nth(1).expect("text after the marker");
         let mut files = 0;
         for part in refs.split("),") {
             let part = part.trim().trim_end_matches('.').trim_end_matches(')');
             let (path, fns) = part.split_once(" (").unwrap_or((part, ""));
             let path = path.trim();
-            assert!(
-                path.starts_with("src/") && path.ends_with(".rs"),
-                "{stem}.wgsl: '{path}' is not a source path"
-            );
+            assert!(path.starts_with("src/") && path.ends_with(".rs"), "{stem}.wgsl: '{path}' is not a source path");
             let text = std::fs::read_to_string(root().join(path))
                 .unwrap_or_else(|e| panic!("{stem}.wgsl names {path} as its CPU reference: {e}"));
             files += 1;
             let named: Vec<String> = if fns.trim() == "same names" {
-                module(stem, src)
-                    .entry_points
-                    .iter()
-                    .map(|e| e.name.clone())
-                    .collect()
+                module(stem, src).entry_points.iter().map(|e| e.name.clone()).collect()
             } else {
-                fns.split(',')
-                    .map(|f| f.trim().to_string())
-                    .filter(|f| !f.is_empty())
-                    .collect()
+                fns.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect()
             };
             for f in &named {
                 assert!(

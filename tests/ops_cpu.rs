@@ -5,8 +5,8 @@ use wgolf::ops::adamw::{adamw, AdamHyper};
 use wgolf::ops::attention::{attention_fwd, AttnShape};
 use wgolf::ops::cross_entropy::{cross_entropy, loss_sum};
 use wgolf::ops::elementwise::{
-    add_into, channel_dot, mix_bwd, mix_fwd, relu2_bwd, relu2_fwd, scale_bwd, scale_fwd,
-    scaled_add_bwd, scaled_add_fwd, Channels,
+    add_into, channel_dot, mix_bwd, mix_fwd, relu2_bwd, relu2_fwd, scale_bwd, scale_fwd, scaled_add_bwd,
+    scaled_add_fwd, Channels,
 };
 use wgolf::ops::embedding::{embedding_bwd, embedding_fwd};
 use wgolf::ops::matmul::{matmul, Layout};
@@ -24,10 +24,7 @@ fn assert_near(got: &[f32], want: &[f32]) {
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         // 4 ulps of the larger magnitude (or of 1 near zero): hand values are rounded.
         let ulps = 4.0 * f32::EPSILON * g.abs().max(w.abs()).max(1.0);
-        assert!(
-            (g - w).abs() <= ulps,
-            "element {i}: got {g}, want {w}\n got  {got:?}\n want {want:?}"
-        );
+        assert!((g - w).abs() <= ulps, "element {i}: got {g}, want {w}\n got  {got:?}\n want {want:?}");
     }
 }
 
@@ -39,9 +36,7 @@ const B_KN: [f32; 6] = [7., 8., 9., 10., 11., 12.];
 const AB: [f32; 4] = [58., 64., 139., 154.];
 
 fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..cols)
-        .flat_map(|c| (0..rows).map(move |r| x[r * cols + c]))
-        .collect()
+    (0..cols).flat_map(|c| (0..rows).map(move |r| x[r * cols + c])).collect()
 }
 
 #[test]
@@ -75,11 +70,9 @@ fn matmul_tn_reads_a_transposed() {
 fn matmul_accumulate_adds_and_overwrite_replaces() {
     let b_nk = transpose(&B_KN, 3, 2);
     let a_km = transpose(&A, 2, 3);
-    for (layout, a, b) in [
-        (Layout::Nn, &A[..], &B_KN[..]),
-        (Layout::Nt, &A[..], &b_nk[..]),
-        (Layout::Tn, &a_km[..], &B_KN[..]),
-    ] {
+    for (layout, a, b) in
+        [(Layout::Nn, &A[..], &B_KN[..]), (Layout::Nt, &A[..], &b_nk[..]), (Layout::Tn, &a_km[..], &B_KN[..])]
+    {
         let mut c = [1f32, 2., 3., 4.];
         matmul(&mut c, a, b, 2, 2, 3, layout, true);
         assert_exact(&c, &[59., 66., 142., 158.]);
@@ -110,10 +103,7 @@ fn rmsnorm_of_3_4() {
     let r = 1.0 / (12.5f64 + RMS_EPS).sqrt();
     assert_near(&rstd, &[r as f32]);
     assert_near(&y, &[(3.0 * r) as f32, (4.0 * r) as f32]);
-    assert!(
-        (y[0] - 0.848_528).abs() < 1e-5 && (y[1] - 1.131_371).abs() < 1e-5,
-        "{y:?}"
-    );
+    assert!((y[0] - 0.848_528).abs() < 1e-5 && (y[1] - 1.131_371).abs() < 1e-5, "{y:?}");
 }
 
 #[test]
@@ -124,11 +114,7 @@ fn rmsnorm_rows_are_independent_and_unit_rms() {
     rmsnorm_fwd(&mut y, &mut rstd, &x, 4, RMS_EPS);
     // Row 0 already has rms 1; row 1 has rms 1 after dividing by sqrt(4/4) = 1.
     assert_near(&y, &[1., -1., 1., -1., 2., 0., 0., 0.]);
-    assert_eq!(
-        RMS_EPS,
-        f32::EPSILON as f64,
-        "PyTorch's default eps for f32 rms_norm"
-    );
+    assert_eq!(RMS_EPS, f32::EPSILON as f64, "PyTorch's default eps for f32 rms_norm");
 }
 
 #[test]
@@ -213,16 +199,10 @@ fn rope_rotates_each_half_pair_by_the_table_angle() {
         // pair 0: (x1, x2) = (1, 0) -> (cos, -sin); pair 1: (0, 1) -> (sin, cos).
         assert_near(&out[r * 4..r * 4 + 4], &[c0, s1, -s0, c1]);
         let norm: f32 = out[r * 4..r * 4 + 4].iter().map(|v| v * v).sum();
-        assert!(
-            (norm - 2.0).abs() < 1e-6,
-            "row {r}: rotation changed the norm to {norm}"
-        );
+        assert!((norm - 2.0).abs() < 1e-6, "row {r}: rotation changed the norm to {norm}");
     }
     // The angle of pair 0 at position p is p radians.
-    assert_near(
-        &[table[3 * 2], table[seq * 2 + 3 * 2]],
-        &[3f32.cos(), 3f32.sin()],
-    );
+    assert_near(&[table[3 * 2], table[seq * 2 + 3 * 2]], &[3f32.cos(), 3f32.sin()]);
 }
 
 #[test]
@@ -243,13 +223,7 @@ fn rope_inverse_undoes_the_forward_and_accumulates() {
 
 #[test]
 fn attention_with_one_token_returns_v() {
-    let s = AttnShape {
-        batch: 2,
-        seq: 1,
-        heads: 2,
-        kv_heads: 1,
-        head_dim: 2,
-    };
+    let s = AttnShape { batch: 2, seq: 1, heads: 2, kv_heads: 1, head_dim: 2 };
     let q = [0.3f32, -1., 2., 0.5, 1., 1., -2., 4.];
     let k = [5f32, 6., -7., 8.];
     let v = [1f32, 2., 3., 4.];
@@ -262,48 +236,24 @@ fn attention_with_one_token_returns_v() {
     let want = |q: &[f32], k: &[f32]| (q[0] * k[0] + q[1] * k[1]) / 2f32.sqrt();
     assert_near(
         &lse,
-        &[
-            want(&q[0..2], &k[0..2]),
-            want(&q[2..4], &k[0..2]),
-            want(&q[4..6], &k[2..4]),
-            want(&q[6..8], &k[2..4]),
-        ],
+        &[want(&q[0..2], &k[0..2]), want(&q[2..4], &k[0..2]), want(&q[4..6], &k[2..4]), want(&q[6..8], &k[2..4])],
     );
 }
 
 #[test]
 fn attention_with_equal_scores_averages_the_visible_values() {
     // q = 0: every score is 0, so token t averages v_0..v_t.
-    let s = AttnShape {
-        batch: 1,
-        seq: 3,
-        heads: 1,
-        kv_heads: 1,
-        head_dim: 1,
-    };
+    let s = AttnShape { batch: 1, seq: 3, heads: 1, kv_heads: 1, head_dim: 1 };
     let mut out = [0f32; 3];
     let mut lse = [0f32; 3];
-    attention_fwd(
-        &mut out,
-        &mut lse,
-        &[0., 0., 0.],
-        &[1., 2., 3.],
-        &[3., 6., 12.],
-        s,
-    );
+    attention_fwd(&mut out, &mut lse, &[0., 0., 0.], &[1., 2., 3.], &[3., 6., 12.], s);
     assert_near(&out, &[3., 4.5, 7.]);
     assert_near(&lse, &[0., 2f32.ln(), 3f32.ln()]);
 }
 
 #[test]
 fn attention_is_causal() {
-    let s = AttnShape {
-        batch: 1,
-        seq: 4,
-        heads: 2,
-        kv_heads: 1,
-        head_dim: 2,
-    };
+    let s = AttnShape { batch: 1, seq: 4, heads: 2, kv_heads: 1, head_dim: 2 };
     let q: Vec<f32> = (0..16).map(|i| (i as f32 * 0.7).sin()).collect();
     let k: Vec<f32> = (0..8).map(|i| (i as f32 * 1.3).cos()).collect();
     let v: Vec<f32> = (0..8).map(|i| i as f32).collect();
@@ -412,15 +362,8 @@ fn adamw_weight_decay_is_decoupled() {
 #[test]
 fn adam_hyper_bias_corrections() {
     let h = AdamHyper::at_step(0.01, 0.9, 0.95, 1e-8, 0.0, 2);
-    assert_near(
-        &[h.bias_correction1, h.bias_correction2],
-        &[1.0 - 0.81, 1.0 - 0.9025],
-    );
-    assert_eq!(
-        std::mem::size_of::<AdamHyper>(),
-        8 * 4,
-        "the uniform holds 8 f32"
-    );
+    assert_near(&[h.bias_correction1, h.bias_correction2], &[1.0 - 0.81, 1.0 - 0.9025]);
+    assert_eq!(std::mem::size_of::<AdamHyper>(), 8 * 4, "the uniform holds 8 f32");
 }
 
 // ---------------------------------------------------------------- per-channel helpers
@@ -428,15 +371,9 @@ fn adam_hyper_bias_corrections() {
 #[test]
 fn channels_map_elements_to_parameter_entries() {
     let c = Channels::per_channel(3, 1);
-    assert_eq!(
-        (0..7).map(|i| c.of(i)).collect::<Vec<_>>(),
-        [3, 4, 5, 3, 4, 5, 3]
-    );
+    assert_eq!((0..7).map(|i| c.of(i)).collect::<Vec<_>>(), [3, 4, 5, 3, 4, 5, 3]);
     let h = Channels::per_head(2, 3);
-    assert_eq!(
-        (0..8).map(|i| h.of(i)).collect::<Vec<_>>(),
-        [0, 0, 0, 1, 1, 1, 0, 0]
-    );
+    assert_eq!((0..8).map(|i| h.of(i)).collect::<Vec<_>>(), [0, 0, 0, 1, 1, 1, 0, 0]);
 }
 
 #[test]

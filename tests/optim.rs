@@ -14,9 +14,7 @@ use wgolf::exec::cpu::CpuExecutor;
 use wgolf::exec::{Executor, HostData};
 use wgolf::gpu::GpuExecutor;
 use wgolf::ops::matmul::Layout;
-use wgolf::ops::muon::{
-    momentum_warmup, muon_update, newton_schulz5, shape_scale, MuonHyper, NS_STEPS,
-};
+use wgolf::ops::muon::{momentum_warmup, muon_update, newton_schulz5, shape_scale, MuonHyper, NS_STEPS};
 use wgolf::optim::{emit_clip, emit_ema, emit_muon};
 use wgolf::plan::{Init, Op, ParamGroup, Phase, Plan, PlanBuilder, TensorId};
 use wgolf::tolerance::{tolerance, Check, Tolerance};
@@ -51,18 +49,8 @@ fn hyper_data(h: MuonHyper) -> Vec<f32> {
 fn batched_matmul_batch3_alpha_all_layouts() {
     for (m, n, k) in [(5, 7, 3), (33, 17, 40), (1, 9, 2)] {
         for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
-            for (alpha, accumulate) in
-                [(1.0, false), (-0.75, false), (2.0315, true), (-4.775, true)]
-            {
-                let op = Op::BatchedMatmul {
-                    batch: 3,
-                    m,
-                    n,
-                    k,
-                    layout,
-                    alpha,
-                    accumulate,
-                };
+            for (alpha, accumulate) in [(1.0, false), (-0.75, false), (2.0315, true), (-4.775, true)] {
+                let op = Op::BatchedMatmul { batch: 3, m, n, k, layout, alpha, accumulate };
                 check_random(op, (m * 1000 + n * 10 + k) as u64);
             }
         }
@@ -75,22 +63,8 @@ fn batched_matmul_of_one_with_alpha_one_is_the_plain_matmul() {
     for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
         for accumulate in [false, true] {
             let (m, n, k) = (9, 13, 35);
-            let plain = Op::Matmul {
-                m,
-                n,
-                k,
-                layout,
-                accumulate,
-            };
-            let batched = Op::BatchedMatmul {
-                batch: 1,
-                m,
-                n,
-                k,
-                layout,
-                alpha: 1.0,
-                accumulate,
-            };
+            let plain = Op::Matmul { m, n, k, layout, accumulate };
+            let batched = Op::BatchedMatmul { batch: 1, m, n, k, layout, alpha: 1.0, accumulate };
             let inputs = random_inputs(&plain, 5);
             if common::gpu_call(&plain) != plain.kernel() {
                 // A tensor-core adapter runs Op::Matmul on f16 cooperative matrices.
@@ -111,25 +85,8 @@ fn muon_momentum_and_apply_kernels() {
     for (rows, cols) in [(13, 6), (6, 13), (9, 9), (1, 70)] {
         for index in 0..3 {
             let seed = (rows * 100 + cols * 10 + index) as u64;
-            check_random(
-                Op::MuonMomentum {
-                    rows,
-                    cols,
-                    index,
-                    count: 3,
-                },
-                seed,
-            );
-            check_random(
-                Op::MuonApply {
-                    rows,
-                    cols,
-                    index,
-                    count: 3,
-                    shape_scale: shape_scale(rows, cols),
-                },
-                seed + 1,
-            );
+            check_random(Op::MuonMomentum { rows, cols, index, count: 3 }, seed);
+            check_random(Op::MuonApply { rows, cols, index, count: 3, shape_scale: shape_scale(rows, cols) }, seed + 1);
         }
     }
 }
@@ -141,13 +98,7 @@ fn muon_normalize_and_scale_copy_kernels() {
         check_random(Op::MuonNormalize { count, a, b }, (count * a * b) as u64);
     }
     for count in [1, 77, 4097] {
-        check_random(
-            Op::ScaleCopy {
-                count,
-                alpha: -4.775,
-            },
-            count as u64,
-        );
+        check_random(Op::ScaleCopy { count, alpha: -4.775 }, count as u64);
     }
 }
 
@@ -157,18 +108,9 @@ fn clip_and_ema_kernels() {
         check_random(Op::GradSumSq { count, slot, slots }, count as u64);
     }
     for slots in [1, 3, 70] {
-        check_random(
-            Op::ClipCoef {
-                slots,
-                max_norm: 0.3,
-            },
-            slots as u64,
-        );
+        check_random(Op::ClipCoef { slots, max_norm: 0.3 }, slots as u64);
         // Norms summing to far below the maximum: the coefficient is exactly 1.
-        let op = Op::ClipCoef {
-            slots,
-            max_norm: 30.0,
-        };
+        let op = Op::ClipCoef { slots, max_norm: 30.0 };
         let mut inputs = random_inputs(&op, slots as u64);
         inputs[1] = Data::F32(uniform(slots as u64, slots, 0.0, 1e-3));
         check_gpu_vs_cpu(&op, &inputs, kernel_tol());
@@ -176,28 +118,19 @@ fn clip_and_ema_kernels() {
     }
     for count in [1, 77, 4097] {
         check_random(Op::ScaleByCoef { count }, count as u64);
-        check_random(
-            Op::Ema {
-                count,
-                decay: 0.997,
-            },
-            count as u64 + 1,
-        );
+        check_random(Op::Ema { count, decay: 0.997 }, count as u64 + 1);
     }
 }
 
 /// The three matrices of the Muon tests: a tall one (stored transposed, shape scale
 /// sqrt(1.5)) and two wide ones sharing a stack.
-const MUON_SHAPES: [(&str, usize, usize); 3] =
-    [("w.tall", 12, 8), ("w.wide0", 8, 20), ("w.wide1", 8, 20)];
+const MUON_SHAPES: [(&str, usize, usize); 3] = [("w.tall", 12, 8), ("w.wide0", 8, 20), ("w.wide1", 8, 20)];
 
 /// A plan of `emit_muon` over [`MUON_SHAPES`], with its parameter ids and hyper uniform.
 fn muon_plan(ns_steps: usize) -> (Plan, Vec<TensorId>, TensorId) {
     let mut g = PlanBuilder::new();
-    let params: Vec<TensorId> = MUON_SHAPES
-        .iter()
-        .map(|&(name, r, c)| g.param(name, &[r, c], ParamGroup::Matrix, Init::Zeros))
-        .collect();
+    let params: Vec<TensorId> =
+        MUON_SHAPES.iter().map(|&(name, r, c)| g.param(name, &[r, c], ParamGroup::Matrix, Init::Zeros)).collect();
     let hyper = g.hyper(ParamGroup::Matrix);
     let slots = g.params().to_vec();
     emit_muon(&mut g, &slots, hyper, ns_steps).expect("muon plan");
@@ -211,22 +144,11 @@ fn muon_plan_structure() {
     // matrix; two shapes.
     let steps = plan.steps(Phase::Optimizer);
     assert_eq!(steps.len(), 3 + 2 + 2 * 5 * NS_STEPS + 3);
-    for name in [
-        "muon.x0.8x12",
-        "muon.x1.8x12",
-        "muon.x0.8x20",
-        "muon.gram.8x20",
-    ] {
+    for name in ["muon.x0.8x12", "muon.x1.8x12", "muon.x0.8x20", "muon.gram.8x20"] {
         assert!(plan.find(name).is_some(), "{name} missing");
     }
-    assert_eq!(
-        plan.tensor(plan.find("muon.x0.8x20").unwrap()).shape,
-        [2, 8, 20]
-    );
-    assert_eq!(
-        plan.tensor(plan.find("muon_buf.w.tall").unwrap()).shape,
-        [12, 8]
-    );
+    assert_eq!(plan.tensor(plan.find("muon.x0.8x20").unwrap()).shape, [2, 8, 20]);
+    assert_eq!(plan.tensor(plan.find("muon_buf.w.tall").unwrap()).shape, [12, 8]);
     // No step writes a tensor it also reads.
     for s in steps {
         let specs = s.op.bindings();
@@ -252,16 +174,11 @@ fn muon_plan_structure() {
 fn muon_plan_three_steps_against_muon_update() {
     let (plan, params, hyper) = muon_plan(NS_STEPS);
     let (mut cpu_ex, mut gpu_ex) = executors(&plan);
-    let bufs: Vec<TensorId> = MUON_SHAPES
-        .iter()
-        .map(|(name, _, _)| plan.find(&format!("muon_buf.{name}")).expect("buffer"))
-        .collect();
+    let bufs: Vec<TensorId> =
+        MUON_SHAPES.iter().map(|(name, _, _)| plan.find(&format!("muon_buf.{name}")).expect("buffer")).collect();
     let grads: Vec<TensorId> = plan.params.iter().map(|s| s.grad).collect();
-    let w0: Vec<Vec<f32>> = MUON_SHAPES
-        .iter()
-        .enumerate()
-        .map(|(i, &(_, r, c))| uniform(10 + i as u64, r * c, -0.05, 0.05))
-        .collect();
+    let w0: Vec<Vec<f32>> =
+        MUON_SHAPES.iter().enumerate().map(|(i, &(_, r, c))| uniform(10 + i as u64, r * c, -0.05, 0.05)).collect();
     let mut want_w = w0.clone();
     let mut want_b: Vec<Vec<f32>> = w0.iter().map(|w| vec![0.0; w.len()]).collect();
     for ex in [&mut cpu_ex as &mut dyn Executor, &mut gpu_ex] {
@@ -287,38 +204,14 @@ fn muon_plan_three_steps_against_muon_update() {
             run_opt(ex, &plan);
         }
         for (i, &(name, r, c)) in MUON_SHAPES.iter().enumerate() {
-            muon_update(
-                &mut want_w[i],
-                &mut want_b[i],
-                &gs[i],
-                r,
-                c,
-                lr,
-                mu,
-                wd,
-                NS_STEPS,
-            );
-            let delta =
-                |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0[i]).map(|(a, b)| a - b).collect() };
-            for (who, ex) in [
-                ("gpu", &mut gpu_ex as &mut dyn Executor),
-                ("cpu plan", &mut cpu_ex),
-            ] {
+            muon_update(&mut want_w[i], &mut want_b[i], &gs[i], r, c, lr, mu, wd, NS_STEPS);
+            let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0[i]).map(|(a, b)| a - b).collect() };
+            for (who, ex) in [("gpu", &mut gpu_ex as &mut dyn Executor), ("cpu plan", &mut cpu_ex)] {
                 let got_w = ex.read(params[i]);
                 let what = format!("step {step} {name} [{r}, {c}] ({who} vs muon_update)");
                 common::assert_close(&format!("{what} W"), &got_w, &want_w[i], tol);
-                common::assert_close(
-                    &format!("{what} W - W0"),
-                    &delta(&got_w),
-                    &delta(&want_w[i]),
-                    tol,
-                );
-                common::assert_close(
-                    &format!("{what} buffer"),
-                    &ex.read(bufs[i]),
-                    &want_b[i],
-                    tol,
-                );
+                common::assert_close(&format!("{what} W - W0"), &delta(&got_w), &delta(&want_w[i]), tol);
+                common::assert_close(&format!("{what} buffer"), &ex.read(bufs[i]), &want_b[i], tol);
             }
         }
     }
@@ -363,11 +256,7 @@ fn sym_eigenvalues(mut a: Vec<f64>, n: usize) -> Vec<f64> {
 
 /// The singular values of a row-major `[rows, cols]` matrix.
 fn singular_values(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
-    let (a, b, t) = if rows <= cols {
-        (rows, cols, false)
-    } else {
-        (cols, rows, true)
-    };
+    let (a, b, t) = if rows <= cols { (rows, cols, false) } else { (cols, rows, true) };
     let at = |i: usize, k: usize| -> f64 {
         if t {
             x[k * cols + i] as f64
@@ -381,10 +270,7 @@ fn singular_values(x: &[f32], rows: usize, cols: usize) -> Vec<f64> {
             gram[i * a + j] = (0..b).map(|k| at(i, k) * at(j, k)).sum();
         }
     }
-    sym_eigenvalues(gram, a)
-        .into_iter()
-        .map(|l| l.max(0.0).sqrt())
-        .collect()
+    sym_eigenvalues(gram, a).into_iter().map(|l| l.max(0.0).sqrt()).collect()
 }
 
 /// The quintic iteration does not converge to an orthogonal factor: it maps every singular
@@ -396,11 +282,7 @@ fn ns5_output_has_singular_values_near_one() {
     let (plan, params, hyper) = muon_plan(NS_STEPS);
     let mut gpu_ex = common::gpu_executor(&plan);
     // lr = 0: the parameters stay; momentum 0: U = G.
-    write(
-        &mut gpu_ex,
-        hyper,
-        &hyper_data(MuonHyper::new(0.0, 0.0, 0.0)),
-    );
+    write(&mut gpu_ex, hyper, &hyper_data(MuonHyper::new(0.0, 0.0, 0.0)));
     let grads: Vec<TensorId> = plan.params.iter().map(|s| s.grad).collect();
     let mut gs = Vec::new();
     for (i, &(_, r, c)) in MUON_SHAPES.iter().enumerate() {
@@ -420,18 +302,11 @@ fn ns5_output_has_singular_values_near_one() {
     let mut checked = 0;
     for (name, count) in stacks {
         let o = gpu_ex.read(plan.find(name).expect("stack"));
-        let (a, b) = if name.ends_with("8x12") {
-            (8, 12)
-        } else {
-            (8, 20)
-        };
+        let (a, b) = if name.ends_with("8x12") { (8, 12) } else { (8, 20) };
         assert_eq!(o.len(), count * a * b);
         for m in o.chunks(a * b) {
             let sv = singular_values(m, a, b);
-            assert!(
-                sv.iter().all(|&s| (0.6..=1.25).contains(&s)),
-                "{name}: singular values {sv:?}"
-            );
+            assert!(sv.iter().all(|&s| (0.6..=1.25).contains(&s)), "{name}: singular values {sv:?}");
             checked += 1;
         }
     }
@@ -439,15 +314,10 @@ fn ns5_output_has_singular_values_near_one() {
     for (i, &(name, r, c)) in MUON_SHAPES.iter().enumerate() {
         let o = newton_schulz5(&gs[i], r, c, NS_STEPS);
         let sv = singular_values(&o, r, c);
-        assert!(
-            sv.iter().all(|&s| (0.6..=1.25).contains(&s)),
-            "cpu {name}: singular values {sv:?}"
-        );
+        assert!(sv.iter().all(|&s| (0.6..=1.25).contains(&s)), "cpu {name}: singular values {sv:?}");
         // And the input's were far from 1 (the test is not vacuous).
         let sv_in = singular_values(&gs[i], r, c);
-        let (lo, hi) = sv_in
-            .iter()
-            .fold((f64::MAX, 0f64), |(l, h), &s| (l.min(s), h.max(s)));
+        let (lo, hi) = sv_in.iter().fold((f64::MAX, 0f64), |(l, h), &s| (l.min(s), h.max(s)));
         assert!(hi / lo > 3.0, "{name}: input singular values {sv_in:?}");
     }
 }
@@ -467,21 +337,12 @@ fn clip_plan_above_and_below_max_norm() {
     let coef_id = plan.find("clip.coef").expect("coef");
     let mut gpu_ex = common::gpu_executor(&plan);
     for (case, scale) in [("above", 1.0f32), ("below", 1e-3)] {
-        let gs: Vec<Vec<f32>> = sizes
-            .iter()
-            .enumerate()
-            .map(|(i, &n)| uniform(i as u64, n, -scale, scale))
-            .collect();
+        let gs: Vec<Vec<f32>> = sizes.iter().enumerate().map(|(i, &n)| uniform(i as u64, n, -scale, scale)).collect();
         for (t, v) in grads.iter().zip(&gs) {
             write(&mut gpu_ex, *t, v);
         }
         run_opt(&mut gpu_ex, &plan);
-        let total: f64 = gs
-            .iter()
-            .flatten()
-            .map(|&v| (v as f64).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let total: f64 = gs.iter().flatten().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
         let want_coef = (0.3 / (total + 1e-6)).min(1.0);
         let coef = gpu_ex.read(coef_id)[0];
         let tol = tolerance(Check::Optimizer);

@@ -67,14 +67,7 @@ fn smear_grad_literal() {
     // Rows (dim 1, one sequence of 3): x = [1, 3, 6], dout = [1, 2, -1]:
     //   1 (0 - 1) + 2 (1 - 3) + -1 (3 - 6) = -1 - 4 + 3 = -2 -> -0.5, added to 1.
     let mut dgate = [1.0f32];
-    smear_grad(
-        &mut dgate,
-        &[1.0, 2.0, -1.0],
-        &[1.0, 3.0, 6.0],
-        &[0.0],
-        1,
-        3,
-    );
+    smear_grad(&mut dgate, &[1.0, 2.0, -1.0], &[1.0, 3.0, 6.0], &[0.0], 1, 3);
     assert_eq!(dgate, [0.5]);
 }
 
@@ -88,11 +81,7 @@ fn xsa(y: &[f32], v: &[f32], s: XsaShape) -> Vec<f32> {
 
 #[test]
 fn xsa_output_is_orthogonal_to_the_unit_value_of_each_head() {
-    let s = XsaShape {
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 8,
-    };
+    let s = XsaShape { heads: 4, kv_heads: 2, head_dim: 8 };
     let rows = 3;
     let y = uniform(1, rows * 4 * 8, -1.0, 1.0);
     let v = uniform(2, rows * 2 * 8, -1.0, 1.0);
@@ -110,26 +99,16 @@ fn xsa_output_is_orthogonal_to_the_unit_value_of_each_head() {
             let diff: Vec<f32> = oh.iter().zip(yh).map(|(a, b)| a - b).collect();
             let along: f32 = diff.iter().zip(vg).map(|(a, b)| a * b / n).sum();
             let dn = diff.iter().map(|x| x * x).sum::<f32>().sqrt();
-            assert!(
-                (along.abs() - dn).abs() < 1e-5,
-                "row {t} head {h}: out - y not along v"
-            );
+            assert!((along.abs() - dn).abs() < 1e-5, "row {t} head {h}: out - y not along v");
         }
     }
 }
 
 #[test]
 fn xsa_of_y_parallel_to_v_is_zero() {
-    let s = XsaShape {
-        heads: 2,
-        kv_heads: 1,
-        head_dim: 4,
-    };
+    let s = XsaShape { heads: 2, kv_heads: 1, head_dim: 4 };
     let v = [1.0f32, -2.0, 0.5, 3.0];
-    let y: Vec<f32> = [2.0f32, -0.7]
-        .iter()
-        .flat_map(|c| v.iter().map(move |x| c * x))
-        .collect();
+    let y: Vec<f32> = [2.0f32, -0.7].iter().flat_map(|c| v.iter().map(move |x| c * x)).collect();
     let out = xsa(&y, &v, s);
     assert_near("xsa of y || v", &out, &[0.0; 8]);
 }
@@ -137,29 +116,17 @@ fn xsa_of_y_parallel_to_v_is_zero() {
 #[test]
 fn xsa_query_heads_use_their_kv_group() {
     // 4 heads, 2 KV heads: heads 0, 1 use v group 0 = e0; heads 2, 3 use group 1 = 3 e1.
-    let s = XsaShape {
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 2,
-    };
+    let s = XsaShape { heads: 4, kv_heads: 2, head_dim: 2 };
     let v = [1.0f32, 0.0, 0.0, 3.0];
     let y = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
     let out = xsa(&y, &v, s);
     assert_eq!(out, [0.0, 2.0, 0.0, 4.0, 5.0, 0.0, 7.0, 0.0]);
     // One KV head shared by all: every head loses its e0 component.
-    let s1 = XsaShape {
-        heads: 4,
-        kv_heads: 1,
-        head_dim: 2,
-    };
+    let s1 = XsaShape { heads: 4, kv_heads: 1, head_dim: 2 };
     let out = xsa(&y, &[2.0, 0.0], s1);
     assert_eq!(out, [0.0, 2.0, 0.0, 4.0, 0.0, 6.0, 0.0, 8.0]);
     // As many KV heads as query heads: head h uses v head h.
-    let s4 = XsaShape {
-        heads: 4,
-        kv_heads: 4,
-        head_dim: 2,
-    };
+    let s4 = XsaShape { heads: 4, kv_heads: 4, head_dim: 2 };
     let v4 = [1.0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0];
     let out = xsa(&y, &v4, s4);
     assert_eq!(out, [0.0, 2.0, 3.0, 0.0, 0.0, 6.0, 7.0, 0.0]);
@@ -167,11 +134,7 @@ fn xsa_query_heads_use_their_kv_group() {
 
 #[test]
 fn xsa_of_a_zero_value_passes_y_and_gets_no_value_gradient() {
-    let s = XsaShape {
-        heads: 2,
-        kv_heads: 1,
-        head_dim: 3,
-    };
+    let s = XsaShape { heads: 2, kv_heads: 1, head_dim: 3 };
     let y = [1.0f32, 2.0, 3.0, -1.0, 0.5, 2.0];
     let v = [0.0f32; 3];
     assert_eq!(xsa(&y, &v, s), y);
@@ -186,39 +149,16 @@ fn xsa_of_a_zero_value_passes_y_and_gets_no_value_gradient() {
 #[test]
 fn op_checks_reject_bad_shapes() {
     let bad = [
-        Op::SmearFwd {
-            rows: 4,
-            dim: 2,
-            seq_len: 0,
-        },
-        Op::SmearGrad {
-            rows: 4,
-            dim: 70_000,
-            seq_len: 2,
-        },
-        Op::XsaFwd {
-            rows: 2,
-            heads: 3,
-            kv_heads: 2,
-            head_dim: 4,
-        },
-        Op::XsaBwd {
-            rows: 2,
-            heads: 2,
-            kv_heads: 1,
-            head_dim: 129,
-        },
+        Op::SmearFwd { rows: 4, dim: 2, seq_len: 0 },
+        Op::SmearGrad { rows: 4, dim: 70_000, seq_len: 2 },
+        Op::XsaFwd { rows: 2, heads: 3, kv_heads: 2, head_dim: 4 },
+        Op::XsaBwd { rows: 2, heads: 2, kv_heads: 1, head_dim: 129 },
     ];
     for op in bad {
         assert!(op.check().is_err(), "{op:?} should be rejected");
         assert!(Plan::single_op(op).is_err(), "{op:?} should not plan");
     }
-    let ok = Op::XsaBwd {
-        rows: 2,
-        heads: 8,
-        kv_heads: 4,
-        head_dim: 128,
-    };
+    let ok = Op::XsaBwd { rows: 2, heads: 8, kv_heads: 4, head_dim: 128 };
     assert!(ok.check().is_ok());
 }
 
@@ -270,10 +210,7 @@ fn check(what: &str, analytic: &[f64], x: &[f64], scale: &[f64], f: impl Fn(&[f6
              (tolerance {tol:?})"
         );
     }
-    assert!(
-        analytic.iter().any(|&v| v.abs() > 1e-3),
-        "{what}: the gradient is (nearly) zero everywhere"
-    );
+    assert!(analytic.iter().any(|&v| v.abs() > 1e-3), "{what}: the gradient is (nearly) zero everywhere");
 }
 
 #[test]
@@ -293,23 +230,9 @@ fn smear_bwd_and_grad_are_the_gradients_of_smear() {
         };
         let what = format!("rows {rows} dim {dim} seq_len {seq_len}");
         let dx = increment(n, seed + 3, |d| smear_bwd(d, &w, &gate, dim, seq_len));
-        check(
-            &format!("smear_bwd dx ({what})"),
-            &dx,
-            &x,
-            &vec![1.0; n],
-            |x| loss(x, &gate),
-        );
-        let dg = increment(dim, seed + 4, |d| {
-            smear_grad(d, &w, &x, &gate, dim, seq_len)
-        });
-        check(
-            &format!("smear_grad dgate ({what})"),
-            &dg,
-            &gate,
-            &vec![1.0; dim],
-            |g| loss(&x, g),
-        );
+        check(&format!("smear_bwd dx ({what})"), &dx, &x, &vec![1.0; n], |x| loss(x, &gate));
+        let dg = increment(dim, seed + 4, |d| smear_grad(d, &w, &x, &gate, dim, seq_len));
+        check(&format!("smear_grad dgate ({what})"), &dg, &gate, &vec![1.0; dim], |g| loss(&x, g));
     }
 }
 
@@ -328,30 +251,18 @@ fn xsa_fd_case(rows: usize, s: XsaShape, y: &[f64], v: &[f64], v_scale: &[f64], 
         let mut dv = vec![0.0; nv];
         xsa_bwd(d, &mut dv, &w, y, v, s)
     });
-    check(
-        &format!("xsa_bwd dy ({what})"),
-        &dy,
-        y,
-        &vec![1.0; ny],
-        |y| loss(y, v),
-    );
+    check(&format!("xsa_bwd dy ({what})"), &dy, y, &vec![1.0; ny], |y| loss(y, v));
     let dv = increment(nv, seed + 2, |d| {
         let mut dy = vec![0.0; ny];
         xsa_bwd(&mut dy, d, &w, y, v, s)
     });
-    check(&format!("xsa_bwd dv ({what})"), &dv, v, v_scale, |v| {
-        loss(y, v)
-    });
+    check(&format!("xsa_bwd dv ({what})"), &dv, v, v_scale, |v| loss(y, v));
 }
 
 #[test]
 fn xsa_bwd_is_the_gradient_of_xsa() {
     for (rows, heads, kv_heads, head_dim) in [(3, 4, 2, 8), (2, 3, 1, 5), (2, 2, 2, 3)] {
-        let s = XsaShape {
-            heads,
-            kv_heads,
-            head_dim,
-        };
+        let s = XsaShape { heads, kv_heads, head_dim };
         let seed = (rows * 1000 + heads * 100 + kv_heads * 10 + head_dim) as u64;
         let y = uniform_f64(seed, rows * heads * head_dim, -1.0, 1.0);
         // Values of mixed scale: the gradient through vhat divides by |v|.
@@ -368,11 +279,7 @@ fn xsa_bwd_is_the_gradient_of_xsa() {
 fn xsa_bwd_is_the_gradient_where_the_norm_clamp_is_active() {
     // |v| < 1e-12 on the first row (vhat = v / 1e-12, linear in v), normal on the second:
     // both branches of the value gradient in one check.
-    let s = XsaShape {
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 8,
-    };
+    let s = XsaShape { heads: 4, kv_heads: 2, head_dim: 8 };
     let rows = 2;
     let y = uniform_f64(70, rows * 4 * 8, -1.0, 1.0);
     let mut v = uniform_f64(71, rows * 2 * 8, -1.0, 1.0);
@@ -382,14 +289,9 @@ fn xsa_bwd_is_the_gradient_where_the_norm_clamp_is_active() {
     }
     for g in 0..2 {
         let n: f64 = v[g * 8..][..8].iter().map(|x| x * x).sum::<f64>().sqrt();
-        assert!(
-            n < XSA_EPS && n > 0.1 * XSA_EPS,
-            "row 0 group {g}: |v| = {n:e}"
-        );
+        assert!(n < XSA_EPS && n > 0.1 * XSA_EPS, "row 0 group {g}: |v| = {n:e}");
     }
-    let scale: Vec<f64> = (0..v.len())
-        .map(|i| if i < 16 { tiny } else { v[i].abs().max(0.05) })
-        .collect();
+    let scale: Vec<f64> = (0..v.len()).map(|i| if i < 16 { tiny } else { v[i].abs().max(0.05) }).collect();
     xsa_fd_case(rows, s, &y, &v, &scale, 72);
 }
 
@@ -403,14 +305,7 @@ fn kernel_tol() -> wgolf::tolerance::Tolerance {
 fn smear_fwd_bwd_grad_gpu_vs_cpu() {
     // (rows, dim, seq_len): single element, ragged sequences, rows above a 64-lane stride,
     // dim not a multiple of 64, seq_len 1, one long sequence.
-    for (rows, dim, seq_len) in [
-        (1, 1, 1),
-        (7, 5, 3),
-        (130, 70, 64),
-        (200, 3, 7),
-        (65, 64, 1),
-        (33, 9, 100),
-    ] {
+    for (rows, dim, seq_len) in [(1, 1, 1), (7, 5, 3), (130, 70, 64), (200, 3, 7), (65, 64, 1), (33, 9, 100)] {
         let seed = (rows * 1000 + dim * 10 + seq_len) as u64;
         for (i, op) in [
             Op::SmearFwd { rows, dim, seq_len },
@@ -427,26 +322,11 @@ fn smear_fwd_bwd_grad_gpu_vs_cpu() {
 
 #[test]
 fn xsa_fwd_bwd_gpu_vs_cpu() {
-    for (rows, heads, kv_heads, head_dim) in [
-        (1, 1, 1, 1),
-        (5, 4, 2, 6),
-        (33, 8, 4, 64),
-        (7, 3, 1, 128),
-        (70, 2, 2, 5),
-    ] {
+    for (rows, heads, kv_heads, head_dim) in [(1, 1, 1, 1), (5, 4, 2, 6), (33, 8, 4, 64), (7, 3, 1, 128), (70, 2, 2, 5)]
+    {
         let seed = (rows * 1000 + heads * 100 + kv_heads * 10 + head_dim) as u64;
-        let fwd = Op::XsaFwd {
-            rows,
-            heads,
-            kv_heads,
-            head_dim,
-        };
-        let bwd = Op::XsaBwd {
-            rows,
-            heads,
-            kv_heads,
-            head_dim,
-        };
+        let fwd = Op::XsaFwd { rows, heads, kv_heads, head_dim };
+        let bwd = Op::XsaBwd { rows, heads, kv_heads, head_dim };
         check_gpu_vs_cpu(&fwd, &random_inputs(&fwd, seed), kernel_tol());
         check_gpu_vs_cpu(&bwd, &random_inputs(&bwd, seed + 1), kernel_tol());
     }
@@ -457,18 +337,8 @@ fn xsa_gpu_vs_cpu_with_zero_and_clamped_values() {
     // Row 0: v = 0 (vhat = 0); row 1: |v| ~ 0.3e-12 < eps (the clamp branch, dv ~ 1e12);
     // rows 2, 3: ordinary values.
     let (rows, heads, kv_heads, head_dim) = (4, 4, 2, 8);
-    let fwd = Op::XsaFwd {
-        rows,
-        heads,
-        kv_heads,
-        head_dim,
-    };
-    let bwd = Op::XsaBwd {
-        rows,
-        heads,
-        kv_heads,
-        head_dim,
-    };
+    let fwd = Op::XsaFwd { rows, heads, kv_heads, head_dim };
+    let bwd = Op::XsaBwd { rows, heads, kv_heads, head_dim };
     let row_v = kv_heads * head_dim;
     let mut v = uniform(80, rows * row_v, -1.0, 1.0);
     v[..row_v].iter_mut().for_each(|x| *x = 0.0);

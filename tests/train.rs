@@ -6,12 +6,7 @@ use wgolf::config::Config;
 use wgolf::train::{Backend, TrainOptions};
 
 fn options(dir: &Path) -> TrainOptions {
-    TrainOptions {
-        out_dir: dir.into(),
-        backend: Backend::Gpu(None),
-        resume: None,
-        checkpoint_every: 0,
-    }
+    TrainOptions { out_dir: dir.into(), backend: Backend::Gpu(None), resume: None, checkpoint_every: 0 }
 }
 
 fn bin() -> Command {
@@ -39,40 +34,23 @@ fn short_training_run_lowers_the_loss() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let losses: Vec<f64> = lines
-        .iter()
-        .filter(|v| v["event"] == "train")
-        .map(|v| v["train_loss"].as_f64().unwrap())
-        .collect();
+    let losses: Vec<f64> =
+        lines.iter().filter(|v| v["event"] == "train").map(|v| v["train_loss"].as_f64().unwrap()).collect();
     // Step 1 is at ln(1024) = 6.93; after 60 steps the tiny model is well below.
-    assert!(
-        (losses[0] - 1024f64.ln()).abs() < 0.05,
-        "first loss {}",
-        losses[0]
-    );
-    assert!(
-        *losses.last().unwrap() < losses[0] - 0.8,
-        "losses did not fall: {losses:?}"
-    );
+    assert!((losses[0] - 1024f64.ln()).abs() < 0.05, "first loss {}", losses[0]);
+    assert!(*losses.last().unwrap() < losses[0] - 0.8, "losses did not fall: {losses:?}");
     assert!(summary.val_loss < 6.2, "val_loss {}", summary.val_loss);
     // bpb is the loss in bits times tokens per byte.
-    let expect_bpb = summary.val_loss / std::f64::consts::LN_2 * summary.val_tokens as f64
-        / summary.val_bytes as f64;
+    let expect_bpb = summary.val_loss / std::f64::consts::LN_2 * summary.val_tokens as f64 / summary.val_bytes as f64;
     assert!((summary.val_bpb - expect_bpb).abs() < 1e-9);
     assert_eq!(summary.val_tokens, 32 * 128);
-    let val = lines
-        .iter()
-        .find(|v| v["event"] == "val")
-        .expect("a val event");
+    let val = lines.iter().find(|v| v["event"] == "val").expect("a val event");
     for field in ["step", "val_loss", "val_bpb", "elapsed_s"] {
         assert!(val.get(field).is_some(), "val event lacks {field}: {val}");
     }
     let train = lines.iter().find(|v| v["event"] == "train").unwrap();
     for field in ["step", "train_loss", "tokens_per_s", "elapsed_s"] {
-        assert!(
-            train.get(field).is_some(),
-            "train event lacks {field}: {train}"
-        );
+        assert!(train.get(field).is_some(), "train event lacks {field}: {train}");
     }
     // The saved weights load back into the same plan, under the reference's names.
     let plan = wgolf::model::build_plan(&cfg).unwrap();
@@ -98,15 +76,8 @@ fn record_tiny_trains_and_its_loss_falls() {
     .unwrap();
     let summary = wgolf::train::train(&cfg, options(dir.path())).unwrap();
     let losses = step_losses(dir.path());
-    assert!(
-        (losses[0].1 - 1024f64.ln()).abs() < 0.05,
-        "first loss {}",
-        losses[0].1
-    );
-    assert!(
-        losses.last().unwrap().1 < losses[0].1 - 0.7,
-        "losses did not fall: {losses:?}"
-    );
+    assert!((losses[0].1 - 1024f64.ln()).abs() < 0.05, "first loss {}", losses[0].1);
+    assert!(losses.last().unwrap().1 < losses[0].1 - 0.7, "losses did not fall: {losses:?}");
     assert!(summary.val_loss < 6.5, "val_loss {}", summary.val_loss);
     // The run kept an EMA: the exported weights are the EMA values, not the raw ones.
     let ck = wgolf::checkpoint::read(&wgolf::checkpoint::checkpoint_path(dir.path())).unwrap();
@@ -125,56 +96,37 @@ fn grad_accumulation_matches_one_big_batch() {
     let val = wgolf::data::ValSet::open(Path::new("data/mini_sp1024"), 1024, 128).unwrap();
     let (x, y) = val.batch(0..4);
     let grads = |batch: usize, accum: usize| {
-        let o = [
-            format!("train.batch_seqs={batch}"),
-            format!("train.grad_accum={accum}"),
-        ];
+        let o = [format!("train.batch_seqs={batch}"), format!("train.grad_accum={accum}")];
         let cfg = Config::load(Path::new("configs/tiny.toml"), &o).unwrap();
         let plan = wgolf::model::build_plan(&cfg).unwrap();
         let mut ex = wgolf::train::make_executor(&plan, &Backend::Gpu(None)).unwrap();
         let mut rng = wgolf::init::Rng::new(9);
         for (id, v) in wgolf::init::init_params(&plan, 3) {
             // Perturb so that the zero-initialized projections pass gradients too.
-            let v: Vec<f32> = v
-                .iter()
-                .map(|w| w + 0.02 * (rng.uniform() as f32 - 0.5))
-                .collect();
+            let v: Vec<f32> = v.iter().map(|w| w + 0.02 * (rng.uniform() as f32 - 0.5)).collect();
             ex.write(id, HostData::F32(&v));
         }
         ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss)));
         let n = cfg.micro_tokens();
         for micro in 0..accum {
             ex.write(plan.io().ids, HostData::U32(&x[micro * n..(micro + 1) * n]));
-            ex.write(
-                plan.io().targets,
-                HostData::U32(&y[micro * n..(micro + 1) * n]),
-            );
+            ex.write(plan.io().targets, HostData::U32(&y[micro * n..(micro + 1) * n]));
             ex.clear(&plan.with_role(|r| matches!(r, Role::ActGrad)));
             ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len());
             ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len());
         }
         let loss = ex.read(plan.io().loss_total)[0];
-        let g: Vec<(String, Vec<f32>)> = plan
-            .params
-            .iter()
-            .map(|s| (plan.tensor(s.param).name.clone(), ex.read(s.grad)))
-            .collect();
+        let g: Vec<(String, Vec<f32>)> =
+            plan.params.iter().map(|s| (plan.tensor(s.param).name.clone(), ex.read(s.grad))).collect();
         (loss, g)
     };
     let (loss_a, grads_a) = grads(2, 2);
     let (loss_b, grads_b) = grads(4, 1);
     let tol = wgolf::tolerance::tolerance(wgolf::tolerance::Check::Model);
-    assert!(
-        wgolf::tolerance::within(loss_a, loss_b, tol),
-        "loss {loss_a} vs {loss_b}"
-    );
+    assert!(wgolf::tolerance::within(loss_a, loss_b, tol), "loss {loss_a} vs {loss_b}");
     for ((name, a), (_, b)) in grads_a.iter().zip(&grads_b) {
         let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = a
-            .iter()
-            .zip(b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0f32, f32::max);
+        let worst = a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
         assert!(
             worst <= tol.atol + tol.rtol * scale,
             "{name}: accumulated gradient differs by {worst} (scale {scale})"
@@ -201,71 +153,39 @@ fn cli_train_writes_metrics_and_weights() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("val_bpb"), "{stdout}");
     let metrics = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
-    assert_eq!(
-        metrics
-            .lines()
-            .filter(|l| l.contains("\"event\":\"train\""))
-            .count(),
-        3
-    );
+    assert_eq!(metrics.lines().filter(|l| l.contains("\"event\":\"train\"")).count(), 3);
     assert!(dir.path().join("model.safetensors").exists());
 }
 
 #[test]
 fn cli_errors_name_the_problem() {
-    let out = bin()
-        .args(["train", "--config", "configs/missing.toml"])
-        .output()
-        .unwrap();
+    let out = bin().args(["train", "--config", "configs/missing.toml"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("configs/missing.toml"), "{err}");
 
     let out = bin()
-        .args([
-            "train",
-            "--config",
-            "configs/tiny.toml",
-            "--set",
-            "data.dir=\"/nonexistent/shards\"",
-        ])
+        .args(["train", "--config", "configs/tiny.toml", "--set", "data.dir=\"/nonexistent/shards\""])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/shards"), "{err}");
 
-    let out = bin()
-        .args(["info", "--adapter", "no-such-adapter-xyz"])
-        .output()
-        .unwrap();
+    let out = bin().args(["info", "--adapter", "no-such-adapter-xyz"]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("no-such-adapter-xyz") && err.contains("[0]"),
-        "{err}"
-    );
+    assert!(err.contains("no-such-adapter-xyz") && err.contains("[0]"), "{err}");
 }
 
 #[test]
 fn cli_info_and_check() {
-    let out = bin()
-        .args(["info", "--config", "configs/tiny.toml"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().args(["info", "--config", "configs/tiny.toml"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let s = String::from_utf8_lossy(&out.stdout);
     for needle in [
         "chosen:",
@@ -278,21 +198,8 @@ fn cli_info_and_check() {
     ] {
         assert!(s.contains(needle), "info output lacks {needle}:\n{s}");
     }
-    let out = bin()
-        .args([
-            "check",
-            "--config",
-            "configs/tiny.toml",
-            "--set",
-            "train.batch_seqs=1",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().args(["check", "--config", "configs/tiny.toml", "--set", "train.batch_seqs=1"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("agree"));
 }
 
@@ -303,12 +210,7 @@ fn step_losses(dir: &Path) -> Vec<(u64, f64)> {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["event"] == "train")
-        .map(|v| {
-            (
-                v["step"].as_u64().unwrap(),
-                v["train_loss"].as_f64().unwrap(),
-            )
-        })
+        .map(|v| (v["step"].as_u64().unwrap(), v["train_loss"].as_f64().unwrap()))
         .collect()
 }
 
@@ -334,34 +236,18 @@ fn resumed_run_reproduces_the_uninterrupted_one() {
     wgolf::train::train(&cfg, options(parts.path())).unwrap();
     let ck = wgolf::checkpoint::read(&wgolf::checkpoint::checkpoint_path(parts.path())).unwrap();
     assert_eq!(ck.step().unwrap(), 3);
-    let out = bin()
-        .arg("train")
-        .arg("--resume")
-        .arg(parts.path())
-        .args(["--set", "train.steps=6"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().arg("train").arg("--resume").arg(parts.path()).args(["--set", "train.steps=6"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let want = step_losses(straight.path());
     let got = step_losses(parts.path());
-    assert_eq!(
-        want.iter().map(|s| s.0).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5, 6]
-    );
+    assert_eq!(want.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(
         got.iter().map(|s| s.0).collect::<Vec<_>>(),
         vec![1, 2, 3, 4, 5, 6],
         "metrics continue in the same file"
     );
-    assert_eq!(
-        got, want,
-        "resumed losses must equal the uninterrupted run's bit for bit"
-    );
+    assert_eq!(got, want, "resumed losses must equal the uninterrupted run's bit for bit");
     let a = wgolf::checkpoint::read(&straight.path().join("model.safetensors")).unwrap();
     let b = wgolf::checkpoint::read(&parts.path().join("model.safetensors")).unwrap();
     assert_eq!(a.tensors.len(), b.tensors.len());
@@ -375,38 +261,16 @@ fn export_import_and_eval_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::load(
         Path::new("configs/tiny.toml"),
-        &[
-            "train.steps=5".into(),
-            "train.warmdown_steps=0".into(),
-            "train.val_seqs=8".into(),
-        ],
+        &["train.steps=5".into(), "train.warmdown_steps=0".into(), "train.val_seqs=8".into()],
     )
     .unwrap();
     wgolf::train::train(&cfg, options(dir.path())).unwrap();
     let exported = dir.path().join("exported.safetensors");
-    let out = bin()
-        .args(["export", "--checkpoint"])
-        .arg(dir.path())
-        .arg("--out")
-        .arg(&exported)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = bin().args(["export", "--checkpoint"]).arg(dir.path()).arg("--out").arg(&exported).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let eval = |path: &Path| {
-        let out = bin()
-            .args(["eval", "--val-seqs", "8", "--json", "--checkpoint"])
-            .arg(path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = bin().args(["eval", "--val-seqs", "8", "--json", "--checkpoint"]).arg(path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     let from_ck = eval(&wgolf::checkpoint::checkpoint_path(dir.path()));
@@ -425,11 +289,7 @@ fn export_import_and_eval_round_trip() {
         .arg(&imported)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(eval(&imported)["val_loss"], from_ck["val_loss"]);
 
     // A weights file of another shape is refused with the tensor named.
@@ -442,10 +302,7 @@ fn export_import_and_eval_round_trip() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("tok_emb.weight") && err.contains("expected"),
-        "{err}"
-    );
+    assert!(err.contains("tok_emb.weight") && err.contains("expected"), "{err}");
     assert!(!dir.path().join("x").exists(), "nothing half-written");
 }
 
@@ -463,11 +320,7 @@ fn the_wallclock_cap_stops_training() {
     )
     .unwrap();
     let summary = wgolf::train::train(&cfg, options(dir.path())).unwrap();
-    assert!(
-        summary.steps > 0 && summary.steps < 100_000,
-        "stopped after {} steps",
-        summary.steps
-    );
+    assert!(summary.steps > 0 && summary.steps < 100_000, "stopped after {} steps", summary.steps);
     let ck = wgolf::checkpoint::read(&wgolf::checkpoint::checkpoint_path(dir.path())).unwrap();
     assert_eq!(ck.step().unwrap(), summary.steps);
     assert!(ck.elapsed_s().unwrap() >= 3.0);

@@ -51,11 +51,7 @@ impl ByteLuts {
                 }
             }
         }
-        ByteLuts {
-            base_bytes,
-            has_leading_space,
-            is_boundary,
-        }
+        ByteLuts { base_bytes, has_leading_space, is_boundary }
     }
 
     /// Number of ids covered.
@@ -97,11 +93,7 @@ impl ByteLuts {
 
     /// Total bytes of a batch of `(inputs[i], targets[i])` pairs (the shorter length rules).
     pub fn batch_bytes(&self, inputs: &[u32], targets: &[u32]) -> u64 {
-        inputs
-            .iter()
-            .zip(targets)
-            .map(|(&x, &y)| self.target_bytes(x, y))
-            .sum()
+        inputs.iter().zip(targets).map(|(&x, &y)| self.target_bytes(x, y)).sum()
     }
 }
 
@@ -143,13 +135,7 @@ impl BpbAccumulator {
 
     /// Adds a batch whose loss is known only as a mean over its targets, as the reference
     /// does (`mean x count`, in f64).
-    pub fn add_batch_mean(
-        &mut self,
-        luts: &ByteLuts,
-        inputs: &[u32],
-        targets: &[u32],
-        mean_nll: f64,
-    ) {
+    pub fn add_batch_mean(&mut self, luts: &ByteLuts, inputs: &[u32], targets: &[u32], mean_nll: f64) {
         let n = inputs.len().min(targets.len());
         self.loss_sum += mean_nll * n as f64;
         self.tokens += n as u64;

@@ -186,18 +186,11 @@ pub enum DataError {
 impl DataError {
     /// Shorthand for [`DataError::Io`].
     pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.into(),
-            op,
-            source,
-        }
+        DataError::Io { path: path.into(), op, source }
     }
 
     /// Shorthand for [`DataError::BadRequest`].
     pub(crate) fn bad_request(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
-        DataError::BadRequest {
-            path: path.into(),
-            problem: problem.into(),
-        }
+        DataError::BadRequest { path: path.into(), problem: problem.into() }
     }
 }

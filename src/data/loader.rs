@@ -116,25 +116,17 @@ impl TrainStream {
     ) -> Result<usize, DataError> {
         let bad = |p: String| Err(DataError::bad_request(&self.dir, p));
         if seq_len == 0 || local_tokens == 0 {
-            return bad(format!(
-                "train batch: local_tokens ({local_tokens}) and seq_len ({seq_len}) must be positive"
-            ));
+            return bad(format!("train batch: local_tokens ({local_tokens}) and seq_len ({seq_len}) must be positive"));
         }
         if !local_tokens.is_multiple_of(seq_len) {
-            return bad(format!(
-                "train batch: local_tokens ({local_tokens}) is not a multiple of seq_len ({seq_len})"
-            ));
+            return bad(format!("train batch: local_tokens ({local_tokens}) is not a multiple of seq_len ({seq_len})"));
         }
         if world_size == 0 || rank >= world_size {
-            return bad(format!(
-                "train batch: rank {rank} is outside a world of size {world_size}"
-            ));
+            return bad(format!("train batch: rank {rank} is outside a world of size {world_size}"));
         }
         let span = local_tokens + 1;
         if span.checked_mul(world_size).is_none() {
-            return bad(format!(
-                "train batch: {world_size} x ({local_tokens} + 1) tokens overflows"
-            ));
+            return bad(format!("train batch: {world_size} x ({local_tokens} + 1) tokens overflows"));
         }
         Ok(span)
     }
@@ -155,14 +147,7 @@ impl TrainStream {
     ) -> Result<(Vec<u32>, Vec<u32>), DataError> {
         let mut inputs = Vec::new();
         let mut targets = Vec::new();
-        self.next_batch_into(
-            local_tokens,
-            seq_len,
-            world_size,
-            rank,
-            &mut inputs,
-            &mut targets,
-        )?;
+        self.next_batch_into(local_tokens, seq_len, world_size, rank, &mut inputs, &mut targets)?;
         Ok((inputs, targets))
     }
 
@@ -230,19 +215,13 @@ impl TrainStream {
                 ),
             ));
         }
-        let shard = if pos.shard_index == self.shard_index {
-            None
-        } else {
-            Some(read_shard(path, Some(self.vocab_size))?)
-        };
+        let shard =
+            if pos.shard_index == self.shard_index { None } else { Some(read_shard(path, Some(self.vocab_size))?) };
         let len = shard.as_ref().unwrap_or(&self.shard).len() as u64;
         if pos.offset > len {
             return Err(DataError::bad_request(
                 path,
-                format!(
-                    "cannot seek: offset {} is past the end of the shard ({len} tokens)",
-                    pos.offset
-                ),
+                format!("cannot seek: offset {} is past the end of the shard ({len} tokens)", pos.offset),
             ));
         }
         if let Some(shard) = shard {
@@ -256,9 +235,7 @@ impl TrainStream {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// The validation set: all `fineweb_val_*.bin` shards of a directory concatenated (sorted by
@@ -276,10 +253,7 @@ impl ValSet {
     /// [`DataError::ValTooShort`] when not even one sequence fits.
     pub fn open(dir: &Path, vocab_size: usize, seq_len: usize) -> Result<Self, DataError> {
         if seq_len == 0 {
-            return Err(DataError::bad_request(
-                dir,
-                "validation set: seq_len must be positive",
-            ));
+            return Err(DataError::bad_request(dir, "validation set: seq_len must be positive"));
         }
         let files = list_shards(dir, Split::Val)?;
         let mut tokens = Vec::new();
@@ -292,26 +266,14 @@ impl ValSet {
 
     /// Builds a validation set from tokens already in memory (`origin` names where they came
     /// from, for errors). Same truncation as [`ValSet::open`].
-    pub fn from_tokens(
-        origin: &Path,
-        mut tokens: Vec<u16>,
-        seq_len: usize,
-    ) -> Result<Self, DataError> {
+    pub fn from_tokens(origin: &Path, mut tokens: Vec<u16>, seq_len: usize) -> Result<Self, DataError> {
         if seq_len == 0 || tokens.len() < seq_len + 1 {
-            return Err(DataError::ValTooShort {
-                dir: origin.to_path_buf(),
-                tokens: tokens.len() as u64,
-                seq_len,
-            });
+            return Err(DataError::ValTooShort { dir: origin.to_path_buf(), tokens: tokens.len() as u64, seq_len });
         }
         let num_seqs = (tokens.len() - 1) / seq_len;
         tokens.truncate(num_seqs * seq_len + 1);
         tokens.shrink_to_fit();
-        Ok(ValSet {
-            tokens,
-            seq_len,
-            num_seqs,
-        })
+        Ok(ValSet { tokens, seq_len, num_seqs })
     }
 
     /// Number of whole sequences.
@@ -368,10 +330,7 @@ impl ValSet {
         );
         let t = self.seq_len;
         let window = &self.tokens[seqs.start * t..seqs.end * t + 1];
-        let inputs = window[..window.len() - 1]
-            .iter()
-            .map(|&x| x as u32)
-            .collect();
+        let inputs = window[..window.len() - 1].iter().map(|&x| x as u32).collect();
         let targets = window[1..].iter().map(|&x| x as u32).collect();
         (inputs, targets)
     }

@@ -82,10 +82,7 @@ pub struct Shard {
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shard")
-            .field("path", &self.path)
-            .field("tokens", &self.len())
-            .finish()
+        f.debug_struct("Shard").field("path", &self.path).field("tokens", &self.len()).finish()
     }
 }
 
@@ -121,41 +118,23 @@ fn check_header(path: &Path, header: &[u8], file_len: u64) -> Result<usize, Data
     let word = |i: usize| i32::from_le_bytes(header[i * 4..i * 4 + 4].try_into().unwrap());
     let magic = word(0);
     if magic != SHARD_MAGIC {
-        return Err(DataError::BadMagic {
-            path: path.to_path_buf(),
-            found: magic,
-            expected: SHARD_MAGIC,
-        });
+        return Err(DataError::BadMagic { path: path.to_path_buf(), found: magic, expected: SHARD_MAGIC });
     }
     let version = word(1);
     if version != SHARD_VERSION {
-        return Err(DataError::BadVersion {
-            path: path.to_path_buf(),
-            found: version,
-            expected: SHARD_VERSION,
-        });
+        return Err(DataError::BadVersion { path: path.to_path_buf(), found: version, expected: SHARD_VERSION });
     }
     let count = word(2);
     if count < 0 {
-        return Err(DataError::BadTokenCount {
-            path: path.to_path_buf(),
-            found: count,
-        });
+        return Err(DataError::BadTokenCount { path: path.to_path_buf(), found: count });
     }
     let tokens = count as u64;
     let expected = HEADER_BYTES as u64 + 2 * tokens;
     if file_len != expected {
-        return Err(DataError::SizeMismatch {
-            path: path.to_path_buf(),
-            tokens,
-            expected,
-            actual: file_len,
-        });
+        return Err(DataError::SizeMismatch { path: path.to_path_buf(), tokens, expected, actual: file_len });
     }
     if tokens == 0 {
-        return Err(DataError::EmptyShard {
-            path: path.to_path_buf(),
-        });
+        return Err(DataError::EmptyShard { path: path.to_path_buf() });
     }
     Ok(tokens as usize)
 }
@@ -186,10 +165,7 @@ pub(crate) fn first_out_of_range(tokens: &[u16], vocab_size: usize) -> Option<(u
 /// a malformed file.
 pub fn read_shard(path: &Path, vocab_size: Option<usize>) -> Result<Shard, DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, "open shard", e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| DataError::io(path, "stat shard", e))?
-        .len();
+    let file_len = file.metadata().map_err(|e| DataError::io(path, "stat shard", e))?.len();
     if file_len < HEADER_BYTES as u64 {
         return Err(DataError::HeaderTruncated {
             path: path.to_path_buf(),
@@ -203,8 +179,7 @@ pub fn read_shard(path: &Path, vocab_size: Option<usize>) -> Result<Shard, DataE
         // SAFETY: the map is read-only and private to this process; like every memory map it
         // assumes the file is not truncated or rewritten while it is open, which the shard
         // format's write-once, rename-into-place workflow (see `write_shard`) provides.
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|e| DataError::io(path, "memory-map shard", e))?;
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| DataError::io(path, "memory-map shard", e))?;
         // The file may have changed between stat and map: check against what was mapped.
         if (map.len() as u64) < HEADER_BYTES as u64 {
             return Err(DataError::HeaderTruncated {
@@ -227,18 +202,10 @@ pub fn read_shard(path: &Path, vocab_size: Option<usize>) -> Result<Shard, DataE
             });
         }
         check_header(path, &bytes[..HEADER_BYTES], bytes.len() as u64)?;
-        Storage::Owned(
-            bytes[HEADER_BYTES..]
-                .chunks_exact(2)
-                .map(|b| u16::from_le_bytes([b[0], b[1]]))
-                .collect(),
-        )
+        Storage::Owned(bytes[HEADER_BYTES..].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
     };
 
-    let shard = Shard {
-        path: path.to_path_buf(),
-        storage,
-    };
+    let shard = Shard { path: path.to_path_buf(), storage };
     if let Some(vocab_size) = vocab_size {
         if let Some((index, token)) = first_out_of_range(shard.tokens(), vocab_size) {
             return Err(DataError::TokenOutOfRange {
@@ -267,10 +234,7 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     path.with_file_name(format!(".{name}.{}-{n}.tmp", std::process::id()))
 }
 
@@ -301,11 +265,8 @@ pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), DataError> {
         for t in tokens {
             w.write_all(&t.to_le_bytes()).map_err(werr)?;
         }
-        let file = w
-            .into_inner()
-            .map_err(|e| DataError::io(&tmp, "write", e.into_error()))?;
-        file.sync_all()
-            .map_err(|e| DataError::io(&tmp, "sync", e))?;
+        let file = w.into_inner().map_err(|e| DataError::io(&tmp, "write", e.into_error()))?;
+        file.sync_all().map_err(|e| DataError::io(&tmp, "sync", e))?;
         drop(file);
         std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, "rename into place", e))
     })();
@@ -333,10 +294,7 @@ pub fn list_shards(dir: &Path, split: Split) -> Result<Vec<PathBuf>, DataError> 
         }
     }
     if names.is_empty() {
-        return Err(DataError::NoShards {
-            dir: dir.to_path_buf(),
-            pattern: split.pattern(),
-        });
+        return Err(DataError::NoShards { dir: dir.to_path_buf(), pattern: split.pattern() });
     }
     // Python sorts str by code point; for UTF-8 that equals byte order, which String's Ord is.
     names.sort();

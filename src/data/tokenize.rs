@@ -109,33 +109,21 @@ pub fn run(args: &TokenizeArgs) -> anyhow::Result<()> {
 /// shards, returning the counts.
 pub fn tokenize(args: &TokenizeArgs) -> anyhow::Result<TokenizeStats> {
     if args.shard_tokens == 0 || args.shard_tokens > MAX_SHARD_TOKENS {
-        bail!(
-            "--shard-tokens must be between 1 and {MAX_SHARD_TOKENS}, got {}",
-            args.shard_tokens
-        );
+        bail!("--shard-tokens must be between 1 and {MAX_SHARD_TOKENS}, got {}", args.shard_tokens);
     }
     let tok = Tokenizer::load(&args.tokenizer)?;
     if tok.vocab_size() > 1 << 16 {
-        bail!(
-            "{}: vocabulary of {} ids does not fit uint16 shards",
-            args.tokenizer.display(),
-            tok.vocab_size()
-        );
+        bail!("{}: vocabulary of {} ids does not fit uint16 shards", args.tokenizer.display(), tok.vocab_size());
     }
     let Some(bos) = tok.bos_id() else {
-        bail!(
-            "{}: the model has no BOS (<s>) control piece",
-            args.tokenizer.display()
-        );
+        bail!("{}: the model has no BOS (<s>) control piece", args.tokenizer.display());
     };
     let luts = ByteLuts::from_tokenizer(&tok, tok.vocab_size());
 
     let mut total_bytes = 0u64;
     for input in &args.input {
         input_kind(input)?;
-        total_bytes += std::fs::metadata(input)
-            .map_err(|e| DataError::io(input, "read input", e))?
-            .len();
+        total_bytes += std::fs::metadata(input).map_err(|e| DataError::io(input, "read input", e))?.len();
     }
 
     // Existing shards are an error unless --force.
@@ -148,10 +136,7 @@ pub fn tokenize(args: &TokenizeArgs) -> anyhow::Result<TokenizeStats> {
                 "{}: already holds {} shard(s) (e.g. {}); pass --force to replace them",
                 out.display(),
                 existing.len(),
-                existing[0]
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
+                existing[0].file_name().unwrap_or_default().to_string_lossy()
             );
         }
     }
@@ -160,16 +145,12 @@ pub fn tokenize(args: &TokenizeArgs) -> anyhow::Result<TokenizeStats> {
     let staging = if out_existed {
         out.join(format!(".wgolf-tokenize-{}.tmp", std::process::id()))
     } else {
-        let name = out
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
         out.with_file_name(format!(".{name}.wgolf-tokenize-{}.tmp", std::process::id()))
     };
     if let Some(parent) = staging.parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| DataError::io(parent, "create directory", e))?;
+            std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, "create directory", e))?;
         }
     }
     std::fs::create_dir(&staging).map_err(|e| DataError::io(&staging, "create directory", e))?;
@@ -257,21 +238,12 @@ struct DocReader<'a> {
 
 impl<'a> DocReader<'a> {
     fn new(inputs: &'a [PathBuf]) -> Self {
-        DocReader {
-            inputs,
-            next_input: 0,
-            current: None,
-        }
+        DocReader { inputs, next_input: 0, current: None }
     }
 
     /// Appends up to `max_docs` documents (or about `max_bytes` of text) to `docs`; returns
     /// the input bytes consumed (for the progress bar). Leaves `docs` empty at the end.
-    fn fill(
-        &mut self,
-        docs: &mut Vec<String>,
-        max_docs: usize,
-        max_bytes: usize,
-    ) -> anyhow::Result<u64> {
+    fn fill(&mut self, docs: &mut Vec<String>, max_docs: usize, max_bytes: usize) -> anyhow::Result<u64> {
         let mut consumed = 0u64;
         let mut batch_bytes = 0usize;
         let mut line = String::new();
@@ -284,13 +256,11 @@ impl<'a> DocReader<'a> {
                 let file = File::open(path).map_err(|e| DataError::io(path, "open input", e))?;
                 if input_kind(path)? == InputKind::Txt {
                     let mut text = String::new();
-                    BufReader::new(file)
-                        .read_to_string(&mut text)
-                        .map_err(|e| DataError::BadInput {
-                            path: path.clone(),
-                            line: 0,
-                            problem: format!("cannot read as UTF-8 text: {e}"),
-                        })?;
+                    BufReader::new(file).read_to_string(&mut text).map_err(|e| DataError::BadInput {
+                        path: path.clone(),
+                        line: 0,
+                        problem: format!("cannot read as UTF-8 text: {e}"),
+                    })?;
                     consumed += text.len() as u64;
                     batch_bytes += text.len();
                     docs.push(text);
@@ -300,13 +270,11 @@ impl<'a> DocReader<'a> {
             }
             let (path, reader, line_no) = self.current.as_mut().unwrap();
             line.clear();
-            let n = reader
-                .read_line(&mut line)
-                .map_err(|e| DataError::BadInput {
-                    path: path.clone(),
-                    line: *line_no + 1,
-                    problem: format!("cannot read line: {e}"),
-                })?;
+            let n = reader.read_line(&mut line).map_err(|e| DataError::BadInput {
+                path: path.clone(),
+                line: *line_no + 1,
+                problem: format!("cannot read line: {e}"),
+            })?;
             if n == 0 {
                 self.current = None;
                 continue;
@@ -387,10 +355,7 @@ fn encode_doc(
     tok.encode_with(text, scratch, ids);
     let normalized_bytes = ids.windows(2).map(|w| luts.target_bytes(w[0], w[1])).sum();
     // Ids are below the vocabulary size, which was checked to fit uint16.
-    Encoded {
-        tokens: ids.iter().map(|&t| t as u16).collect(),
-        normalized_bytes,
-    }
+    Encoded { tokens: ids.iter().map(|&t| t as u16).collect(), normalized_bytes }
 }
 
 fn encode_all(
@@ -401,10 +366,7 @@ fn encode_all(
     staging: &Path,
     total_bytes: u64,
 ) -> anyhow::Result<TokenizeStats> {
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let progress = if args.quiet {
         indicatif::ProgressBar::hidden()
     } else {
@@ -428,8 +390,7 @@ fn encode_all(
     };
     let mut reader = DocReader::new(&args.input);
     let mut docs = Vec::new();
-    let mut scratches: Vec<(EncodeScratch, Vec<u32>)> =
-        (0..threads).map(|_| Default::default()).collect();
+    let mut scratches: Vec<(EncodeScratch, Vec<u32>)> = (0..threads).map(|_| Default::default()).collect();
     loop {
         docs.clear();
         let consumed = reader.fill(&mut docs, 4096, 16 << 20)?;
@@ -445,23 +406,14 @@ fn encode_all(
                 .zip(scratches.iter_mut())
                 .map(|(part, (scratch, ids))| {
                     s.spawn(move || {
-                        part.iter()
-                            .map(|text| encode_doc(tok, luts, bos, text, scratch, ids))
-                            .collect::<Vec<_>>()
+                        part.iter().map(|text| encode_doc(tok, luts, bos, text, scratch, ids)).collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().expect("an encoding thread panicked"))
-                .collect()
+            handles.into_iter().flat_map(|h| h.join().expect("an encoding thread panicked")).collect()
         });
         for (text, enc) in docs.iter().zip(&encoded) {
-            let split = if stats.docs() < args.val_docs {
-                Split::Val
-            } else {
-                Split::Train
-            };
+            let split = if stats.docs() < args.val_docs { Split::Val } else { Split::Train };
             if split != writer.split {
                 writer.flush(&mut stats)?;
                 writer.split = split;
@@ -513,16 +465,8 @@ fn print_summary(args: &TokenizeArgs, s: &TokenizeStats, secs: f64) {
         group(s.normalized_bytes)
     );
     println!("tokens per byte: {tpb:.5} (normalized bytes)");
-    println!(
-        "shards:    {} val + {} train in {}",
-        s.files_val,
-        s.files_train,
-        args.out.display()
-    );
-    println!(
-        "time:      {secs:.2} s ({:.2} MB/s of text)",
-        s.text_bytes as f64 / 1e6 / secs.max(1e-9)
-    );
+    println!("shards:    {} val + {} train in {}", s.files_val, s.files_train, args.out.display());
+    println!("time:      {secs:.2} s ({:.2} MB/s of text)", s.text_bytes as f64 / 1e6 / secs.max(1e-9));
 }
 
 /// `1234567` -> `1,234,567`.

@@ -193,10 +193,7 @@ impl Tokenizer {
     /// when it is not a decodable model, is not BPE, or lacks an unknown piece.
     pub fn load(path: &Path) -> Result<Self, DataError> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read", e))?;
-        Self::from_bytes(&bytes).map_err(|problem| DataError::BadModel {
-            path: path.to_path_buf(),
-            problem,
-        })
+        Self::from_bytes(&bytes).map_err(|problem| DataError::BadModel { path: path.to_path_buf(), problem })
     }
 
     /// Decodes a model from the bytes of a `.model` file; errors are plain descriptions.
@@ -243,9 +240,7 @@ impl Tokenizer {
                 4 => "CHAR",
                 _ => "unknown",
             };
-            return Err(format!(
-                "model type is {name} ({model_type}); only BPE (2) is supported"
-            ));
+            return Err(format!("model type is {name} ({model_type}); only BPE (2) is supported"));
         }
 
         // NormalizerSpec.
@@ -277,15 +272,8 @@ impl Tokenizer {
             if p.piece.is_empty() {
                 return Err(format!("piece {id} is empty"));
             }
-            let mergeable = matches!(
-                p.kind,
-                PieceType::Normal | PieceType::UserDefined | PieceType::Unused
-            );
-            let map = if mergeable {
-                &mut piece_ids
-            } else {
-                &mut reserved_ids
-            };
+            let mergeable = matches!(p.kind, PieceType::Normal | PieceType::UserDefined | PieceType::Unused);
+            let map = if mergeable { &mut piece_ids } else { &mut reserved_ids };
             if map.insert(p.piece.as_bytes().into(), id).is_some() {
                 return Err(format!("piece {:?} is defined twice", p.piece));
             }
@@ -297,8 +285,7 @@ impl Tokenizer {
                     if !byte_fallback {
                         return Err("byte pieces present but byte_fallback is off".into());
                     }
-                    let b = parse_byte_piece(&p.piece)
-                        .ok_or_else(|| format!("byte piece {id} is {:?}", p.piece))?;
+                    let b = parse_byte_piece(&p.piece).ok_or_else(|| format!("byte piece {id} is {:?}", p.piece))?;
                     byte_ids[b as usize] = Some(id);
                 }
                 _ => {}
@@ -308,9 +295,7 @@ impl Tokenizer {
         // trainer_spec.unk_id says.
         let unk_id = unk_id.ok_or("no <unk> piece")?;
         let special = |id: i32| {
-            (id >= 0
-                && (id as usize) < pieces.len()
-                && pieces[id as usize].kind == PieceType::Control)
+            (id >= 0 && (id as usize) < pieces.len() && pieces[id as usize].kind == PieceType::Control)
                 .then_some(id as u32)
         };
 
@@ -319,10 +304,8 @@ impl Tokenizer {
         for (text, &id) in &piece_ids {
             let s = std::str::from_utf8(text).expect("pieces are strings");
             for (cut, _) in s.char_indices().skip(1) {
-                if let (Some(&l), Some(&r)) = (
-                    piece_ids.get(&s.as_bytes()[..cut]),
-                    piece_ids.get(&s.as_bytes()[cut..]),
-                ) {
+                if let (Some(&l), Some(&r)) = (piece_ids.get(&s.as_bytes()[..cut]), piece_ids.get(&s.as_bytes()[cut..]))
+                {
                     pair_ids.insert(pair_key(l, r), id);
                 }
             }
@@ -330,21 +313,14 @@ impl Tokenizer {
         let emit_id = pieces
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                reserved_ids
-                    .get(p.piece.as_bytes())
-                    .copied()
-                    .unwrap_or(i as u32)
-            })
+            .map(|(i, p)| reserved_ids.get(p.piece.as_bytes()).copied().unwrap_or(i as u32))
             .collect();
 
         let word_split = byte_fallback
             && !has_unused
             && user_defined.is_empty()
             && escape_ws
-            && piece_ids
-                .keys()
-                .all(|p| !p[1..].windows(3).any(|w| w == SPACE_SYMBOL.as_bytes()));
+            && piece_ids.keys().all(|p| !p[1..].windows(3).any(|w| w == SPACE_SYMBOL.as_bytes()));
         static NEXT_UID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let uid = NEXT_UID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
@@ -482,9 +458,7 @@ impl Tokenizer {
             self.bpe(&text[cut..], scratch, out);
             return;
         }
-        let EncodeScratch {
-            symbols, agenda, ..
-        } = scratch;
+        let EncodeScratch { symbols, agenda, .. } = scratch;
 
         // Split into characters (user-defined symbols whole and frozen).
         symbols.clear();
@@ -512,14 +486,7 @@ impl Tokenizer {
         let mut rev_merge: FxMap<Box<[u8]>, (Span, Span)> = FxMap::default();
 
         for i in 1..symbols.len() {
-            self.push_candidate(
-                text,
-                symbols,
-                agenda,
-                &mut rev_merge,
-                i as i32 - 1,
-                i as i32,
-            );
+            self.push_candidate(text, symbols, agenda, &mut rev_merge, i as i32 - 1, i as i32);
         }
 
         while let Some(top) = agenda.pop() {
@@ -578,9 +545,7 @@ impl Tokenizer {
             // A span that is not itself a piece: look the text up directly.
             _ => {
                 let s = l.start as usize;
-                self.piece_ids
-                    .get(&text[s..s + (l.len + r.len) as usize])
-                    .copied()
+                self.piece_ids.get(&text[s..s + (l.len + r.len) as usize]).copied()
             }
         };
         let Some(merged) = merged else { return };
@@ -595,10 +560,7 @@ impl Tokenizer {
         if piece.kind == PieceType::Unused {
             rev_merge.insert(
                 piece.piece.as_bytes().into(),
-                (
-                    (l.start as usize, l.len as usize),
-                    (r.start as usize, r.len as usize),
-                ),
+                ((l.start as usize, l.len as usize), (r.start as usize, r.len as usize)),
             );
         }
     }
@@ -628,14 +590,7 @@ impl Tokenizer {
 
     /// Appends the id of one final symbol: its piece id, or its bytes' `<0xNN>` ids when it
     /// is unknown and byte fallback is on, or one `<unk>` per run of unknown symbols.
-    fn emit(
-        &self,
-        text: &[u8],
-        span: Span,
-        id: Option<u32>,
-        out: &mut Vec<u32>,
-        prev_unk: &mut bool,
-    ) {
+    fn emit(&self, text: &[u8], span: Span, id: Option<u32>, out: &mut Vec<u32>, prev_unk: &mut bool) {
         let w = &text[span.0..span.0 + span.1];
         let id = match id {
             Some(id) => self.emit_id[id as usize],
@@ -645,10 +600,7 @@ impl Tokenizer {
             out.push(id);
             *prev_unk = false;
         } else if self.byte_fallback {
-            out.extend(
-                w.iter()
-                    .map(|&b| self.byte_ids[b as usize].unwrap_or(self.unk_id)),
-            );
+            out.extend(w.iter().map(|&b| self.byte_ids[b as usize].unwrap_or(self.unk_id)));
             *prev_unk = false;
         } else {
             if !*prev_unk {
@@ -701,8 +653,7 @@ fn parse_piece(msg: &[u8]) -> Result<Piece, String> {
             2 => score = v.as_f32("SentencePiece.score")?,
             3 => {
                 let t = v.as_varint("SentencePiece.type")?;
-                kind = PieceType::from_proto(t)
-                    .ok_or_else(|| format!("piece {piece:?} has unknown type {t}"))?;
+                kind = PieceType::from_proto(t).ok_or_else(|| format!("piece {piece:?} has unknown type {t}"))?;
             }
             _ => {}
         }

@@ -27,10 +27,7 @@ impl CpuExecutor {
                 DType::U32 => Storage::U32(vec![0; t.numel()]),
             })
             .collect();
-        let mut ex = CpuExecutor {
-            plan: plan.clone(),
-            tensors,
-        };
+        let mut ex = CpuExecutor { plan: plan.clone(), tensors };
         for (id, data) in &plan.constants {
             ex.write(*id, HostData::F32(data));
         }
@@ -64,8 +61,7 @@ impl CpuExecutor {
         let mut outs = outs.into_iter();
         for (spec, &t) in specs.iter().zip(&step.args) {
             if spec.access == Access::ReadWrite {
-                self.tensors[t] =
-                    Storage::F32(outs.next().expect("one output per read-write binding"));
+                self.tensors[t] = Storage::F32(outs.next().expect("one output per read-write binding"));
             }
         }
     }

@@ -23,22 +23,13 @@ pub enum GpuError {
     )]
     NoAdapter,
     #[error("no adapter matches '{wanted}' (from {source_of}); the adapters are:\n{list}")]
-    NoMatch {
-        wanted: String,
-        source_of: String,
-        list: String,
-    },
+    NoMatch { wanted: String, source_of: String, list: String },
     #[error("could not create a device on {adapter}: {message}")]
     Device { adapter: String, message: String },
     #[error("kernel {label}: {message}")]
     Kernel { label: String, message: String },
     #[error("the plan needs {what} of {needed} bytes but {adapter} allows {limit}")]
-    Limit {
-        what: String,
-        needed: u64,
-        limit: u64,
-        adapter: String,
-    },
+    Limit { what: String, needed: u64, limit: u64, adapter: String },
 }
 
 /// What `wgolf info` prints about an adapter.
@@ -83,21 +74,9 @@ impl AdapterReport {
         let mut s = String::new();
         let _ = writeln!(s, "  backend:                 {:?}", self.info.backend);
         let _ = writeln!(s, "  device type:             {:?}", self.info.device_type);
-        let _ = writeln!(
-            s,
-            "  driver:                  {} {}",
-            self.info.driver, self.info.driver_info
-        );
-        let _ = writeln!(
-            s,
-            "  vendor / device id:      {:#06x} / {:#06x}",
-            self.info.vendor, self.info.device
-        );
-        let _ = writeln!(
-            s,
-            "  f16 in shaders:          {}",
-            yes(f.contains(wgpu::Features::SHADER_F16))
-        );
+        let _ = writeln!(s, "  driver:                  {} {}", self.info.driver, self.info.driver_info);
+        let _ = writeln!(s, "  vendor / device id:      {:#06x} / {:#06x}", self.info.vendor, self.info.device);
+        let _ = writeln!(s, "  f16 in shaders:          {}", yes(f.contains(wgpu::Features::SHADER_F16)));
         let _ = writeln!(
             s,
             "  subgroups:               {} (sizes {}..{})",
@@ -116,12 +95,7 @@ impl AdapterReport {
         } else {
             self.cooperative_matrix
                 .iter()
-                .map(|c| {
-                    format!(
-                        "{}x{}x{} {:?}->{:?}",
-                        c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type
-                    )
-                })
+                .map(|c| format!("{}x{}x{} {:?}->{:?}", c.m_size, c.n_size, c.k_size, c.ab_type, c.cr_type))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -131,41 +105,13 @@ impl AdapterReport {
             yes(f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)),
             coop
         );
-        let _ = writeln!(
-            s,
-            "  max buffer size:         {} MiB",
-            l.max_buffer_size >> 20
-        );
-        let _ = writeln!(
-            s,
-            "  max storage binding:     {} MiB",
-            l.max_storage_buffer_binding_size >> 20
-        );
-        let _ = writeln!(
-            s,
-            "  storage buffers / stage: {}",
-            l.max_storage_buffers_per_shader_stage
-        );
-        let _ = writeln!(
-            s,
-            "  workgroup memory:        {} KiB",
-            l.max_compute_workgroup_storage_size >> 10
-        );
-        let _ = writeln!(
-            s,
-            "  invocations / workgroup: {}",
-            l.max_compute_invocations_per_workgroup
-        );
-        let _ = writeln!(
-            s,
-            "  workgroups / dimension:  {}",
-            l.max_compute_workgroups_per_dimension
-        );
-        let _ = write!(
-            s,
-            "  immediates:              {} bytes",
-            l.max_immediate_size
-        );
+        let _ = writeln!(s, "  max buffer size:         {} MiB", l.max_buffer_size >> 20);
+        let _ = writeln!(s, "  max storage binding:     {} MiB", l.max_storage_buffer_binding_size >> 20);
+        let _ = writeln!(s, "  storage buffers / stage: {}", l.max_storage_buffers_per_shader_stage);
+        let _ = writeln!(s, "  workgroup memory:        {} KiB", l.max_compute_workgroup_storage_size >> 10);
+        let _ = writeln!(s, "  invocations / workgroup: {}", l.max_compute_invocations_per_workgroup);
+        let _ = writeln!(s, "  workgroups / dimension:  {}", l.max_compute_workgroups_per_dimension);
+        let _ = write!(s, "  immediates:              {} bytes", l.max_immediate_size);
         s
     }
 }
@@ -229,9 +175,7 @@ impl GpuContext {
                     wgpu::DeviceType::Other => 3,
                     wgpu::DeviceType::Cpu => 4,
                 };
-                (0..adapters.len())
-                    .min_by_key(|&i| rank(&adapters[i]))
-                    .expect("not empty")
+                (0..adapters.len()).min_by_key(|&i| rank(&adapters[i])).expect("not empty")
             }
         };
         let adapter = &adapters[index];
@@ -258,17 +202,9 @@ impl GpuContext {
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         };
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&desc)).map_err(|e| GpuError::Device {
-                adapter: report.info.name.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(GpuContext {
-            device,
-            queue,
-            report,
-            cooperative_matrix,
-        })
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+            .map_err(|e| GpuError::Device { adapter: report.info.name.clone(), message: e.to_string() })?;
+        Ok(GpuContext { device, queue, report, cooperative_matrix })
     }
 
     /// The adapter's name.
@@ -282,7 +218,5 @@ fn pick(adapters: &[wgpu::Adapter], wanted: &str) -> Option<usize> {
         return (i < adapters.len()).then_some(i);
     }
     let w = wanted.to_lowercase();
-    adapters
-        .iter()
-        .position(|a| a.get_info().name.to_lowercase().contains(&w))
+    adapters.iter().position(|a| a.get_info().name.to_lowercase().contains(&w))
 }

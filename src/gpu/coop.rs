@@ -96,35 +96,20 @@ impl CoopParams {
     /// Staged elements each invocation carries per slice, for A and for B.
     pub fn per_thread(&self) -> (u32, u32) {
         let t = self.threads();
-        (
-            (self.bm() * self.bk).div_ceil(t),
-            (self.bn() * self.bk).div_ceil(t),
-        )
+        ((self.bm() * self.bk).div_ceil(t), (self.bn() * self.bk).div_ceil(t))
     }
     /// Workgroup memory in bytes (two f16 staging buffers per operand and one f32 scratch
     /// tile per subgroup), computed as the shader sizes its arrays.
     pub fn workgroup_bytes(&self, layout: Layout) -> u64 {
         let (bm, bn, bk) = (self.bm() as u64, self.bn() as u64, self.bk as u64);
         let pad = PAD as u64;
-        let a_stage = if layout.trans_a() {
-            bk * (bm + pad)
-        } else {
-            bm * (bk + pad)
-        };
-        let b_stage = if layout.trans_b() {
-            bn * (bk + pad)
-        } else {
-            bk * (bn + pad)
-        };
+        let a_stage = if layout.trans_a() { bk * (bm + pad) } else { bm * (bk + pad) };
+        let b_stage = if layout.trans_b() { bn * (bk + pad) } else { bk * (bn + pad) };
         2 * (a_stage + b_stage) * 2 + (self.subgroups() * self.tile * self.tile) as u64 * 4
     }
     /// The workgroup grid for an `m x n` output.
     pub fn grid(&self, m: usize, n: usize) -> [u32; 3] {
-        [
-            n.div_ceil(self.bn() as usize) as u32,
-            m.div_ceil(self.bm() as usize) as u32,
-            1,
-        ]
+        [n.div_ceil(self.bn() as usize) as u32, m.div_ceil(self.bm() as usize) as u32, 1]
     }
     /// Whether the shader's own constraints hold (not the device's).
     pub fn is_valid(&self) -> bool {
@@ -143,13 +128,7 @@ impl CoopParams {
         let mut out = Vec::new();
         for (sg_m, sg_n) in [(2, 4), (2, 2), (1, 2), (1, 1)] {
             for bk in [32, 16, 8] {
-                let p = CoopParams {
-                    tile,
-                    sg_size,
-                    sg_m,
-                    sg_n,
-                    bk,
-                };
+                let p = CoopParams { tile, sg_size, sg_m, sg_n, bk };
                 if p.is_valid() {
                     out.push(p);
                 }
@@ -204,10 +183,8 @@ pub fn choose(tile: u32, sg_size: u32, bounds: &DeviceBounds, op: &Op) -> Option
     let Op::Matmul { m, n, layout, .. } = *op else {
         return None;
     };
-    let fitting: Vec<CoopParams> = CoopParams::candidates(tile, sg_size)
-        .into_iter()
-        .filter(|p| p.fits(bounds, layout, m, n))
-        .collect();
+    let fitting: Vec<CoopParams> =
+        CoopParams::candidates(tile, sg_size).into_iter().filter(|p| p.fits(bounds, layout, m, n)).collect();
     let count = |p: &CoopParams| {
         let [x, y, _] = p.grid(m, n);
         x as u64 * y as u64
@@ -215,25 +192,14 @@ pub fn choose(tile: u32, sg_size: u32, bounds: &DeviceBounds, op: &Op) -> Option
     fitting
         .iter()
         .find(|p| count(p) >= TARGET_WORKGROUPS)
-        .or_else(|| {
-            fitting
-                .iter()
-                .max_by_key(|p| (count(p), std::cmp::Reverse(p.threads()), p.bk))
-        })
+        .or_else(|| fitting.iter().max_by_key(|p| (count(p), std::cmp::Reverse(p.threads()), p.bk)))
         .copied()
 }
 
 /// The `matmul_coop` kernel call for a matmul op with configuration `p` (no device checks:
 /// [`select`] makes those). `None` for other ops.
 pub fn kernel(op: &Op, p: &CoopParams) -> Option<KernelCall> {
-    let Op::Matmul {
-        m,
-        n,
-        k,
-        layout,
-        accumulate,
-    } = *op
-    else {
+    let Op::Matmul { m, n, k, layout, accumulate } = *op else {
         return None;
     };
     let u = |v: usize| v as f64;
@@ -260,12 +226,8 @@ pub fn kernel(op: &Op, p: &CoopParams) -> Option<KernelCall> {
 
 /// Whether `WGOLF_COOP` turns cooperative-matrix kernels off.
 pub fn disabled_by_env() -> bool {
-    std::env::var(COOP_ENV).is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "0" | "off" | "false" | "no"
-        )
-    })
+    std::env::var(COOP_ENV)
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "off" | "false" | "no"))
 }
 
 /// The tile size and subgroup size this device can run `matmul_coop` with, or why not.
@@ -277,10 +239,7 @@ pub fn device_support(ctx: &GpuContext) -> Result<(u32, u32), String> {
         return Err("the device has no EXPERIMENTAL_COOPERATIVE_MATRIX".into());
     }
     let features = ctx.device.features();
-    for (f, name) in [
-        (wgpu::Features::SHADER_F16, "SHADER_F16"),
-        (wgpu::Features::SUBGROUP, "SUBGROUP"),
-    ] {
+    for (f, name) in [(wgpu::Features::SHADER_F16, "SHADER_F16"), (wgpu::Features::SUBGROUP, "SUBGROUP")] {
         if !features.contains(f) {
             return Err(format!("the device has no {name}"));
         }
@@ -291,14 +250,9 @@ pub fn device_support(ctx: &GpuContext) -> Result<(u32, u32), String> {
             ctx.report.cooperative_matrix
         )
     })?;
-    let (lo, hi) = (
-        ctx.report.info.subgroup_min_size,
-        ctx.report.info.subgroup_max_size,
-    );
+    let (lo, hi) = (ctx.report.info.subgroup_min_size, ctx.report.info.subgroup_max_size);
     if lo != hi || lo == 0 {
-        return Err(format!(
-            "the subgroup size is not fixed (it ranges over {lo}..{hi})"
-        ));
+        return Err(format!("the subgroup size is not fixed (it ranges over {lo}..{hi})"));
     }
     Ok((tile, lo))
 }

@@ -52,9 +52,7 @@ impl GpuExecutor {
             let usage = if is_uniform {
                 wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST
             } else {
-                wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST
+                wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
             };
             buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&t.name),
@@ -74,21 +72,14 @@ impl GpuExecutor {
                     .args
                     .iter()
                     .enumerate()
-                    .map(|(i, &t)| wgpu::BindGroupEntry {
-                        binding: i as u32,
-                        resource: buffers[t].as_entire_binding(),
-                    })
+                    .map(|(i, &t)| wgpu::BindGroupEntry { binding: i as u32, resource: buffers[t].as_entire_binding() })
                     .collect();
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(&kernel.label),
                     layout: &kernel.layout,
                     entries: &entries,
                 });
-                steps[phase as usize].push(Prepared {
-                    kernel,
-                    bind_group,
-                    workgroups: call.workgroups,
-                });
+                steps[phase as usize].push(Prepared { kernel, bind_group, workgroups: call.workgroups });
             }
         }
         let pipelines = registry.len();
@@ -146,19 +137,13 @@ impl Executor for GpuExecutor {
             }));
         }
         let staging = self.staging.clone().expect("just made");
-        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
-            label: Some("readback"),
-        });
+        let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         self.encode_clears(&mut encoder);
         encoder.copy_buffer_to_buffer(&self.buffers[t], 0, &staging, 0, bytes);
         self.ctx.queue.submit([encoder.finish()]);
         let slice = staging.slice(0..bytes);
-        slice.map_async(wgpu::MapMode::Read, |r| {
-            r.expect("mapping the readback buffer failed")
-        });
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .expect("device lost while reading back");
+        slice.map_async(wgpu::MapMode::Read, |r| r.expect("mapping the readback buffer failed"));
+        device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost while reading back");
         let out = {
             let view = slice.get_mapped_range().expect("readback range is mapped");
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
@@ -172,18 +157,12 @@ impl Executor for GpuExecutor {
     }
 
     fn run(&mut self, phase: Phase, range: std::ops::Range<usize>) {
-        let mut encoder = self
-            .ctx
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("wgolf step"),
-            });
+        let mut encoder =
+            self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgolf step") });
         self.encode_clears(&mut encoder);
         {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("wgolf pass"),
-                timestamp_writes: None,
-            });
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgolf pass"), timestamp_writes: None });
             for s in &self.steps[phase as usize][range] {
                 pass.set_pipeline(&s.kernel.pipeline);
                 pass.set_bind_group(0, &s.bind_group, &[]);
@@ -195,17 +174,10 @@ impl Executor for GpuExecutor {
     }
 
     fn sync(&mut self) {
-        self.ctx
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .expect("device lost");
+        self.ctx.device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost");
     }
 
     fn describe(&self) -> String {
-        format!(
-            "{} ({:?})",
-            self.ctx.adapter_name(),
-            self.ctx.report.info.backend
-        )
+        format!("{} ({:?})", self.ctx.adapter_name(), self.ctx.report.info.backend)
     }
 }

@@ -59,10 +59,8 @@ impl KernelRegistry {
         let module = match self.modules.get(call.shader) {
             Some(m) => m.clone(),
             None => {
-                let src = kernels::shader_source(call.shader).ok_or_else(|| GpuError::Kernel {
-                    label: label.clone(),
-                    message: "no such shader file".into(),
-                })?;
+                let src = kernels::shader_source(call.shader)
+                    .ok_or_else(|| GpuError::Kernel { label: label.clone(), message: "no such shader file".into() })?;
                 let desc = wgpu::ShaderModuleDescriptor {
                     label: Some(call.shader),
                     source: wgpu::ShaderSource::Wgsl(src.into()),
@@ -74,12 +72,7 @@ impl KernelRegistry {
                     // element counts the plan checked when it was built; the test suite runs
                     // with the checks on (debug builds) and compares every kernel with its
                     // CPU reference on ragged shapes.
-                    unsafe {
-                        device.create_shader_module_trusted(
-                            desc,
-                            wgpu::ShaderRuntimeChecks::unchecked(),
-                        )
-                    }
+                    unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
                 };
                 self.modules.insert(call.shader, m.clone());
                 m
@@ -103,10 +96,8 @@ impl KernelRegistry {
                 count: None,
             })
             .collect();
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some(&label),
-            entries: &entries,
-        });
+        let layout = device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(&label), entries: &entries });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(&label),
             bind_group_layouts: &[Some(&layout)],
@@ -124,16 +115,9 @@ impl KernelRegistry {
             cache: None,
         });
         if let Some(err) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Kernel {
-                label,
-                message: err.to_string(),
-            });
+            return Err(GpuError::Kernel { label, message: err.to_string() });
         }
-        let kernel = Arc::new(Kernel {
-            pipeline,
-            layout,
-            label: label.clone(),
-        });
+        let kernel = Arc::new(Kernel { pipeline, layout, label: label.clone() });
         self.pipelines.insert(label, kernel.clone());
         Ok(kernel)
     }

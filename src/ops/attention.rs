@@ -43,14 +43,7 @@ fn dot<T: Real>(a: &[T], b: &[T]) -> T {
 }
 
 /// Forward: writes `out` and the log-sum-exp of each query row.
-pub fn attention_fwd<T: Real>(
-    out: &mut [T],
-    lse: &mut [T],
-    q: &[T],
-    k: &[T],
-    v: &[T],
-    s: AttnShape,
-) {
+pub fn attention_fwd<T: Real>(out: &mut [T], lse: &mut [T], q: &[T], k: &[T], v: &[T], s: AttnShape) {
     let hd = s.head_dim;
     let scale = T::from_f64(s.scale());
     let mut scores = vec![T::zero(); s.seq];

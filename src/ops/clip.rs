@@ -26,8 +26,7 @@ pub fn clip_coef<T: Real>(coef: &mut [T], norms: &[T], max_norm: f64) {
     for &n in norms {
         total += n;
     }
-    let c =
-        T::from_f64(max_norm as f32 as f64) / (total.sqrt() + T::from_f64(CLIP_EPS as f32 as f64));
+    let c = T::from_f64(max_norm as f32 as f64) / (total.sqrt() + T::from_f64(CLIP_EPS as f32 as f64));
     coef[0] = if c < T::one() { c } else { T::one() };
 }
 

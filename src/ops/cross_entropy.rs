@@ -23,9 +23,7 @@ pub fn cross_entropy<T: Real>(
     for (r, (lr, &y)) in loss.iter_mut().zip(targets).enumerate() {
         let row = &logits[r * vocab..(r + 1) * vocab];
         let z: Vec<T> = row.iter().map(|&l| cap * (l / cap).tanh()).collect();
-        let m = z
-            .iter()
-            .fold(T::from_f64(f64::NEG_INFINITY), |a, &b| a.max(b));
+        let m = z.iter().fold(T::from_f64(f64::NEG_INFINITY), |a, &b| a.max(b));
         let mut sum = T::zero();
         for &v in &z {
             sum += (v - m).exp();

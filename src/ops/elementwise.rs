@@ -21,19 +21,11 @@ pub struct Channels {
 impl Channels {
     /// One value per channel of rows of `dim` values, from row `row` of the parameter.
     pub fn per_channel(dim: usize, row: usize) -> Self {
-        Channels {
-            group: 1,
-            channels: dim,
-            offset: row * dim,
-        }
+        Channels { group: 1, channels: dim, offset: row * dim }
     }
     /// One value per head of rows of `heads x head_dim` values.
     pub fn per_head(heads: usize, head_dim: usize) -> Self {
-        Channels {
-            group: head_dim,
-            channels: heads,
-            offset: 0,
-        }
+        Channels { group: head_dim, channels: heads, offset: 0 }
     }
     /// The parameter entry that scales element `i`.
     pub fn of(&self, i: usize) -> usize {

@@ -41,16 +41,7 @@ impl Layout {
 
 /// `C = op(A) . op(B)` (or `C +=` with `accumulate`), summing over k in order.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul<T: Real>(
-    c: &mut [T],
-    a: &[T],
-    b: &[T],
-    m: usize,
-    n: usize,
-    k: usize,
-    layout: Layout,
-    accumulate: bool,
-) {
+pub fn matmul<T: Real>(c: &mut [T], a: &[T], b: &[T], m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) {
     let (ta, tb) = (layout.trans_a(), layout.trans_b());
     for i in 0..m {
         for j in 0..n {
@@ -85,17 +76,10 @@ pub fn matmul_batched<T: Real>(
     let alpha = T::from_f64(alpha as f32 as f64);
     let mut prod = vec![T::zero(); m * n];
     for z in 0..batch {
-        let (az, bz) = (
-            &a[z * m * k..(z + 1) * m * k],
-            &b[z * k * n..(z + 1) * k * n],
-        );
+        let (az, bz) = (&a[z * m * k..(z + 1) * m * k], &b[z * k * n..(z + 1) * k * n]);
         matmul(&mut prod, az, bz, m, n, k, layout, false);
         for (dst, &p) in c[z * m * n..(z + 1) * m * n].iter_mut().zip(&prod) {
-            *dst = if accumulate {
-                *dst + alpha * p
-            } else {
-                alpha * p
-            };
+            *dst = if accumulate { *dst + alpha * p } else { alpha * p };
         }
     }
 }

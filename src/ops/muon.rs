@@ -43,12 +43,7 @@ pub struct MuonHyper {
 
 impl MuonHyper {
     pub fn new(lr: f32, momentum: f32, weight_decay: f32) -> Self {
-        MuonHyper {
-            lr,
-            momentum,
-            weight_decay,
-            _pad: [0.0; 5],
-        }
+        MuonHyper { lr, momentum, weight_decay, _pad: [0.0; 5] }
     }
 }
 
@@ -183,11 +178,7 @@ pub fn newton_schulz5<T: Real>(g: &[T], rows: usize, cols: usize, steps: usize) 
     let (ca, cb, cc) = (f(NS_COEFFS.0), f(NS_COEFFS.1), f(NS_COEFFS.2));
     let transposed = rows > cols;
     let (a, b) = stack_shape(rows, cols);
-    let mut x = if transposed {
-        transpose(g, rows, cols)
-    } else {
-        g.to_vec()
-    };
+    let mut x = if transposed { transpose(g, rows, cols) } else { g.to_vec() };
     let norm = x.iter().fold(T::zero(), |s, &v| s + v * v).sqrt();
     let denom = norm + f(NORM_EPS);
     for v in x.iter_mut() {
@@ -197,11 +188,7 @@ pub fn newton_schulz5<T: Real>(g: &[T], rows: usize, cols: usize, steps: usize) 
         let xt = transpose(&x, a, b);
         let gram = mm(&x, &xt, a, b, a); // A = X X^T  [a, a]
         let gram2 = mm(&gram, &gram, a, a, a); // A A
-        let poly: Vec<T> = gram
-            .iter()
-            .zip(&gram2)
-            .map(|(&p, &q)| cb * p + cc * q)
-            .collect();
+        let poly: Vec<T> = gram.iter().zip(&gram2).map(|(&p, &q)| cb * p + cc * q).collect();
         let px = mm(&poly, &x, a, a, b); // (b A + c A A) X
         for (v, &d) in x.iter_mut().zip(&px) {
             *v = ca * *v + d;
@@ -232,11 +219,7 @@ pub fn muon_update<T: Real>(
     for (b, &g) in buf.iter_mut().zip(grad) {
         *b = mu * *b + g;
     }
-    let u: Vec<T> = grad
-        .iter()
-        .zip(buf.iter())
-        .map(|(&g, &b)| g + mu * b)
-        .collect();
+    let u: Vec<T> = grad.iter().zip(buf.iter()).map(|(&g, &b)| g + mu * b).collect();
     let o = newton_schulz5(&u, rows, cols, ns_steps);
     let scale = f(shape_scale(rows, cols));
     let lr = f(lr as f64);
@@ -266,9 +249,6 @@ mod tests {
 
     #[test]
     fn hyper_is_one_uniform_block() {
-        assert_eq!(
-            std::mem::size_of::<MuonHyper>(),
-            crate::plan::op::HYPER_LEN * 4
-        );
+        assert_eq!(std::mem::size_of::<MuonHyper>(), crate::plan::op::HYPER_LEN * 4);
     }
 }

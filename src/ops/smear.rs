@@ -46,8 +46,7 @@ pub fn smear_bwd<T: Real>(dx: &mut [T], dout: &[T], gate: &[T], dim: usize, seq_
     let sig: Vec<T> = gate.iter().map(|&g| sigmoid(g)).collect();
     for (t, drow) in dx.chunks_mut(dim).enumerate() {
         let grow = &dout[t * dim..(t + 1) * dim];
-        let next =
-            (t + 1 < rows && has_prev(t + 1, seq_len)).then(|| &dout[(t + 1) * dim..(t + 2) * dim]);
+        let next = (t + 1 < rows && has_prev(t + 1, seq_len)).then(|| &dout[(t + 1) * dim..(t + 2) * dim]);
         for c in 0..dim {
             let mut v = (T::one() - sig[c]) * grow[c];
             if let Some(n) = next {
@@ -61,14 +60,7 @@ pub fn smear_bwd<T: Real>(dx: &mut [T], dout: &[T], gate: &[T], dim: usize, seq_
 /// The gate's gradient: `dγ_c += σ_c (1 − σ_c) Σ_t dout_{t,c} (x_{t−1,c} − x_{t,c})`, with
 /// `x_{t−1} = 0` at sequence starts; the sum runs over t in order, then is scaled.
 /// `dgate`: `[dim]`; `dout`, `x`: `[rows, dim]`.
-pub fn smear_grad<T: Real>(
-    dgate: &mut [T],
-    dout: &[T],
-    x: &[T],
-    gate: &[T],
-    dim: usize,
-    seq_len: usize,
-) {
+pub fn smear_grad<T: Real>(dgate: &mut [T], dout: &[T], x: &[T], gate: &[T], dim: usize, seq_len: usize) {
     let rows = dout.len() / dim;
     let mut acc = vec![T::zero(); dim];
     for t in 0..rows {

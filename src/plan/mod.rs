@@ -137,11 +137,7 @@ pub struct PlanIo {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("plan step {step} ({label}): {problem}")]
-    Step {
-        step: usize,
-        label: String,
-        problem: String,
-    },
+    Step { step: usize, label: String, problem: String },
     #[error("plan: {0}")]
     Other(String),
 }
@@ -185,9 +181,7 @@ impl Plan {
 
     /// The tensors the host reads and writes (every model plan has them).
     pub fn io(&self) -> &PlanIo {
-        self.io
-            .as_ref()
-            .expect("a model plan has inputs and a loss; single-op plans do not")
+        self.io.as_ref().expect("a model plan has inputs and a loss; single-op plans do not")
     }
 
     pub fn steps(&self, phase: Phase) -> &[Step] {
@@ -195,18 +189,14 @@ impl Plan {
     }
     /// All steps in execution order, with their phase.
     pub fn all_steps(&self) -> impl Iterator<Item = (Phase, &Step)> {
-        Phase::ALL
-            .into_iter()
-            .flat_map(move |p| self.steps(p).iter().map(move |s| (p, s)))
+        Phase::ALL.into_iter().flat_map(move |p| self.steps(p).iter().map(move |s| (p, s)))
     }
     pub fn tensor(&self, id: TensorId) -> &TensorDesc {
         &self.tensors[id]
     }
     /// Tensor ids with a given role predicate.
     pub fn with_role(&self, pred: impl Fn(&Role) -> bool) -> Vec<TensorId> {
-        (0..self.tensors.len())
-            .filter(|&i| pred(&self.tensors[i].role))
-            .collect()
+        (0..self.tensors.len()).filter(|&i| pred(&self.tensors[i].role)).collect()
     }
     /// Looks a tensor up by name.
     pub fn find(&self, name: &str) -> Option<TensorId> {
@@ -218,10 +208,7 @@ impl Plan {
     }
     /// Number of trainable parameter values.
     pub fn param_count(&self) -> usize {
-        self.params
-            .iter()
-            .map(|p| self.tensors[p.param].numel())
-            .sum()
+        self.params.iter().map(|p| self.tensors[p.param].numel()).sum()
     }
     /// A short readable name for a step, e.g. `backward#12 matmul[..] -> d.blocks.0.attn.c_q.weight`.
     pub fn step_name(&self, phase: Phase, index: usize) -> String {
@@ -233,11 +220,7 @@ impl Plan {
                 .filter(|(b, _)| b.access == Access::ReadWrite)
                 .map(|(_, &t)| self.tensors[t].name.as_str())
                 .collect();
-        format!(
-            "{phase:?}#{index} {} -> {}",
-            s.op.kernel().label(),
-            outs.join(", ")
-        )
+        format!("{phase:?}#{index} {} -> {}", s.op.kernel().label(), outs.join(", "))
     }
 }
 
@@ -257,42 +240,19 @@ impl PlanBuilder {
         Self::default()
     }
 
-    pub fn tensor(
-        &mut self,
-        name: impl Into<String>,
-        shape: &[usize],
-        dtype: DType,
-        role: Role,
-    ) -> TensorId {
-        self.tensors.push(TensorDesc {
-            name: name.into(),
-            shape: shape.to_vec(),
-            dtype,
-            role,
-        });
+    pub fn tensor(&mut self, name: impl Into<String>, shape: &[usize], dtype: DType, role: Role) -> TensorId {
+        self.tensors.push(TensorDesc { name: name.into(), shape: shape.to_vec(), dtype, role });
         self.tensors.len() - 1
     }
 
     /// A trainable parameter, with its gradient and Adam moments.
-    pub fn param(
-        &mut self,
-        name: &str,
-        shape: &[usize],
-        group: ParamGroup,
-        init: Init,
-    ) -> TensorId {
+    pub fn param(&mut self, name: &str, shape: &[usize], group: ParamGroup, init: Init) -> TensorId {
         let param = self.tensor(name, shape, DType::F32, Role::Param { group, init });
         let grad = self.tensor(format!("d.{name}"), shape, DType::F32, Role::Grad);
         let m = self.tensor(format!("adam_m.{name}"), shape, DType::F32, Role::OptState);
         let v = self.tensor(format!("adam_v.{name}"), shape, DType::F32, Role::OptState);
         self.grads.insert(param, grad);
-        self.params.push(ParamSlot {
-            param,
-            grad,
-            m,
-            v,
-            group,
-        });
+        self.params.push(ParamSlot { param, grad, m, v, group });
         param
     }
 
@@ -312,12 +272,7 @@ impl PlanBuilder {
         if let Some(&(_, id)) = self.hypers.iter().find(|(g, _)| *g == group) {
             return id;
         }
-        let id = self.tensor(
-            format!("hyper.{group:?}"),
-            &[op::HYPER_LEN],
-            DType::F32,
-            Role::Hyper(group),
-        );
+        let id = self.tensor(format!("hyper.{group:?}"), &[op::HYPER_LEN], DType::F32, Role::Hyper(group));
         self.hypers.push((group, id));
         id
     }
@@ -329,12 +284,7 @@ impl PlanBuilder {
             return g;
         }
         let desc = self.tensors[t].clone();
-        let g = self.tensor(
-            format!("d.{}", desc.name),
-            &desc.shape,
-            DType::F32,
-            Role::ActGrad,
-        );
+        let g = self.tensor(format!("d.{}", desc.name), &desc.shape, DType::F32, Role::ActGrad);
         self.grads.insert(t, g);
         g
     }
@@ -356,19 +306,11 @@ impl PlanBuilder {
     /// Appends a step to a phase after checking it against the op's binding table.
     pub fn push(&mut self, phase: Phase, op: Op, args: &[TensorId]) -> Result<(), PlanError> {
         let step_index = self.steps.iter().map(Vec::len).sum::<usize>();
-        let fail = |problem: String| PlanError::Step {
-            step: step_index,
-            label: op.kernel().label(),
-            problem,
-        };
+        let fail = |problem: String| PlanError::Step { step: step_index, label: op.kernel().label(), problem };
         op.check().map_err(fail)?;
         let specs = op.bindings();
         if specs.len() != args.len() {
-            return Err(fail(format!(
-                "{} bindings expected, {} given",
-                specs.len(),
-                args.len()
-            )));
+            return Err(fail(format!("{} bindings expected, {} given", specs.len(), args.len())));
         }
         for (i, (spec, &t)) in specs.iter().zip(args).enumerate() {
             let desc = &self.tensors[t];
@@ -389,30 +331,18 @@ impl PlanBuilder {
             }
             let is_hyper = matches!(desc.role, Role::Hyper(_));
             if is_hyper != (spec.access == Access::Uniform) {
-                return Err(fail(format!(
-                    "binding {i} ({}) must be a uniform exactly when the op says so",
-                    desc.name
-                )));
+                return Err(fail(format!("binding {i} ({}) must be a uniform exactly when the op says so", desc.name)));
             }
             if spec.access == Access::ReadWrite {
                 if matches!(desc.role, Role::Input | Role::Constant) {
-                    return Err(fail(format!(
-                        "binding {i} writes the read-only tensor {}",
-                        desc.name
-                    )));
+                    return Err(fail(format!("binding {i} writes the read-only tensor {}", desc.name)));
                 }
                 if args.iter().filter(|&&a| a == t).count() > 1 {
-                    return Err(fail(format!(
-                        "{} is written and bound again in the same step",
-                        desc.name
-                    )));
+                    return Err(fail(format!("{} is written and bound again in the same step", desc.name)));
                 }
             }
         }
-        self.steps[phase.index()].push(Step {
-            op,
-            args: args.to_vec(),
-        });
+        self.steps[phase.index()].push(Step { op, args: args.to_vec() });
         Ok(())
     }
 

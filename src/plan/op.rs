@@ -51,11 +51,7 @@ pub struct KernelCall {
 impl KernelCall {
     /// A readable label such as `matmul[M=64,N=32,K=16,TRANS_A=0,...]`.
     pub fn label(&self) -> String {
-        let consts: Vec<String> = self
-            .constants
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let consts: Vec<String> = self.constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!("{}[{}]", self.entry, consts.join(","))
     }
 }
@@ -72,37 +68,17 @@ pub fn grid_1d(count: usize) -> [u32; 3] {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Op {
     /// `[out | table, ids]`.
-    EmbeddingFwd {
-        tokens: usize,
-        dim: usize,
-        vocab: usize,
-    },
+    EmbeddingFwd { tokens: usize, dim: usize, vocab: usize },
     /// `[dtable | dout, ids]`.
-    EmbeddingBwd {
-        tokens: usize,
-        dim: usize,
-        vocab: usize,
-    },
+    EmbeddingBwd { tokens: usize, dim: usize, vocab: usize },
     /// `[y, rstd | x]`.
     RmsNormFwd { rows: usize, dim: usize, eps: f64 },
     /// `[dx | dy, y, rstd]`.
     RmsNormBwd { rows: usize, dim: usize },
     /// `[c | a, b]`.
-    Matmul {
-        m: usize,
-        n: usize,
-        k: usize,
-        layout: Layout,
-        accumulate: bool,
-    },
+    Matmul { m: usize, n: usize, k: usize, layout: Layout, accumulate: bool },
     /// `[out | x, table]`; `inverse` is the backward (accumulates).
-    Rope {
-        rows: usize,
-        heads: usize,
-        head_dim: usize,
-        seq_len: usize,
-        inverse: bool,
-    },
+    Rope { rows: usize, heads: usize, head_dim: usize, seq_len: usize, inverse: bool },
     /// `[out, lse | q, k, v]`.
     AttentionFwd(AttnShape),
     /// `[dq, delta | dout, out, q, k, v, lse]`.
@@ -114,29 +90,13 @@ pub enum Op {
     /// `[dx | dy, x]`.
     Relu2Bwd { count: usize },
     /// `[y | x, s]`.
-    ScaleFwd {
-        count: usize,
-        ch: Channels,
-        s_len: usize,
-    },
+    ScaleFwd { count: usize, ch: Channels, s_len: usize },
     /// `[dx | dy, s]`.
-    ScaleBwd {
-        count: usize,
-        ch: Channels,
-        s_len: usize,
-    },
+    ScaleBwd { count: usize, ch: Channels, s_len: usize },
     /// `[out | a, b, s]`.
-    ScaledAddFwd {
-        count: usize,
-        ch: Channels,
-        s_len: usize,
-    },
+    ScaledAddFwd { count: usize, ch: Channels, s_len: usize },
     /// `[da, db | dout, s]`.
-    ScaledAddBwd {
-        count: usize,
-        ch: Channels,
-        s_len: usize,
-    },
+    ScaledAddBwd { count: usize, ch: Channels, s_len: usize },
     /// `[out | a, b, mix]`.
     MixFwd { count: usize, ch: Channels },
     /// `[da, db | dout, mix]`.
@@ -144,77 +104,32 @@ pub enum Op {
     /// `[dst | src]`: `dst += src`.
     AddInto { count: usize },
     /// `[out | a, b]`: `out[ch(i)] += a[i] b[i]`.
-    ChannelDot {
-        count: usize,
-        ch: Channels,
-        out_len: usize,
-    },
+    ChannelDot { count: usize, ch: Channels, out_len: usize },
     /// SmearGate forward `[out | x, gate]`: `out_t = (1 - sig(gate)) x_t + sig(gate) x_{t-1}`,
     /// `x_{t-1} = 0` where `t % seq_len == 0` (see `ops::smear`).
-    SmearFwd {
-        rows: usize,
-        dim: usize,
-        seq_len: usize,
-    },
+    SmearFwd { rows: usize, dim: usize, seq_len: usize },
     /// `[dx | dout, gate]` (accumulates).
-    SmearBwd {
-        rows: usize,
-        dim: usize,
-        seq_len: usize,
-    },
+    SmearBwd { rows: usize, dim: usize, seq_len: usize },
     /// `[dgate | dout, x, gate]` (accumulates; one workgroup per channel).
-    SmearGrad {
-        rows: usize,
-        dim: usize,
-        seq_len: usize,
-    },
+    SmearGrad { rows: usize, dim: usize, seq_len: usize },
     /// XSA forward `[out | y, v]`: each head of `y` minus its component along its KV group's
     /// normalised `v` (see `ops::xsa`).
-    XsaFwd {
-        rows: usize,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-    },
+    XsaFwd { rows: usize, heads: usize, kv_heads: usize, head_dim: usize },
     /// `[dy, dv | dout, y, v]` (accumulates).
-    XsaBwd {
-        rows: usize,
-        heads: usize,
-        kv_heads: usize,
-        head_dim: usize,
-    },
+    XsaBwd { rows: usize, heads: usize, kv_heads: usize, head_dim: usize },
     /// `[dlogits, loss | logits, targets]`.
-    CrossEntropy {
-        rows: usize,
-        vocab: usize,
-        softcap: f64,
-        grad_scale: f64,
-        write_grad: bool,
-    },
+    CrossEntropy { rows: usize, vocab: usize, softcap: f64, grad_scale: f64, write_grad: bool },
     /// `[total | rows]`: `total += scale * sum(rows)`.
     SumRows { count: usize, scale: f64 },
     /// `[p, m, v | g, hyper]`.
     AdamW { count: usize },
     /// `[c | a, b]`: `batch` products strided by matrix size,
     /// `c[z] (= or +=) alpha op(a[z]) op(b[z])` (`matmul.wgsl` with BATCH and ALPHA).
-    BatchedMatmul {
-        batch: usize,
-        m: usize,
-        n: usize,
-        k: usize,
-        layout: Layout,
-        alpha: f64,
-        accumulate: bool,
-    },
+    BatchedMatmul { batch: usize, m: usize, n: usize, k: usize, layout: Layout, alpha: f64, accumulate: bool },
     /// `[buf, stack | grad, hyper]`: Muon momentum `buf <- mu buf + g`, and the Nesterov
     /// `g + mu buf` into matrix `index` of a `[count, a, b]` stack (transposed when
     /// rows > cols; see `ops::muon`).
-    MuonMomentum {
-        rows: usize,
-        cols: usize,
-        index: usize,
-        count: usize,
-    },
+    MuonMomentum { rows: usize, cols: usize, index: usize, count: usize },
     /// `[stack]`: each `[a, b]` matrix of a `[count, a, b]` stack divided by its Frobenius norm
     /// plus 1e-7 (one workgroup per matrix).
     MuonNormalize { count: usize, a: usize, b: usize },
@@ -222,19 +137,9 @@ pub enum Op {
     ScaleCopy { count: usize, alpha: f64 },
     /// `[param | stack, hyper]`: `W <- W (1 - lr wd) - lr shape_scale O`, O matrix `index`
     /// of the stack.
-    MuonApply {
-        rows: usize,
-        cols: usize,
-        index: usize,
-        count: usize,
-        shape_scale: f64,
-    },
+    MuonApply { rows: usize, cols: usize, index: usize, count: usize, shape_scale: f64 },
     /// `[norms | grad]`: `norms[slot] = sum g^2` (one workgroup; overwrites its slot).
-    GradSumSq {
-        count: usize,
-        slot: usize,
-        slots: usize,
-    },
+    GradSumSq { count: usize, slot: usize, slots: usize },
     /// `[coef | norms]`: `coef = min(1, max_norm / (sqrt(sum norms) + 1e-6))`.
     ClipCoef { slots: usize, max_norm: f64 },
     /// `[x | coef]`: `x *= coef[0]`.
@@ -244,25 +149,13 @@ pub enum Op {
 }
 
 fn rw(len: usize) -> BindingSpec {
-    BindingSpec {
-        access: Access::ReadWrite,
-        dtype: DType::F32,
-        len,
-    }
+    BindingSpec { access: Access::ReadWrite, dtype: DType::F32, len }
 }
 fn rd(len: usize) -> BindingSpec {
-    BindingSpec {
-        access: Access::Read,
-        dtype: DType::F32,
-        len,
-    }
+    BindingSpec { access: Access::Read, dtype: DType::F32, len }
 }
 fn ids(len: usize) -> BindingSpec {
-    BindingSpec {
-        access: Access::Read,
-        dtype: DType::U32,
-        len,
-    }
+    BindingSpec { access: Access::Read, dtype: DType::U32, len }
 }
 fn b(v: bool) -> f64 {
     if v {
@@ -290,13 +183,7 @@ impl Op {
                 vec![rw(rows * dim), rd(rows * dim), rd(rows * dim), rd(rows)]
             }
             Op::Matmul { m, n, k, .. } => vec![rw(m * n), rd(m * k), rd(k * n)],
-            Op::Rope {
-                rows,
-                heads,
-                head_dim,
-                seq_len,
-                ..
-            } => {
+            Op::Rope { rows, heads, head_dim, seq_len, .. } => {
                 let n = rows * heads * head_dim;
                 vec![rw(n), rd(n), rd(seq_len * head_dim)]
             }
@@ -333,22 +220,10 @@ impl Op {
             Op::SmearGrad { rows, dim, .. } => {
                 vec![rw(dim), rd(rows * dim), rd(rows * dim), rd(dim)]
             }
-            Op::XsaFwd {
-                rows,
-                heads,
-                kv_heads,
-                head_dim,
-            } => vec![
-                rw(rows * heads * head_dim),
-                rd(rows * heads * head_dim),
-                rd(rows * kv_heads * head_dim),
-            ],
-            Op::XsaBwd {
-                rows,
-                heads,
-                kv_heads,
-                head_dim,
-            } => {
+            Op::XsaFwd { rows, heads, kv_heads, head_dim } => {
+                vec![rw(rows * heads * head_dim), rd(rows * heads * head_dim), rd(rows * kv_heads * head_dim)]
+            }
+            Op::XsaBwd { rows, heads, kv_heads, head_dim } => {
                 let (ny, nv) = (rows * heads * head_dim, rows * kv_heads * head_dim);
                 vec![rw(ny), rw(nv), rd(ny), rd(ny), rd(nv)]
             }
@@ -359,19 +234,12 @@ impl Op {
             Op::BatchedMatmul { batch, m, n, k, .. } => {
                 vec![rw(batch * m * n), rd(batch * m * k), rd(batch * k * n)]
             }
-            Op::MuonMomentum {
-                rows, cols, count, ..
-            } => vec![
-                rw(rows * cols),
-                rw(count * rows * cols),
-                rd(rows * cols),
-                hyper_block(),
-            ],
+            Op::MuonMomentum { rows, cols, count, .. } => {
+                vec![rw(rows * cols), rw(count * rows * cols), rd(rows * cols), hyper_block()]
+            }
             Op::MuonNormalize { count, a, b } => vec![rw(count * a * b)],
             Op::ScaleCopy { count, .. } => vec![rw(count), rd(count)],
-            Op::MuonApply {
-                rows, cols, count, ..
-            } => vec![rw(rows * cols), rd(count * rows * cols), hyper_block()],
+            Op::MuonApply { rows, cols, count, .. } => vec![rw(rows * cols), rd(count * rows * cols), hyper_block()],
             Op::GradSumSq { count, slots, .. } => vec![rw(slots), rd(count)],
             Op::ClipCoef { slots, .. } => vec![rw(1), rd(slots)],
             Op::ScaleByCoef { count } => vec![rw(count), rd(1)],
@@ -381,11 +249,7 @@ impl Op {
                 rw(count),
                 rw(count),
                 rd(count),
-                BindingSpec {
-                    access: Access::Uniform,
-                    dtype: DType::F32,
-                    len: HYPER_LEN,
-                },
+                BindingSpec { access: Access::Uniform, dtype: DType::F32, len: HYPER_LEN },
             ],
         }
     }
@@ -395,16 +259,10 @@ impl Op {
         match *self {
             Op::AttentionFwd(s) | Op::AttentionBwdQ(s) | Op::AttentionBwdKv(s) => {
                 if s.kv_heads == 0 || s.heads % s.kv_heads != 0 {
-                    return Err(format!(
-                        "heads {} is not a multiple of kv_heads {}",
-                        s.heads, s.kv_heads
-                    ));
+                    return Err(format!("heads {} is not a multiple of kv_heads {}", s.heads, s.kv_heads));
                 }
                 if s.head_dim > 128 {
-                    return Err(format!(
-                        "head_dim {} is above the kernel's maximum 128",
-                        s.head_dim
-                    ));
+                    return Err(format!("head_dim {} is above the kernel's maximum 128", s.head_dim));
                 }
             }
             Op::Rope { head_dim, .. } if head_dim % 2 != 0 => {
@@ -422,10 +280,7 @@ impl Op {
                 }
             }
             Op::MixFwd { ch, .. } | Op::MixBwd { ch, .. } if ch.offset != 0 => {
-                return Err(format!(
-                    "mix reads both rows of its [2, {}] parameter; offset must be 0",
-                    ch.channels
-                ));
+                return Err(format!("mix reads both rows of its [2, {}] parameter; offset must be 0", ch.channels));
             }
             Op::ScaleFwd { ch, s_len, .. }
             | Op::ScaleBwd { ch, s_len, .. }
@@ -442,53 +297,28 @@ impl Op {
             | Op::SmearBwd { dim, seq_len, .. }
             | Op::SmearGrad { dim, seq_len, .. } => {
                 if seq_len == 0 || dim == 0 {
-                    return Err(format!(
-                        "smear needs seq_len >= 1 and dim >= 1, got {seq_len} and {dim}"
-                    ));
+                    return Err(format!("smear needs seq_len >= 1 and dim >= 1, got {seq_len} and {dim}"));
                 }
                 if dim > MAX_GRID_DIM as usize {
-                    return Err(format!(
-                        "smear_grad runs one workgroup per channel: dim {dim} > {MAX_GRID_DIM}"
-                    ));
+                    return Err(format!("smear_grad runs one workgroup per channel: dim {dim} > {MAX_GRID_DIM}"));
                 }
             }
-            Op::XsaFwd {
-                heads,
-                kv_heads,
-                head_dim,
-                ..
-            }
-            | Op::XsaBwd {
-                heads,
-                kv_heads,
-                head_dim,
-                ..
-            } => {
+            Op::XsaFwd { heads, kv_heads, head_dim, .. } | Op::XsaBwd { heads, kv_heads, head_dim, .. } => {
                 if kv_heads == 0 || heads % kv_heads != 0 {
-                    return Err(format!(
-                        "xsa: heads {heads} is not a multiple of kv_heads {kv_heads}"
-                    ));
+                    return Err(format!("xsa: heads {heads} is not a multiple of kv_heads {kv_heads}"));
                 }
                 if head_dim == 0 || head_dim > 128 {
-                    return Err(format!(
-                        "xsa: head_dim {head_dim} is outside the kernel's 1..=128"
-                    ));
+                    return Err(format!("xsa: head_dim {head_dim} is outside the kernel's 1..=128"));
                 }
             }
             Op::BatchedMatmul { batch, .. } if batch as u32 > MAX_GRID_DIM || batch == 0 => {
-                return Err(format!(
-                    "batched matmul: batch {batch} is not in 1..={MAX_GRID_DIM}"
-                ));
+                return Err(format!("batched matmul: batch {batch} is not in 1..={MAX_GRID_DIM}"));
             }
-            Op::MuonMomentum { index, count, .. } | Op::MuonApply { index, count, .. }
-                if index >= count =>
-            {
+            Op::MuonMomentum { index, count, .. } | Op::MuonApply { index, count, .. } if index >= count => {
                 return Err(format!("muon: matrix {index} of a stack of {count}"));
             }
             Op::MuonNormalize { count, .. } if count as u32 > MAX_GRID_DIM => {
-                return Err(format!(
-                    "muon_normalize: {count} matrices, one workgroup each, exceed {MAX_GRID_DIM}"
-                ));
+                return Err(format!("muon_normalize: {count} matrices, one workgroup each, exceed {MAX_GRID_DIM}"));
             }
             Op::GradSumSq { slot, slots, .. } if slot >= slots => {
                 return Err(format!("grad_sum_sq: slot {slot} of {slots}"));
@@ -501,44 +331,21 @@ impl Op {
     /// The kernel that runs this op.
     pub fn kernel(&self) -> KernelCall {
         let u = |v: usize| v as f64;
-        let call = |shader, entry, constants, workgroups| KernelCall {
-            shader,
-            entry,
-            constants,
-            workgroups,
-        };
+        let call = |shader, entry, constants, workgroups| KernelCall { shader, entry, constants, workgroups };
         match *self {
-            Op::EmbeddingFwd { tokens, dim, .. } => call(
-                "embedding",
-                "embedding_fwd",
-                vec![("TOKENS", u(tokens)), ("DIM", u(dim))],
-                grid_1d(tokens * dim),
-            ),
-            Op::EmbeddingBwd { tokens, dim, .. } => call(
-                "embedding",
-                "embedding_bwd",
-                vec![("TOKENS", u(tokens)), ("DIM", u(dim))],
-                grid_1d(dim),
-            ),
-            Op::RmsNormFwd { rows, dim, eps } => call(
-                "rmsnorm",
-                "rmsnorm_fwd",
-                vec![("ROWS", u(rows)), ("DIM", u(dim)), ("EPS", eps)],
-                grid_1d(rows),
-            ),
-            Op::RmsNormBwd { rows, dim } => call(
-                "rmsnorm",
-                "rmsnorm_bwd",
-                vec![("ROWS", u(rows)), ("DIM", u(dim))],
-                grid_1d(rows),
-            ),
-            Op::Matmul {
-                m,
-                n,
-                k,
-                layout,
-                accumulate,
-            } => call(
+            Op::EmbeddingFwd { tokens, dim, .. } => {
+                call("embedding", "embedding_fwd", vec![("TOKENS", u(tokens)), ("DIM", u(dim))], grid_1d(tokens * dim))
+            }
+            Op::EmbeddingBwd { tokens, dim, .. } => {
+                call("embedding", "embedding_bwd", vec![("TOKENS", u(tokens)), ("DIM", u(dim))], grid_1d(dim))
+            }
+            Op::RmsNormFwd { rows, dim, eps } => {
+                call("rmsnorm", "rmsnorm_fwd", vec![("ROWS", u(rows)), ("DIM", u(dim)), ("EPS", eps)], grid_1d(rows))
+            }
+            Op::RmsNormBwd { rows, dim } => {
+                call("rmsnorm", "rmsnorm_bwd", vec![("ROWS", u(rows)), ("DIM", u(dim))], grid_1d(rows))
+            }
+            Op::Matmul { m, n, k, layout, accumulate } => call(
                 "matmul",
                 "matmul",
                 vec![
@@ -551,13 +358,7 @@ impl Op {
                 ],
                 [n.div_ceil(32) as u32, m.div_ceil(32) as u32, 1],
             ),
-            Op::Rope {
-                rows,
-                heads,
-                head_dim,
-                seq_len,
-                inverse,
-            } => call(
+            Op::Rope { rows, heads, head_dim, seq_len, inverse } => call(
                 "rope",
                 "rope",
                 vec![
@@ -569,63 +370,28 @@ impl Op {
                 ],
                 grid_1d(rows * heads * head_dim / 2),
             ),
-            Op::AttentionFwd(s) => call(
-                "attention",
-                "attention_fwd",
-                attn_consts(s),
-                grid_1d(s.batch * s.heads * s.seq),
-            ),
-            Op::AttentionBwdQ(s) => call(
-                "attention",
-                "attention_bwd_q",
-                attn_consts(s),
-                grid_1d(s.batch * s.heads * s.seq),
-            ),
-            Op::AttentionBwdKv(s) => call(
-                "attention",
-                "attention_bwd_kv",
-                attn_consts(s),
-                grid_1d(s.batch * s.kv_heads * s.seq),
-            ),
-            Op::Relu2Fwd { count } => call(
-                "relu2",
-                "relu2_fwd",
-                vec![("COUNT", u(count))],
-                grid_1d(count),
-            ),
-            Op::Relu2Bwd { count } => call(
-                "relu2",
-                "relu2_bwd",
-                vec![("COUNT", u(count))],
-                grid_1d(count),
-            ),
-            Op::ScaleFwd { count, ch, .. } => {
-                call("channel", "scale_fwd", ch_consts(count, ch), grid_1d(count))
+            Op::AttentionFwd(s) => {
+                call("attention", "attention_fwd", attn_consts(s), grid_1d(s.batch * s.heads * s.seq))
             }
-            Op::ScaleBwd { count, ch, .. } => {
-                call("channel", "scale_bwd", ch_consts(count, ch), grid_1d(count))
+            Op::AttentionBwdQ(s) => {
+                call("attention", "attention_bwd_q", attn_consts(s), grid_1d(s.batch * s.heads * s.seq))
             }
-            Op::ScaledAddFwd { count, ch, .. } => call(
-                "channel",
-                "scaled_add_fwd",
-                ch_consts(count, ch),
-                grid_1d(count),
-            ),
-            Op::ScaledAddBwd { count, ch, .. } => call(
-                "channel",
-                "scaled_add_bwd",
-                ch_consts(count, ch),
-                grid_1d(count),
-            ),
-            Op::MixFwd { count, ch } => {
-                call("channel", "mix_fwd", ch_consts(count, ch), grid_1d(count))
+            Op::AttentionBwdKv(s) => {
+                call("attention", "attention_bwd_kv", attn_consts(s), grid_1d(s.batch * s.kv_heads * s.seq))
             }
-            Op::MixBwd { count, ch } => {
-                call("channel", "mix_bwd", ch_consts(count, ch), grid_1d(count))
+            Op::Relu2Fwd { count } => call("relu2", "relu2_fwd", vec![("COUNT", u(count))], grid_1d(count)),
+            Op::Relu2Bwd { count } => call("relu2", "relu2_bwd", vec![("COUNT", u(count))], grid_1d(count)),
+            Op::ScaleFwd { count, ch, .. } => call("channel", "scale_fwd", ch_consts(count, ch), grid_1d(count)),
+            Op::ScaleBwd { count, ch, .. } => call("channel", "scale_bwd", ch_consts(count, ch), grid_1d(count)),
+            Op::ScaledAddFwd { count, ch, .. } => {
+                call("channel", "scaled_add_fwd", ch_consts(count, ch), grid_1d(count))
             }
-            Op::AddInto { count } => {
-                call("add", "add_into", vec![("COUNT", u(count))], grid_1d(count))
+            Op::ScaledAddBwd { count, ch, .. } => {
+                call("channel", "scaled_add_bwd", ch_consts(count, ch), grid_1d(count))
             }
+            Op::MixFwd { count, ch } => call("channel", "mix_fwd", ch_consts(count, ch), grid_1d(count)),
+            Op::MixBwd { count, ch } => call("channel", "mix_bwd", ch_consts(count, ch), grid_1d(count)),
+            Op::AddInto { count } => call("add", "add_into", vec![("COUNT", u(count))], grid_1d(count)),
             Op::ChannelDot { count, ch, .. } => call(
                 "reduce",
                 "channel_dot",
@@ -637,53 +403,22 @@ impl Op {
                 ],
                 [ch.channels as u32, 1, 1],
             ),
-            Op::SmearFwd { rows, dim, seq_len } => call(
-                "smear",
-                "smear_fwd",
-                smear_consts(rows, dim, seq_len),
-                grid_1d(rows * dim),
-            ),
-            Op::SmearBwd { rows, dim, seq_len } => call(
-                "smear",
-                "smear_bwd",
-                smear_consts(rows, dim, seq_len),
-                grid_1d(rows * dim),
-            ),
-            Op::SmearGrad { rows, dim, seq_len } => call(
-                "smear",
-                "smear_grad",
-                smear_consts(rows, dim, seq_len),
-                [dim as u32, 1, 1],
-            ),
-            Op::XsaFwd {
-                rows,
-                heads,
-                kv_heads,
-                head_dim,
-            } => call(
-                "xsa",
-                "xsa_fwd",
-                xsa_consts(rows, heads, kv_heads, head_dim),
-                grid_1d(rows * heads),
-            ),
-            Op::XsaBwd {
-                rows,
-                heads,
-                kv_heads,
-                head_dim,
-            } => call(
-                "xsa",
-                "xsa_bwd",
-                xsa_consts(rows, heads, kv_heads, head_dim),
-                grid_1d(rows * kv_heads),
-            ),
-            Op::CrossEntropy {
-                rows,
-                vocab,
-                softcap,
-                grad_scale,
-                write_grad,
-            } => call(
+            Op::SmearFwd { rows, dim, seq_len } => {
+                call("smear", "smear_fwd", smear_consts(rows, dim, seq_len), grid_1d(rows * dim))
+            }
+            Op::SmearBwd { rows, dim, seq_len } => {
+                call("smear", "smear_bwd", smear_consts(rows, dim, seq_len), grid_1d(rows * dim))
+            }
+            Op::SmearGrad { rows, dim, seq_len } => {
+                call("smear", "smear_grad", smear_consts(rows, dim, seq_len), [dim as u32, 1, 1])
+            }
+            Op::XsaFwd { rows, heads, kv_heads, head_dim } => {
+                call("xsa", "xsa_fwd", xsa_consts(rows, heads, kv_heads, head_dim), grid_1d(rows * heads))
+            }
+            Op::XsaBwd { rows, heads, kv_heads, head_dim } => {
+                call("xsa", "xsa_bwd", xsa_consts(rows, heads, kv_heads, head_dim), grid_1d(rows * kv_heads))
+            }
+            Op::CrossEntropy { rows, vocab, softcap, grad_scale, write_grad } => call(
                 "cross_entropy",
                 "cross_entropy",
                 vec![
@@ -695,21 +430,10 @@ impl Op {
                 ],
                 grid_1d(rows),
             ),
-            Op::SumRows { count, scale } => call(
-                "reduce",
-                "sum_rows",
-                vec![("COUNT", u(count)), ("SCALE", scale)],
-                [1, 1, 1],
-            ),
-            Op::BatchedMatmul {
-                batch,
-                m,
-                n,
-                k,
-                layout,
-                alpha,
-                accumulate,
-            } => call(
+            Op::SumRows { count, scale } => {
+                call("reduce", "sum_rows", vec![("COUNT", u(count)), ("SCALE", scale)], [1, 1, 1])
+            }
+            Op::BatchedMatmul { batch, m, n, k, layout, alpha, accumulate } => call(
                 "matmul",
                 "matmul",
                 vec![
@@ -724,81 +448,40 @@ impl Op {
                 ],
                 [n.div_ceil(32) as u32, m.div_ceil(32) as u32, batch as u32],
             ),
-            Op::MuonMomentum {
-                rows, cols, index, ..
-            } => call(
+            Op::MuonMomentum { rows, cols, index, .. } => call(
                 "muon",
                 "muon_momentum",
                 vec![("ROWS", u(rows)), ("COLS", u(cols)), ("INDEX", u(index))],
                 grid_1d(rows * cols),
             ),
-            Op::MuonNormalize { count, a, b } => call(
-                "muon",
-                "muon_normalize",
-                vec![("A", u(a)), ("B", u(b))],
-                [count as u32, 1, 1],
-            ),
-            Op::ScaleCopy { count, alpha } => call(
-                "muon",
-                "scale_copy",
-                vec![("COUNT", u(count)), ("ALPHA", alpha)],
-                grid_1d(count),
-            ),
-            Op::MuonApply {
-                rows,
-                cols,
-                index,
-                shape_scale,
-                ..
-            } => call(
+            Op::MuonNormalize { count, a, b } => {
+                call("muon", "muon_normalize", vec![("A", u(a)), ("B", u(b))], [count as u32, 1, 1])
+            }
+            Op::ScaleCopy { count, alpha } => {
+                call("muon", "scale_copy", vec![("COUNT", u(count)), ("ALPHA", alpha)], grid_1d(count))
+            }
+            Op::MuonApply { rows, cols, index, shape_scale, .. } => call(
                 "muon",
                 "muon_apply",
-                vec![
-                    ("ROWS", u(rows)),
-                    ("COLS", u(cols)),
-                    ("INDEX", u(index)),
-                    ("SHAPE_SCALE", shape_scale),
-                ],
+                vec![("ROWS", u(rows)), ("COLS", u(cols)), ("INDEX", u(index)), ("SHAPE_SCALE", shape_scale)],
                 grid_1d(rows * cols),
             ),
-            Op::GradSumSq { count, slot, .. } => call(
-                "clip",
-                "grad_sum_sq",
-                vec![("COUNT", u(count)), ("SLOT", u(slot))],
-                [1, 1, 1],
-            ),
-            Op::ClipCoef { slots, max_norm } => call(
-                "clip",
-                "clip_coef",
-                vec![("SLOTS", u(slots)), ("MAX_NORM", max_norm)],
-                [1, 1, 1],
-            ),
-            Op::ScaleByCoef { count } => call(
-                "clip",
-                "scale_by_coef",
-                vec![("COUNT", u(count))],
-                grid_1d(count),
-            ),
-            Op::Ema { count, decay } => call(
-                "ema",
-                "ema",
-                vec![("COUNT", u(count)), ("DECAY", decay)],
-                grid_1d(count),
-            ),
-            Op::AdamW { count } => {
-                call("adamw", "adamw", vec![("COUNT", u(count))], grid_1d(count))
+            Op::GradSumSq { count, slot, .. } => {
+                call("clip", "grad_sum_sq", vec![("COUNT", u(count)), ("SLOT", u(slot))], [1, 1, 1])
             }
+            Op::ClipCoef { slots, max_norm } => {
+                call("clip", "clip_coef", vec![("SLOTS", u(slots)), ("MAX_NORM", max_norm)], [1, 1, 1])
+            }
+            Op::ScaleByCoef { count } => call("clip", "scale_by_coef", vec![("COUNT", u(count))], grid_1d(count)),
+            Op::Ema { count, decay } => call("ema", "ema", vec![("COUNT", u(count)), ("DECAY", decay)], grid_1d(count)),
+            Op::AdamW { count } => call("adamw", "adamw", vec![("COUNT", u(count))], grid_1d(count)),
         }
     }
 }
 
 fn attn_sizes(s: AttnShape) -> (usize, usize, usize) {
     let rows = s.batch * s.seq;
-    (
-        rows * s.heads * s.head_dim,
-        rows * s.kv_heads * s.head_dim,
-        s.batch * s.heads * s.seq,
-    )
+    (rows * s.heads * s.head_dim, rows * s.kv_heads * s.head_dim, s.batch * s.heads * s.seq)
 }
 
 fn attn_consts(s: AttnShape) -> Vec<(&'static str, f64)> {
@@ -821,32 +504,14 @@ fn ch_consts(count: usize, ch: Channels) -> Vec<(&'static str, f64)> {
 }
 
 fn smear_consts(rows: usize, dim: usize, seq_len: usize) -> Vec<(&'static str, f64)> {
-    vec![
-        ("ROWS", rows as f64),
-        ("DIM", dim as f64),
-        ("SEQ_LEN", seq_len as f64),
-    ]
+    vec![("ROWS", rows as f64), ("DIM", dim as f64), ("SEQ_LEN", seq_len as f64)]
 }
 
-fn xsa_consts(
-    rows: usize,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
-) -> Vec<(&'static str, f64)> {
-    vec![
-        ("ROWS", rows as f64),
-        ("HEADS", heads as f64),
-        ("KV_HEADS", kv_heads as f64),
-        ("HEAD_DIM", head_dim as f64),
-    ]
+fn xsa_consts(rows: usize, heads: usize, kv_heads: usize, head_dim: usize) -> Vec<(&'static str, f64)> {
+    vec![("ROWS", rows as f64), ("HEADS", heads as f64), ("KV_HEADS", kv_heads as f64), ("HEAD_DIM", head_dim as f64)]
 }
 
 /// A hyperparameter uniform of [`HYPER_LEN`] f32 (AdamW's or Muon's).
 fn hyper_block() -> BindingSpec {
-    BindingSpec {
-        access: Access::Uniform,
-        dtype: DType::F32,
-        len: HYPER_LEN,
-    }
+    BindingSpec { access: Access::Uniform, dtype: DType::F32, len: HYPER_LEN }
 }

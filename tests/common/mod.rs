@@ -18,11 +18,7 @@ use wgolf::tolerance::{first_mismatch, tolerance, Check, Tolerance};
 /// must never turn into a silently skipped test.
 pub fn gpu() -> Arc<GpuContext> {
     static CTX: OnceLock<Result<Arc<GpuContext>, String>> = OnceLock::new();
-    match CTX.get_or_init(|| {
-        GpuContext::new(None)
-            .map(Arc::new)
-            .map_err(|e| e.to_string())
-    }) {
+    match CTX.get_or_init(|| GpuContext::new(None).map(Arc::new).map_err(|e| e.to_string())) {
         Ok(ctx) => ctx.clone(),
         Err(e) => panic!("GPU tests need a GPU context: {e}"),
     }
@@ -53,9 +49,7 @@ impl Data {
 /// `n` values uniform in `[lo, hi)` from `seed`.
 pub fn uniform(seed: u64, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|_| lo + (hi - lo) * rng.uniform() as f32)
-        .collect()
+    (0..n).map(|_| lo + (hi - lo) * rng.uniform() as f32).collect()
 }
 
 /// `n` values from Normal(0, std) from `seed`.
@@ -73,9 +67,7 @@ pub fn uniform_f64(seed: u64, n: usize, lo: f64, hi: f64) -> Vec<f64> {
 /// `n` ids below `bound` from `seed`.
 pub fn ids(seed: u64, n: usize, bound: usize) -> Vec<u32> {
     let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|_| (rng.next_u64() % bound as u64) as u32)
-        .collect()
+    (0..n).map(|_| (rng.next_u64() % bound as u64) as u32).collect()
 }
 
 /// Seeded data for every binding of `op`: f32 bindings uniform in [-1, 1) (read-write ones too,
@@ -83,9 +75,7 @@ pub fn ids(seed: u64, n: usize, bound: usize) -> Vec<u32> {
 /// ignore it; Adam's v in [0, 1)), u32 bindings valid ids, the AdamW uniform a plausible step.
 pub fn random_inputs(op: &Op, seed: u64) -> Vec<Data> {
     let bound = match *op {
-        Op::EmbeddingFwd { vocab, .. }
-        | Op::EmbeddingBwd { vocab, .. }
-        | Op::CrossEntropy { vocab, .. } => vocab,
+        Op::EmbeddingFwd { vocab, .. } | Op::EmbeddingBwd { vocab, .. } | Op::CrossEntropy { vocab, .. } => vocab,
         _ => 1,
     };
     op.bindings()
@@ -94,9 +84,7 @@ pub fn random_inputs(op: &Op, seed: u64) -> Vec<Data> {
         .map(|(i, spec)| {
             let s = seed.wrapping_mul(1000).wrapping_add(i as u64);
             match (spec.access, spec.dtype) {
-                (Access::Uniform, _)
-                    if matches!(op, Op::MuonMomentum { .. } | Op::MuonApply { .. }) =>
-                {
+                (Access::Uniform, _) if matches!(op, Op::MuonMomentum { .. } | Op::MuonApply { .. }) => {
                     let h = wgolf::ops::muon::MuonHyper::new(0.02, 0.95, 0.04);
                     Data::F32(bytemuck::cast_slice(&[h]).to_vec())
                 }
@@ -166,13 +154,7 @@ pub fn run_gpu(op: &Op, inputs: &[Data]) -> Vec<(usize, Vec<f32>)> {
 
 /// Panics, naming `what`, the first element where `got` and `want` differ beyond `tol`.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{what}: {} values, expected {}",
-        got.len(),
-        want.len()
-    );
+    assert_eq!(got.len(), want.len(), "{what}: {} values, expected {}", got.len(), want.len());
     if let Some((i, g, w)) = first_mismatch(got, want, tol) {
         panic!(
             "{what}: element {i} of {}: got {g}, want {w} \
@@ -210,11 +192,7 @@ pub fn check_gpu_vs_cpu(op: &Op, inputs: &[Data], tol: Tolerance) {
     let call = gpu_call(op);
     let tol = tolerance_for(op, tol);
     for ((b, g), (_, w)) in got.iter().zip(&want) {
-        let what = format!(
-            "{}.wgsl {} binding {b} (gpu vs cpu)",
-            call.shader,
-            call.label()
-        );
+        let what = format!("{}.wgsl {} binding {b} (gpu vs cpu)", call.shader, call.label());
         assert_close(&what, g, w, tol);
     }
 }
@@ -305,242 +283,56 @@ pub fn one_of_each_op() -> Vec<Op> {
     use wgolf::ops::attention::AttnShape;
     use wgolf::ops::elementwise::Channels;
     use wgolf::ops::matmul::Layout;
-    let attn = AttnShape {
-        batch: 2,
-        seq: 5,
-        heads: 4,
-        kv_heads: 2,
-        head_dim: 6,
-    };
-    let ch = Channels {
-        group: 3,
-        channels: 5,
-        offset: 2,
-    };
+    let attn = AttnShape { batch: 2, seq: 5, heads: 4, kv_heads: 2, head_dim: 6 };
+    let ch = Channels { group: 3, channels: 5, offset: 2 };
     vec![
-        Op::EmbeddingFwd {
-            tokens: 9,
-            dim: 5,
-            vocab: 11,
-        },
-        Op::EmbeddingBwd {
-            tokens: 9,
-            dim: 5,
-            vocab: 11,
-        },
-        Op::RmsNormFwd {
-            rows: 7,
-            dim: 9,
-            eps: wgolf::ops::rmsnorm::RMS_EPS,
-        },
+        Op::EmbeddingFwd { tokens: 9, dim: 5, vocab: 11 },
+        Op::EmbeddingBwd { tokens: 9, dim: 5, vocab: 11 },
+        Op::RmsNormFwd { rows: 7, dim: 9, eps: wgolf::ops::rmsnorm::RMS_EPS },
         Op::RmsNormBwd { rows: 7, dim: 9 },
-        Op::Matmul {
-            m: 5,
-            n: 7,
-            k: 3,
-            layout: Layout::Nt,
-            accumulate: false,
-        },
-        Op::Matmul {
-            m: 5,
-            n: 7,
-            k: 3,
-            layout: Layout::Nn,
-            accumulate: true,
-        },
-        Op::Matmul {
-            m: 5,
-            n: 7,
-            k: 3,
-            layout: Layout::Tn,
-            accumulate: true,
-        },
-        Op::Rope {
-            rows: 7,
-            heads: 3,
-            head_dim: 6,
-            seq_len: 4,
-            inverse: false,
-        },
-        Op::Rope {
-            rows: 7,
-            heads: 3,
-            head_dim: 6,
-            seq_len: 4,
-            inverse: true,
-        },
+        Op::Matmul { m: 5, n: 7, k: 3, layout: Layout::Nt, accumulate: false },
+        Op::Matmul { m: 5, n: 7, k: 3, layout: Layout::Nn, accumulate: true },
+        Op::Matmul { m: 5, n: 7, k: 3, layout: Layout::Tn, accumulate: true },
+        Op::Rope { rows: 7, heads: 3, head_dim: 6, seq_len: 4, inverse: false },
+        Op::Rope { rows: 7, heads: 3, head_dim: 6, seq_len: 4, inverse: true },
         Op::AttentionFwd(attn),
         Op::AttentionBwdQ(attn),
         Op::AttentionBwdKv(attn),
         Op::Relu2Fwd { count: 77 },
         Op::Relu2Bwd { count: 77 },
-        Op::ScaleFwd {
-            count: 75,
-            ch,
-            s_len: 8,
-        },
-        Op::ScaleBwd {
-            count: 75,
-            ch,
-            s_len: 8,
-        },
-        Op::ScaledAddFwd {
-            count: 75,
-            ch,
-            s_len: 8,
-        },
-        Op::ScaledAddBwd {
-            count: 75,
-            ch,
-            s_len: 8,
-        },
-        Op::MixFwd {
-            count: 75,
-            ch: Channels {
-                group: 1,
-                channels: 5,
-                offset: 0,
-            },
-        },
-        Op::MixBwd {
-            count: 75,
-            ch: Channels {
-                group: 1,
-                channels: 5,
-                offset: 0,
-            },
-        },
+        Op::ScaleFwd { count: 75, ch, s_len: 8 },
+        Op::ScaleBwd { count: 75, ch, s_len: 8 },
+        Op::ScaledAddFwd { count: 75, ch, s_len: 8 },
+        Op::ScaledAddBwd { count: 75, ch, s_len: 8 },
+        Op::MixFwd { count: 75, ch: Channels { group: 1, channels: 5, offset: 0 } },
+        Op::MixBwd { count: 75, ch: Channels { group: 1, channels: 5, offset: 0 } },
         Op::AddInto { count: 77 },
-        Op::ChannelDot {
-            count: 75,
-            ch,
-            out_len: 9,
-        },
-        Op::CrossEntropy {
-            rows: 3,
-            vocab: 13,
-            softcap: 30.0,
-            grad_scale: 0.25,
-            write_grad: true,
-        },
-        Op::CrossEntropy {
-            rows: 3,
-            vocab: 13,
-            softcap: 30.0,
-            grad_scale: 0.25,
-            write_grad: false,
-        },
-        Op::SumRows {
-            count: 300,
-            scale: 0.5,
-        },
+        Op::ChannelDot { count: 75, ch, out_len: 9 },
+        Op::CrossEntropy { rows: 3, vocab: 13, softcap: 30.0, grad_scale: 0.25, write_grad: true },
+        Op::CrossEntropy { rows: 3, vocab: 13, softcap: 30.0, grad_scale: 0.25, write_grad: false },
+        Op::SumRows { count: 300, scale: 0.5 },
         Op::AdamW { count: 77 },
         // Optimizer ops (src/optim.rs): every matmul layout batched and scaled, Muon on a
         // tall (stored transposed) and a wide matrix of a 3-matrix stack, a normalisation
         // of matrices larger than its 256 lanes.
-        Op::BatchedMatmul {
-            batch: 3,
-            m: 5,
-            n: 7,
-            k: 3,
-            layout: Layout::Nt,
-            alpha: -0.75,
-            accumulate: false,
-        },
-        Op::BatchedMatmul {
-            batch: 3,
-            m: 5,
-            n: 7,
-            k: 3,
-            layout: Layout::Nn,
-            alpha: 2.0315,
-            accumulate: true,
-        },
-        Op::BatchedMatmul {
-            batch: 3,
-            m: 5,
-            n: 7,
-            k: 3,
-            layout: Layout::Tn,
-            alpha: 1.0,
-            accumulate: true,
-        },
-        Op::MuonMomentum {
-            rows: 7,
-            cols: 5,
-            index: 1,
-            count: 3,
-        },
-        Op::MuonMomentum {
-            rows: 5,
-            cols: 7,
-            index: 2,
-            count: 3,
-        },
-        Op::MuonNormalize {
-            count: 2,
-            a: 9,
-            b: 37,
-        },
-        Op::ScaleCopy {
-            count: 77,
-            alpha: -4.775,
-        },
-        Op::MuonApply {
-            rows: 7,
-            cols: 5,
-            index: 1,
-            count: 3,
-            shape_scale: (7.0f64 / 5.0).sqrt(),
-        },
-        Op::MuonApply {
-            rows: 5,
-            cols: 7,
-            index: 0,
-            count: 3,
-            shape_scale: 1.0,
-        },
-        Op::GradSumSq {
-            count: 300,
-            slot: 1,
-            slots: 3,
-        },
-        Op::ClipCoef {
-            slots: 3,
-            max_norm: 0.3,
-        },
+        Op::BatchedMatmul { batch: 3, m: 5, n: 7, k: 3, layout: Layout::Nt, alpha: -0.75, accumulate: false },
+        Op::BatchedMatmul { batch: 3, m: 5, n: 7, k: 3, layout: Layout::Nn, alpha: 2.0315, accumulate: true },
+        Op::BatchedMatmul { batch: 3, m: 5, n: 7, k: 3, layout: Layout::Tn, alpha: 1.0, accumulate: true },
+        Op::MuonMomentum { rows: 7, cols: 5, index: 1, count: 3 },
+        Op::MuonMomentum { rows: 5, cols: 7, index: 2, count: 3 },
+        Op::MuonNormalize { count: 2, a: 9, b: 37 },
+        Op::ScaleCopy { count: 77, alpha: -4.775 },
+        Op::MuonApply { rows: 7, cols: 5, index: 1, count: 3, shape_scale: (7.0f64 / 5.0).sqrt() },
+        Op::MuonApply { rows: 5, cols: 7, index: 0, count: 3, shape_scale: 1.0 },
+        Op::GradSumSq { count: 300, slot: 1, slots: 3 },
+        Op::ClipCoef { slots: 3, max_norm: 0.3 },
         Op::ScaleByCoef { count: 77 },
-        Op::Ema {
-            count: 77,
-            decay: 0.997,
-        },
+        Op::Ema { count: 77, decay: 0.997 },
         // rows 7 = two whole sequences of 3 and a partial one.
-        Op::SmearFwd {
-            rows: 7,
-            dim: 5,
-            seq_len: 3,
-        },
-        Op::SmearBwd {
-            rows: 7,
-            dim: 5,
-            seq_len: 3,
-        },
-        Op::SmearGrad {
-            rows: 7,
-            dim: 5,
-            seq_len: 3,
-        },
-        Op::XsaFwd {
-            rows: 5,
-            heads: 4,
-            kv_heads: 2,
-            head_dim: 6,
-        },
-        Op::XsaBwd {
-            rows: 5,
-            heads: 4,
-            kv_heads: 2,
-            head_dim: 6,
-        },
+        Op::SmearFwd { rows: 7, dim: 5, seq_len: 3 },
+        Op::SmearBwd { rows: 7, dim: 5, seq_len: 3 },
+        Op::SmearGrad { rows: 7, dim: 5, seq_len: 3 },
+        Op::XsaFwd { rows: 5, heads: 4, kv_heads: 2, head_dim: 6 },
+        Op::XsaBwd { rows: 5, heads: 4, kv_heads: 2, head_dim: 6 },
     ]
 }

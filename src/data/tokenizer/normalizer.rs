@@ -52,10 +52,8 @@ impl Normalizer {
                     charsmap.len()
                 ));
             }
-            let trie = charsmap[4..4 + trie_len]
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
-                .collect();
+            let trie =
+                charsmap[4..4 + trie_len].chunks_exact(4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).collect();
             (trie, charsmap[4 + trie_len..].to_vec())
         };
         Ok(Normalizer {
@@ -125,11 +123,7 @@ impl Normalizer {
 
     /// Length of the longest user-defined piece that prefixes `input`.
     pub(super) fn user_defined_prefix(&self, input: &[u8]) -> Option<usize> {
-        self.user_defined
-            .iter()
-            .filter(|p| !p.is_empty() && input.starts_with(p))
-            .map(|p| p.len())
-            .max()
+        self.user_defined.iter().filter(|p| !p.is_empty() && input.starts_with(p)).map(|p| p.len()).max()
     }
 
     /// Normalizes `text` into `out` (cleared first), exactly as SentencePiece's
@@ -137,11 +131,7 @@ impl Normalizer {
     pub(super) fn normalize_into(&self, text: &str, out: &mut Vec<u8>) {
         out.clear();
         let mut input = text.as_bytes();
-        let space: &[u8] = if self.escape_whitespaces {
-            SPACE_SYMBOL.as_bytes()
-        } else {
-            b" "
-        };
+        let space: &[u8] = if self.escape_whitespaces { SPACE_SYMBOL.as_bytes() } else { b" " };
 
         // Drop leading units that normalize to exactly one space.
         if self.remove_extra_whitespaces {

@@ -43,17 +43,9 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| {
-                format!(
-                    "field of {n} bytes at byte {} runs past the end ({} bytes)",
-                    self.pos,
-                    self.buf.len()
-                )
-            })?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
+            format!("field of {n} bytes at byte {} runs past the end ({} bytes)", self.pos, self.buf.len())
+        })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
