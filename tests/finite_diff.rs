@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{ids, uniform_f64};
+use common::{ids, increment, numeric_grad, uniform_f64, weighted};
 use wgolf::config::Config;
 use wgolf::init::init_params;
 use wgolf::model::build_plan;
@@ -29,43 +29,10 @@ use wgolf::ops::rope::{rope, rope_table};
 use wgolf::plan::{Access, DType, Op, Phase, Plan, TensorId};
 use wgolf::tolerance::{first_mismatch, tolerance, Check};
 
-/// `sum(w * y)`.
-fn weighted(w: &[f64], y: &[f64]) -> f64 {
-    assert_eq!(w.len(), y.len());
-    w.iter().zip(y).map(|(a, b)| a * b).sum()
-}
-
-/// Central differences of `f` at `x` in every coordinate, with a step of 1e-6 relative to the
-/// coordinate (f64 rounding then costs ~1e-10, truncation ~1e-12).
-fn numeric_grad(x: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
-    let mut xp = x.to_vec();
-    (0..x.len())
-        .map(|i| {
-            let h = 1e-6 * x[i].abs().max(1.0);
-            let (hi, lo) = (x[i] + h, x[i] - h);
-            xp[i] = hi;
-            let fp = f(&xp);
-            xp[i] = lo;
-            let fm = f(&xp);
-            xp[i] = x[i];
-            // The step actually taken, after rounding of x +- h.
-            (fp - fm) / (hi - lo)
-        })
-        .collect()
-}
-
-/// Runs an accumulating backward from a random gradient buffer of `n` values and returns
-/// what it added (so that overwriting instead of accumulating is caught).
-fn increment(n: usize, seed: u64, backward: impl FnOnce(&mut [f64])) -> Vec<f64> {
-    let init = uniform_f64(seed, n, -1.0, 1.0);
-    let mut buf = init.clone();
-    backward(&mut buf);
-    buf.iter().zip(&init).map(|(b, i)| b - i).collect()
-}
-
 /// Compares an analytic gradient with the numeric one of `f` at `x`.
 fn check(what: &str, analytic: &[f64], x: &[f64], f: impl Fn(&[f64]) -> f64) {
-    let numeric = numeric_grad(x, f);
+    let scale: Vec<f64> = x.iter().map(|v| v.abs().max(1.0)).collect();
+    let numeric = numeric_grad(x, &scale, f);
     assert_eq!(analytic.len(), numeric.len(), "{what}: gradient length");
     let got: Vec<f32> = analytic.iter().map(|&v| v as f32).collect();
     let want: Vec<f32> = numeric.iter().map(|&v| v as f32).collect();

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{check_gpu_vs_cpu, random_inputs, uniform, uniform_f64, Data};
+use common::{check_gpu_vs_cpu, increment, numeric_grad, random_inputs, uniform, uniform_f64, weighted, Data};
 use wgolf::ops::smear::{sigmoid, smear_bwd, smear_fwd, smear_grad};
 use wgolf::ops::xsa::{xsa_bwd, xsa_fwd, XsaShape, XSA_EPS};
 use wgolf::plan::{Op, Plan};
@@ -163,38 +163,6 @@ fn op_checks_reject_bad_shapes() {
 }
 
 // ---------------------------------------------------------------- finite differences
-
-/// `sum(w * y)`.
-fn weighted(w: &[f64], y: &[f64]) -> f64 {
-    assert_eq!(w.len(), y.len());
-    w.iter().zip(y).map(|(a, b)| a * b).sum()
-}
-
-/// Central differences of `f` at `x`, with the step `1e-6 * scale[i]` in coordinate i.
-fn numeric_grad(x: &[f64], scale: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
-    let mut xp = x.to_vec();
-    (0..x.len())
-        .map(|i| {
-            let h = 1e-6 * scale[i];
-            let (hi, lo) = (x[i] + h, x[i] - h);
-            xp[i] = hi;
-            let fp = f(&xp);
-            xp[i] = lo;
-            let fm = f(&xp);
-            xp[i] = x[i];
-            (fp - fm) / (hi - lo)
-        })
-        .collect()
-}
-
-/// Runs an accumulating backward from a random gradient buffer of `n` values and returns
-/// what it added.
-fn increment(n: usize, seed: u64, backward: impl FnOnce(&mut [f64])) -> Vec<f64> {
-    let init = uniform_f64(seed, n, -1.0, 1.0);
-    let mut buf = init.clone();
-    backward(&mut buf);
-    buf.iter().zip(&init).map(|(b, i)| b - i).collect()
-}
 
 /// Compares an analytic gradient with central differences (steps `1e-6 * scale`) under
 /// `tolerance(Check::FiniteDiff)`, and rules out an all-zero gradient.

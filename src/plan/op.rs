@@ -348,14 +348,7 @@ impl Op {
             Op::Matmul { m, n, k, layout, accumulate } => call(
                 "matmul",
                 "matmul",
-                vec![
-                    ("M", u(m)),
-                    ("N", u(n)),
-                    ("K", u(k)),
-                    ("TRANS_A", b(layout.trans_a())),
-                    ("TRANS_B", b(layout.trans_b())),
-                    ("ACCUMULATE", b(accumulate)),
-                ],
+                matmul_consts(m, n, k, layout, accumulate),
                 [n.div_ceil(32) as u32, m.div_ceil(32) as u32, 1],
             ),
             Op::Rope { rows, heads, head_dim, seq_len, inverse } => call(
@@ -436,16 +429,7 @@ impl Op {
             Op::BatchedMatmul { batch, m, n, k, layout, alpha, accumulate } => call(
                 "matmul",
                 "matmul",
-                vec![
-                    ("M", u(m)),
-                    ("N", u(n)),
-                    ("K", u(k)),
-                    ("TRANS_A", b(layout.trans_a())),
-                    ("TRANS_B", b(layout.trans_b())),
-                    ("ACCUMULATE", b(accumulate)),
-                    ("BATCH", u(batch)),
-                    ("ALPHA", alpha),
-                ],
+                [matmul_consts(m, n, k, layout, accumulate), vec![("BATCH", u(batch)), ("ALPHA", alpha)]].concat(),
                 [n.div_ceil(32) as u32, m.div_ceil(32) as u32, batch as u32],
             ),
             Op::MuonMomentum { rows, cols, index, .. } => call(
@@ -514,4 +498,17 @@ fn xsa_consts(rows: usize, heads: usize, kv_heads: usize, head_dim: usize) -> Ve
 /// A hyperparameter uniform of [`HYPER_LEN`] f32 (AdamW's or Muon's).
 fn hyper_block() -> BindingSpec {
     BindingSpec { access: Access::Uniform, dtype: DType::F32, len: HYPER_LEN }
+}
+
+/// The overrides every matmul.wgsl call sets (`BATCH` and `ALPHA` keep their defaults unless
+/// a batched call adds them).
+fn matmul_consts(m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) -> Vec<(&'static str, f64)> {
+    vec![
+        ("M", m as f64),
+        ("N", n as f64),
+        ("K", k as f64),
+        ("TRANS_A", b(layout.trans_a())),
+        ("TRANS_B", b(layout.trans_b())),
+        ("ACCUMULATE", b(accumulate)),
+    ]
 }

@@ -336,3 +336,38 @@ pub fn one_of_each_op() -> Vec<Op> {
         Op::XsaBwd { rows: 5, heads: 4, kv_heads: 2, head_dim: 6 },
     ]
 }
+
+// ---------------------------------------------------------------- finite differences
+
+/// `sum(w * y)`: the scalar objective whose gradient with respect to `y` is `w`.
+pub fn weighted(w: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(w.len(), y.len());
+    w.iter().zip(y).map(|(a, b)| a * b).sum()
+}
+
+/// Central differences of `f` at `x`, with the step `1e-6 * scale[i]` in coordinate i,
+/// divided by the step actually taken after rounding of `x +- h`.
+pub fn numeric_grad(x: &[f64], scale: &[f64], f: impl Fn(&[f64]) -> f64) -> Vec<f64> {
+    let mut xp = x.to_vec();
+    (0..x.len())
+        .map(|i| {
+            let h = 1e-6 * scale[i];
+            let (hi, lo) = (x[i] + h, x[i] - h);
+            xp[i] = hi;
+            let fp = f(&xp);
+            xp[i] = lo;
+            let fm = f(&xp);
+            xp[i] = x[i];
+            (fp - fm) / (hi - lo)
+        })
+        .collect()
+}
+
+/// Runs an accumulating backward from a random gradient buffer of `n` values and returns
+/// what it added (so that overwriting instead of accumulating is caught).
+pub fn increment(n: usize, seed: u64, backward: impl FnOnce(&mut [f64])) -> Vec<f64> {
+    let init = uniform_f64(seed, n, -1.0, 1.0);
+    let mut buf = init.clone();
+    backward(&mut buf);
+    buf.iter().zip(&init).map(|(b, i)| b - i).collect()
+}
