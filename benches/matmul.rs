@@ -32,6 +32,7 @@ use wgolf::gpu::coop::{self, CoopParams, DeviceBounds};
 use wgolf::gpu::registry::KernelRegistry;
 use wgolf::gpu::GpuContext;
 use wgolf::ops::matmul::Layout;
+use wgolf::plan::defs::*;
 use wgolf::plan::{KernelCall, Op};
 
 struct Args {
@@ -80,7 +81,7 @@ struct Shape {
 }
 
 fn matmul(m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) -> Op {
-    Op::Matmul { m, n, k, layout, accumulate }
+    Op::Matmul(Matmul { m, n, k, layout, accumulate })
 }
 
 /// The record model's products at `tokens` rows, Newton-Schulz's, and a square one.
@@ -251,7 +252,7 @@ fn kernels(ctx: &GpuContext, op: &Op, coop_all: bool) -> Vec<(String, KernelCall
     let mut out = vec![("f32 tiled".to_string(), op.kernel())];
     let name = |p: &CoopParams| format!("coop{} {}x{} bk{}", p.tile, p.sg_m, p.sg_n, p.bk);
     if let Ok((tile, sg_size)) = coop::device_support(ctx) {
-        let Op::Matmul { m, n, layout, .. } = *op else {
+        let Op::Matmul(Matmul { m, n, layout, .. }) = *op else {
             return out;
         };
         let bounds = DeviceBounds::from(&ctx.device.limits());
@@ -318,7 +319,7 @@ fn main() {
         if args.filter.as_ref().is_some_and(|f| !shape.name.contains(f.as_str())) {
             continue;
         }
-        let Op::Matmul { m, n, k, layout, .. } = shape.op else { unreachable!() };
+        let Op::Matmul(Matmul { m, n, k, layout, .. }) = shape.op else { unreachable!() };
         if let Some(why) = too_big(&ctx, &shape.op) {
             notes.push(format!("skipped {} ({m} x {n} x {k}): {why}", shape.name));
             continue;

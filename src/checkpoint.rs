@@ -20,7 +20,11 @@ const META_CONFIG: &str = "wgolf_config";
 const META_STEP: &str = "wgolf_step";
 const META_ELAPSED: &str = "wgolf_elapsed_s";
 const META_STREAM: &str = "wgolf_stream";
-const FORMAT_CHECKPOINT: &str = "checkpoint-1";
+/// Checkpoints written now: parameters and persistent optimizer state only.
+const FORMAT_CHECKPOINT: &str = "checkpoint-2";
+/// Checkpoints of wgolf before the plan told scratch from state: they also hold the
+/// per-step scratch tensors (Muon stacks, clip norms), which resuming ignores.
+const FORMAT_CHECKPOINT_V1: &str = "checkpoint-1";
 const FORMAT_WEIGHTS: &str = "weights-1";
 
 /// Where a run directory keeps its checkpoint.
@@ -69,7 +73,7 @@ impl Loaded {
     }
     /// Whether this is a training checkpoint (rather than a weights file).
     pub fn is_checkpoint(&self) -> bool {
-        self.metadata.get(META_FORMAT).map(String::as_str) == Some(FORMAT_CHECKPOINT)
+        matches!(self.metadata.get(META_FORMAT).map(String::as_str), Some(FORMAT_CHECKPOINT | FORMAT_CHECKPOINT_V1))
     }
     fn meta(&self, key: &str) -> Result<&str> {
         self.metadata.get(key).map(String::as_str).ok_or_else(|| {
@@ -157,8 +161,17 @@ pub fn save_checkpoint(
 }
 
 /// Writes the executor's state back from a checkpoint (every parameter and optimizer state
-/// tensor must be there with its shape).
+/// tensor must be there with its shape; tensors the plan does not keep, such as an older
+/// format's scratch, are ignored).
 pub fn restore_checkpoint(ck: &Loaded, plan: &Plan, ex: &mut dyn Executor) -> Result<()> {
+    if !ck.is_checkpoint() {
+        let format = ck.metadata.get(META_FORMAT).map_or("none", String::as_str);
+        bail!(
+            "{}: metadata {META_FORMAT} is {format:?}; a training checkpoint is {FORMAT_CHECKPOINT:?} \
+             (or the older {FORMAT_CHECKPOINT_V1:?})",
+            ck.path.display()
+        );
+    }
     for t in state_tensors(plan) {
         let desc = plan.tensor(t);
         ex.write(t, HostData::F32(ck.get(&desc.name, &desc.shape)?));

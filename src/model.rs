@@ -19,9 +19,8 @@ use crate::ops::matmul::Layout;
 use crate::ops::rmsnorm::RMS_EPS;
 use crate::ops::rope::rope_table;
 use crate::optim;
-use crate::plan::{
-    DType, Init, Op, ParamGroup, ParamSlot, Phase, Plan, PlanBuilder, PlanError, PlanIo, Role, TensorId,
-};
+use crate::plan::defs::*;
+use crate::plan::{DType, Init, ParamGroup, ParamSlot, Phase, Plan, PlanBuilder, PlanError, PlanIo, Role, TensorId};
 
 /// The parameters of one block (reference state-dict names).
 struct BlockParams {
@@ -164,29 +163,29 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
 
     // ================= forward =================
     let emb = g.activation("emb", &[n, d]);
-    g.push(fwd, Op::EmbeddingFwd { tokens: n, dim: d, vocab: v }, &[emb, tok_emb, ids])?;
+    g.push(fwd, EmbeddingFwd { tokens: n, dim: d, vocab: v }, &[emb, tok_emb, ids])?;
     // x_in = emb + bigram.scale * W_bp E_bg[bucket]
     let mut x_in = emb;
     let mut bigram_acts = None;
     if let (Some(b), Some(bids)) = (&bigram, bigram_ids) {
         let bd = m.bigram_dim;
         let e = g.activation("bigram.e", &[n, bd]);
-        g.push(fwd, Op::EmbeddingFwd { tokens: n, dim: bd, vocab: m.bigram_buckets }, &[e, b.embed, bids])?;
+        g.push(fwd, EmbeddingFwd { tokens: n, dim: bd, vocab: m.bigram_buckets }, &[e, b.embed, bids])?;
         let p = g.activation("bigram.p", &[n, d]);
         linear_fwd(&mut g, p, e, b.proj)?;
         let sum = g.activation("bigram.sum", &[n, d]);
-        g.push(fwd, Op::ScaledAddFwd { count: n * d, ch: SCALAR, s_len: 1 }, &[sum, emb, p, b.scale])?;
+        g.push(fwd, ScaledAddFwd { count: n * d, ch: SCALAR, s_len: 1 }, &[sum, emb, p, b.scale])?;
         bigram_acts = Some((e, p, sum));
         x_in = sum;
     }
     let x0n = g.activation("x0.norm", &[n, d]);
     let x0_rstd = g.activation("x0.rstd", &[n]);
-    g.push(fwd, Op::RmsNormFwd { rows: n, dim: d, eps: RMS_EPS }, &[x0n, x0_rstd, x_in])?;
+    g.push(fwd, RmsNormFwd { rows: n, dim: d, eps: RMS_EPS }, &[x0n, x0_rstd, x_in])?;
     // SmearGate: x0_t = (1 - sig(gate)) x0n_t + sig(gate) x0n_{t-1}
     let x0 = match smear_gate {
         Some(gate) => {
             let x0 = g.activation("x0", &[n, d]);
-            g.push(fwd, Op::SmearFwd { rows: n, dim: d, seq_len: seq }, &[x0, x0n, gate])?;
+            g.push(fwd, SmearFwd { rows: n, dim: d, seq_len: seq }, &[x0, x0n, gate])?;
             x0
         }
         None => x0n,
@@ -205,17 +204,17 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
             let src = skips.pop().expect("one skip per decoder");
             let out = act(&mut g, "skip_out", &[n, d]);
             let sw = skip_weights.expect("skips exist");
-            g.push(fwd, Op::ScaledAddFwd { count: n * d, ch: per_channel(j), s_len: n_skip * d }, &[out, x, src, sw])?;
+            g.push(fwd, ScaledAddFwd { count: n * d, ch: per_channel(j), s_len: n_skip * d }, &[out, x, src, sw])?;
             skip = Some((x, src, j, out));
             x = out;
         }
         let x_in = x;
         let xm = act(&mut g, "xm", &[n, d]);
-        g.push(fwd, Op::MixFwd { count: n * d, ch: per_channel(0) }, &[xm, x_in, x0, p.resid_mix])?;
+        g.push(fwd, MixFwd { count: n * d, ch: per_channel(0) }, &[xm, x_in, x0, p.resid_mix])?;
         // attention
         let a_in = act(&mut g, "attn.in", &[n, d]);
         let a_rstd = act(&mut g, "attn.in.rstd", &[n]);
-        g.push(fwd, Op::RmsNormFwd { rows: n, dim: d, eps: RMS_EPS }, &[a_in, a_rstd, xm])?;
+        g.push(fwd, RmsNormFwd { rows: n, dim: d, eps: RMS_EPS }, &[a_in, a_rstd, xm])?;
         let q = act(&mut g, "attn.q", &[n, heads * hd]);
         let k = act(&mut g, "attn.k", &[n, kv * hd]);
         let vv = act(&mut g, "attn.v", &[n, kv * hd]);
@@ -224,46 +223,46 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
         linear_fwd(&mut g, vv, a_in, p.c_v)?;
         let qn = act(&mut g, "attn.qn", &[n, heads * hd]);
         let q_rstd = act(&mut g, "attn.qn.rstd", &[n * heads]);
-        g.push(fwd, Op::RmsNormFwd { rows: n * heads, dim: hd, eps: RMS_EPS }, &[qn, q_rstd, q])?;
+        g.push(fwd, RmsNormFwd { rows: n * heads, dim: hd, eps: RMS_EPS }, &[qn, q_rstd, q])?;
         let kn = act(&mut g, "attn.kn", &[n, kv * hd]);
         let k_rstd = act(&mut g, "attn.kn.rstd", &[n * kv]);
-        g.push(fwd, Op::RmsNormFwd { rows: n * kv, dim: hd, eps: RMS_EPS }, &[kn, k_rstd, k])?;
+        g.push(fwd, RmsNormFwd { rows: n * kv, dim: hd, eps: RMS_EPS }, &[kn, k_rstd, k])?;
         let qr = act(&mut g, "attn.qr", &[n, heads * hd]);
-        g.push(fwd, Op::Rope { rows: n, heads, head_dim: hd, seq_len: seq, inverse: false }, &[qr, qn, rope])?;
+        g.push(fwd, Rope { rows: n, heads, head_dim: hd, seq_len: seq, inverse: false }, &[qr, qn, rope])?;
         let kr = act(&mut g, "attn.kr", &[n, kv * hd]);
-        g.push(fwd, Op::Rope { rows: n, heads: kv, head_dim: hd, seq_len: seq, inverse: false }, &[kr, kn, rope])?;
+        g.push(fwd, Rope { rows: n, heads: kv, head_dim: hd, seq_len: seq, inverse: false }, &[kr, kn, rope])?;
         let qg = act(&mut g, "attn.qg", &[n, heads * hd]);
         g.push(
             fwd,
-            Op::ScaleFwd { count: n * heads * hd, ch: Channels::per_head(heads, hd), s_len: heads },
+            ScaleFwd { count: n * heads * hd, ch: Channels::per_head(heads, hd), s_len: heads },
             &[qg, qr, p.q_gain],
         )?;
         let y = act(&mut g, "attn.y", &[n, heads * hd]);
         let lse = act(&mut g, "attn.lse", &[dims.batch, heads, seq]);
         let delta = act(&mut g, "attn.delta", &[dims.batch, heads, seq]);
-        g.push(fwd, Op::AttentionFwd(attn), &[y, lse, qg, kr, vv])?;
+        g.push(fwd, AttentionFwd(attn), &[y, lse, qg, kr, vv])?;
         // XSA on the last blocks: remove from each head its component along its own v.
         let xsa = (i + m.xsa_last_n >= m.num_layers).then(|| act(&mut g, "attn.xsa", &[n, heads * hd]));
         if let Some(yx) = xsa {
-            g.push(fwd, Op::XsaFwd { rows: n, heads, kv_heads: kv, head_dim: hd }, &[yx, y, vv])?;
+            g.push(fwd, XsaFwd { rows: n, heads, kv_heads: kv, head_dim: hd }, &[yx, y, vv])?;
         }
         let y_out = xsa.unwrap_or(y);
         let o = act(&mut g, "attn.o", &[n, d]);
         linear_fwd(&mut g, o, y_out, p.proj)?;
         let xa = act(&mut g, "xa", &[n, d]);
-        g.push(fwd, Op::ScaledAddFwd { count: n * d, ch: per_channel(0), s_len: d }, &[xa, xm, o, p.attn_scale])?;
+        g.push(fwd, ScaledAddFwd { count: n * d, ch: per_channel(0), s_len: d }, &[xa, xm, o, p.attn_scale])?;
         // MLP
         let m_in = act(&mut g, "mlp.in", &[n, d]);
         let m_rstd = act(&mut g, "mlp.in.rstd", &[n]);
-        g.push(fwd, Op::RmsNormFwd { rows: n, dim: d, eps: RMS_EPS }, &[m_in, m_rstd, xa])?;
+        g.push(fwd, RmsNormFwd { rows: n, dim: d, eps: RMS_EPS }, &[m_in, m_rstd, xa])?;
         let h = act(&mut g, "mlp.h", &[n, hidden]);
         linear_fwd(&mut g, h, m_in, p.fc)?;
         let r = act(&mut g, "mlp.r", &[n, hidden]);
-        g.push(fwd, Op::Relu2Fwd { count: n * hidden }, &[r, h])?;
+        g.push(fwd, Relu2Fwd { count: n * hidden }, &[r, h])?;
         let mo = act(&mut g, "mlp.o", &[n, d]);
         linear_fwd(&mut g, mo, r, p.mlp_proj)?;
         let x_out = act(&mut g, "out", &[n, d]);
-        g.push(fwd, Op::ScaledAddFwd { count: n * d, ch: per_channel(0), s_len: d }, &[x_out, xa, mo, p.mlp_scale])?;
+        g.push(fwd, ScaledAddFwd { count: n * d, ch: per_channel(0), s_len: d }, &[x_out, xa, mo, p.mlp_scale])?;
         if i < n_enc {
             skips.push(x_out);
         }
@@ -300,22 +299,17 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
     }
     let hf = g.activation("final.h", &[n, d]);
     let hf_rstd = g.activation("final.rstd", &[n]);
-    g.push(fwd, Op::RmsNormFwd { rows: n, dim: d, eps: RMS_EPS }, &[hf, hf_rstd, x])?;
+    g.push(fwd, RmsNormFwd { rows: n, dim: d, eps: RMS_EPS }, &[hf, hf_rstd, x])?;
     let logits = g.activation("logits", &[n, v]);
     linear_fwd(&mut g, logits, hf, tok_emb)?;
     let loss_rows = g.activation("loss_rows", &[n]);
     let loss_total = g.tensor("loss", &[1], DType::F32, Role::Loss);
     let step_tokens = cfg.step_tokens() as f64;
     let dlogits = g.grad(logits);
-    let ce = Op::CrossEntropy {
-        rows: n,
-        vocab: v,
-        softcap: m.logit_softcap,
-        grad_scale: 1.0 / step_tokens,
-        write_grad: true,
-    };
+    let ce =
+        CrossEntropy { rows: n, vocab: v, softcap: m.logit_softcap, grad_scale: 1.0 / step_tokens, write_grad: true };
     g.push(fwd, ce, &[dlogits, loss_rows, logits, targets])?;
-    g.push(fwd, Op::SumRows { count: n, scale: 1.0 / step_tokens }, &[loss_total, loss_rows])?;
+    g.push(fwd, SumRows { count: n, scale: 1.0 / step_tokens }, &[loss_total, loss_rows])?;
 
     // ================= backward (mirrors the forward, last line first) =================
     // logits = hf . tok_emb^T
@@ -323,7 +317,7 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
     let dhf = g.grad(hf);
     // hf = rmsnorm(x)
     let dx_last = g.grad(x);
-    g.push(bwd, Op::RmsNormBwd { rows: n, dim: d }, &[dx_last, dhf, hf, hf_rstd])?;
+    g.push(bwd, RmsNormBwd { rows: n, dim: d }, &[dx_last, dhf, hf, hf_rstd])?;
     // Layer 0 reads x0 both as its stream input and as the mix source: the mix source's
     // gradient gets its own tensor so no step writes one tensor twice; both flow back
     // through the same (linear) rmsnorm backward at the end.
@@ -331,25 +325,25 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
     for (p, a) in blocks.iter().zip(&acts).rev() {
         // x_out = xa + mlp_scale * mo
         let (dx_out, dxa, dmo) = (g.grad(a.x_out), g.grad(a.xa), g.grad(a.mo));
-        g.push(bwd, Op::ScaledAddBwd { count: n * d, ch: per_channel(0), s_len: d }, &[dxa, dmo, dx_out, p.mlp_scale])?;
+        g.push(bwd, ScaledAddBwd { count: n * d, ch: per_channel(0), s_len: d }, &[dxa, dmo, dx_out, p.mlp_scale])?;
         let d_mlp_scale = g.grad(p.mlp_scale);
-        g.push(bwd, Op::ChannelDot { count: n * d, ch: per_channel(0), out_len: d }, &[d_mlp_scale, dx_out, a.mo])?;
+        g.push(bwd, ChannelDot { count: n * d, ch: per_channel(0), out_len: d }, &[d_mlp_scale, dx_out, a.mo])?;
         // mo = r . W_proj^T
         linear_bwd(&mut g, a.r, p.mlp_proj, dmo)?;
         let dr = g.grad(a.r);
         // r = relu(h)^2
         let dh = g.grad(a.h);
-        g.push(bwd, Op::Relu2Bwd { count: n * hidden }, &[dh, dr, a.h])?;
+        g.push(bwd, Relu2Bwd { count: n * hidden }, &[dh, dr, a.h])?;
         // h = m_in . W_fc^T
         linear_bwd(&mut g, a.m_in, p.fc, dh)?;
         let dm_in = g.grad(a.m_in);
         // m_in = rmsnorm(xa)
-        g.push(bwd, Op::RmsNormBwd { rows: n, dim: d }, &[dxa, dm_in, a.m_in, a.m_rstd])?;
+        g.push(bwd, RmsNormBwd { rows: n, dim: d }, &[dxa, dm_in, a.m_in, a.m_rstd])?;
         // xa = xm + attn_scale * o
         let (dxm, do_) = (g.grad(a.xm), g.grad(a.o));
-        g.push(bwd, Op::ScaledAddBwd { count: n * d, ch: per_channel(0), s_len: d }, &[dxm, do_, dxa, p.attn_scale])?;
+        g.push(bwd, ScaledAddBwd { count: n * d, ch: per_channel(0), s_len: d }, &[dxm, do_, dxa, p.attn_scale])?;
         let d_attn_scale = g.grad(p.attn_scale);
-        g.push(bwd, Op::ChannelDot { count: n * d, ch: per_channel(0), out_len: d }, &[d_attn_scale, dxa, a.o])?;
+        g.push(bwd, ChannelDot { count: n * d, ch: per_channel(0), out_len: d }, &[d_attn_scale, dxa, a.o])?;
         // o = y_out . W_o^T (y_out: XSA's output where the block has it, else y)
         let y_out = a.xsa.unwrap_or(a.y);
         linear_bwd(&mut g, y_out, p.proj, do_)?;
@@ -358,39 +352,39 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
         let dy = g.grad(a.y);
         if a.xsa.is_some() {
             let dv = g.grad(a.v);
-            g.push(bwd, Op::XsaBwd { rows: n, heads, kv_heads: kv, head_dim: hd }, &[dy, dv, dy_out, a.y, a.v])?;
+            g.push(bwd, XsaBwd { rows: n, heads, kv_heads: kv, head_dim: hd }, &[dy, dv, dy_out, a.y, a.v])?;
         }
         // y = attention(qg, kr, v)
         let (dqg, dkr, dv) = (g.grad(a.qg), g.grad(a.kr), g.grad(a.v));
-        g.push(bwd, Op::AttentionBwdQ(attn), &[dqg, a.delta, dy, a.y, a.qg, a.kr, a.v, a.lse])?;
-        g.push(bwd, Op::AttentionBwdKv(attn), &[dkr, dv, dy, a.qg, a.kr, a.v, a.lse, a.delta])?;
+        g.push(bwd, AttentionBwdQ(attn), &[dqg, a.delta, dy, a.y, a.qg, a.kr, a.v, a.lse])?;
+        g.push(bwd, AttentionBwdKv(attn), &[dkr, dv, dy, a.qg, a.kr, a.v, a.lse, a.delta])?;
         // qg = q_gain[head] * qr
         let dqr = g.grad(a.qr);
         let per_head = Channels::per_head(heads, hd);
-        g.push(bwd, Op::ScaleBwd { count: n * heads * hd, ch: per_head, s_len: heads }, &[dqr, dqg, p.q_gain])?;
+        g.push(bwd, ScaleBwd { count: n * heads * hd, ch: per_head, s_len: heads }, &[dqr, dqg, p.q_gain])?;
         let d_q_gain = g.grad(p.q_gain);
-        g.push(bwd, Op::ChannelDot { count: n * heads * hd, ch: per_head, out_len: heads }, &[d_q_gain, dqg, a.qr])?;
+        g.push(bwd, ChannelDot { count: n * heads * hd, ch: per_head, out_len: heads }, &[d_q_gain, dqg, a.qr])?;
         // qr = rope(qn), kr = rope(kn)
         let (dqn, dkn) = (g.grad(a.qn), g.grad(a.kn));
-        g.push(bwd, Op::Rope { rows: n, heads, head_dim: hd, seq_len: seq, inverse: true }, &[dqn, dqr, rope])?;
-        g.push(bwd, Op::Rope { rows: n, heads: kv, head_dim: hd, seq_len: seq, inverse: true }, &[dkn, dkr, rope])?;
+        g.push(bwd, Rope { rows: n, heads, head_dim: hd, seq_len: seq, inverse: true }, &[dqn, dqr, rope])?;
+        g.push(bwd, Rope { rows: n, heads: kv, head_dim: hd, seq_len: seq, inverse: true }, &[dkn, dkr, rope])?;
         // qn = rmsnorm(q), kn = rmsnorm(k) per head
         let (dq, dk) = (g.grad(a.q), g.grad(a.k));
-        g.push(bwd, Op::RmsNormBwd { rows: n * heads, dim: hd }, &[dq, dqn, a.qn, a.q_rstd])?;
-        g.push(bwd, Op::RmsNormBwd { rows: n * kv, dim: hd }, &[dk, dkn, a.kn, a.k_rstd])?;
+        g.push(bwd, RmsNormBwd { rows: n * heads, dim: hd }, &[dq, dqn, a.qn, a.q_rstd])?;
+        g.push(bwd, RmsNormBwd { rows: n * kv, dim: hd }, &[dk, dkn, a.kn, a.k_rstd])?;
         // q, k, v = a_in . W^T
         for (dt, w) in [(dq, p.c_q), (dk, p.c_k), (dv, p.c_v)] {
             linear_bwd(&mut g, a.a_in, w, dt)?;
         }
         let da_in = g.grad(a.a_in);
         // a_in = rmsnorm(xm)
-        g.push(bwd, Op::RmsNormBwd { rows: n, dim: d }, &[dxm, da_in, a.a_in, a.a_rstd])?;
+        g.push(bwd, RmsNormBwd { rows: n, dim: d }, &[dxm, da_in, a.a_in, a.a_rstd])?;
         // xm = mix0 * x_in + mix1 * x0
         let dx_in = g.grad(a.x_in);
-        g.push(bwd, Op::MixBwd { count: n * d, ch: per_channel(0) }, &[dx_in, dx0_mix, dxm, p.resid_mix])?;
+        g.push(bwd, MixBwd { count: n * d, ch: per_channel(0) }, &[dx_in, dx0_mix, dxm, p.resid_mix])?;
         let d_mix = g.grad(p.resid_mix);
-        g.push(bwd, Op::ChannelDot { count: n * d, ch: per_channel(0), out_len: 2 * d }, &[d_mix, dxm, a.x_in])?;
-        g.push(bwd, Op::ChannelDot { count: n * d, ch: per_channel(1), out_len: 2 * d }, &[d_mix, dxm, x0])?;
+        g.push(bwd, ChannelDot { count: n * d, ch: per_channel(0), out_len: 2 * d }, &[d_mix, dxm, a.x_in])?;
+        g.push(bwd, ChannelDot { count: n * d, ch: per_channel(1), out_len: 2 * d }, &[d_mix, dxm, x0])?;
         // x_in = x_prev + skip_weights[j] * skipped
         if let Some((x_prev, src, j, out)) = a.skip {
             let (dout, dprev) = (g.grad(out), g.grad(x_prev));
@@ -404,13 +398,13 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
             let sw = skip_weights.expect("skips exist");
             g.push(
                 bwd,
-                Op::ScaledAddBwd { count: n * d, ch: per_channel(j), s_len: n_skip * d },
+                ScaledAddBwd { count: n * d, ch: per_channel(j), s_len: n_skip * d },
                 &[dprev, dsrc, dout, sw],
             )?;
             let dsw = g.grad(sw);
-            g.push(bwd, Op::ChannelDot { count: n * d, ch: per_channel(j), out_len: n_skip * d }, &[dsw, dout, src])?;
+            g.push(bwd, ChannelDot { count: n * d, ch: per_channel(j), out_len: n_skip * d }, &[dsw, dout, src])?;
             if src == x_prev {
-                g.push(bwd, Op::AddInto { count: n * d }, &[dprev, dsrc])?;
+                g.push(bwd, AddInto { count: n * d }, &[dprev, dsrc])?;
             }
         }
     }
@@ -422,31 +416,31 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
         Some(gate) => {
             let (dx0n, dgate) = (g.grad(x0n), g.grad(gate));
             for dy in x0_grads {
-                g.push(bwd, Op::SmearBwd { rows: n, dim: d, seq_len: seq }, &[dx0n, dy, gate])?;
-                g.push(bwd, Op::SmearGrad { rows: n, dim: d, seq_len: seq }, &[dgate, dy, x0n, gate])?;
+                g.push(bwd, SmearBwd { rows: n, dim: d, seq_len: seq }, &[dx0n, dy, gate])?;
+                g.push(bwd, SmearGrad { rows: n, dim: d, seq_len: seq }, &[dgate, dy, x0n, gate])?;
             }
             vec![dx0n]
         }
         None => x0_grads.to_vec(),
     };
     for dy in dx0n {
-        g.push(bwd, Op::RmsNormBwd { rows: n, dim: d }, &[dx_in, dy, x0n, x0_rstd])?;
+        g.push(bwd, RmsNormBwd { rows: n, dim: d }, &[dx_in, dy, x0n, x0_rstd])?;
     }
     // x_in = emb + bigram.scale * W_bp E_bg[bucket]
     if let (Some(b), Some(bids), Some((e, p, sum))) = (&bigram, bigram_ids, bigram_acts) {
         let bd = m.bigram_dim;
         let (dsum, demb, dp, de) = (g.grad(sum), g.grad(emb), g.grad(p), g.grad(e));
-        g.push(bwd, Op::ScaledAddBwd { count: n * d, ch: SCALAR, s_len: 1 }, &[demb, dp, dsum, b.scale])?;
+        g.push(bwd, ScaledAddBwd { count: n * d, ch: SCALAR, s_len: 1 }, &[demb, dp, dsum, b.scale])?;
         let dscale = g.grad(b.scale);
-        g.push(bwd, Op::ChannelDot { count: n * d, ch: SCALAR, out_len: 1 }, &[dscale, dsum, p])?;
+        g.push(bwd, ChannelDot { count: n * d, ch: SCALAR, out_len: 1 }, &[dscale, dsum, p])?;
         linear_bwd(&mut g, e, b.proj, dp)?;
         let dtable = g.grad(b.embed);
-        g.push(bwd, Op::EmbeddingBwd { tokens: n, dim: bd, vocab: m.bigram_buckets }, &[dtable, de, bids])?;
+        g.push(bwd, EmbeddingBwd { tokens: n, dim: bd, vocab: m.bigram_buckets }, &[dtable, de, bids])?;
     }
     let demb = g.grad(emb);
     // emb = tok_emb[ids]
     let d_tok_emb = g.grad(tok_emb);
-    g.push(bwd, Op::EmbeddingBwd { tokens: n, dim: d, vocab: v }, &[d_tok_emb, demb, ids])?;
+    g.push(bwd, EmbeddingBwd { tokens: n, dim: d, vocab: v }, &[d_tok_emb, demb, ids])?;
 
     // ================= optimizer =================
     // The record's per-step order: clip the global gradient norm, step the embeddings'
@@ -470,7 +464,7 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
         }
         for s in members {
             let count: usize = g.shape(s.param).iter().product();
-            g.push(Phase::Optimizer, Op::AdamW { count }, &[s.param, s.m, s.v, s.grad, hyper])?;
+            g.push(Phase::Optimizer, AdamW { count }, &[s.param, s.m, s.v, s.grad, hyper])?;
         }
     }
     if t.ema_decay > 0.0 {
@@ -484,7 +478,7 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
 fn linear_fwd(g: &mut PlanBuilder, y: TensorId, x: TensorId, w: TensorId) -> Result<(), PlanError> {
     let (out, inp) = (g.shape(w)[0], g.shape(w)[1]);
     let rows = g.shape(x).iter().product::<usize>() / inp;
-    g.push(Phase::Forward, Op::Matmul { m: rows, n: out, k: inp, layout: Layout::Nt, accumulate: false }, &[y, x, w])
+    g.push(Phase::Forward, Matmul { m: rows, n: out, k: inp, layout: Layout::Nt, accumulate: false }, &[y, x, w])
 }
 
 /// Its backward from the output gradient `dy`: `dx += dy . W` and `dW += dy^T . x`.
@@ -492,12 +486,8 @@ fn linear_bwd(g: &mut PlanBuilder, x: TensorId, w: TensorId, dy: TensorId) -> Re
     let (out, inp) = (g.shape(w)[0], g.shape(w)[1]);
     let rows = g.shape(x).iter().product::<usize>() / inp;
     let (dx, dw) = (g.grad(x), g.grad(w));
-    g.push(
-        Phase::Backward,
-        Op::Matmul { m: rows, n: inp, k: out, layout: Layout::Nn, accumulate: true },
-        &[dx, dy, w],
-    )?;
-    g.push(Phase::Backward, Op::Matmul { m: out, n: inp, k: rows, layout: Layout::Tn, accumulate: true }, &[dw, dy, x])
+    g.push(Phase::Backward, Matmul { m: rows, n: inp, k: out, layout: Layout::Nn, accumulate: true }, &[dx, dy, w])?;
+    g.push(Phase::Backward, Matmul { m: out, n: inp, k: rows, layout: Layout::Tn, accumulate: true }, &[dw, dy, x])
 }
 
 /// A one-value parameter scaling every element (bigram.scale).

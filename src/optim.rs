@@ -6,7 +6,8 @@
 //! that order around its AdamW steps. Nothing is read back to the host.
 use crate::ops::matmul::Layout;
 use crate::ops::muon::{shape_scale, stack_shape, NS_COEFFS};
-use crate::plan::{DType, Op, ParamSlot, Phase, PlanBuilder, PlanError, Role, TensorId};
+use crate::plan::defs::*;
+use crate::plan::{DType, ParamSlot, Phase, PlanBuilder, PlanError, Role, TensorId};
 
 fn numel(g: &PlanBuilder, t: TensorId) -> usize {
     g.shape(t).iter().product()
@@ -14,23 +15,23 @@ fn numel(g: &PlanBuilder, t: TensorId) -> usize {
 
 /// Clips the global norm of `grads` to `max_norm`, as PyTorch's `clip_grad_norm_`: one
 /// sum-of-squares step per gradient into `clip.norms [grads.len()]`, the coefficient
-/// `min(1, max_norm / (total norm + 1e-6))` into `clip.coef [1]` (both `Role::OptState`), and
+/// `min(1, max_norm / (total norm + 1e-6))` into `clip.coef [1]` (both `Role::Scratch`), and
 /// one in-place scaling step per gradient. Does nothing for an empty list.
 pub fn emit_clip(g: &mut PlanBuilder, grads: &[TensorId], max_norm: f32) -> Result<(), PlanError> {
     if grads.is_empty() {
         return Ok(());
     }
     let slots = grads.len();
-    let norms = g.tensor("clip.norms", &[slots], DType::F32, Role::OptState);
-    let coef = g.tensor("clip.coef", &[1], DType::F32, Role::OptState);
+    let norms = g.tensor("clip.norms", &[slots], DType::F32, Role::Scratch);
+    let coef = g.tensor("clip.coef", &[1], DType::F32, Role::Scratch);
     for (slot, &grad) in grads.iter().enumerate() {
         let count = numel(g, grad);
-        g.push(Phase::Optimizer, Op::GradSumSq { count, slot, slots }, &[norms, grad])?;
+        g.push(Phase::Optimizer, GradSumSq { count, slot, slots }, &[norms, grad])?;
     }
-    g.push(Phase::Optimizer, Op::ClipCoef { slots, max_norm: max_norm as f64 }, &[coef, norms])?;
+    g.push(Phase::Optimizer, ClipCoef { slots, max_norm: max_norm as f64 }, &[coef, norms])?;
     for &grad in grads {
         let count = numel(g, grad);
-        g.push(Phase::Optimizer, Op::ScaleByCoef { count }, &[grad, coef])?;
+        g.push(Phase::Optimizer, ScaleByCoef { count }, &[grad, coef])?;
     }
     Ok(())
 }
@@ -48,9 +49,10 @@ struct Member {
 ///
 /// The matrices are grouped by their stack shape `[a, b]` (`(rows, cols)`, or `(cols, rows)`
 /// when rows > cols, so a matrix and its transpose's shape share a stack), in order of first
-/// appearance. It creates, all `Role::OptState`: a momentum buffer `muon_buf.<param name>` per
-/// matrix, and per shape two stacks `muon.x0.<a>x<b>`, `muon.x1.<a>x<b>` `[count, a, b]` and
-/// two `[count, a, a]` scratch tensors `muon.gram.<a>x<b>`, `muon.poly.<a>x<b>`. Per shape it
+/// appearance. It creates a momentum buffer `muon_buf.<param name>` per matrix
+/// (`Role::OptState`), and per shape two stacks `muon.x0.<a>x<b>`, `muon.x1.<a>x<b>`
+/// `[count, a, b]` and two `[count, a, a]` tensors `muon.gram.<a>x<b>`, `muon.poly.<a>x<b>`
+/// (all four `Role::Scratch`: every step overwrites them before reading). Per shape it
 /// pushes: one momentum step per matrix (into stack 0), one normalisation of the stack, per
 /// iteration five batched steps ping-ponging between the stacks
 /// (`A = X X^T`; `P = b A`; `P += c A A`; `Y = a X`; `Y += P X`), then one apply step per
@@ -74,7 +76,7 @@ pub fn emit_muon(g: &mut PlanBuilder, slots: &[ParamSlot], hyper: TensorId, ns_s
     for ((a, b), members) in groups {
         let count = members.len();
         let state = |g: &mut PlanBuilder, name: &str, shape: &[usize]| {
-            g.tensor(format!("muon.{name}.{a}x{b}"), shape, DType::F32, Role::OptState)
+            g.tensor(format!("muon.{name}.{a}x{b}"), shape, DType::F32, Role::Scratch)
         };
         let mut cur = state(g, "x0", &[count, a, b]);
         let mut next = state(g, "x1", &[count, a, b]);
@@ -83,14 +85,10 @@ pub fn emit_muon(g: &mut PlanBuilder, slots: &[ParamSlot], hyper: TensorId, ns_s
         for (index, m) in members.iter().enumerate() {
             let name = format!("muon_buf.{}", g.tensor_desc(m.slot.param).name);
             let buf = g.tensor(name, &[m.rows, m.cols], DType::F32, Role::OptState);
-            g.push(
-                opt,
-                Op::MuonMomentum { rows: m.rows, cols: m.cols, index, count },
-                &[buf, cur, m.slot.grad, hyper],
-            )?;
+            g.push(opt, MuonMomentum { rows: m.rows, cols: m.cols, index, count }, &[buf, cur, m.slot.grad, hyper])?;
         }
-        g.push(opt, Op::MuonNormalize { count, a, b }, &[cur])?;
-        let mm = |m, n, k, layout, alpha: f32, accumulate| Op::BatchedMatmul {
+        g.push(opt, MuonNormalize { count, a, b }, &[cur])?;
+        let mm = |m, n, k, layout, alpha: f32, accumulate| BatchedMatmul {
             batch: count,
             m,
             n,
@@ -105,19 +103,19 @@ pub fn emit_muon(g: &mut PlanBuilder, slots: &[ParamSlot], hyper: TensorId, ns_s
             // P = b A + c A A
             let alpha = nb as f64;
             let n = count * a * a;
-            g.push(opt, Op::ScaleCopy { count: n, alpha }, &[poly, gram])?;
+            g.push(opt, ScaleCopy { count: n, alpha }, &[poly, gram])?;
             g.push(opt, mm(a, a, a, Layout::Nn, nc, true), &[poly, gram, gram])?;
             // X' = a X + P X
             let alpha = na as f64;
             let n = count * a * b;
-            g.push(opt, Op::ScaleCopy { count: n, alpha }, &[next, cur])?;
+            g.push(opt, ScaleCopy { count: n, alpha }, &[next, cur])?;
             g.push(opt, mm(a, b, a, Layout::Nn, 1.0, true), &[next, poly, cur])?;
             std::mem::swap(&mut cur, &mut next);
         }
         for (index, m) in members.iter().enumerate() {
             g.push(
                 opt,
-                Op::MuonApply { rows: m.rows, cols: m.cols, index, count, shape_scale: shape_scale(m.rows, m.cols) },
+                MuonApply { rows: m.rows, cols: m.cols, index, count, shape_scale: shape_scale(m.rows, m.cols) },
                 &[m.slot.param, cur, hyper],
             )?;
         }
@@ -134,7 +132,7 @@ pub fn emit_ema(g: &mut PlanBuilder, params: &[TensorId], decay: f32) -> Result<
     for &param in params {
         let desc = g.tensor_desc(param).clone();
         let ema = g.tensor(format!("ema.{}", desc.name), &desc.shape, DType::F32, Role::OptState);
-        g.push(Phase::Optimizer, Op::Ema { count: desc.numel(), decay: decay as f64 }, &[ema, param])?;
+        g.push(Phase::Optimizer, Ema { count: desc.numel(), decay: decay as f64 }, &[ema, param])?;
         pairs.push((param, ema));
     }
     Ok(pairs)

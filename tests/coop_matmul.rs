@@ -22,6 +22,7 @@ use wgolf::gpu::registry::KernelRegistry;
 use wgolf::gpu::GpuContext;
 use wgolf::kernels::{shader_source, validate_with_naga};
 use wgolf::ops::matmul::Layout;
+use wgolf::plan::defs::*;
 use wgolf::plan::{KernelCall, Op};
 use wgolf::tolerance::{tolerance, Check};
 use wgpu::wgt::{CooperativeMatrixProperties, CooperativeScalarType};
@@ -29,7 +30,7 @@ use wgpu::wgt::{CooperativeMatrixProperties, CooperativeScalarType};
 const LAYOUTS: [Layout; 3] = [Layout::Nt, Layout::Nn, Layout::Tn];
 
 fn matmul(m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) -> Op {
-    Op::Matmul { m, n, k, layout, accumulate }
+    Op::Matmul(Matmul { m, n, k, layout, accumulate })
 }
 
 // ---------------------------------------------------------------- naga (no GPU)
@@ -262,8 +263,8 @@ fn choose_respects_device_limits_and_grid_size() {
     let tiny = DeviceBounds { max_invocations: 16, max_workgroup_x: 16, ..h100 };
     assert_eq!(coop::choose(16, 32, &tiny, &matmul(64, 64, 64, Layout::Nn, false)), None);
     // Only matmuls have a cooperative kernel.
-    assert_eq!(coop::choose(16, 32, &h100, &Op::Relu2Fwd { count: 4 }), None);
-    assert_eq!(coop::kernel(&Op::Relu2Fwd { count: 4 }, &CoopParams::candidates(16, 32)[0]), None);
+    assert_eq!(coop::choose(16, 32, &h100, &Op::Relu2Fwd(Relu2Fwd { count: 4 })), None);
+    assert_eq!(coop::kernel(&Op::Relu2Fwd(Relu2Fwd { count: 4 }), &CoopParams::candidates(16, 32)[0]), None);
     // Every candidate of every tile and subgroup size is valid for the shader.
     for tile in [8, 16] {
         for sg in [4, 8, 16, 32, 64, 128] {
@@ -345,7 +346,7 @@ fn coop_matmul_matches_the_cpu_reference() {
                 assert_eq!(coop::select(&ctx, op), None, "{op:?}");
             }
             // f16 operands would miss this tolerance: the executor really runs the f32 kernel.
-            for (i, op) in ops.iter().enumerate().filter(|(_, op)| matches!(op, Op::Matmul { m: 33, .. })) {
+            for (i, op) in ops.iter().enumerate().filter(|(_, op)| matches!(op, Op::Matmul(Matmul { m: 33, .. }))) {
                 check_gpu_vs_cpu(op, &random_inputs(op, 500 + i as u64), tolerance(Check::KernelF32));
             }
             return;
@@ -364,7 +365,7 @@ fn coop_matmul_matches_the_cpu_reference() {
     let mut runs = 0;
     for p in CoopParams::candidates(tile, sg_size) {
         for (i, op) in ops.iter().enumerate() {
-            let Op::Matmul { m, n, layout, .. } = *op else { unreachable!() };
+            let Op::Matmul(Matmul { m, n, layout, .. }) = *op else { unreachable!() };
             if !p.fits(&bounds, layout, m, n) {
                 continue;
             }

@@ -8,12 +8,14 @@
 //! The comparison uses `tolerance(Check::FiniteDiff)`.
 //!
 //! The last test does the same for the whole model: the plan's hand-written backward against
-//! directional finite differences of its loss, through an f64 interpreter of the plan.
+//! directional finite differences of its loss, through the CPU executor in f64.
 
 mod common;
 
 use common::{ids, increment, numeric_grad, uniform_f64, weighted};
 use wgolf::config::Config;
+use wgolf::exec::cpu::CpuExecutor;
+use wgolf::exec::{Executor, HostData};
 use wgolf::init::init_params;
 use wgolf::model::build_plan;
 use wgolf::ops::attention::{attention_bwd_kv, attention_bwd_q, attention_fwd, AttnShape};
@@ -26,7 +28,7 @@ use wgolf::ops::embedding::{embedding_bwd, embedding_fwd};
 use wgolf::ops::matmul::{matmul, Layout};
 use wgolf::ops::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd, RMS_EPS};
 use wgolf::ops::rope::{rope, rope_table};
-use wgolf::plan::{Access, DType, Op, Phase, Plan, TensorId};
+use wgolf::plan::{Phase, Plan, TensorId};
 use wgolf::tolerance::{first_mismatch, tolerance, Check};
 
 /// Compares an analytic gradient with the numeric one of `f` at `x`.
@@ -300,160 +302,19 @@ fn cross_entropy_gradient_with_softcap_and_grad_scale() {
 
 // ---------------------------------------------------------------- the whole model
 
-/// One tensor of the f64 plan interpreter below.
-enum Buf {
-    F(Vec<f64>),
-    U(Vec<u32>),
+/// The plan's CPU executor in f64 from fresh (zeroed) tensors, with `params` and a batch.
+fn f64_executor(plan: &Plan, params: &[(TensorId, Vec<f64>)], ids: &[u32], targets: &[u32]) -> CpuExecutor<f64> {
+    let mut ex = CpuExecutor::<f64>::in_precision(plan);
+    for (id, data) in params {
+        ex.write_real(*id, data);
+    }
+    ex.write(plan.io().ids, HostData::U32(ids));
+    ex.write(plan.io().targets, HostData::U32(targets));
+    ex
 }
 
-impl Buf {
-    fn f(&self) -> &[f64] {
-        match self {
-            Buf::F(v) => v,
-            Buf::U(_) => panic!("f64 tensor expected"),
-        }
-    }
-    fn u(&self) -> &[u32] {
-        match self {
-            Buf::U(v) => v,
-            Buf::F(_) => panic!("u32 tensor expected"),
-        }
-    }
-}
-
-/// Runs one op with the generic CPU references in f64: the same mapping as
-/// `wgolf::exec::dispatch::run_cpu` (which is f32 only). `outs` are the read-write bindings.
-fn run_f64(op: &Op, outs: &mut [Vec<f64>], ins: &[&Buf]) {
-    use wgolf::ops::cross_entropy::loss_sum;
-    let f = |i: usize| ins[i].f();
-    match *op {
-        Op::EmbeddingFwd { dim, .. } => embedding_fwd(&mut outs[0], f(0), ins[1].u(), dim),
-        Op::EmbeddingBwd { dim, .. } => embedding_bwd(&mut outs[0], f(0), ins[1].u(), dim),
-        Op::RmsNormFwd { dim, eps, .. } => {
-            let (y, rstd) = outs.split_at_mut(1);
-            rmsnorm_fwd(&mut y[0], &mut rstd[0], f(0), dim, eps)
-        }
-        Op::RmsNormBwd { dim, .. } => rmsnorm_bwd(&mut outs[0], f(0), f(1), f(2), dim),
-        Op::Matmul { m, n, k, layout, accumulate } => matmul(&mut outs[0], f(0), f(1), m, n, k, layout, accumulate),
-        Op::Rope { heads, head_dim, seq_len, inverse, .. } => {
-            // The table is f32 data (a constant), as the op takes it.
-            let table: Vec<f32> = f(1).iter().map(|&v| v as f32).collect();
-            rope(&mut outs[0], f(0), &table, heads, head_dim, seq_len, inverse)
-        }
-        Op::AttentionFwd(s) => {
-            let (o, l) = outs.split_at_mut(1);
-            attention_fwd(&mut o[0], &mut l[0], f(0), f(1), f(2), s)
-        }
-        Op::AttentionBwdQ(s) => {
-            let (dq, d) = outs.split_at_mut(1);
-            attention_bwd_q(&mut dq[0], &mut d[0], f(0), f(1), f(2), f(3), f(4), f(5), s)
-        }
-        Op::AttentionBwdKv(s) => {
-            let (dk, dv) = outs.split_at_mut(1);
-            attention_bwd_kv(&mut dk[0], &mut dv[0], f(0), f(1), f(2), f(3), f(4), f(5), s)
-        }
-        Op::Relu2Fwd { .. } => relu2_fwd(&mut outs[0], f(0)),
-        Op::Relu2Bwd { .. } => relu2_bwd(&mut outs[0], f(0), f(1)),
-        Op::ScaleFwd { ch, .. } => scale_fwd(&mut outs[0], f(0), f(1), ch),
-        Op::ScaleBwd { ch, .. } => scale_bwd(&mut outs[0], f(0), f(1), ch),
-        Op::ScaledAddFwd { ch, .. } => scaled_add_fwd(&mut outs[0], f(0), f(1), f(2), ch),
-        Op::ScaledAddBwd { ch, .. } => {
-            let (da, db) = outs.split_at_mut(1);
-            scaled_add_bwd(&mut da[0], &mut db[0], f(0), f(1), ch)
-        }
-        Op::MixFwd { ch, .. } => mix_fwd(&mut outs[0], f(0), f(1), f(2), ch),
-        Op::MixBwd { ch, .. } => {
-            let (da, db) = outs.split_at_mut(1);
-            mix_bwd(&mut da[0], &mut db[0], f(0), f(1), ch)
-        }
-        Op::AddInto { .. } => add_into(&mut outs[0], f(0)),
-        Op::ChannelDot { ch, .. } => channel_dot(&mut outs[0], f(0), f(1), ch),
-        Op::CrossEntropy { vocab, softcap, grad_scale, write_grad, .. } => {
-            let (dl, loss) = outs.split_at_mut(1);
-            let grads = if write_grad { Some(&mut dl[0][..]) } else { None };
-            cross_entropy(grads, &mut loss[0], f(0), ins[1].u(), vocab, softcap, grad_scale)
-        }
-        Op::SumRows { scale, .. } => loss_sum(&mut outs[0][0], f(0), scale),
-        Op::SmearFwd { dim, seq_len, .. } => wgolf::ops::smear::smear_fwd(&mut outs[0], f(0), f(1), dim, seq_len),
-        Op::SmearBwd { dim, seq_len, .. } => wgolf::ops::smear::smear_bwd(&mut outs[0], f(0), f(1), dim, seq_len),
-        Op::SmearGrad { dim, seq_len, .. } => {
-            wgolf::ops::smear::smear_grad(&mut outs[0], f(0), f(1), f(2), dim, seq_len)
-        }
-        Op::XsaFwd { heads, kv_heads, head_dim, .. } => {
-            let s = wgolf::ops::xsa::XsaShape { heads, kv_heads, head_dim };
-            wgolf::ops::xsa::xsa_fwd(&mut outs[0], f(0), f(1), s)
-        }
-        Op::XsaBwd { heads, kv_heads, head_dim, .. } => {
-            let s = wgolf::ops::xsa::XsaShape { heads, kv_heads, head_dim };
-            let (dy, dv) = outs.split_at_mut(1);
-            wgolf::ops::xsa::xsa_bwd(&mut dy[0], &mut dv[0], f(0), f(1), f(2), s)
-        }
-        Op::BatchedMatmul { batch, m, n, k, layout, alpha, accumulate } => {
-            wgolf::ops::matmul::matmul_batched(&mut outs[0], f(0), f(1), batch, m, n, k, layout, alpha, accumulate)
-        }
-        Op::AdamW { .. }
-        | Op::MuonMomentum { .. }
-        | Op::MuonNormalize { .. }
-        | Op::ScaleCopy { .. }
-        | Op::MuonApply { .. }
-        | Op::GradSumSq { .. }
-        | Op::ClipCoef { .. }
-        | Op::ScaleByCoef { .. }
-        | Op::Ema { .. } => unreachable!("the optimizer is not differentiated"),
-    }
-}
-
-/// Interprets a model plan's forward and backward in f64 from fresh (zeroed) tensors.
-struct Interp<'p> {
-    plan: &'p Plan,
-    bufs: Vec<Buf>,
-}
-
-impl<'p> Interp<'p> {
-    fn new(plan: &'p Plan, params: &[(TensorId, Vec<f64>)], ids: &[u32], targets: &[u32]) -> Self {
-        let mut bufs: Vec<Buf> = plan
-            .tensors
-            .iter()
-            .map(|t| match t.dtype {
-                DType::F32 => Buf::F(vec![0.0; t.numel()]),
-                DType::U32 => Buf::U(vec![0; t.numel()]),
-            })
-            .collect();
-        for (id, data) in &plan.constants {
-            bufs[*id] = Buf::F(data.iter().map(|&v| v as f64).collect());
-        }
-        for (id, data) in params {
-            bufs[*id] = Buf::F(data.clone());
-        }
-        bufs[plan.io().ids] = Buf::U(ids.to_vec());
-        bufs[plan.io().targets] = Buf::U(targets.to_vec());
-        Interp { plan, bufs }
-    }
-
-    fn run(&mut self, phase: Phase) {
-        for step in self.plan.steps(phase) {
-            let specs = step.op.bindings();
-            let rw = |i: &usize| specs[*i].access == Access::ReadWrite;
-            let mut outs: Vec<Vec<f64>> = (0..specs.len())
-                .filter(rw)
-                .map(|i| match &mut self.bufs[step.args[i]] {
-                    Buf::F(v) => std::mem::take(v),
-                    Buf::U(_) => unreachable!("outputs are f32 tensors"),
-                })
-                .collect();
-            {
-                let ins: Vec<&Buf> = (0..specs.len()).filter(|i| !rw(i)).map(|i| &self.bufs[step.args[i]]).collect();
-                run_f64(&step.op, &mut outs, &ins);
-            }
-            for (i, out) in (0..specs.len()).filter(rw).zip(outs) {
-                self.bufs[step.args[i]] = Buf::F(out);
-            }
-        }
-    }
-
-    fn read(&self, t: TensorId) -> &[f64] {
-        self.bufs[t].f()
-    }
+fn run(ex: &mut CpuExecutor<f64>, plan: &Plan, phase: Phase) {
+    ex.run(phase, 0..plan.steps(phase).len());
 }
 
 #[test]
@@ -480,20 +341,20 @@ fn the_models_backward_is_the_gradient_of_its_loss() {
     let tokens = ids(8, n + 1, cfg.model.vocab_size);
     let (tok, targets) = (&tokens[..n], &tokens[1..]);
     let loss = |params: &[(TensorId, Vec<f64>)]| {
-        let mut ex = Interp::new(&plan, params, tok, targets);
-        ex.run(Phase::Forward);
-        ex.read(plan.io().loss_total)[0]
+        let mut ex = f64_executor(&plan, params, tok, targets);
+        run(&mut ex, &plan, Phase::Forward);
+        ex.read_real(plan.io().loss_total)[0]
     };
-    let mut ex = Interp::new(&plan, &params, tok, targets);
-    ex.run(Phase::Forward);
-    ex.run(Phase::Backward);
-    let l0 = ex.read(plan.io().loss_total)[0];
+    let mut ex = f64_executor(&plan, &params, tok, targets);
+    run(&mut ex, &plan, Phase::Forward);
+    run(&mut ex, &plan, Phase::Backward);
+    let l0 = ex.read_real(plan.io().loss_total)[0];
     assert!(l0 > 5.0 && l0 < 9.0, "implausible loss {l0} for a vocabulary of 1024");
 
     let tol = tolerance(Check::FiniteDiff);
     for (slot_index, slot) in plan.params.iter().enumerate() {
         let name = &plan.tensor(slot.param).name;
-        let grad = ex.read(slot.grad);
+        let grad = ex.read_real(slot.grad);
         // A random unit direction: d/dh L(p + h u) = grad . u.
         let mut u = uniform_f64(900 + slot_index as u64, grad.len(), -1.0, 1.0);
         let norm = u.iter().map(|v| v * v).sum::<f64>().sqrt();

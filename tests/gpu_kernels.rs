@@ -20,6 +20,7 @@ use wgolf::ops::elementwise::Channels;
 use wgolf::ops::matmul::Layout;
 use wgolf::ops::rmsnorm::{rmsnorm_fwd, RMS_EPS};
 use wgolf::ops::rope::rope_table;
+use wgolf::plan::defs::*;
 use wgolf::plan::{Op, Phase};
 use wgolf::tolerance::{tolerance, Check};
 
@@ -34,7 +35,7 @@ fn check_random(op: Op, seed: u64) {
 
 #[test]
 fn every_op_variant_on_small_ragged_shapes() {
-    for (i, op) in common::one_of_each_op().into_iter().enumerate() {
+    for (i, op) in Op::examples().into_iter().enumerate() {
         check_random(op, 1000 + i as u64);
     }
 }
@@ -44,7 +45,7 @@ fn matmul_all_layouts_ragged_shapes() {
     for (m, n, k) in [(1, 1, 1), (5, 7, 3), (33, 17, 65), (64, 96, 48)] {
         for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
             for accumulate in [false, true] {
-                check_random(Op::Matmul { m, n, k, layout, accumulate }, (m * 1000 + n * 10 + k) as u64);
+                check_random(Op::Matmul(Matmul { m, n, k, layout, accumulate }), (m * 1000 + n * 10 + k) as u64);
             }
         }
     }
@@ -54,17 +55,17 @@ fn matmul_all_layouts_ragged_shapes() {
 fn embedding_fwd_and_bwd() {
     for (tokens, dim, vocab) in [(1, 1, 1), (9, 5, 11), (130, 70, 1024), (257, 3, 4)] {
         // (257, 3, 4): every id repeats many times in the scatter-add.
-        check_random(Op::EmbeddingFwd { tokens, dim, vocab }, tokens as u64);
-        check_random(Op::EmbeddingBwd { tokens, dim, vocab }, tokens as u64 + 1);
+        check_random(Op::EmbeddingFwd(EmbeddingFwd { tokens, dim, vocab }), tokens as u64);
+        check_random(Op::EmbeddingBwd(EmbeddingBwd { tokens, dim, vocab }), tokens as u64 + 1);
     }
 }
 
 #[test]
 fn rmsnorm_fwd_and_bwd() {
     for (rows, dim) in [(1, 16), (7, 9), (130, 64), (3, 1)] {
-        check_random(Op::RmsNormFwd { rows, dim, eps: RMS_EPS }, rows as u64);
+        check_random(Op::RmsNormFwd(RmsNormFwd { rows, dim, eps: RMS_EPS }), rows as u64);
         // The backward from a consistent forward (y, rstd of a real x).
-        let op = Op::RmsNormBwd { rows, dim };
+        let op = Op::RmsNormBwd(RmsNormBwd { rows, dim });
         let x = uniform(rows as u64 + 1, rows * dim, -2.0, 2.0);
         let (mut y, mut rstd) = (vec![0f32; rows * dim], vec![0f32; rows]);
         rmsnorm_fwd(&mut y, &mut rstd, &x, dim, RMS_EPS);
@@ -82,7 +83,7 @@ fn rmsnorm_fwd_and_bwd() {
 fn rope_fwd_and_inverse() {
     for (rows, heads, head_dim, seq_len) in [(1, 1, 2, 1), (7, 3, 6, 4), (130, 4, 16, 64)] {
         for inverse in [false, true] {
-            let op = Op::Rope { rows, heads, head_dim, seq_len, inverse };
+            let op = Op::Rope(Rope { rows, heads, head_dim, seq_len, inverse });
             let mut inputs = random_inputs(&op, rows as u64);
             inputs[2] = Data::F32(rope_table(seq_len, head_dim, 10000.0));
             check_gpu_vs_cpu(&op, &inputs, kernel_tol());
@@ -106,17 +107,17 @@ fn attention_case(s: AttnShape, seed: u64) {
     let init = |seed, n| Data::F32(uniform(seed, n, -1.0, 1.0));
     let f = |v: &Vec<f32>| Data::F32(v.clone());
     check_gpu_vs_cpu(
-        &Op::AttentionFwd(s),
+        &Op::AttentionFwd(AttentionFwd(s)),
         &[init(seed + 4, nq), init(seed + 5, nl), f(&q), f(&k), f(&v)],
         kernel_tol(),
     );
     check_gpu_vs_cpu(
-        &Op::AttentionBwdQ(s),
+        &Op::AttentionBwdQ(AttentionBwdQ(s)),
         &[init(seed + 6, nq), init(seed + 7, nl), f(&dout), f(&out), f(&q), f(&k), f(&v), f(&lse)],
         kernel_tol(),
     );
     check_gpu_vs_cpu(
-        &Op::AttentionBwdKv(s),
+        &Op::AttentionBwdKv(AttentionBwdKv(s)),
         &[init(seed + 8, nkv), init(seed + 9, nkv), f(&dout), f(&q), f(&k), f(&v), f(&lse), f(&delta)],
         kernel_tol(),
     );
@@ -134,8 +135,8 @@ fn attention_fwd_bwd_q_bwd_kv() {
 #[test]
 fn relu2_fwd_and_bwd() {
     for count in [1, 63, 64, 65, 4097] {
-        check_random(Op::Relu2Fwd { count }, count as u64);
-        check_random(Op::Relu2Bwd { count }, count as u64 + 1);
+        check_random(Op::Relu2Fwd(Relu2Fwd { count }), count as u64);
+        check_random(Op::Relu2Bwd(Relu2Bwd { count }), count as u64 + 1);
     }
 }
 
@@ -144,9 +145,9 @@ fn more_than_65535_workgroups_fold_into_y() {
     // 4,200,000 elements = 65,625 workgroups of 64: the grid is (65535, 2, 1), and the
     // elements past 65535 * 64 = 4,194,240 are reached only through gid.y.
     let count = 4_200_000;
-    assert_eq!(Op::Relu2Fwd { count }.kernel().workgroups, [65535, 2, 1]);
-    check_random(Op::Relu2Fwd { count }, 7);
-    check_random(Op::AddInto { count }, 8);
+    assert_eq!(Op::Relu2Fwd(Relu2Fwd { count }).kernel().workgroups, [65535, 2, 1]);
+    check_random(Op::Relu2Fwd(Relu2Fwd { count }), 7);
+    check_random(Op::AddInto(AddInto { count }), 8);
 }
 
 #[test]
@@ -161,21 +162,21 @@ fn channel_scale_add_and_mix() {
     ];
     for (i, (count, ch, s_len)) in cases.into_iter().enumerate() {
         let seed = 100 * i as u64;
-        check_random(Op::ScaleFwd { count, ch, s_len }, seed);
-        check_random(Op::ScaleBwd { count, ch, s_len }, seed + 1);
-        check_random(Op::ScaledAddFwd { count, ch, s_len }, seed + 2);
-        check_random(Op::ScaledAddBwd { count, ch, s_len }, seed + 3);
+        check_random(Op::ScaleFwd(ScaleFwd { count, ch, s_len }), seed);
+        check_random(Op::ScaleBwd(ScaleBwd { count, ch, s_len }), seed + 1);
+        check_random(Op::ScaledAddFwd(ScaledAddFwd { count, ch, s_len }), seed + 2);
+        check_random(Op::ScaledAddBwd(ScaledAddBwd { count, ch, s_len }), seed + 3);
         // The mix reads [2, channels] at offset 0.
         let mix_ch = Channels { offset: 0, ..ch };
-        check_random(Op::MixFwd { count, ch: mix_ch }, seed + 4);
-        check_random(Op::MixBwd { count, ch: mix_ch }, seed + 5);
+        check_random(Op::MixFwd(MixFwd { count, ch: mix_ch }), seed + 4);
+        check_random(Op::MixBwd(MixBwd { count, ch: mix_ch }), seed + 5);
     }
 }
 
 #[test]
 fn add_into() {
     for count in [1, 77, 1000] {
-        check_random(Op::AddInto { count }, count as u64);
+        check_random(Op::AddInto(AddInto { count }), count as u64);
     }
 }
 
@@ -192,7 +193,7 @@ fn channel_dot_groups_offsets_and_long_channels() {
         (67, Channels { group: 3, channels: 5, offset: 2 }, 9),
     ] {
         let count = rows * ch.group * ch.channels;
-        check_random(Op::ChannelDot { count, ch, out_len }, rows as u64);
+        check_random(Op::ChannelDot(ChannelDot { count, ch, out_len }), rows as u64);
     }
 }
 
@@ -202,7 +203,7 @@ fn cross_entropy_rows_and_gradients() {
         [(3, 1024, 30.0, 1.0), (70, 13, 30.0, 1.0), (5, 50, 2.0, 8.0), (1, 1, 30.0, 1.0)]
     {
         for write_grad in [true, false] {
-            let op = Op::CrossEntropy { rows, vocab, softcap, grad_scale: 1.0 / 300.0, write_grad };
+            let op = Op::CrossEntropy(CrossEntropy { rows, vocab, softcap, grad_scale: 1.0 / 300.0, write_grad });
             let mut inputs = random_inputs(&op, rows as u64);
             // Logits beyond the softcap in one case, so the tanh matters.
             inputs[2] = Data::F32(uniform(rows as u64 + 9, rows * vocab, -logit_scale, logit_scale));
@@ -215,7 +216,7 @@ fn cross_entropy_rows_and_gradients() {
 #[test]
 fn sum_rows_totals() {
     for (count, scale) in [(1, 1.0), (256, 0.5), (257, 1.0 / 257.0), (1000, 1.0 / 1000.0)] {
-        let op = Op::SumRows { count, scale };
+        let op = Op::SumRows(SumRows { count, scale });
         let mut inputs = random_inputs(&op, count as u64);
         // Loss rows are positive, around ln(vocab).
         inputs[1] = Data::F32(uniform(count as u64 + 1, count, 0.0, 7.0));
@@ -226,7 +227,7 @@ fn sum_rows_totals() {
 #[test]
 fn adamw_three_steps_with_changing_hyperparameters() {
     let count = 1003;
-    let op = Op::AdamW { count };
+    let op = Op::AdamW(AdamW { count });
     let plan = common::plan_of(&op);
     let mut cpu = CpuExecutor::new(&plan);
     let mut gpu = common::gpu_executor(&plan);

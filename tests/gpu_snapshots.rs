@@ -16,6 +16,7 @@ use wgolf::ops::attention::AttnShape;
 use wgolf::ops::matmul::Layout;
 use wgolf::ops::rmsnorm::RMS_EPS;
 use wgolf::ops::rope::rope_table;
+use wgolf::plan::defs::*;
 use wgolf::plan::{Op, Phase};
 
 /// `n` seeded values in [lo, hi), rounded to multiples of 0.01.
@@ -44,7 +45,7 @@ fn matmul_nt_4x5x3() {
     let a = quarters(1, m * k);
     let b = quarters(2, n * k);
     let out = gpu_run(
-        Op::Matmul { m, n, k, layout: Layout::Nt, accumulate: false },
+        Op::Matmul(Matmul { m, n, k, layout: Layout::Nt, accumulate: false }),
         &[Data::F32(vec![0.0; m * n]), Data::F32(a.clone()), Data::F32(b.clone())],
     );
     let text = [block("a [4, 3]", &a, k), block("b [5, 3]", &b, k), block("c = a . b^T [4, 5]", &out[0].1, n)].concat();
@@ -56,7 +57,7 @@ fn rmsnorm_fwd_3x4() {
     let (rows, dim) = (3, 4);
     let x = inputs(3, rows * dim, -2.0, 2.0);
     let out = gpu_run(
-        Op::RmsNormFwd { rows, dim, eps: RMS_EPS },
+        Op::RmsNormFwd(RmsNormFwd { rows, dim, eps: RMS_EPS }),
         &[Data::F32(vec![0.0; rows * dim]), Data::F32(vec![0.0; rows]), Data::F32(x.clone())],
     );
     let text =
@@ -72,7 +73,7 @@ fn rope_fwd_3_positions() {
     let x = inputs(4, n, -1.0, 1.0);
     let table = rope_table(seq_len, head_dim, 100.0);
     let out = gpu_run(
-        Op::Rope { rows, heads, head_dim, seq_len, inverse: false },
+        Op::Rope(Rope { rows, heads, head_dim, seq_len, inverse: false }),
         &[Data::F32(vec![0.0; n]), Data::F32(x.clone()), Data::F32(table.clone())],
     );
     let text = [
@@ -92,7 +93,7 @@ fn attention_fwd_tiny() {
     let k = inputs(6, 6, -2.0, 2.0);
     let v = inputs(7, 6, -1.0, 1.0);
     let out = gpu_run(
-        Op::AttentionFwd(s),
+        Op::AttentionFwd(AttentionFwd(s)),
         &[
             Data::F32(vec![0.0; 12]),
             Data::F32(vec![0.0; 6]),
@@ -118,7 +119,7 @@ fn cross_entropy_loss_rows_and_gradient() {
     let logits = inputs(8, rows * vocab, -3.0, 3.0);
     let targets = vec![0u32, 5, 2];
     let out = gpu_run(
-        Op::CrossEntropy { rows, vocab, softcap: 2.0, grad_scale: 0.5, write_grad: true },
+        Op::CrossEntropy(CrossEntropy { rows, vocab, softcap: 2.0, grad_scale: 0.5, write_grad: true }),
         &[
             Data::F32(vec![0.0; rows * vocab]),
             Data::F32(vec![0.0; rows]),
@@ -139,7 +140,7 @@ fn cross_entropy_loss_rows_and_gradient() {
 #[test]
 fn adamw_after_two_steps() {
     let count = 6;
-    let op = Op::AdamW { count };
+    let op = Op::AdamW(AdamW { count });
     let plan = common::plan_of(&op);
     let mut ex = common::gpu_executor(&plan);
     let p = inputs(9, count, -1.0, 1.0);
@@ -167,13 +168,13 @@ fn embedding_bwd_and_channel_dot() {
     let dout = inputs(12, tokens * dim, -1.0, 1.0);
     let tok = vec![3u32, 0, 3, 3, 1];
     let dtable = gpu_run(
-        Op::EmbeddingBwd { tokens, dim, vocab },
+        Op::EmbeddingBwd(EmbeddingBwd { tokens, dim, vocab }),
         &[Data::F32(vec![0.0; vocab * dim]), Data::F32(dout.clone()), Data::U32(tok.clone())],
     );
     let ch = wgolf::ops::elementwise::Channels { group: 2, channels: 2, offset: 1 };
     let (a, b) = (inputs(13, 8, -1.0, 1.0), inputs(14, 8, -1.0, 1.0));
     let dot = gpu_run(
-        Op::ChannelDot { count: 8, ch, out_len: 3 },
+        Op::ChannelDot(ChannelDot { count: 8, ch, out_len: 3 }),
         &[Data::F32(vec![0.0; 3]), Data::F32(a.clone()), Data::F32(b.clone())],
     );
     let text = [

@@ -98,7 +98,7 @@ fn every_config_kernel_validates_with_its_overrides() {
 #[test]
 fn every_test_op_kernel_validates() {
     // The kernel tests' shapes (ragged, every variant) validate as well.
-    for op in common::one_of_each_op() {
+    for op in Op::examples() {
         for call in kernels_of(&op) {
             validate(&call, &format!("{op:?}"));
         }
@@ -106,14 +106,14 @@ fn every_test_op_kernel_validates() {
 }
 
 #[test]
-fn one_of_each_op_covers_every_variant() {
-    let seen: BTreeSet<usize> = common::one_of_each_op().iter().map(common::variant).collect();
-    assert_eq!(seen, (0..common::OP_VARIANTS).collect(), "an Op variant is missing from common::one_of_each_op");
+fn the_examples_cover_every_op() {
+    let seen: BTreeSet<&str> = Op::examples().iter().map(Op::kind).collect();
+    assert_eq!(seen, Op::KINDS.iter().copied().collect(), "an op definition gives no examples (OpDef::examples)");
 }
 
 #[test]
 fn every_entry_point_is_used_by_some_op() {
-    let used: BTreeSet<(&str, &str)> = common::one_of_each_op()
+    let used: BTreeSet<(&str, &str)> = Op::examples()
         .iter()
         .flat_map(kernels_of)
         .chain(configs().iter().flat_map(|p| calls(&plan_of(p)).into_values()))

@@ -16,6 +16,7 @@ use wgolf::gpu::GpuExecutor;
 use wgolf::ops::matmul::Layout;
 use wgolf::ops::muon::{momentum_warmup, muon_update, newton_schulz5, shape_scale, MuonHyper, NS_STEPS};
 use wgolf::optim::{emit_clip, emit_ema, emit_muon};
+use wgolf::plan::defs::*;
 use wgolf::plan::{Init, Op, ParamGroup, Phase, Plan, PlanBuilder, TensorId};
 use wgolf::tolerance::{tolerance, Check, Tolerance};
 
@@ -50,7 +51,7 @@ fn batched_matmul_batch3_alpha_all_layouts() {
     for (m, n, k) in [(5, 7, 3), (33, 17, 40), (1, 9, 2)] {
         for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
             for (alpha, accumulate) in [(1.0, false), (-0.75, false), (2.0315, true), (-4.775, true)] {
-                let op = Op::BatchedMatmul { batch: 3, m, n, k, layout, alpha, accumulate };
+                let op = Op::BatchedMatmul(BatchedMatmul { batch: 3, m, n, k, layout, alpha, accumulate });
                 check_random(op, (m * 1000 + n * 10 + k) as u64);
             }
         }
@@ -63,8 +64,8 @@ fn batched_matmul_of_one_with_alpha_one_is_the_plain_matmul() {
     for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
         for accumulate in [false, true] {
             let (m, n, k) = (9, 13, 35);
-            let plain = Op::Matmul { m, n, k, layout, accumulate };
-            let batched = Op::BatchedMatmul { batch: 1, m, n, k, layout, alpha: 1.0, accumulate };
+            let plain = Op::Matmul(Matmul { m, n, k, layout, accumulate });
+            let batched = Op::BatchedMatmul(BatchedMatmul { batch: 1, m, n, k, layout, alpha: 1.0, accumulate });
             let inputs = random_inputs(&plain, 5);
             if common::gpu_call(&plain) != plain.kernel() {
                 // A tensor-core adapter runs Op::Matmul on f16 cooperative matrices.
@@ -85,8 +86,11 @@ fn muon_momentum_and_apply_kernels() {
     for (rows, cols) in [(13, 6), (6, 13), (9, 9), (1, 70)] {
         for index in 0..3 {
             let seed = (rows * 100 + cols * 10 + index) as u64;
-            check_random(Op::MuonMomentum { rows, cols, index, count: 3 }, seed);
-            check_random(Op::MuonApply { rows, cols, index, count: 3, shape_scale: shape_scale(rows, cols) }, seed + 1);
+            check_random(Op::MuonMomentum(MuonMomentum { rows, cols, index, count: 3 }), seed);
+            check_random(
+                Op::MuonApply(MuonApply { rows, cols, index, count: 3, shape_scale: shape_scale(rows, cols) }),
+                seed + 1,
+            );
         }
     }
 }
@@ -95,30 +99,30 @@ fn muon_momentum_and_apply_kernels() {
 fn muon_normalize_and_scale_copy_kernels() {
     // One matrix of one element; matrices smaller and larger than the 256 lanes.
     for (count, a, b) in [(3, 1, 1), (2, 9, 37), (1, 20, 70), (4, 8, 12)] {
-        check_random(Op::MuonNormalize { count, a, b }, (count * a * b) as u64);
+        check_random(Op::MuonNormalize(MuonNormalize { count, a, b }), (count * a * b) as u64);
     }
     for count in [1, 77, 4097] {
-        check_random(Op::ScaleCopy { count, alpha: -4.775 }, count as u64);
+        check_random(Op::ScaleCopy(ScaleCopy { count, alpha: -4.775 }), count as u64);
     }
 }
 
 #[test]
 fn clip_and_ema_kernels() {
     for (count, slot, slots) in [(1, 0, 1), (255, 2, 3), (257, 0, 2), (3000, 4, 5)] {
-        check_random(Op::GradSumSq { count, slot, slots }, count as u64);
+        check_random(Op::GradSumSq(GradSumSq { count, slot, slots }), count as u64);
     }
     for slots in [1, 3, 70] {
-        check_random(Op::ClipCoef { slots, max_norm: 0.3 }, slots as u64);
+        check_random(Op::ClipCoef(ClipCoef { slots, max_norm: 0.3 }), slots as u64);
         // Norms summing to far below the maximum: the coefficient is exactly 1.
-        let op = Op::ClipCoef { slots, max_norm: 30.0 };
+        let op = Op::ClipCoef(ClipCoef { slots, max_norm: 30.0 });
         let mut inputs = random_inputs(&op, slots as u64);
         inputs[1] = Data::F32(uniform(slots as u64, slots, 0.0, 1e-3));
         check_gpu_vs_cpu(&op, &inputs, kernel_tol());
         assert_eq!(common::run_gpu(&op, &inputs)[0].1, vec![1.0]);
     }
     for count in [1, 77, 4097] {
-        check_random(Op::ScaleByCoef { count }, count as u64);
-        check_random(Op::Ema { count, decay: 0.997 }, count as u64 + 1);
+        check_random(Op::ScaleByCoef(ScaleByCoef { count }), count as u64);
+        check_random(Op::Ema(Ema { count, decay: 0.997 }), count as u64 + 1);
     }
 }
 

@@ -6,13 +6,14 @@
 //! - GPU kernels against the CPU reference (`Check::KernelF32`) on several shapes, ragged
 //!   ones included; read-write bindings start random, as in `gpu_kernels.rs`.
 //!
-//! `naga_validate.rs` validates these kernels through `common::one_of_each_op`.
+//! `naga_validate.rs` validates these kernels through `Op::examples()`.
 
 mod common;
 
 use common::{check_gpu_vs_cpu, increment, numeric_grad, random_inputs, uniform, uniform_f64, weighted, Data};
 use wgolf::ops::smear::{sigmoid, smear_bwd, smear_fwd, smear_grad};
 use wgolf::ops::xsa::{xsa_bwd, xsa_fwd, XsaShape, XSA_EPS};
+use wgolf::plan::defs::*;
 use wgolf::plan::{Op, Plan};
 use wgolf::tolerance::{first_mismatch, tolerance, Check};
 
@@ -149,16 +150,16 @@ fn xsa_of_a_zero_value_passes_y_and_gets_no_value_gradient() {
 #[test]
 fn op_checks_reject_bad_shapes() {
     let bad = [
-        Op::SmearFwd { rows: 4, dim: 2, seq_len: 0 },
-        Op::SmearGrad { rows: 4, dim: 70_000, seq_len: 2 },
-        Op::XsaFwd { rows: 2, heads: 3, kv_heads: 2, head_dim: 4 },
-        Op::XsaBwd { rows: 2, heads: 2, kv_heads: 1, head_dim: 129 },
+        Op::SmearFwd(SmearFwd { rows: 4, dim: 2, seq_len: 0 }),
+        Op::SmearGrad(SmearGrad { rows: 4, dim: 70_000, seq_len: 2 }),
+        Op::XsaFwd(XsaFwd { rows: 2, heads: 3, kv_heads: 2, head_dim: 4 }),
+        Op::XsaBwd(XsaBwd { rows: 2, heads: 2, kv_heads: 1, head_dim: 129 }),
     ];
     for op in bad {
         assert!(op.check().is_err(), "{op:?} should be rejected");
         assert!(Plan::single_op(op).is_err(), "{op:?} should not plan");
     }
-    let ok = Op::XsaBwd { rows: 2, heads: 8, kv_heads: 4, head_dim: 128 };
+    let ok = Op::XsaBwd(XsaBwd { rows: 2, heads: 8, kv_heads: 4, head_dim: 128 });
     assert!(ok.check().is_ok());
 }
 
@@ -276,9 +277,9 @@ fn smear_fwd_bwd_grad_gpu_vs_cpu() {
     for (rows, dim, seq_len) in [(1, 1, 1), (7, 5, 3), (130, 70, 64), (200, 3, 7), (65, 64, 1), (33, 9, 100)] {
         let seed = (rows * 1000 + dim * 10 + seq_len) as u64;
         for (i, op) in [
-            Op::SmearFwd { rows, dim, seq_len },
-            Op::SmearBwd { rows, dim, seq_len },
-            Op::SmearGrad { rows, dim, seq_len },
+            Op::SmearFwd(SmearFwd { rows, dim, seq_len }),
+            Op::SmearBwd(SmearBwd { rows, dim, seq_len }),
+            Op::SmearGrad(SmearGrad { rows, dim, seq_len }),
         ]
         .into_iter()
         .enumerate()
@@ -293,8 +294,8 @@ fn xsa_fwd_bwd_gpu_vs_cpu() {
     for (rows, heads, kv_heads, head_dim) in [(1, 1, 1, 1), (5, 4, 2, 6), (33, 8, 4, 64), (7, 3, 1, 128), (70, 2, 2, 5)]
     {
         let seed = (rows * 1000 + heads * 100 + kv_heads * 10 + head_dim) as u64;
-        let fwd = Op::XsaFwd { rows, heads, kv_heads, head_dim };
-        let bwd = Op::XsaBwd { rows, heads, kv_heads, head_dim };
+        let fwd = Op::XsaFwd(XsaFwd { rows, heads, kv_heads, head_dim });
+        let bwd = Op::XsaBwd(XsaBwd { rows, heads, kv_heads, head_dim });
         check_gpu_vs_cpu(&fwd, &random_inputs(&fwd, seed), kernel_tol());
         check_gpu_vs_cpu(&bwd, &random_inputs(&bwd, seed + 1), kernel_tol());
     }
@@ -305,8 +306,8 @@ fn xsa_gpu_vs_cpu_with_zero_and_clamped_values() {
     // Row 0: v = 0 (vhat = 0); row 1: |v| ~ 0.3e-12 < eps (the clamp branch, dv ~ 1e12);
     // rows 2, 3: ordinary values.
     let (rows, heads, kv_heads, head_dim) = (4, 4, 2, 8);
-    let fwd = Op::XsaFwd { rows, heads, kv_heads, head_dim };
-    let bwd = Op::XsaBwd { rows, heads, kv_heads, head_dim };
+    let fwd = Op::XsaFwd(XsaFwd { rows, heads, kv_heads, head_dim });
+    let bwd = Op::XsaBwd(XsaBwd { rows, heads, kv_heads, head_dim });
     let row_v = kv_heads * head_dim;
     let mut v = uniform(80, rows * row_v, -1.0, 1.0);
     v[..row_v].iter_mut().for_each(|x| *x = 0.0);

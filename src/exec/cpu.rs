@@ -1,30 +1,40 @@
-//! The CPU executor: interprets a plan with the reference ops, in f32. Slow; it is the
-//! reference the GPU executor is checked against, and it runs anywhere.
-use super::dispatch::{run_cpu, In};
+//! The CPU executor: interprets a plan with the reference ops. In f32 (the default) it is
+//! the reference the GPU executor is checked against, and it runs anywhere; in f64 it is what
+//! the whole-model finite-difference check differentiates. Slow.
 use super::{Executor, HostData};
+use crate::ops::Real;
+use crate::plan::op::In;
 use crate::plan::{Access, DType, Phase, Plan, TensorId};
 
 /// A tensor's host storage.
-enum Storage {
-    F32(Vec<f32>),
-    U32(Vec<u32>),
+enum Storage<R> {
+    F(Vec<R>),
+    U(Vec<u32>),
 }
 
-/// Interprets a plan on the CPU.
-pub struct CpuExecutor {
+/// Interprets a plan on the CPU in the float type `R`.
+pub struct CpuExecutor<R: Real = f32> {
     plan: Plan,
-    tensors: Vec<Storage>,
+    tensors: Vec<Storage<R>>,
 }
 
-impl CpuExecutor {
-    /// Allocates every tensor (zeroed) and fills the plan's constants.
+impl CpuExecutor<f32> {
+    /// An f32 executor: every tensor allocated (zeroed), the plan's constants filled.
     pub fn new(plan: &Plan) -> Self {
+        Self::in_precision(plan)
+    }
+}
+
+impl<R: Real> CpuExecutor<R> {
+    /// An executor in `R` (`CpuExecutor::<f64>::in_precision(&plan)`): every tensor
+    /// allocated (zeroed), the plan's constants filled.
+    pub fn in_precision(plan: &Plan) -> Self {
         let tensors = plan
             .tensors
             .iter()
             .map(|t| match t.dtype {
-                DType::F32 => Storage::F32(vec![0.0; t.numel()]),
-                DType::U32 => Storage::U32(vec![0; t.numel()]),
+                DType::F32 => Storage::F(vec![R::zero(); t.numel()]),
+                DType::U32 => Storage::U(vec![0; t.numel()]),
             })
             .collect();
         let mut ex = CpuExecutor { plan: plan.clone(), tensors };
@@ -34,6 +44,22 @@ impl CpuExecutor {
         ex
     }
 
+    /// Writes a float tensor in the executor's own precision.
+    pub fn write_real(&mut self, t: TensorId, data: &[R]) {
+        match &mut self.tensors[t] {
+            Storage::F(dst) => dst.copy_from_slice(data),
+            Storage::U(_) => panic!("write to {}: it holds ids", self.plan.tensors[t].name),
+        }
+    }
+
+    /// A float tensor in the executor's own precision.
+    pub fn read_real(&self, t: TensorId) -> &[R] {
+        match &self.tensors[t] {
+            Storage::F(v) => v,
+            Storage::U(_) => panic!("read of {}: it holds ids", self.plan.tensors[t].name),
+        }
+    }
+
     fn run_step(&mut self, phase: Phase, index: usize) {
         let step = self.plan.steps(phase)[index].clone();
         let specs = step.op.bindings();
@@ -41,53 +67,58 @@ impl CpuExecutor {
         for (spec, &t) in specs.iter().zip(&step.args) {
             if spec.access == Access::ReadWrite {
                 match &mut self.tensors[t] {
-                    Storage::F32(v) => outs.push(std::mem::take(v)),
-                    Storage::U32(_) => unreachable!("plan checked: outputs are f32"),
+                    Storage::F(v) => outs.push(std::mem::take(v)),
+                    Storage::U(_) => unreachable!("plan checked: outputs are f32"),
                 }
             }
         }
         {
-            let ins: Vec<In<'_>> = specs
+            let ins: Vec<In<'_, R>> = specs
                 .iter()
                 .zip(&step.args)
                 .filter(|(s, _)| s.access != Access::ReadWrite)
                 .map(|(_, &t)| match &self.tensors[t] {
-                    Storage::F32(v) => In::F32(v),
-                    Storage::U32(v) => In::U32(v),
+                    Storage::F(v) => In::F(v),
+                    Storage::U(v) => In::U(v),
                 })
                 .collect();
-            run_cpu(&step.op, &mut outs, &ins);
+            step.op.run_cpu(&mut outs, &ins);
         }
         let mut outs = outs.into_iter();
         for (spec, &t) in specs.iter().zip(&step.args) {
             if spec.access == Access::ReadWrite {
-                self.tensors[t] = Storage::F32(outs.next().expect("one output per read-write binding"));
+                self.tensors[t] = Storage::F(outs.next().expect("one output per read-write binding"));
             }
         }
     }
 }
 
-impl Executor for CpuExecutor {
+impl<R: Real> Executor for CpuExecutor<R> {
     fn write(&mut self, t: TensorId, data: HostData<'_>) {
         match (&mut self.tensors[t], data) {
-            (Storage::F32(dst), HostData::F32(src)) => dst.copy_from_slice(src),
-            (Storage::U32(dst), HostData::U32(src)) => dst.copy_from_slice(src),
+            (Storage::F(dst), HostData::F32(src)) => {
+                assert_eq!(dst.len(), src.len(), "write to {}: wrong length", self.plan.tensors[t].name);
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = R::from_f64(s as f64);
+                }
+            }
+            (Storage::U(dst), HostData::U32(src)) => dst.copy_from_slice(src),
             _ => panic!("write to {}: wrong element type", self.plan.tensors[t].name),
         }
     }
 
     fn read(&mut self, t: TensorId) -> Vec<f32> {
         match &self.tensors[t] {
-            Storage::F32(v) => v.clone(),
-            Storage::U32(v) => v.iter().map(|&x| x as f32).collect(),
+            Storage::F(v) => v.iter().map(|x| x.to_f64() as f32).collect(),
+            Storage::U(v) => v.iter().map(|&x| x as f32).collect(),
         }
     }
 
     fn clear(&mut self, ts: &[TensorId]) {
         for &t in ts {
             match &mut self.tensors[t] {
-                Storage::F32(v) => v.fill(0.0),
-                Storage::U32(v) => v.fill(0),
+                Storage::F(v) => v.fill(R::zero()),
+                Storage::U(v) => v.fill(0),
             }
         }
     }
@@ -99,6 +130,9 @@ impl Executor for CpuExecutor {
     }
 
     fn describe(&self) -> String {
-        "cpu reference".into()
+        match std::any::type_name::<R>() {
+            "f32" => "cpu reference".into(),
+            other => format!("cpu reference ({other})"),
+        }
     }
 }

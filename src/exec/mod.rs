@@ -3,7 +3,6 @@
 //! evaluation drive either through this trait.
 pub mod compare;
 pub mod cpu;
-pub mod dispatch;
 
 use crate::plan::{Phase, TensorId};
 

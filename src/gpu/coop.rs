@@ -180,7 +180,7 @@ impl CoopParams {
 /// workgroups whatever the tile; splitting K across workgroups would need a scratch binding
 /// the op does not have. `cargo bench --bench matmul -- --coop-all` times every candidate.
 pub fn choose(tile: u32, sg_size: u32, bounds: &DeviceBounds, op: &Op) -> Option<CoopParams> {
-    let Op::Matmul { m, n, layout, .. } = *op else {
+    let Op::Matmul(crate::plan::Matmul { m, n, layout, .. }) = *op else {
         return None;
     };
     let fitting: Vec<CoopParams> =
@@ -199,7 +199,7 @@ pub fn choose(tile: u32, sg_size: u32, bounds: &DeviceBounds, op: &Op) -> Option
 /// The `matmul_coop` kernel call for a matmul op with configuration `p` (no device checks:
 /// [`select`] makes those). `None` for other ops.
 pub fn kernel(op: &Op, p: &CoopParams) -> Option<KernelCall> {
-    let Op::Matmul { m, n, k, layout, accumulate } = *op else {
+    let Op::Matmul(crate::plan::Matmul { m, n, k, layout, accumulate }) = *op else {
         return None;
     };
     let u = |v: usize| v as f64;
@@ -260,7 +260,7 @@ pub fn device_support(ctx: &GpuContext) -> Result<(u32, u32), String> {
 /// A replacement kernel for `op` on this adapter, if one applies: the cooperative-matrix
 /// matmul for [`Op::Matmul`] when [`device_support`] and [`choose`] find a configuration.
 pub fn select(ctx: &GpuContext, op: &Op) -> Option<KernelCall> {
-    if !matches!(op, Op::Matmul { .. }) {
+    if !matches!(op, Op::Matmul(_)) {
         return None;
     }
     let (tile, sg_size) = device_support(ctx).ok()?;

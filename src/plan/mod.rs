@@ -3,9 +3,11 @@
 //! hand-written backward pass and the optimizer. It is built once per config, checked for
 //! shapes and aliasing when built, and then replayed by an executor (CPU or GPU) every step.
 //! Nothing here touches wgpu.
+pub mod defs;
 pub mod op;
 
-pub use op::{Access, BindingSpec, DType, KernelCall, Op};
+pub use defs::*;
+pub use op::{Access, BindingSpec, DType, Domain, KernelCall, Op, OpDef};
 
 use std::collections::HashMap;
 
@@ -62,8 +64,12 @@ pub enum Role {
     Activation,
     /// An activation's gradient: cleared before each micro-batch's backward pass.
     ActGrad,
-    /// Optimizer state (Adam moments), zero at start.
+    /// Persistent optimizer state (Adam moments, Muon momentum, the EMA): zero at start,
+    /// saved in checkpoints.
     OptState,
+    /// Per-step optimizer scratch (Muon's Newton-Schulz stacks, the clip's norms): written
+    /// before it is read within each optimizer pass, so never cleared and never saved.
+    Scratch,
     /// Written by the host before each micro-batch (token ids, targets).
     Input,
     /// Written once by the host (the RoPE table).
@@ -157,7 +163,8 @@ impl Plan {
     /// A plan of one forward step running `op`, with tensor i bound to binding i (read-write
     /// bindings are activations, read-only ones inputs, a uniform a hyperparameter block).
     /// Kernel tests and benches run single ops through it on any executor.
-    pub fn single_op(op: Op) -> Result<Plan, PlanError> {
+    pub fn single_op(op: impl Into<Op>) -> Result<Plan, PlanError> {
+        let op = op.into();
         let mut g = PlanBuilder::new();
         let mut args = Vec::new();
         for (i, spec) in op.bindings().iter().enumerate() {
@@ -304,7 +311,8 @@ impl PlanBuilder {
     }
 
     /// Appends a step to a phase after checking it against the op's binding table.
-    pub fn push(&mut self, phase: Phase, op: Op, args: &[TensorId]) -> Result<(), PlanError> {
+    pub fn push(&mut self, phase: Phase, op: impl Into<Op>, args: &[TensorId]) -> Result<(), PlanError> {
+        let op = op.into();
         let step_index = self.steps.iter().map(Vec::len).sum::<usize>();
         let fail = |problem: String| PlanError::Step { step: step_index, label: op.kernel().label(), problem };
         op.check().map_err(fail)?;

@@ -10,7 +10,7 @@ use wgolf::exec::cpu::CpuExecutor;
 use wgolf::exec::{Executor, HostData};
 use wgolf::gpu::{GpuContext, GpuExecutor};
 use wgolf::init::Rng;
-use wgolf::plan::{Access, DType, KernelCall, Op, Phase, Plan};
+use wgolf::plan::{Access, Domain, KernelCall, Op, Phase, Plan};
 use wgolf::tolerance::{first_mismatch, tolerance, Check, Tolerance};
 
 /// The GPU context of this test binary, made on first use. Without an adapter every GPU test
@@ -70,38 +70,28 @@ pub fn ids(seed: u64, n: usize, bound: usize) -> Vec<u32> {
     (0..n).map(|_| (rng.next_u64() % bound as u64) as u32).collect()
 }
 
-/// Seeded data for every binding of `op`: f32 bindings uniform in [-1, 1) (read-write ones too,
-/// so that accumulating kernels are seen to add to what is there and overwriting ones to
-/// ignore it; Adam's v in [0, 1)), u32 bindings valid ids, the AdamW uniform a plausible step.
+/// Seeded data for every binding of `op`, drawn from the binding's [`Domain`]: f32 bindings
+/// uniform in [-1, 1) (read-write ones too, so that accumulating kernels are seen to add to
+/// what is there and overwriting ones to ignore it), non-negative ones in [0, 1), ids below
+/// their bound, hyperparameter uniforms a plausible step.
 pub fn random_inputs(op: &Op, seed: u64) -> Vec<Data> {
-    let bound = match *op {
-        Op::EmbeddingFwd { vocab, .. } | Op::EmbeddingBwd { vocab, .. } | Op::CrossEntropy { vocab, .. } => vocab,
-        _ => 1,
-    };
     op.bindings()
         .iter()
         .enumerate()
         .map(|(i, spec)| {
             let s = seed.wrapping_mul(1000).wrapping_add(i as u64);
-            match (spec.access, spec.dtype) {
-                (Access::Uniform, _) if matches!(op, Op::MuonMomentum { .. } | Op::MuonApply { .. }) => {
+            match spec.domain {
+                Domain::MuonHyper => {
                     let h = wgolf::ops::muon::MuonHyper::new(0.02, 0.95, 0.04);
                     Data::F32(bytemuck::cast_slice(&[h]).to_vec())
                 }
-                (Access::Uniform, _) => {
+                Domain::AdamHyper => {
                     let h = wgolf::ops::adamw::AdamHyper::at_step(0.01, 0.9, 0.95, 1e-8, 0.1, 1);
                     Data::F32(bytemuck::cast_slice(&[h]).to_vec())
                 }
-                // Per-gradient sums of squares: never negative.
-                (_, DType::F32) if matches!(op, Op::ClipCoef { .. }) && i == 1 => {
-                    Data::F32(uniform(s, spec.len, 0.0, 1.0))
-                }
-                (_, DType::U32) => Data::U32(ids(s, spec.len, bound)),
-                // Adam's second moment is a running mean of squares: never negative.
-                (_, DType::F32) if matches!(op, Op::AdamW { .. }) && i == 2 => {
-                    Data::F32(uniform(s, spec.len, 0.0, 1.0))
-                }
-                (_, DType::F32) => Data::F32(uniform(s, spec.len, -1.0, 1.0)),
+                Domain::Ids { bound } => Data::U32(ids(s, spec.len, bound)),
+                Domain::NonNegative => Data::F32(uniform(s, spec.len, 0.0, 1.0)),
+                Domain::Any => Data::F32(uniform(s, spec.len, -1.0, 1.0)),
             }
         })
         .collect()
@@ -229,112 +219,6 @@ pub fn sig4(v: f32) -> String {
     } else {
         s
     }
-}
-
-/// The number of [`Op`] variants; [`variant`] is an exhaustive match, so adding a variant
-/// without updating the tests fails to compile here.
-pub const OP_VARIANTS: usize = 36;
-
-/// The index of `op`'s variant (exhaustive: a new variant must be added here and to
-/// [`one_of_each_op`]).
-pub fn variant(op: &Op) -> usize {
-    match op {
-        Op::EmbeddingFwd { .. } => 0,
-        Op::EmbeddingBwd { .. } => 1,
-        Op::RmsNormFwd { .. } => 2,
-        Op::RmsNormBwd { .. } => 3,
-        Op::Matmul { .. } => 4,
-        Op::Rope { .. } => 5,
-        Op::AttentionFwd(_) => 6,
-        Op::AttentionBwdQ(_) => 7,
-        Op::AttentionBwdKv(_) => 8,
-        Op::Relu2Fwd { .. } => 9,
-        Op::Relu2Bwd { .. } => 10,
-        Op::ScaleFwd { .. } => 11,
-        Op::ScaleBwd { .. } => 12,
-        Op::ScaledAddFwd { .. } => 13,
-        Op::ScaledAddBwd { .. } => 14,
-        Op::MixFwd { .. } => 15,
-        Op::MixBwd { .. } => 16,
-        Op::AddInto { .. } => 17,
-        Op::ChannelDot { .. } => 18,
-        Op::CrossEntropy { .. } => 19,
-        Op::SumRows { .. } => 20,
-        Op::AdamW { .. } => 21,
-        Op::BatchedMatmul { .. } => 27,
-        Op::MuonMomentum { .. } => 28,
-        Op::MuonNormalize { .. } => 29,
-        Op::ScaleCopy { .. } => 30,
-        Op::MuonApply { .. } => 31,
-        Op::GradSumSq { .. } => 32,
-        Op::ClipCoef { .. } => 33,
-        Op::ScaleByCoef { .. } => 34,
-        Op::Ema { .. } => 35,
-        Op::SmearFwd { .. } => 22,
-        Op::SmearBwd { .. } => 23,
-        Op::SmearGrad { .. } => 24,
-        Op::XsaFwd { .. } => 25,
-        Op::XsaBwd { .. } => 26,
-    }
-}
-
-/// One op of every variant (of every matmul layout), on small ragged shapes.
-pub fn one_of_each_op() -> Vec<Op> {
-    use wgolf::ops::attention::AttnShape;
-    use wgolf::ops::elementwise::Channels;
-    use wgolf::ops::matmul::Layout;
-    let attn = AttnShape { batch: 2, seq: 5, heads: 4, kv_heads: 2, head_dim: 6 };
-    let ch = Channels { group: 3, channels: 5, offset: 2 };
-    vec![
-        Op::EmbeddingFwd { tokens: 9, dim: 5, vocab: 11 },
-        Op::EmbeddingBwd { tokens: 9, dim: 5, vocab: 11 },
-        Op::RmsNormFwd { rows: 7, dim: 9, eps: wgolf::ops::rmsnorm::RMS_EPS },
-        Op::RmsNormBwd { rows: 7, dim: 9 },
-        Op::Matmul { m: 5, n: 7, k: 3, layout: Layout::Nt, accumulate: false },
-        Op::Matmul { m: 5, n: 7, k: 3, layout: Layout::Nn, accumulate: true },
-        Op::Matmul { m: 5, n: 7, k: 3, layout: Layout::Tn, accumulate: true },
-        Op::Rope { rows: 7, heads: 3, head_dim: 6, seq_len: 4, inverse: false },
-        Op::Rope { rows: 7, heads: 3, head_dim: 6, seq_len: 4, inverse: true },
-        Op::AttentionFwd(attn),
-        Op::AttentionBwdQ(attn),
-        Op::AttentionBwdKv(attn),
-        Op::Relu2Fwd { count: 77 },
-        Op::Relu2Bwd { count: 77 },
-        Op::ScaleFwd { count: 75, ch, s_len: 8 },
-        Op::ScaleBwd { count: 75, ch, s_len: 8 },
-        Op::ScaledAddFwd { count: 75, ch, s_len: 8 },
-        Op::ScaledAddBwd { count: 75, ch, s_len: 8 },
-        Op::MixFwd { count: 75, ch: Channels { group: 1, channels: 5, offset: 0 } },
-        Op::MixBwd { count: 75, ch: Channels { group: 1, channels: 5, offset: 0 } },
-        Op::AddInto { count: 77 },
-        Op::ChannelDot { count: 75, ch, out_len: 9 },
-        Op::CrossEntropy { rows: 3, vocab: 13, softcap: 30.0, grad_scale: 0.25, write_grad: true },
-        Op::CrossEntropy { rows: 3, vocab: 13, softcap: 30.0, grad_scale: 0.25, write_grad: false },
-        Op::SumRows { count: 300, scale: 0.5 },
-        Op::AdamW { count: 77 },
-        // Optimizer ops (src/optim.rs): every matmul layout batched and scaled, Muon on a
-        // tall (stored transposed) and a wide matrix of a 3-matrix stack, a normalisation
-        // of matrices larger than its 256 lanes.
-        Op::BatchedMatmul { batch: 3, m: 5, n: 7, k: 3, layout: Layout::Nt, alpha: -0.75, accumulate: false },
-        Op::BatchedMatmul { batch: 3, m: 5, n: 7, k: 3, layout: Layout::Nn, alpha: 2.0315, accumulate: true },
-        Op::BatchedMatmul { batch: 3, m: 5, n: 7, k: 3, layout: Layout::Tn, alpha: 1.0, accumulate: true },
-        Op::MuonMomentum { rows: 7, cols: 5, index: 1, count: 3 },
-        Op::MuonMomentum { rows: 5, cols: 7, index: 2, count: 3 },
-        Op::MuonNormalize { count: 2, a: 9, b: 37 },
-        Op::ScaleCopy { count: 77, alpha: -4.775 },
-        Op::MuonApply { rows: 7, cols: 5, index: 1, count: 3, shape_scale: (7.0f64 / 5.0).sqrt() },
-        Op::MuonApply { rows: 5, cols: 7, index: 0, count: 3, shape_scale: 1.0 },
-        Op::GradSumSq { count: 300, slot: 1, slots: 3 },
-        Op::ClipCoef { slots: 3, max_norm: 0.3 },
-        Op::ScaleByCoef { count: 77 },
-        Op::Ema { count: 77, decay: 0.997 },
-        // rows 7 = two whole sequences of 3 and a partial one.
-        Op::SmearFwd { rows: 7, dim: 5, seq_len: 3 },
-        Op::SmearBwd { rows: 7, dim: 5, seq_len: 3 },
-        Op::SmearGrad { rows: 7, dim: 5, seq_len: 3 },
-        Op::XsaFwd { rows: 5, heads: 4, kv_heads: 2, head_dim: 6 },
-        Op::XsaBwd { rows: 5, heads: 4, kv_heads: 2, head_dim: 6 },
-    ]
 }
 
 // ---------------------------------------------------------------- finite differences

@@ -1,0 +1,297 @@
+//! Elementwise and per-channel ops: relu² (`shaders/relu2.wgsl`), scales, scaled adds and
+//! mixes (`shaders/channel.wgsl`), the gradient sum `add_into` (`shaders/add.wgsl`) and the
+//! per-channel dot product of a scale's gradient (`shaders/reduce.wgsl`); the CPU
+//! references are in `ops::elementwise`.
+use crate::ops::elementwise::{self as ew, Channels};
+use crate::ops::Real;
+use crate::plan::op::{grid_1d, uconst as u, BindingSpec, In, KernelCall, OpDef};
+
+/// `[y | x]`: `y = relu(x)^2`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Relu2Fwd {
+    pub count: usize,
+}
+
+/// `[dx | dy, x]` (accumulates).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Relu2Bwd {
+    pub count: usize,
+}
+
+/// `[y | x, s]`: `y[i] = s[ch(i)] x[i]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScaleFwd {
+    pub count: usize,
+    pub ch: Channels,
+    pub s_len: usize,
+}
+
+/// `[dx | dy, s]` (accumulates).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScaleBwd {
+    pub count: usize,
+    pub ch: Channels,
+    pub s_len: usize,
+}
+
+/// `[out | a, b, s]`: `out[i] = a[i] + s[ch(i)] b[i]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScaledAddFwd {
+    pub count: usize,
+    pub ch: Channels,
+    pub s_len: usize,
+}
+
+/// `[da, db | dout, s]` (accumulates).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScaledAddBwd {
+    pub count: usize,
+    pub ch: Channels,
+    pub s_len: usize,
+}
+
+/// `[out | a, b, mix]`: `out[i] = mix[0][c] a[i] + mix[1][c] b[i]` (`resid_mix`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MixFwd {
+    pub count: usize,
+    pub ch: Channels,
+}
+
+/// `[da, db | dout, mix]` (accumulates).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MixBwd {
+    pub count: usize,
+    pub ch: Channels,
+}
+
+/// `[dst | src]`: `dst += src`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AddInto {
+    pub count: usize,
+}
+
+/// `[out | a, b]`: `out[ch(i)] += a[i] b[i]` (one workgroup per channel).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelDot {
+    pub count: usize,
+    pub ch: Channels,
+    pub out_len: usize,
+}
+
+/// Channel 2.. of 8, three consecutive elements per channel: ragged on purpose.
+const EXAMPLE_CH: Channels = Channels { group: 3, channels: 5, offset: 2 };
+const MIX_CH: Channels = Channels { group: 1, channels: 5, offset: 0 };
+
+/// A `channel.wgsl` call over `count` elements.
+fn channel_call(entry: &'static str, count: usize, ch: Channels) -> KernelCall {
+    let consts =
+        vec![("COUNT", u(count)), ("GROUP", u(ch.group)), ("CHANNELS", u(ch.channels)), ("S_OFFSET", u(ch.offset))];
+    KernelCall::new("channel", entry, consts, grid_1d(count))
+}
+
+/// The scale ops read `s[offset .. offset + channels]`.
+fn check_scale(ch: Channels, s_len: usize) -> Result<(), String> {
+    if ch.offset + ch.channels > s_len {
+        return Err(format!("channel offset {} + {} exceeds the scale's {s_len} values", ch.offset, ch.channels));
+    }
+    Ok(())
+}
+
+fn check_mix(ch: Channels) -> Result<(), String> {
+    if ch.offset != 0 {
+        return Err(format!("mix reads both rows of its [2, {}] parameter; offset must be 0", ch.channels));
+    }
+    Ok(())
+}
+
+impl OpDef for Relu2Fwd {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count)]
+    }
+    fn kernel(&self) -> KernelCall {
+        KernelCall::new("relu2", "relu2_fwd", vec![("COUNT", u(self.count))], grid_1d(self.count))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::relu2_fwd(&mut outs[0], ins[0].f())
+    }
+    fn examples() -> Vec<Self> {
+        vec![Relu2Fwd { count: 77 }]
+    }
+}
+
+impl OpDef for Relu2Bwd {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count), BindingSpec::rd(self.count)]
+    }
+    fn kernel(&self) -> KernelCall {
+        KernelCall::new("relu2", "relu2_bwd", vec![("COUNT", u(self.count))], grid_1d(self.count))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::relu2_bwd(&mut outs[0], ins[0].f(), ins[1].f())
+    }
+    fn examples() -> Vec<Self> {
+        vec![Relu2Bwd { count: 77 }]
+    }
+}
+
+impl OpDef for ScaleFwd {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count), BindingSpec::rd(self.s_len)]
+    }
+    fn check(&self) -> Result<(), String> {
+        check_scale(self.ch, self.s_len)
+    }
+    fn kernel(&self) -> KernelCall {
+        channel_call("scale_fwd", self.count, self.ch)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::scale_fwd(&mut outs[0], ins[0].f(), ins[1].f(), self.ch)
+    }
+    fn examples() -> Vec<Self> {
+        vec![ScaleFwd { count: 75, ch: EXAMPLE_CH, s_len: 8 }]
+    }
+}
+
+impl OpDef for ScaleBwd {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count), BindingSpec::rd(self.s_len)]
+    }
+    fn check(&self) -> Result<(), String> {
+        check_scale(self.ch, self.s_len)
+    }
+    fn kernel(&self) -> KernelCall {
+        channel_call("scale_bwd", self.count, self.ch)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::scale_bwd(&mut outs[0], ins[0].f(), ins[1].f(), self.ch)
+    }
+    fn examples() -> Vec<Self> {
+        vec![ScaleBwd { count: 75, ch: EXAMPLE_CH, s_len: 8 }]
+    }
+}
+
+impl OpDef for ScaledAddFwd {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let (n, rw, rd) = (self.count, BindingSpec::rw, BindingSpec::rd);
+        vec![rw(n), rd(n), rd(n), rd(self.s_len)]
+    }
+    fn check(&self) -> Result<(), String> {
+        check_scale(self.ch, self.s_len)
+    }
+    fn kernel(&self) -> KernelCall {
+        channel_call("scaled_add_fwd", self.count, self.ch)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::scaled_add_fwd(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), self.ch)
+    }
+    fn examples() -> Vec<Self> {
+        vec![ScaledAddFwd { count: 75, ch: EXAMPLE_CH, s_len: 8 }]
+    }
+}
+
+impl OpDef for ScaledAddBwd {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let (n, rw, rd) = (self.count, BindingSpec::rw, BindingSpec::rd);
+        vec![rw(n), rw(n), rd(n), rd(self.s_len)]
+    }
+    fn check(&self) -> Result<(), String> {
+        check_scale(self.ch, self.s_len)
+    }
+    fn kernel(&self) -> KernelCall {
+        channel_call("scaled_add_bwd", self.count, self.ch)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        let (da, db) = outs.split_at_mut(1);
+        ew::scaled_add_bwd(&mut da[0], &mut db[0], ins[0].f(), ins[1].f(), self.ch)
+    }
+    fn examples() -> Vec<Self> {
+        vec![ScaledAddBwd { count: 75, ch: EXAMPLE_CH, s_len: 8 }]
+    }
+}
+
+impl OpDef for MixFwd {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let (n, rw, rd) = (self.count, BindingSpec::rw, BindingSpec::rd);
+        vec![rw(n), rd(n), rd(n), rd(2 * self.ch.channels)]
+    }
+    fn check(&self) -> Result<(), String> {
+        check_mix(self.ch)
+    }
+    fn kernel(&self) -> KernelCall {
+        channel_call("mix_fwd", self.count, self.ch)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::mix_fwd(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), self.ch)
+    }
+    fn examples() -> Vec<Self> {
+        vec![MixFwd { count: 75, ch: MIX_CH }]
+    }
+}
+
+impl OpDef for MixBwd {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let (n, rw, rd) = (self.count, BindingSpec::rw, BindingSpec::rd);
+        vec![rw(n), rw(n), rd(n), rd(2 * self.ch.channels)]
+    }
+    fn check(&self) -> Result<(), String> {
+        check_mix(self.ch)
+    }
+    fn kernel(&self) -> KernelCall {
+        channel_call("mix_bwd", self.count, self.ch)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        let (da, db) = outs.split_at_mut(1);
+        ew::mix_bwd(&mut da[0], &mut db[0], ins[0].f(), ins[1].f(), self.ch)
+    }
+    fn examples() -> Vec<Self> {
+        vec![MixBwd { count: 75, ch: MIX_CH }]
+    }
+}
+
+impl OpDef for AddInto {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count)]
+    }
+    fn kernel(&self) -> KernelCall {
+        KernelCall::new("add", "add_into", vec![("COUNT", u(self.count))], grid_1d(self.count))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::add_into(&mut outs[0], ins[0].f())
+    }
+    fn examples() -> Vec<Self> {
+        vec![AddInto { count: 77 }]
+    }
+}
+
+impl OpDef for ChannelDot {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let (n, rw, rd) = (self.count, BindingSpec::rw, BindingSpec::rd);
+        vec![rw(self.out_len), rd(n), rd(n)]
+    }
+    fn check(&self) -> Result<(), String> {
+        let Self { count, ch, out_len } = *self;
+        if count % (ch.group * ch.channels) != 0 {
+            return Err(format!("channel_dot: {count} elements are not whole rows of {} x {}", ch.channels, ch.group));
+        }
+        if ch.offset + ch.channels > out_len {
+            return Err(format!("channel_dot writes past its output of {out_len}"));
+        }
+        Ok(())
+    }
+    fn kernel(&self) -> KernelCall {
+        let ch = self.ch;
+        let consts = vec![
+            ("COUNT", u(self.count)),
+            ("GROUP", u(ch.group)),
+            ("CHANNELS", u(ch.channels)),
+            ("OUT_OFFSET", u(ch.offset)),
+        ];
+        KernelCall::new("reduce", "channel_dot", consts, [ch.channels as u32, 1, 1])
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::channel_dot(&mut outs[0], ins[0].f(), ins[1].f(), self.ch)
+    }
+    fn examples() -> Vec<Self> {
+        vec![ChannelDot { count: 75, ch: EXAMPLE_CH, out_len: 9 }]
+    }
+}

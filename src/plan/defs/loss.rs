@@ -1,0 +1,70 @@
+//! The softcapped cross-entropy and the loss sum (`shaders/cross_entropy.wgsl`,
+//! `shaders/reduce.wgsl`; `ops::cross_entropy`).
+use crate::ops::{cross_entropy, Real};
+use crate::plan::op::{flag, grid_1d, uconst as u, BindingSpec, In, KernelCall, OpDef};
+
+/// `[dlogits, loss | logits, targets]`: per-row loss of `softcap tanh(logits / softcap)`
+/// and, with `write_grad`, the gradient of `grad_scale * sum(loss)` (overwritten).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CrossEntropy {
+    pub rows: usize,
+    pub vocab: usize,
+    pub softcap: f64,
+    pub grad_scale: f64,
+    pub write_grad: bool,
+}
+
+/// `[total | rows]`: `total += scale * sum(rows)` (one workgroup, fixed order).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SumRows {
+    pub count: usize,
+    pub scale: f64,
+}
+
+impl OpDef for CrossEntropy {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let Self { rows, vocab, .. } = *self;
+        vec![
+            BindingSpec::rw(rows * vocab),
+            BindingSpec::rw(rows),
+            BindingSpec::rd(rows * vocab),
+            BindingSpec::ids(rows, vocab),
+        ]
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![
+            ("ROWS", u(self.rows)),
+            ("VOCAB", u(self.vocab)),
+            ("SOFTCAP", self.softcap),
+            ("GRAD_SCALE", self.grad_scale),
+            ("WRITE_GRAD", flag(self.write_grad)),
+        ];
+        KernelCall::new("cross_entropy", "cross_entropy", consts, grid_1d(self.rows))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        let (dl, loss) = outs.split_at_mut(1);
+        let grads = if self.write_grad { Some(&mut dl[0][..]) } else { None };
+        let (logits, targets) = (ins[0].f(), ins[1].u());
+        cross_entropy::cross_entropy(grads, &mut loss[0], logits, targets, self.vocab, self.softcap, self.grad_scale)
+    }
+    fn examples() -> Vec<Self> {
+        [true, false]
+            .map(|write_grad| CrossEntropy { rows: 3, vocab: 13, softcap: 30.0, grad_scale: 0.25, write_grad })
+            .to_vec()
+    }
+}
+
+impl OpDef for SumRows {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(1), BindingSpec::rd(self.count)]
+    }
+    fn kernel(&self) -> KernelCall {
+        KernelCall::new("reduce", "sum_rows", vec![("COUNT", u(self.count)), ("SCALE", self.scale)], [1, 1, 1])
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        cross_entropy::loss_sum(&mut outs[0][0], ins[0].f(), self.scale)
+    }
+    fn examples() -> Vec<Self> {
+        vec![SumRows { count: 300, scale: 0.5 }]
+    }
+}

@@ -1,0 +1,21 @@
+//! One file per kernel family: the op structs and their [`OpDef`](super::op::OpDef)
+//! implementations (bindings, shape checks, kernel call, CPU reference call, test shapes).
+mod attention;
+mod elementwise;
+mod embedding;
+mod loss;
+mod matmul;
+mod norm;
+mod optimizer;
+mod record;
+
+pub use attention::{AttentionBwdKv, AttentionBwdQ, AttentionFwd};
+pub use elementwise::{
+    AddInto, ChannelDot, MixBwd, MixFwd, Relu2Bwd, Relu2Fwd, ScaleBwd, ScaleFwd, ScaledAddBwd, ScaledAddFwd,
+};
+pub use embedding::{EmbeddingBwd, EmbeddingFwd};
+pub use loss::{CrossEntropy, SumRows};
+pub use matmul::{BatchedMatmul, Matmul};
+pub use norm::{RmsNormBwd, RmsNormFwd, Rope};
+pub use optimizer::{AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, ScaleByCoef, ScaleCopy};
+pub use record::{SmearBwd, SmearFwd, SmearGrad, XsaBwd, XsaFwd};

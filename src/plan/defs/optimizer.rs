@@ -1,0 +1,284 @@
+//! The optimizer's ops: AdamW (`shaders/adamw.wgsl`, `ops::adamw`), Muon's momentum,
+//! normalisation, scaled copy and apply (`shaders/muon.wgsl`, `ops::muon`; its
+//! Newton-Schulz products are [`BatchedMatmul`](super::BatchedMatmul)s), the global
+//! gradient-norm clip (`shaders/clip.wgsl`, `ops::clip`) and the weight EMA
+//! (`shaders/ema.wgsl`, `ops::ema`). `optim` strings them together.
+use crate::ops::adamw::{self, AdamHyper};
+use crate::ops::muon::{self, MuonHyper};
+use crate::ops::{clip, ema, Real};
+use crate::plan::op::{grid_1d, uconst as u, BindingSpec, Domain, In, KernelCall, OpDef, MAX_GRID_DIM};
+
+/// `[p, m, v | g, hyper]`: one AdamW step with decoupled weight decay.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamW {
+    pub count: usize,
+}
+
+/// `[buf, stack | grad, hyper]`: Muon momentum `buf <- mu buf + g`, and the Nesterov
+/// `g + mu buf` into matrix `index` of a `[count, a, b]` stack (transposed when
+/// rows > cols; see `ops::muon`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MuonMomentum {
+    pub rows: usize,
+    pub cols: usize,
+    pub index: usize,
+    pub count: usize,
+}
+
+/// `[stack]`: each `[a, b]` matrix of a `[count, a, b]` stack divided by its Frobenius norm
+/// plus 1e-7 (one workgroup per matrix).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MuonNormalize {
+    pub count: usize,
+    pub a: usize,
+    pub b: usize,
+}
+
+/// `[out | x]`: `out = alpha x`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScaleCopy {
+    pub count: usize,
+    pub alpha: f64,
+}
+
+/// `[param | stack, hyper]`: `W <- W (1 - lr wd) - lr shape_scale O`, O matrix `index`
+/// of the stack.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MuonApply {
+    pub rows: usize,
+    pub cols: usize,
+    pub index: usize,
+    pub count: usize,
+    pub shape_scale: f64,
+}
+
+/// `[norms | grad]`: `norms[slot] = sum g^2` (one workgroup; overwrites its slot).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GradSumSq {
+    pub count: usize,
+    pub slot: usize,
+    pub slots: usize,
+}
+
+/// `[coef | norms]`: `coef = min(1, max_norm / (sqrt(sum norms) + 1e-6))`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClipCoef {
+    pub slots: usize,
+    pub max_norm: f64,
+}
+
+/// `[x | coef]`: `x *= coef[0]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScaleByCoef {
+    pub count: usize,
+}
+
+/// `[ema | param]`: `ema <- decay ema + (1 - decay) param`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ema {
+    pub count: usize,
+    pub decay: f64,
+}
+
+impl OpDef for AdamW {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let n = self.count;
+        vec![
+            BindingSpec::rw(n),
+            BindingSpec::rw(n),
+            // The second moment is a running mean of squares.
+            BindingSpec::rw(n).within(Domain::NonNegative),
+            BindingSpec::rd(n),
+            BindingSpec::hyper(Domain::AdamHyper),
+        ]
+    }
+    fn kernel(&self) -> KernelCall {
+        KernelCall::new("adamw", "adamw", vec![("COUNT", u(self.count))], grid_1d(self.count))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        let hyper: AdamHyper = ins[1].hyper();
+        let (p, rest) = outs.split_at_mut(1);
+        let (m, v) = rest.split_at_mut(1);
+        adamw::adamw(&mut p[0], &mut m[0], &mut v[0], ins[0].f(), &hyper)
+    }
+    fn examples() -> Vec<Self> {
+        vec![AdamW { count: 77 }]
+    }
+}
+
+fn check_index(index: usize, count: usize) -> Result<(), String> {
+    if index >= count {
+        return Err(format!("muon: matrix {index} of a stack of {count}"));
+    }
+    Ok(())
+}
+
+impl OpDef for MuonMomentum {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let n = self.rows * self.cols;
+        vec![
+            BindingSpec::rw(n),
+            BindingSpec::rw(self.count * n),
+            BindingSpec::rd(n),
+            BindingSpec::hyper(Domain::MuonHyper),
+        ]
+    }
+    fn check(&self) -> Result<(), String> {
+        check_index(self.index, self.count)
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![("ROWS", u(self.rows)), ("COLS", u(self.cols)), ("INDEX", u(self.index))];
+        KernelCall::new("muon", "muon_momentum", consts, grid_1d(self.rows * self.cols))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        let h: MuonHyper = ins[1].hyper();
+        let (buf, stack) = outs.split_at_mut(1);
+        muon::muon_momentum(&mut buf[0], &mut stack[0], ins[0].f(), self.rows, self.cols, self.index, h.momentum)
+    }
+    fn examples() -> Vec<Self> {
+        // A tall matrix (stored transposed in its stack) and a wide one.
+        vec![
+            MuonMomentum { rows: 7, cols: 5, index: 1, count: 3 },
+            MuonMomentum { rows: 5, cols: 7, index: 2, count: 3 },
+        ]
+    }
+}
+
+impl OpDef for MuonNormalize {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.count * self.a * self.b)]
+    }
+    fn check(&self) -> Result<(), String> {
+        if self.count as u32 > MAX_GRID_DIM {
+            return Err(format!("muon_normalize: {} matrices, one workgroup each, exceed {MAX_GRID_DIM}", self.count));
+        }
+        Ok(())
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![("A", u(self.a)), ("B", u(self.b))];
+        KernelCall::new("muon", "muon_normalize", consts, [self.count as u32, 1, 1])
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], _ins: &[In<'_, R>]) {
+        muon::muon_normalize(&mut outs[0], self.a, self.b)
+    }
+    fn examples() -> Vec<Self> {
+        // Matrices larger than the kernel's 256 lanes.
+        vec![MuonNormalize { count: 2, a: 9, b: 37 }]
+    }
+}
+
+impl OpDef for ScaleCopy {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count)]
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![("COUNT", u(self.count)), ("ALPHA", self.alpha)];
+        KernelCall::new("muon", "scale_copy", consts, grid_1d(self.count))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        muon::scale_copy(&mut outs[0], ins[0].f(), self.alpha)
+    }
+    fn examples() -> Vec<Self> {
+        vec![ScaleCopy { count: 77, alpha: -4.775 }]
+    }
+}
+
+impl OpDef for MuonApply {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let n = self.rows * self.cols;
+        vec![BindingSpec::rw(n), BindingSpec::rd(self.count * n), BindingSpec::hyper(Domain::MuonHyper)]
+    }
+    fn check(&self) -> Result<(), String> {
+        check_index(self.index, self.count)
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![
+            ("ROWS", u(self.rows)),
+            ("COLS", u(self.cols)),
+            ("INDEX", u(self.index)),
+            ("SHAPE_SCALE", self.shape_scale),
+        ];
+        KernelCall::new("muon", "muon_apply", consts, grid_1d(self.rows * self.cols))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        let h: MuonHyper = ins[1].hyper();
+        let Self { rows, cols, index, shape_scale, .. } = *self;
+        muon::muon_apply(&mut outs[0], ins[0].f(), rows, cols, index, shape_scale, h.lr, h.weight_decay)
+    }
+    fn examples() -> Vec<Self> {
+        vec![
+            MuonApply { rows: 7, cols: 5, index: 1, count: 3, shape_scale: (7.0f64 / 5.0).sqrt() },
+            MuonApply { rows: 5, cols: 7, index: 0, count: 3, shape_scale: 1.0 },
+        ]
+    }
+}
+
+impl OpDef for GradSumSq {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.slots), BindingSpec::rd(self.count)]
+    }
+    fn check(&self) -> Result<(), String> {
+        if self.slot >= self.slots {
+            return Err(format!("grad_sum_sq: slot {} of {}", self.slot, self.slots));
+        }
+        Ok(())
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![("COUNT", u(self.count)), ("SLOT", u(self.slot))];
+        KernelCall::new("clip", "grad_sum_sq", consts, [1, 1, 1])
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        clip::grad_sum_sq(&mut outs[0], ins[0].f(), self.slot)
+    }
+    fn examples() -> Vec<Self> {
+        vec![GradSumSq { count: 300, slot: 1, slots: 3 }]
+    }
+}
+
+impl OpDef for ClipCoef {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        // Per-gradient sums of squares.
+        vec![BindingSpec::rw(1), BindingSpec::rd(self.slots).within(Domain::NonNegative)]
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![("SLOTS", u(self.slots)), ("MAX_NORM", self.max_norm)];
+        KernelCall::new("clip", "clip_coef", consts, [1, 1, 1])
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        clip::clip_coef(&mut outs[0], ins[0].f(), self.max_norm)
+    }
+    fn examples() -> Vec<Self> {
+        vec![ClipCoef { slots: 3, max_norm: 0.3 }]
+    }
+}
+
+impl OpDef for ScaleByCoef {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.count), BindingSpec::rd(1)]
+    }
+    fn kernel(&self) -> KernelCall {
+        KernelCall::new("clip", "scale_by_coef", vec![("COUNT", u(self.count))], grid_1d(self.count))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        clip::scale_by_coef(&mut outs[0], ins[0].f())
+    }
+    fn examples() -> Vec<Self> {
+        vec![ScaleByCoef { count: 77 }]
+    }
+}
+
+impl OpDef for Ema {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count)]
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![("COUNT", u(self.count)), ("DECAY", self.decay)];
+        KernelCall::new("ema", "ema", consts, grid_1d(self.count))
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ema::ema(&mut outs[0], ins[0].f(), self.decay)
+    }
+    fn examples() -> Vec<Self> {
+        vec![Ema { count: 77, decay: 0.997 }]
+    }
+}
