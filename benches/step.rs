@@ -28,37 +28,37 @@ fn main() -> anyhow::Result<()> {
         let cfg = Config::load(Path::new(&path), &[])?;
         let plan = wgolf::model::build_plan(&cfg)?;
         let mut ex = make_executor(&plan, &Backend::Gpu(adapter.clone()))?;
-        wgolf::train::init_state(ex.as_mut(), &plan, cfg.train.seed);
+        wgolf::train::init_state(ex.as_mut(), &plan, cfg.train.seed)?;
         let mut stream = wgolf::data::TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?;
         for step in 0..3 {
             train_step(ex.as_mut(), &plan, &cfg, &mut stream, step, cfg.lr_scale(step))?;
         }
-        ex.read(plan.io().loss_total);
+        ex.read(plan.io().loss_total)?;
         let t = Instant::now();
         for step in 3..3 + steps {
             train_step(ex.as_mut(), &plan, &cfg, &mut stream, step, cfg.lr_scale(step))?;
         }
-        ex.read(plan.io().loss_total);
+        ex.read(plan.io().loss_total)?;
         let secs = t.elapsed().as_secs_f64();
         let ms = 1e3 * secs / steps as f64;
         let tok_s = (steps * cfg.step_tokens()) as f64 / secs;
         println!("| {path} | {} | {} | {ms:.1} | {tok_s:.0} |", ex.describe(), cfg.step_tokens());
         if std::env::var("WGOLF_BENCH_PROFILE").is_ok_and(|v| v == "1") {
-            profile(ex.as_mut(), &plan);
+            profile(ex.as_mut(), &plan)?;
         }
     }
     Ok(())
 }
 
 /// Times every step of one forward, backward and optimizer pass, grouped by entry point.
-fn profile(ex: &mut dyn Executor, plan: &Plan) {
+fn profile(ex: &mut dyn Executor, plan: &Plan) -> anyhow::Result<()> {
     let mut by_kernel: BTreeMap<&'static str, (f64, usize)> = BTreeMap::new();
     for phase in Phase::ALL {
         for (i, step) in plan.steps(phase).iter().enumerate() {
-            ex.sync();
+            ex.sync()?;
             let t = Instant::now();
-            ex.run(phase, i..i + 1);
-            ex.sync();
+            ex.run(phase, i..i + 1)?;
+            ex.sync()?;
             let e = by_kernel.entry(step.op.kernel().entry).or_default();
             e.0 += t.elapsed().as_secs_f64() * 1e3;
             e.1 += 1;
@@ -72,4 +72,5 @@ fn profile(ex: &mut dyn Executor, plan: &Plan) {
         println!("| {k} | {n} | {ms:.2} | {:.1}% |", 100.0 * ms / total);
     }
     println!("| total (serialized) | | {total:.2} | |\n");
+    Ok(())
 }

@@ -148,8 +148,8 @@ pub fn save_checkpoint(
 ) -> Result<()> {
     let named = state_tensors(plan)
         .into_iter()
-        .map(|t| (plan.tensor(t).name.clone(), plan.tensor(t).shape.clone(), ex.read(t)))
-        .collect();
+        .map(|t| Ok((plan.tensor(t).name.clone(), plan.tensor(t).shape.clone(), ex.read(t)?)))
+        .collect::<Result<_>>()?;
     let metadata = HashMap::from([
         (META_FORMAT.to_string(), FORMAT_CHECKPOINT.to_string()),
         (META_CONFIG.to_string(), toml::to_string(cfg)?),
@@ -174,15 +174,15 @@ pub fn restore_checkpoint(ck: &Loaded, plan: &Plan, ex: &mut dyn Executor) -> Re
     }
     for t in state_tensors(plan) {
         let desc = plan.tensor(t);
-        ex.write(t, HostData::F32(ck.get(&desc.name, &desc.shape)?));
+        ex.write(t, HostData::F32(ck.get(&desc.name, &desc.shape)?))?;
     }
     Ok(())
 }
 
 /// The model's weights as the run would export them: the EMA of each parameter when the
 /// plan keeps one, else the parameter, under the reference's names.
-pub fn model_weights(plan: &Plan, ex: &mut dyn Executor) -> Vec<(TensorId, Vec<f32>)> {
-    plan.params.iter().map(|s| (s.param, ex.read(ema_of(plan, s.param).unwrap_or(s.param)))).collect()
+pub fn model_weights(plan: &Plan, ex: &mut dyn Executor) -> Result<Vec<(TensorId, Vec<f32>)>> {
+    plan.params.iter().map(|s| Ok((s.param, ex.read(ema_of(plan, s.param).unwrap_or(s.param))?))).collect()
 }
 
 /// Writes a weights file (reference names and shapes, f32) with the config in its metadata.

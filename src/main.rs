@@ -262,13 +262,13 @@ fn eval(
     let weights = checkpoint::weights_from(&file, &plan)?;
     let mut ex = wgolf::train::make_executor(&plan, &Backend::Gpu(adapter.map(String::from)))?;
     for (id, v) in &weights {
-        ex.write(*id, HostData::F32(v));
+        ex.write(*id, HostData::F32(v))?;
     }
     let val = wgolf::data::ValSet::open(&cfg.data.dir, cfg.model.vocab_size, cfg.train.seq_len)?;
     let tokenizer = wgolf::data::Tokenizer::load(&cfg.data.tokenizer)?;
     let luts = wgolf::data::ByteLuts::from_tokenizer(&tokenizer, cfg.model.vocab_size);
     let seqs = val_seqs.unwrap_or(0);
-    let acc = wgolf::train::evaluate(ex.as_mut(), &plan, &cfg, &val, &luts, seqs);
+    let acc = wgolf::train::evaluate(ex.as_mut(), &plan, &cfg, &val, &luts, seqs)?;
     let scored = if seqs == 0 { val.num_seqs() } else { seqs.min(val.num_seqs()) };
     if json {
         println!(
@@ -346,10 +346,10 @@ fn check(config: &ConfigArg, adapter: Option<&str>) -> Result<()> {
 
     let clear = plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss));
     for ex in [&mut gpu as &mut dyn Executor, &mut cpu] {
-        wgolf::train::init_state(ex, &plan, cfg.train.seed);
-        wgolf::train::write_hypers(ex, &plan, &cfg, 0, 1.0);
-        wgolf::train::write_inputs(ex, &plan, &cfg, &x, &y);
-        ex.clear(&clear);
+        wgolf::train::init_state(ex, &plan, cfg.train.seed)?;
+        wgolf::train::write_hypers(ex, &plan, &cfg, 0, 1.0)?;
+        wgolf::train::write_inputs(ex, &plan, &cfg, &x, &y)?;
+        ex.clear(&clear)?;
     }
     let tol = wgolf::tolerance::tolerance(wgolf::tolerance::Check::Model);
     eprintln!(
@@ -359,7 +359,7 @@ fn check(config: &ConfigArg, adapter: Option<&str>) -> Result<()> {
         plan.steps(Phase::Optimizer).len(),
         gpu.describe()
     );
-    match wgolf::exec::compare::compare_steps(&plan, &Phase::ALL, &mut gpu, &mut cpu, tol) {
+    match wgolf::exec::compare::compare_steps(&plan, &Phase::ALL, &mut gpu, &mut cpu, tol)? {
         Some(d) => Err(anyhow::anyhow!("{d}")).context("the GPU and CPU executors disagree"),
         None => {
             println!(

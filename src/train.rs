@@ -70,13 +70,14 @@ pub fn make_executor(plan: &Plan, backend: &Backend) -> Result<Box<dyn Executor>
 }
 
 /// Initializes every parameter (seeded) and the EMA copies to the same values.
-pub fn init_state(ex: &mut dyn Executor, plan: &Plan, seed: u64) {
+pub fn init_state(ex: &mut dyn Executor, plan: &Plan, seed: u64) -> Result<()> {
     for (id, values) in crate::init::init_params(plan, seed) {
-        ex.write(id, HostData::F32(&values));
+        ex.write(id, HostData::F32(&values))?;
         if let Some(ema) = checkpoint::ema_of(plan, id) {
-            ex.write(ema, HostData::F32(&values));
+            ex.write(ema, HostData::F32(&values))?;
         }
     }
+    Ok(())
 }
 
 /// JSON-lines metrics, one object per event, flushed as written.
@@ -120,22 +121,24 @@ fn hyper_values(cfg: &Config, group: ParamGroup, step: usize, scale: f32) -> [f3
 }
 
 /// Writes every optimizer group's hyperparameters for `step` (0-based).
-pub fn write_hypers(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, step: usize, lr_scale: f32) {
+pub fn write_hypers(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, step: usize, lr_scale: f32) -> Result<()> {
     for &(group, id) in &plan.hypers {
-        ex.write(id, HostData::F32(&hyper_values(cfg, group, step, lr_scale)));
+        ex.write(id, HostData::F32(&hyper_values(cfg, group, step, lr_scale)))?;
     }
+    Ok(())
 }
 
 /// Writes one micro-batch's token ids and targets (and the BigramHash buckets derived from
 /// the ids, when the model has them).
-pub fn write_inputs(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, ids: &[u32], targets: &[u32]) {
+pub fn write_inputs(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, ids: &[u32], targets: &[u32]) -> Result<()> {
     let io = plan.io();
-    ex.write(io.ids, HostData::U32(ids));
-    ex.write(io.targets, HostData::U32(targets));
+    ex.write(io.ids, HostData::U32(ids))?;
+    ex.write(io.targets, HostData::U32(targets))?;
     if let Some(b) = io.bigram_ids {
         let buckets = crate::model::bigram_buckets(ids, cfg.train.seq_len, cfg.model.bigram_buckets);
-        ex.write(b, HostData::U32(&buckets));
+        ex.write(b, HostData::U32(&buckets))?;
     }
+    Ok(())
 }
 
 /// Runs one optimizer step (0-based `step`): `grad_accum` micro-batches, then the optimizer
@@ -148,17 +151,17 @@ pub fn train_step(
     step: usize,
     lr_scale: f32,
 ) -> Result<()> {
-    ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss)));
+    ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss)))?;
     let act_grads = plan.with_role(|r| matches!(r, Role::ActGrad));
     for _ in 0..cfg.train.grad_accum {
         let (x, y) = stream.next_batch(cfg.micro_tokens(), cfg.train.seq_len, 1, 0)?;
-        write_inputs(ex, plan, cfg, &x, &y);
-        ex.clear(&act_grads);
-        ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len());
-        ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len());
+        write_inputs(ex, plan, cfg, &x, &y)?;
+        ex.clear(&act_grads)?;
+        ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len())?;
+        ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len())?;
     }
-    write_hypers(ex, plan, cfg, step, lr_scale);
-    ex.run(Phase::Optimizer, 0..plan.steps(Phase::Optimizer).len());
+    write_hypers(ex, plan, cfg, step, lr_scale)?;
+    ex.run(Phase::Optimizer, 0..plan.steps(Phase::Optimizer).len())?;
     Ok(())
 }
 
@@ -172,7 +175,7 @@ pub fn evaluate(
     val: &ValSet,
     luts: &ByteLuts,
     max_seqs: usize,
-) -> BpbAccumulator {
+) -> Result<BpbAccumulator> {
     let total = if max_seqs == 0 { val.num_seqs() } else { max_seqs.min(val.num_seqs()) };
     let (b, t) = (cfg.train.batch_seqs, cfg.train.seq_len);
     let mut acc = BpbAccumulator::new();
@@ -187,31 +190,37 @@ pub fn evaluate(
                 y.extend_from_slice(&py);
             }
         }
-        write_inputs(ex, plan, cfg, &x, &y);
-        ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len());
-        let nll = ex.read(plan.io().loss_rows);
+        write_inputs(ex, plan, cfg, &x, &y)?;
+        ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len())?;
+        let nll = ex.read(plan.io().loss_rows)?;
         acc.add_batch(luts, &x[..real * t], &y[..real * t], &nll[..real * t]);
         start += real;
     }
-    acc
+    Ok(acc)
 }
 
 /// Evaluates the run's exported weights (the EMA when kept): swaps them into the parameters
 /// for the pass and restores the training parameters afterwards.
-fn evaluate_export(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, val: &ValSet, luts: &ByteLuts) -> BpbAccumulator {
+fn evaluate_export(
+    ex: &mut dyn Executor,
+    plan: &Plan,
+    cfg: &Config,
+    val: &ValSet,
+    luts: &ByteLuts,
+) -> Result<BpbAccumulator> {
     let has_ema = plan.params.iter().any(|s| checkpoint::ema_of(plan, s.param).is_some());
     if !has_ema {
         return evaluate(ex, plan, cfg, val, luts, cfg.train.val_seqs);
     }
-    let raw: Vec<_> = plan.params.iter().map(|s| (s.param, ex.read(s.param))).collect();
-    for (id, v) in checkpoint::model_weights(plan, ex) {
-        ex.write(id, HostData::F32(&v));
+    let raw: Vec<_> = plan.params.iter().map(|s| Ok((s.param, ex.read(s.param)?))).collect::<Result<_>>()?;
+    for (id, v) in checkpoint::model_weights(plan, ex)? {
+        ex.write(id, HostData::F32(&v))?;
     }
-    let acc = evaluate(ex, plan, cfg, val, luts, cfg.train.val_seqs);
+    let acc = evaluate(ex, plan, cfg, val, luts, cfg.train.val_seqs)?;
     for (id, v) in raw {
-        ex.write(id, HostData::F32(&v));
+        ex.write(id, HostData::F32(&v))?;
     }
-    acc
+    Ok(acc)
 }
 
 /// Trains `cfg` end to end (or resumes) and writes `metrics.jsonl`, `config.toml`,
@@ -238,7 +247,7 @@ pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
             (ck.step()?, ck.elapsed_s()?)
         }
         None => {
-            init_state(ex.as_mut(), &plan, t.seed);
+            init_state(ex.as_mut(), &plan, t.seed)?;
             (0, 0.0)
         }
     };
@@ -269,11 +278,11 @@ pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
         train_step(ex.as_mut(), &plan, cfg, &mut stream, step, scale)?;
         step += 1;
         if timed {
-            ex.sync();
+            ex.sync()?;
         }
         let capped = t.max_wallclock_s > 0.0 && elapsed(&start) >= t.max_wallclock_s;
         if step % t.log_every == 0 || step == t.steps || step == first_step + 1 || capped {
-            last_loss = ex.read(plan.io().loss_total)[0];
+            last_loss = ex.read(plan.io().loss_total)?[0];
             let secs = window.0.elapsed().as_secs_f64();
             let steps_in_window = step - window.1;
             let step_ms = 1e3 * secs / steps_in_window as f64;
@@ -313,7 +322,7 @@ pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
     checkpoint::save_checkpoint(&path, &plan, ex.as_mut(), cfg, step, train_secs, &stream.position())?;
 
     let val_start = Instant::now();
-    let acc = evaluate_export(ex.as_mut(), &plan, cfg, &val, &luts);
+    let acc = evaluate_export(ex.as_mut(), &plan, cfg, &val, &luts)?;
     eprintln!(
         "validation: {} tokens, {} bytes: val_loss {:.4} val_bpb {:.4} ({:.1} s)",
         acc.tokens(),
@@ -324,7 +333,7 @@ pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
     );
     metrics.event(json!({"event": "val", "step": step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "elapsed_s": train_secs}))?;
 
-    let weights = checkpoint::model_weights(&plan, ex.as_mut());
+    let weights = checkpoint::model_weights(&plan, ex.as_mut())?;
     let path = opts.out_dir.join("model.safetensors");
     checkpoint::save_weights(&path, &plan, cfg, &weights)?;
     eprintln!("saved {} and {}", checkpoint::checkpoint_path(&opts.out_dir).display(), path.display());

@@ -308,13 +308,13 @@ fn f64_executor(plan: &Plan, params: &[(TensorId, Vec<f64>)], ids: &[u32], targe
     for (id, data) in params {
         ex.write_real(*id, data);
     }
-    ex.write(plan.io().ids, HostData::U32(ids));
-    ex.write(plan.io().targets, HostData::U32(targets));
+    ex.write(plan.io().ids, HostData::U32(ids)).unwrap();
+    ex.write(plan.io().targets, HostData::U32(targets)).unwrap();
     ex
 }
 
 fn run(ex: &mut CpuExecutor<f64>, plan: &Plan, phase: Phase) {
-    ex.run(phase, 0..plan.steps(phase).len());
+    ex.run(phase, 0..plan.steps(phase).len()).unwrap();
 }
 
 #[test]

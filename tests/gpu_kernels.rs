@@ -233,9 +233,9 @@ fn adamw_three_steps_with_changing_hyperparameters() {
     let mut gpu = common::gpu_executor(&plan);
     let p0 = Data::F32(uniform(1, count, -1.0, 1.0));
     for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
-        ex.write(0, p0.host());
+        ex.write(0, p0.host()).unwrap();
         // Moments start at zero (the executors allocate zeroed tensors; be explicit).
-        ex.clear(&[1, 2]);
+        ex.clear(&[1, 2]).unwrap();
     }
     let tol = tolerance(Check::Optimizer);
     for (step, lr, wd) in [(1u32, 0.02f32, 0.0f32), (2, 0.01, 0.1), (3, 0.005, 0.5)] {
@@ -247,13 +247,13 @@ fn adamw_three_steps_with_changing_hyperparameters() {
             *v *= 1e-6;
         }
         for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
-            ex.write(3, Data::F32(g.clone()).host());
-            ex.write(4, Data::F32(hyper.clone()).host());
-            ex.run(Phase::Forward, 0..1);
+            ex.write(3, Data::F32(g.clone()).host()).unwrap();
+            ex.write(4, Data::F32(hyper.clone()).host()).unwrap();
+            ex.run(Phase::Forward, 0..1).unwrap();
         }
         for (b, name) in [(0, "p"), (1, "m"), (2, "v")] {
             let what = format!("{} step {step} binding {b} ({name}, gpu vs cpu)", op.kernel().label());
-            common::assert_close(&what, &gpu.read(b), &cpu.read(b), tol);
+            common::assert_close(&what, &gpu.read(b).unwrap(), &cpu.read(b).unwrap(), tol);
         }
     }
 }

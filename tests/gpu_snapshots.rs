@@ -144,20 +144,20 @@ fn adamw_after_two_steps() {
     let plan = common::plan_of(&op);
     let mut ex = common::gpu_executor(&plan);
     let p = inputs(9, count, -1.0, 1.0);
-    ex.write(0, Data::F32(p.clone()).host());
-    ex.clear(&[1, 2]);
+    ex.write(0, Data::F32(p.clone()).host()).unwrap();
+    ex.clear(&[1, 2]).unwrap();
     let mut text = block("p0", &p, count);
     for step in 1..=2u32 {
         let g = inputs(10 + step as u64, count, -1.0, 1.0);
         let h = AdamHyper::at_step(0.1, 0.9, 0.95, 1e-8, 0.1, step);
-        ex.write(3, Data::F32(g.clone()).host());
-        ex.write(4, Data::F32(bytemuck::cast_slice(&[h]).to_vec()).host());
-        ex.run(Phase::Forward, 0..1);
+        ex.write(3, Data::F32(g.clone()).host()).unwrap();
+        ex.write(4, Data::F32(bytemuck::cast_slice(&[h]).to_vec()).host()).unwrap();
+        ex.run(Phase::Forward, 0..1).unwrap();
         text += &block(&format!("g{step} (lr 0.1, wd 0.1)"), &g, count);
-        text += &block(&format!("p{step}"), &ex.read(0), count);
+        text += &block(&format!("p{step}"), &ex.read(0).unwrap(), count);
     }
-    text += &block("m2", &ex.read(1), count);
-    text += &block("v2", &ex.read(2), count);
+    text += &block("m2", &ex.read(1).unwrap(), count);
+    text += &block("v2", &ex.read(2).unwrap(), count);
     insta::assert_snapshot!("adamw_after_two_steps", text);
 }
 

@@ -56,12 +56,12 @@ fn setup() -> Setup {
 /// Loads parameters and tokens, and zeroes gradients, optimizer state and the loss.
 fn load(ex: &mut dyn Executor, s: &Setup) {
     for (id, values) in &s.params {
-        ex.write(*id, HostData::F32(values));
+        ex.write(*id, HostData::F32(values)).unwrap();
     }
     let io = s.plan.io();
-    ex.write(io.ids, HostData::U32(&s.ids));
-    ex.write(io.targets, HostData::U32(&s.targets));
-    ex.clear(&s.plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss | Role::OptState)));
+    ex.write(io.ids, HostData::U32(&s.ids)).unwrap();
+    ex.write(io.targets, HostData::U32(&s.targets)).unwrap();
+    ex.clear(&s.plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss | Role::OptState))).unwrap();
     // The first optimizer step's hyperparameters, per group.
     let t = &s.cfg.train;
     for &(group, id) in &s.plan.hypers {
@@ -71,14 +71,14 @@ fn load(ex: &mut dyn Executor, s: &Setup) {
             wgolf::plan::ParamGroup::Scalar => t.scalar_lr,
         };
         let h = AdamHyper::at_step(lr, t.beta1, t.beta2, t.adam_eps, t.weight_decay, 1);
-        ex.write(id, HostData::F32(bytemuck::cast_slice(&[h])));
+        ex.write(id, HostData::F32(bytemuck::cast_slice(&[h]))).unwrap();
     }
 }
 
 /// Runs forward and backward on a loaded executor.
 fn forward_backward(ex: &mut dyn Executor, plan: &Plan) {
-    ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len());
-    ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len());
+    ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len()).unwrap();
+    ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len()).unwrap();
 }
 
 #[test]
@@ -99,7 +99,7 @@ fn tiny_model_logits_loss_and_gradients_match() {
     let mut failures = Vec::new();
     for &t in &checked {
         let name = &plan.tensor(t).name;
-        let (got, want) = (gpu.read(t), cpu.read(t));
+        let (got, want) = (gpu.read(t).unwrap(), cpu.read(t).unwrap());
         assert!(want.iter().all(|v| v.is_finite()), "{name}: the CPU reference is not finite");
         // Every checked tensor carries signal: a zero gradient would compare trivially.
         assert!(want.iter().any(|&v| v != 0.0), "{name}: the CPU reference is all zeros");
@@ -116,8 +116,8 @@ fn tiny_model_logits_loss_and_gradients_match() {
         failures.join("\n")
     );
     // A sane loss: near ln(vocab) for an untrained model, and the mean of the rows.
-    let loss = cpu.read(io.loss_total)[0];
-    let rows = cpu.read(io.loss_rows);
+    let loss = cpu.read(io.loss_total).unwrap()[0];
+    let rows = cpu.read(io.loss_rows).unwrap();
     let mean = rows.iter().sum::<f32>() / rows.len() as f32;
     assert!((loss - mean).abs() <= 1e-4 * mean, "loss {loss} is not the mean {mean} of its rows");
     assert!(loss > 3.0 && loss < 12.0, "implausible initial loss {loss}");
@@ -132,7 +132,7 @@ fn tiny_model_no_step_diverges() {
     load(&mut cpu, &s);
     load(&mut gpu, &s);
     let phases = [Phase::Forward, Phase::Backward, Phase::Optimizer];
-    if let Some(d) = compare_steps(plan, &phases, &mut gpu, &mut cpu, tolerance(Check::Model)) {
+    if let Some(d) = compare_steps(plan, &phases, &mut gpu, &mut cpu, tolerance(Check::Model)).unwrap() {
         panic!("GPU ({}) against the CPU reference: {d}", gpu.describe());
     }
 }

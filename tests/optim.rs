@@ -35,11 +35,11 @@ fn executors(plan: &Plan) -> (CpuExecutor, GpuExecutor) {
 
 /// Runs the whole optimizer phase.
 fn run_opt(ex: &mut dyn Executor, plan: &Plan) {
-    ex.run(Phase::Optimizer, 0..plan.steps(Phase::Optimizer).len());
+    ex.run(Phase::Optimizer, 0..plan.steps(Phase::Optimizer).len()).unwrap();
 }
 
 fn write(ex: &mut dyn Executor, t: TensorId, v: &[f32]) {
-    ex.write(t, HostData::F32(v));
+    ex.write(t, HostData::F32(v)).unwrap();
 }
 
 fn hyper_data(h: MuonHyper) -> Vec<f32> {
@@ -211,11 +211,11 @@ fn muon_plan_three_steps_against_muon_update() {
             muon_update(&mut want_w[i], &mut want_b[i], &gs[i], r, c, lr, mu, wd, NS_STEPS);
             let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0[i]).map(|(a, b)| a - b).collect() };
             for (who, ex) in [("gpu", &mut gpu_ex as &mut dyn Executor), ("cpu plan", &mut cpu_ex)] {
-                let got_w = ex.read(params[i]);
+                let got_w = ex.read(params[i]).unwrap();
                 let what = format!("step {step} {name} [{r}, {c}] ({who} vs muon_update)");
                 common::assert_close(&format!("{what} W"), &got_w, &want_w[i], tol);
                 common::assert_close(&format!("{what} W - W0"), &delta(&got_w), &delta(&want_w[i]), tol);
-                common::assert_close(&format!("{what} buffer"), &ex.read(bufs[i]), &want_b[i], tol);
+                common::assert_close(&format!("{what} buffer"), &ex.read(bufs[i]).unwrap(), &want_b[i], tol);
             }
         }
     }
@@ -300,12 +300,12 @@ fn ns5_output_has_singular_values_near_one() {
         gs.push(gm);
     }
     run_opt(&mut gpu_ex, &plan);
-    assert_eq!(gpu_ex.read(params[0]), vec![0.0; 96], "lr 0 leaves W");
+    assert_eq!(gpu_ex.read(params[0]).unwrap(), vec![0.0; 96], "lr 0 leaves W");
     // After an odd number of iterations the result is in stack 1.
     let stacks = [("muon.x1.8x12", 1usize), ("muon.x1.8x20", 2)];
     let mut checked = 0;
     for (name, count) in stacks {
-        let o = gpu_ex.read(plan.find(name).expect("stack"));
+        let o = gpu_ex.read(plan.find(name).expect("stack")).unwrap();
         let (a, b) = if name.ends_with("8x12") { (8, 12) } else { (8, 20) };
         assert_eq!(o.len(), count * a * b);
         for m in o.chunks(a * b) {
@@ -348,14 +348,14 @@ fn clip_plan_above_and_below_max_norm() {
         run_opt(&mut gpu_ex, &plan);
         let total: f64 = gs.iter().flatten().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
         let want_coef = (0.3 / (total + 1e-6)).min(1.0);
-        let coef = gpu_ex.read(coef_id)[0];
+        let coef = gpu_ex.read(coef_id).unwrap()[0];
         let tol = tolerance(Check::Optimizer);
         assert!(
             wgolf::tolerance::within(coef, want_coef as f32, tol),
             "{case}: coef {coef}, want {want_coef} (total norm {total})"
         );
         for (i, (t, v)) in grads.iter().zip(&gs).enumerate() {
-            let got = gpu_ex.read(*t);
+            let got = gpu_ex.read(*t).unwrap();
             if case == "below" {
                 assert_eq!(coef, 1.0, "below the maximum the coefficient is exactly 1");
                 assert_eq!(&got, v, "below the maximum the gradients are untouched");
@@ -400,7 +400,7 @@ fn ema_plan_three_steps() {
         run_opt(&mut gpu_ex, &plan);
         for (i, &(_, e)) in pairs.iter().enumerate() {
             let w: Vec<f32> = want[i].iter().map(|&v| v as f32).collect();
-            common::assert_close(&format!("step {step} ema {i}"), &gpu_ex.read(e), &w, tol);
+            common::assert_close(&format!("step {step} ema {i}"), &gpu_ex.read(e).unwrap(), &w, tol);
         }
     }
 }

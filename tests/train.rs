@@ -104,20 +104,20 @@ fn grad_accumulation_matches_one_big_batch() {
         for (id, v) in wgolf::init::init_params(&plan, 3) {
             // Perturb so that the zero-initialized projections pass gradients too.
             let v: Vec<f32> = v.iter().map(|w| w + 0.02 * (rng.uniform() as f32 - 0.5)).collect();
-            ex.write(id, HostData::F32(&v));
+            ex.write(id, HostData::F32(&v)).unwrap();
         }
-        ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss)));
+        ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss))).unwrap();
         let n = cfg.micro_tokens();
         for micro in 0..accum {
-            ex.write(plan.io().ids, HostData::U32(&x[micro * n..(micro + 1) * n]));
-            ex.write(plan.io().targets, HostData::U32(&y[micro * n..(micro + 1) * n]));
-            ex.clear(&plan.with_role(|r| matches!(r, Role::ActGrad)));
-            ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len());
-            ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len());
+            ex.write(plan.io().ids, HostData::U32(&x[micro * n..(micro + 1) * n])).unwrap();
+            ex.write(plan.io().targets, HostData::U32(&y[micro * n..(micro + 1) * n])).unwrap();
+            ex.clear(&plan.with_role(|r| matches!(r, Role::ActGrad))).unwrap();
+            ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len()).unwrap();
+            ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len()).unwrap();
         }
-        let loss = ex.read(plan.io().loss_total)[0];
+        let loss = ex.read(plan.io().loss_total).unwrap()[0];
         let g: Vec<(String, Vec<f32>)> =
-            plan.params.iter().map(|s| (plan.tensor(s.param).name.clone(), ex.read(s.grad))).collect();
+            plan.params.iter().map(|s| (plan.tensor(s.param).name.clone(), ex.read(s.grad).unwrap())).collect();
         (loss, g)
     };
     let (loss_a, grads_a) = grads(2, 2);

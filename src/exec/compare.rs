@@ -1,6 +1,6 @@
 //! The debug switch: run two executors side by side, step by step, and name the first step
 //! whose output differs beyond tolerance.
-use super::{Executor, HostData};
+use super::{ExecError, Executor, HostData};
 use crate::plan::{Access, Phase, Plan};
 use crate::tolerance::{first_mismatch, Tolerance};
 
@@ -26,7 +26,8 @@ impl std::fmt::Display for Divergence {
 }
 
 /// Runs `phases` of `plan` on `subject` and `reference` one step at a time, comparing each
-/// step's outputs; both must hold the same state at the start. Returns the first divergence.
+/// step's outputs; both must hold the same state at the start. Returns the first divergence
+/// (or the first error of either executor).
 ///
 /// After each step the reference's outputs are copied into the subject, so every step is
 /// judged on identical inputs: rounding differences do not compound through the plan (they
@@ -38,28 +39,28 @@ pub fn compare_steps(
     subject: &mut dyn Executor,
     reference: &mut dyn Executor,
     tol: Tolerance,
-) -> Option<Divergence> {
+) -> Result<Option<Divergence>, ExecError> {
     for &phase in phases {
         for (i, step) in plan.steps(phase).iter().enumerate() {
-            subject.run(phase, i..i + 1);
-            reference.run(phase, i..i + 1);
+            subject.run(phase, i..i + 1)?;
+            reference.run(phase, i..i + 1)?;
             for (spec, &t) in step.op.bindings().iter().zip(&step.args) {
                 if spec.access != Access::ReadWrite {
                     continue;
                 }
-                let (got, want) = (subject.read(t), reference.read(t));
+                let (got, want) = (subject.read(t)?, reference.read(t)?);
                 if let Some((index, got, want)) = first_mismatch(&got, &want, tol) {
-                    return Some(Divergence {
+                    return Ok(Some(Divergence {
                         step: plan.step_name(phase, i),
                         tensor: plan.tensor(t).name.clone(),
                         index,
                         got,
                         want,
-                    });
+                    }));
                 }
-                subject.write(t, HostData::F32(&want));
+                subject.write(t, HostData::F32(&want))?;
             }
         }
     }
-    None
+    Ok(None)
 }

@@ -1,7 +1,7 @@
 //! The CPU executor: interprets a plan with the reference ops. In f32 (the default) it is
 //! the reference the GPU executor is checked against, and it runs anywhere; in f64 it is what
 //! the whole-model finite-difference check differentiates. Slow.
-use super::{Executor, HostData};
+use super::{ExecError, Executor, HostData};
 use crate::ops::Real;
 use crate::plan::op::In;
 use crate::plan::{Access, DType, Phase, Plan, TensorId};
@@ -39,7 +39,7 @@ impl<R: Real> CpuExecutor<R> {
             .collect();
         let mut ex = CpuExecutor { plan: plan.clone(), tensors };
         for (id, data) in &plan.constants {
-            ex.write(*id, HostData::F32(data));
+            ex.write(*id, HostData::F32(data)).expect("the plan's constants fit their tensors");
         }
         ex
     }
@@ -94,39 +94,46 @@ impl<R: Real> CpuExecutor<R> {
 }
 
 impl<R: Real> Executor for CpuExecutor<R> {
-    fn write(&mut self, t: TensorId, data: HostData<'_>) {
+    fn write(&mut self, t: TensorId, data: HostData<'_>) -> Result<(), ExecError> {
+        let desc = &self.plan.tensors[t];
+        let fail = |message: String| ExecError::Write { tensor: desc.name.clone(), message };
+        if data.len() != desc.numel() {
+            return Err(fail(format!("{} values for a tensor of {}", data.len(), desc.numel())));
+        }
         match (&mut self.tensors[t], data) {
             (Storage::F(dst), HostData::F32(src)) => {
-                assert_eq!(dst.len(), src.len(), "write to {}: wrong length", self.plan.tensors[t].name);
                 for (d, &s) in dst.iter_mut().zip(src) {
                     *d = R::from_f64(s as f64);
                 }
             }
             (Storage::U(dst), HostData::U32(src)) => dst.copy_from_slice(src),
-            _ => panic!("write to {}: wrong element type", self.plan.tensors[t].name),
+            _ => return Err(fail(format!("wrong element type for a {:?} tensor", desc.dtype))),
         }
+        Ok(())
     }
 
-    fn read(&mut self, t: TensorId) -> Vec<f32> {
-        match &self.tensors[t] {
+    fn read(&mut self, t: TensorId) -> Result<Vec<f32>, ExecError> {
+        Ok(match &self.tensors[t] {
             Storage::F(v) => v.iter().map(|x| x.to_f64() as f32).collect(),
             Storage::U(v) => v.iter().map(|&x| x as f32).collect(),
-        }
+        })
     }
 
-    fn clear(&mut self, ts: &[TensorId]) {
+    fn clear(&mut self, ts: &[TensorId]) -> Result<(), ExecError> {
         for &t in ts {
             match &mut self.tensors[t] {
                 Storage::F(v) => v.fill(R::zero()),
                 Storage::U(v) => v.fill(0),
             }
         }
+        Ok(())
     }
 
-    fn run(&mut self, phase: Phase, range: std::ops::Range<usize>) {
+    fn run(&mut self, phase: Phase, range: std::ops::Range<usize>) -> Result<(), ExecError> {
         for i in range {
             self.run_step(phase, i);
         }
+        Ok(())
     }
 
     fn describe(&self) -> String {

@@ -1,6 +1,7 @@
 //! Executors replay a [`Plan`](crate::plan::Plan): the CPU executor interprets it with the
 //! reference ops, the GPU executor (in [`crate::gpu`]) with the WGSL kernels. Training and
-//! evaluation drive either through this trait.
+//! evaluation drive either through this trait. Every method that can meet a lost device, a
+//! failed map or a validation error returns an [`ExecError`] that names the step or tensor.
 pub mod compare;
 pub mod cpu;
 
@@ -12,18 +13,56 @@ pub enum HostData<'a> {
     U32(&'a [u32]),
 }
 
+impl HostData<'_> {
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            HostData::F32(v) => v.len(),
+            HostData::U32(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What went wrong while replaying a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The device is gone (driver reset, GPU removed or hung, or out of memory on some
+    /// drivers): nothing on it can be trusted any more.
+    #[error("the GPU device was lost while {during}: {message}")]
+    DeviceLost { during: String, message: String },
+    /// A step (or the range of steps around it) failed validation or ran out of memory.
+    #[error("{step}: {message}")]
+    Step { step: String, message: String },
+    /// Reading a tensor back failed.
+    #[error("reading {tensor} back: {message}")]
+    Readback { tensor: String, message: String },
+    /// Host data that does not fit the tensor it is written to.
+    #[error("writing {tensor}: {message}")]
+    Write { tensor: String, message: String },
+}
+
 /// What the training loop and the checks need from an executor.
 pub trait Executor {
     /// Writes host data into a tensor (on the GPU it lands before the next run).
-    fn write(&mut self, t: TensorId, data: HostData<'_>);
+    fn write(&mut self, t: TensorId, data: HostData<'_>) -> Result<(), ExecError>;
     /// Reads an f32 tensor back (waits for pending GPU work).
-    fn read(&mut self, t: TensorId) -> Vec<f32>;
+    fn read(&mut self, t: TensorId) -> Result<Vec<f32>, ExecError>;
     /// Zeroes tensors before the next run.
-    fn clear(&mut self, ts: &[TensorId]);
+    fn clear(&mut self, ts: &[TensorId]) -> Result<(), ExecError>;
     /// Runs the steps `range` of a phase (the whole phase with `0..len`).
-    fn run(&mut self, phase: Phase, range: std::ops::Range<usize>);
+    fn run(&mut self, phase: Phase, range: std::ops::Range<usize>) -> Result<(), ExecError>;
     /// Waits until all submitted work is done (for timing).
-    fn sync(&mut self) {}
+    fn sync(&mut self) -> Result<(), ExecError> {
+        Ok(())
+    }
     /// A short description, e.g. the adapter name.
     fn describe(&self) -> String;
+}
+
+/// Runs a whole phase.
+pub fn run_phase(ex: &mut dyn Executor, plan: &crate::plan::Plan, phase: Phase) -> Result<(), ExecError> {
+    ex.run(phase, 0..plan.steps(phase).len())
 }

@@ -5,6 +5,7 @@
 //! adapter's own limits (WebGPU's defaults cap storage bindings at 128 MiB and workgroups at
 //! 256 invocations) and with the optional features the adapter has that wgolf can use.
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 
 /// The environment variable that picks an adapter, like `--adapter`.
 pub const ADAPTER_ENV: &str = "WGOLF_ADAPTER";
@@ -28,6 +29,8 @@ pub enum GpuError {
     Device { adapter: String, message: String },
     #[error("kernel {label}: {message}")]
     Kernel { label: String, message: String },
+    #[error("the plan's {bytes} bytes of tensors do not fit in {adapter}'s memory: {message}")]
+    OutOfMemory { bytes: u64, adapter: String, message: String },
     #[error("the plan needs {what} of {needed} bytes but {adapter} allows {limit}")]
     Limit { what: String, needed: u64, limit: u64, adapter: String },
 }
@@ -139,6 +142,8 @@ pub struct GpuContext {
     pub report: AdapterReport,
     /// Whether the device was created with cooperative matrices enabled.
     pub cooperative_matrix: bool,
+    /// Why the device was lost, once the driver says so (set by wgpu's device-lost callback).
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl GpuContext {
@@ -204,7 +209,19 @@ impl GpuContext {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc))
             .map_err(|e| GpuError::Device { adapter: report.info.name.clone(), message: e.to_string() })?;
-        Ok(GpuContext { device, queue, report, cooperative_matrix })
+        let lost = Arc::new(Mutex::new(None));
+        let flag = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut lost) = flag.lock() {
+                *lost = Some(format!("{reason:?}: {message}"));
+            }
+        });
+        Ok(GpuContext { device, queue, report, cooperative_matrix, lost })
+    }
+
+    /// Why the device is lost, if the driver has said it is.
+    pub fn lost(&self) -> Option<String> {
+        self.lost.lock().map(|l| l.clone()).unwrap_or_else(|_| Some("the device-lost flag is poisoned".into()))
     }
 
     /// The adapter's name.

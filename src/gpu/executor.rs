@@ -2,10 +2,13 @@
 //! serialises unrelated kernels), every pipeline and bind group built once when the plan is
 //! loaded, and each run re-encoding a tight set_pipeline / set_bind_group / dispatch loop in
 //! one compute pass. Nothing is allocated per step but the encoder and the pass; the loss is
-//! read back only when asked.
+//! read back only when asked. Allocation runs inside an out-of-memory error scope and every
+//! run inside a validation scope, so a failure comes back as an error naming the tensor or
+//! the step, never through wgpu's panicking default handler; a lost device is reported by
+//! the poll that waits for it.
 use super::context::{GpuContext, GpuError};
 use super::registry::{Kernel, KernelRegistry};
-use crate::exec::{Executor, HostData};
+use crate::exec::{ExecError, Executor, HostData};
 use crate::plan::{Phase, Plan, Role, TensorId};
 use std::sync::Arc;
 
@@ -33,6 +36,7 @@ impl GpuExecutor {
         let limits = ctx.device.limits();
         let device = &ctx.device;
         let mut buffers = Vec::with_capacity(plan.tensors.len());
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         for t in &plan.tensors {
             let bytes = ((t.numel() * 4).max(4)) as u64;
             let is_uniform = matches!(t.role, Role::Hyper(_));
@@ -61,6 +65,13 @@ impl GpuExecutor {
                 mapped_at_creation: false,
             }));
         }
+        if let Some(err) = pollster::block_on(oom.pop()) {
+            return Err(GpuError::OutOfMemory {
+                bytes: plan.bytes() as u64,
+                adapter: ctx.adapter_name().to_string(),
+                message: err.to_string(),
+            });
+        }
         let mut registry = KernelRegistry::new();
         let mut steps: [Vec<Prepared>; 3] = Default::default();
         for phase in Phase::ALL {
@@ -83,7 +94,7 @@ impl GpuExecutor {
             }
         }
         let pipelines = registry.len();
-        let mut ex = GpuExecutor {
+        let ex = GpuExecutor {
             ctx,
             plan: plan.clone(),
             buffers,
@@ -93,7 +104,8 @@ impl GpuExecutor {
             pipelines,
         };
         for (id, data) in &plan.constants {
-            ex.write(*id, HostData::F32(data));
+            let bytes: &[u8] = bytemuck::cast_slice(data);
+            ex.ctx.queue.write_buffer(&ex.buffers[*id], 0, bytes);
         }
         Ok(ex)
     }
@@ -107,25 +119,61 @@ impl GpuExecutor {
             encoder.clear_buffer(&self.buffers[t], 0, None);
         }
     }
+
+    /// The name of the step a validation message is about: the first step of `range` whose
+    /// kernel label the message quotes (wgpu names the pipeline and bind group), else the
+    /// range itself.
+    fn step_of(&self, phase: Phase, range: std::ops::Range<usize>, message: &str) -> String {
+        let named = range.clone().find(|&i| message.contains(&self.steps[phase as usize][i].kernel.label));
+        match named {
+            Some(i) => self.plan.step_name(phase, i),
+            None if range.len() == 1 => self.plan.step_name(phase, range.start),
+            None => format!("{phase:?} steps {}..{}", range.start, range.end),
+        }
+    }
+
+    /// An error when the driver has reported the device lost.
+    fn check_device(&self, during: impl Fn() -> String) -> Result<(), ExecError> {
+        match self.ctx.lost() {
+            Some(message) => Err(ExecError::DeviceLost { during: during(), message }),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the device; a failure, or a loss the driver reported meanwhile (the poll
+    /// runs the device-lost callback), means it is lost.
+    fn wait(&self, during: impl Fn() -> String) -> Result<(), ExecError> {
+        self.check_device(&during)?;
+        self.ctx
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| ExecError::DeviceLost { during: during(), message: e.to_string() })?;
+        self.check_device(&during)
+    }
 }
 
 impl Executor for GpuExecutor {
-    fn write(&mut self, t: TensorId, data: HostData<'_>) {
+    fn write(&mut self, t: TensorId, data: HostData<'_>) -> Result<(), ExecError> {
         let bytes: &[u8] = match data {
             HostData::F32(v) => bytemuck::cast_slice(v),
             HostData::U32(v) => bytemuck::cast_slice(v),
         };
-        assert_eq!(
-            bytes.len(),
-            self.plan.tensors[t].numel() * 4,
-            "write to {}: wrong length",
-            self.plan.tensors[t].name
-        );
+        let desc = &self.plan.tensors[t];
+        self.check_device(|| format!("writing {}", desc.name))?;
+        if bytes.len() != desc.numel() * 4 {
+            return Err(ExecError::Write {
+                tensor: desc.name.clone(),
+                message: format!("{} values for a tensor of {}", bytes.len() / 4, desc.numel()),
+            });
+        }
         self.ctx.queue.write_buffer(&self.buffers[t], 0, bytes);
+        Ok(())
     }
 
-    fn read(&mut self, t: TensorId) -> Vec<f32> {
+    fn read(&mut self, t: TensorId) -> Result<Vec<f32>, ExecError> {
         let bytes = (self.plan.tensors[t].numel() * 4) as u64;
+        let name = self.plan.tensors[t].name.clone();
+        self.check_device(|| format!("reading {name} back"))?;
         let ctx = self.ctx.clone();
         let device = &ctx.device;
         if self.staging.as_ref().is_none_or(|s| s.size() < bytes) {
@@ -137,33 +185,51 @@ impl Executor for GpuExecutor {
             }));
         }
         let staging = self.staging.clone().expect("just made");
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         self.encode_clears(&mut encoder);
         encoder.copy_buffer_to_buffer(&self.buffers[t], 0, &staging, 0, bytes);
         self.ctx.queue.submit([encoder.finish()]);
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(ExecError::Readback { tensor: name, message: err.to_string() });
+        }
         let slice = staging.slice(0..bytes);
-        slice.map_async(wgpu::MapMode::Read, |r| r.expect("mapping the readback buffer failed"));
-        device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost while reading back");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            // The receiver lives until the poll below returns.
+            let _ = sender.send(r);
+        });
+        self.wait(|| format!("reading {name} back"))?;
+        let mapped = receiver.try_recv().map_err(|_| ExecError::Readback {
+            tensor: name.clone(),
+            message: "the map did not complete although the device is idle".into(),
+        })?;
+        mapped.map_err(|e| ExecError::Readback { tensor: name.clone(), message: e.to_string() })?;
         let out = {
-            let view = slice.get_mapped_range().expect("readback range is mapped");
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| ExecError::Readback { tensor: name.clone(), message: e.to_string() })?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
         staging.unmap();
-        out
+        Ok(out)
     }
 
-    fn clear(&mut self, ts: &[TensorId]) {
+    fn clear(&mut self, ts: &[TensorId]) -> Result<(), ExecError> {
         self.pending_clears.extend_from_slice(ts);
+        Ok(())
     }
 
-    fn run(&mut self, phase: Phase, range: std::ops::Range<usize>) {
+    fn run(&mut self, phase: Phase, range: std::ops::Range<usize>) -> Result<(), ExecError> {
+        self.check_device(|| format!("running {phase:?} steps {}..{}", range.start, range.end))?;
+        let scope = self.ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder =
             self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgolf step") });
         self.encode_clears(&mut encoder);
         {
             let mut pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgolf pass"), timestamp_writes: None });
-            for s in &self.steps[phase as usize][range] {
+            for s in &self.steps[phase as usize][range.clone()] {
                 pass.set_pipeline(&s.kernel.pipeline);
                 pass.set_bind_group(0, &s.bind_group, &[]);
                 let [x, y, z] = s.workgroups;
@@ -171,10 +237,17 @@ impl Executor for GpuExecutor {
             }
         }
         self.ctx.queue.submit([encoder.finish()]);
+        match pollster::block_on(scope.pop()) {
+            None => Ok(()),
+            Some(err) => {
+                let message = err.to_string();
+                Err(ExecError::Step { step: self.step_of(phase, range, &message), message })
+            }
+        }
     }
 
-    fn sync(&mut self) {
-        self.ctx.device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost");
+    fn sync(&mut self) -> Result<(), ExecError> {
+        self.wait(|| "waiting for submitted work".into())
     }
 
     fn describe(&self) -> String {

@@ -100,7 +100,7 @@ pub fn random_inputs(op: &Op, seed: u64) -> Vec<Data> {
 /// Writes `inputs` (one per binding) into a single-op plan's executor.
 pub fn write_all(ex: &mut dyn Executor, inputs: &[Data]) {
     for (i, d) in inputs.iter().enumerate() {
-        ex.write(i, d.host());
+        ex.write(i, d.host()).unwrap();
     }
 }
 
@@ -110,7 +110,7 @@ pub fn read_outputs(ex: &mut dyn Executor, op: &Op) -> Vec<(usize, Vec<f32>)> {
         .iter()
         .enumerate()
         .filter(|(_, s)| s.access == Access::ReadWrite)
-        .map(|(i, _)| (i, ex.read(i)))
+        .map(|(i, _)| (i, ex.read(i).unwrap()))
         .collect()
 }
 
@@ -129,7 +129,7 @@ pub fn run_cpu(op: &Op, inputs: &[Data]) -> Vec<(usize, Vec<f32>)> {
     let plan = plan_of(op);
     let mut ex = CpuExecutor::new(&plan);
     write_all(&mut ex, inputs);
-    ex.run(Phase::Forward, 0..1);
+    ex.run(Phase::Forward, 0..1).unwrap();
     read_outputs(&mut ex, op)
 }
 
@@ -138,7 +138,7 @@ pub fn run_gpu(op: &Op, inputs: &[Data]) -> Vec<(usize, Vec<f32>)> {
     let plan = plan_of(op);
     let mut ex = gpu_executor(&plan);
     write_all(&mut ex, inputs);
-    ex.run(Phase::Forward, 0..1);
+    ex.run(Phase::Forward, 0..1).unwrap();
     read_outputs(&mut ex, op)
 }
 
