@@ -1,0 +1,261 @@
+//! The GPT of the challenge, up to the record's additions, written as plan steps.
+//!
+//! The baseline structure (record-spec.md section 4) and the record's options, each off unless
+//! the config turns it on: BigramHash, SmearGate, XSA on the last blocks, OrthoInit.
+//!
+//! `x0 = smear(rmsnorm(tok_emb[ids] + bigram.scale * W_bp E_bg[bucket]))`; for each block,
+//! decoders first add `skip_weights[j] * (the matching encoder output)`, then
+//! `x = mix0 * x + mix1 * x0`, `x += attn_scale * attn(rmsnorm(x))`,
+//! `x += mlp_scale * mlp(rmsnorm(x))`; finally `logits = rmsnorm(x) . tok_emb^T`, softcapped,
+//! and a cross-entropy. Attention is QK-RMS-normed, RoPE'd, q scaled by a per-head gain, causal
+//! with grouped KV heads, optionally followed by XSA; the MLP is `W_down relu(W_up x)^2`.
+//!
+//! The files follow the model's parts, each a forward and the backward that mirrors it:
+//! `params` declares every parameter; `input` is the embedding stage (token embedding,
+//! BigramHash, the x0 norm and SmearGate); `block` one transformer block (its attention half
+//! and its MLP half); `head` the final norm, tied logits and loss. This file strings them
+//! together with the U-Net skips and wires the optimizers.
+//!
+//! The backward pass is written by hand, part by part in reverse, each line undoing the
+//! forward line with the same name. Every backward step accumulates into gradient tensors,
+//! which executors zero at the start of each micro-batch (activation gradients) or step
+//! (parameter gradients).
+//!
+//! Tensor and step order is part of the contract: parameters are initialized from one seeded
+//! RNG in declaration order, and gradient tensors are created (`PlanBuilder::grad`) and
+//! accumulated in the order the backward reaches them, so reordering lines here changes
+//! initial weights, tensor ids and float rounding.
+mod block;
+mod head;
+mod input;
+mod params;
+
+pub use input::bigram_buckets;
+
+use crate::config::{Config, MatrixOptimizer, TrainConfig};
+use crate::ops::attention::AttnShape;
+use crate::ops::elementwise::Channels;
+use crate::ops::matmul::Layout;
+use crate::ops::rope::rope_table;
+use crate::optim;
+use crate::plan::defs::*;
+use crate::plan::{DType, ParamGroup, ParamSlot, Phase, Plan, PlanBuilder, PlanError, PlanIo, Role, TensorId};
+use block::{BlockActs, BlockEnv};
+use params::Params;
+
+/// Shapes derived from the config.
+#[derive(Clone, Copy)]
+struct Dims {
+    /// Tokens per micro-batch (`batch * seq`).
+    n: usize,
+    d: usize,
+    v: usize,
+    heads: usize,
+    kv: usize,
+    hd: usize,
+    hidden: usize,
+    seq: usize,
+    batch: usize,
+    layers: usize,
+    /// U-Net encoders (the first half of the blocks, rounded down).
+    n_enc: usize,
+    /// U-Net skips: one per decoder that has a matching encoder.
+    n_skip: usize,
+    bigram_buckets: usize,
+    bigram_dim: usize,
+}
+
+impl Dims {
+    fn new(cfg: &Config) -> Dims {
+        let m = &cfg.model;
+        let n_enc = m.num_layers / 2;
+        Dims {
+            n: cfg.micro_tokens(),
+            d: m.model_dim,
+            v: m.vocab_size,
+            heads: m.num_heads,
+            kv: m.num_kv_heads,
+            hd: cfg.head_dim(),
+            hidden: m.model_dim * m.mlp_mult,
+            seq: cfg.train.seq_len,
+            batch: cfg.train.batch_seqs,
+            layers: m.num_layers,
+            n_enc,
+            n_skip: n_enc.min(m.num_layers - n_enc),
+            bigram_buckets: m.bigram_buckets,
+            bigram_dim: m.bigram_dim,
+        }
+    }
+
+    fn attn(&self) -> AttnShape {
+        AttnShape { batch: self.batch, seq: self.seq, heads: self.heads, kv_heads: self.kv, head_dim: self.hd }
+    }
+
+    /// Row `row` of a `[rows, d]` per-channel parameter.
+    fn per_channel(&self, row: usize) -> Channels {
+        Channels::per_channel(self.d, row)
+    }
+}
+
+/// Builds the training plan (forward, backward, optimizer) for one micro-batch of the config.
+pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
+    let m = &cfg.model;
+    let dims = Dims::new(cfg);
+    let Dims { n, d, seq, hd, .. } = dims;
+    let mut g = PlanBuilder::new();
+    let p = Params::declare(&mut g, m, &dims);
+
+    // ---- inputs and constants ----
+    let ids = g.tensor("ids", &[n], DType::U32, Role::Input);
+    let targets = g.tensor("targets", &[n], DType::U32, Role::Input);
+    let bigram_ids = p.bigram.as_ref().map(|_| g.tensor("bigram_ids", &[n], DType::U32, Role::Input));
+    let rope = g.constant("rope_table", &[2, seq, hd / 2], rope_table(seq, hd, cfg.effective_rope_base()));
+
+    // ================= forward =================
+    let inp = input::forward(&mut g, &dims, &p, ids, bigram_ids)?;
+    let env = BlockEnv { dims, rope, x0: inp.x0 };
+    let mut x = inp.x0;
+    let mut encoder_outs: Vec<TensorId> = Vec::new();
+    let mut skips: Vec<Option<Skip>> = Vec::new();
+    let mut acts: Vec<BlockActs> = Vec::new();
+    for (i, bp) in p.blocks.iter().enumerate() {
+        // U-Net: decoder j adds skip_weights[j] * (encoder output n_enc-1-j).
+        let skip = if i >= dims.n_enc && i - dims.n_enc < dims.n_skip {
+            let src = encoder_outs.pop().expect("one skip per decoder");
+            let sw = p.skip_weights.expect("skips exist");
+            Some(skip_forward(&mut g, &dims, i, sw, x, src)?)
+        } else {
+            None
+        };
+        x = skip.as_ref().map_or(x, |s| s.out);
+        let xsa = i + m.xsa_last_n >= m.num_layers;
+        let a = block::forward(&mut g, &env, i, bp, x, xsa)?;
+        x = a.x_out;
+        if i < dims.n_enc {
+            encoder_outs.push(x);
+        }
+        skips.push(skip);
+        acts.push(a);
+    }
+    let head = head::forward(&mut g, &dims, p.tok_emb, x, targets, m.logit_softcap, cfg.step_tokens() as f64)?;
+
+    // ================= backward (mirrors the forward, last line first) =================
+    head::backward(&mut g, &dims, p.tok_emb, &head)?;
+    // Layer 0 reads x0 both as its stream input and as the mix source: the mix source's
+    // gradient gets its own tensor so no step writes one tensor twice; both flow back
+    // through the same (linear) rmsnorm backward at the end.
+    let dx0_mix = g.tensor("d.x0.mix", &[n, d], DType::F32, Role::ActGrad);
+    for ((bp, a), skip) in p.blocks.iter().zip(&acts).zip(&skips).rev() {
+        block::backward(&mut g, &env, bp, a, dx0_mix)?;
+        if let Some(s) = skip {
+            skip_backward(&mut g, &dims, p.skip_weights.expect("skips exist"), s)?;
+        }
+    }
+    input::backward(&mut g, &dims, &p, &inp, dx0_mix)?;
+
+    emit_optimizer(&mut g, &cfg.train)?;
+    let io = PlanIo {
+        ids,
+        targets,
+        logits: head.logits,
+        loss_rows: head.loss_rows,
+        loss_total: head.loss_total,
+        bigram_ids,
+    };
+    g.finish(io)
+}
+
+/// A U-Net skip add before a decoder block: `out = x + skip_weights[j] * src`.
+struct Skip {
+    x: TensorId,
+    src: TensorId,
+    /// The row of `skip_weights`.
+    j: usize,
+    out: TensorId,
+}
+
+/// The skip add before block `i`, from the encoder output `src`.
+fn skip_forward(
+    g: &mut PlanBuilder,
+    dims: &Dims,
+    i: usize,
+    sw: TensorId,
+    x: TensorId,
+    src: TensorId,
+) -> Result<Skip, PlanError> {
+    let Dims { n, d, n_enc, n_skip, .. } = *dims;
+    let j = i - n_enc;
+    let out = g.activation(format!("blocks.{i}.skip_out"), &[n, d]);
+    g.push(
+        Phase::Forward,
+        ScaledAddFwd { count: n * d, ch: dims.per_channel(j), s_len: n_skip * d },
+        &[out, x, src, sw],
+    )?;
+    Ok(Skip { x, src, j, out })
+}
+
+/// Its backward: `dx += dout`, `dsrc += skip_weights[j] * dout`, `dskip_weights[j] += dout . src`.
+fn skip_backward(g: &mut PlanBuilder, dims: &Dims, sw: TensorId, s: &Skip) -> Result<(), PlanError> {
+    let Dims { n, d, n_skip, .. } = *dims;
+    let &Skip { x, src, j, out } = s;
+    let ch = dims.per_channel(j);
+    let (dout, dx) = (g.grad(out), g.grad(x));
+    // The first decoder's skip is the stream itself (block n_enc-1's output): its gradient
+    // goes through a separate tensor and is added in afterwards.
+    let dsrc = if src == x { g.tensor(format!("d.skip.{j}"), &[n, d], DType::F32, Role::ActGrad) } else { g.grad(src) };
+    g.push(Phase::Backward, ScaledAddBwd { count: n * d, ch, s_len: n_skip * d }, &[dx, dsrc, dout, sw])?;
+    let dsw = g.grad(sw);
+    g.push(Phase::Backward, ChannelDot { count: n * d, ch, out_len: n_skip * d }, &[dsw, dout, src])?;
+    if src == x {
+        g.push(Phase::Backward, AddInto { count: n * d }, &[dx, dsrc])?;
+    }
+    Ok(())
+}
+
+/// The optimizer phase, in the record's per-step order: clip the global gradient norm, step
+/// the embeddings' AdamW, the matrices' Muon (or AdamW), the scalars' AdamW, then update the
+/// EMA. The emitters beyond AdamW live in `optim`.
+fn emit_optimizer(g: &mut PlanBuilder, t: &TrainConfig) -> Result<(), PlanError> {
+    let slots: Vec<ParamSlot> = g.params().to_vec();
+    if t.grad_clip_norm > 0.0 {
+        let grads: Vec<TensorId> = slots.iter().map(|s| s.grad).collect();
+        optim::emit_clip(g, &grads, t.grad_clip_norm)?;
+    }
+    let muon = t.matrix_optimizer == MatrixOptimizer::Muon;
+    for group in [ParamGroup::Embed, ParamGroup::Matrix, ParamGroup::Scalar] {
+        let members: Vec<ParamSlot> = slots.iter().filter(|s| s.group == group).copied().collect();
+        if members.is_empty() {
+            continue;
+        }
+        let hyper = g.hyper(group);
+        if group == ParamGroup::Matrix && muon {
+            optim::emit_muon(g, &members, hyper, t.muon_ns_steps)?;
+            continue;
+        }
+        for s in members {
+            let count: usize = g.shape(s.param).iter().product();
+            g.push(Phase::Optimizer, AdamW { count }, &[s.param, s.m, s.v, s.grad, hyper])?;
+        }
+    }
+    if t.ema_decay > 0.0 {
+        let params: Vec<TensorId> = slots.iter().map(|s| s.param).collect();
+        optim::emit_ema(g, &params, t.ema_decay)?;
+    }
+    Ok(())
+}
+
+/// A linear layer without bias: `y = x . W^T` for `x [rows, in]`, `W [out, in]`.
+fn linear_fwd(g: &mut PlanBuilder, y: TensorId, x: TensorId, w: TensorId) -> Result<(), PlanError> {
+    let (out, inp) = (g.shape(w)[0], g.shape(w)[1]);
+    let rows = g.shape(x).iter().product::<usize>() / inp;
+    g.push(Phase::Forward, Matmul { m: rows, n: out, k: inp, layout: Layout::Nt, accumulate: false }, &[y, x, w])
+}
+
+/// Its backward from the output gradient `dy`: `dx += dy . W` and `dW += dy^T . x`.
+fn linear_bwd(g: &mut PlanBuilder, x: TensorId, w: TensorId, dy: TensorId) -> Result<(), PlanError> {
+    let (out, inp) = (g.shape(w)[0], g.shape(w)[1]);
+    let rows = g.shape(x).iter().product::<usize>() / inp;
+    let (dx, dw) = (g.grad(x), g.grad(w));
+    g.push(Phase::Backward, Matmul { m: rows, n: inp, k: out, layout: Layout::Nn, accumulate: true }, &[dx, dy, w])?;
+    g.push(Phase::Backward, Matmul { m: out, n: inp, k: rows, layout: Layout::Tn, accumulate: true }, &[dw, dy, x])
+}
