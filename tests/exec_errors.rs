@@ -60,3 +60,38 @@ fn a_lost_device_gives_errors_not_panics() {
     let msg = lost(ex.write(0, HostData::F32(&[1.0; 77])), "write");
     assert!(msg.contains("binding0"), "the write error names no tensor: {msg}");
 }
+
+fn record_tiny(overrides: &[&str]) -> Plan {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/record-tiny.toml");
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let cfg = wgolf::config::Config::load(&path, &overrides).expect("configs/record-tiny.toml loads");
+    wgolf::model::build_plan(&cfg).expect("the plan builds")
+}
+
+#[test]
+fn an_oversized_batch_fails_before_allocating_with_the_figure() {
+    // 1,024 sequences per micro-batch: the logits alone are 256 MiB, beyond any binding limit
+    // lavapipe (128 MiB) or a large GPU's default allows for one buffer.
+    let plan = record_tiny(&["train.batch_seqs=1024"]);
+    let ctx = common::gpu();
+    let msg = match GpuExecutor::new(ctx.clone(), &plan) {
+        Ok(_) => panic!("a plan of {} MiB was accepted on {}", plan.bytes() >> 20, ctx.adapter_name()),
+        Err(e) => e.to_string(),
+    };
+    assert!(msg.contains("logits") && msg.contains("bytes"), "the error gives no tensor or figure: {msg}");
+    assert!(msg.contains("train.batch_seqs"), "the error names no config field to lower: {msg}");
+}
+
+#[test]
+fn a_plan_larger_than_the_device_memory_is_refused_with_the_figures() {
+    let plan = record_tiny(&[]);
+    let limits = common::gpu().device.limits();
+    let bytes = plan.bytes() as u64;
+    let err = wgolf::gpu::executor::check_fits(&plan, &limits, Some(bytes / 2), "a small GPU")
+        .expect_err("half the plan's memory");
+    let msg = err.to_string();
+    assert!(msg.contains("device memory") && msg.contains(&(bytes / 2).to_string()), "no memory figure: {msg}");
+    assert!(msg.contains("train.batch_seqs"), "the error names no config field to lower: {msg}");
+    wgolf::gpu::executor::check_fits(&plan, &limits, Some(bytes * 2), "a large GPU").expect("twice the memory");
+    wgolf::gpu::executor::check_fits(&plan, &limits, None, "an unknown GPU").expect("no memory figure");
+}

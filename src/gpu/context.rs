@@ -43,6 +43,8 @@ pub struct AdapterReport {
     pub features: wgpu::Features,
     pub limits: wgpu::Limits,
     pub cooperative_matrix: Vec<wgpu::wgt::CooperativeMatrixProperties>,
+    /// Bytes of device-local memory, where the backend reports it (Vulkan).
+    pub device_memory: Option<u64>,
 }
 
 impl AdapterReport {
@@ -53,6 +55,7 @@ impl AdapterReport {
             features: adapter.features(),
             limits: adapter.limits(),
             cooperative_matrix: adapter.cooperative_matrix_properties(),
+            device_memory: device_memory(adapter),
         }
     }
 
@@ -108,6 +111,8 @@ impl AdapterReport {
             yes(f.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)),
             coop
         );
+        let memory = self.device_memory.map_or("not reported".to_string(), |b| format!("{} MiB", b >> 20));
+        let _ = writeln!(s, "  device memory:           {memory}");
         let _ = writeln!(s, "  max buffer size:         {} MiB", l.max_buffer_size >> 20);
         let _ = writeln!(s, "  max storage binding:     {} MiB", l.max_storage_buffer_binding_size >> 20);
         let _ = writeln!(s, "  storage buffers / stage: {}", l.max_storage_buffers_per_shader_stage);
@@ -117,6 +122,27 @@ impl AdapterReport {
         let _ = write!(s, "  immediates:              {} bytes", l.max_immediate_size);
         s
     }
+}
+
+/// The sum of a Vulkan adapter's device-local heaps (what a plan's buffers are allocated
+/// from); `None` on other backends.
+#[cfg(not(any(target_arch = "wasm32", target_vendor = "apple")))]
+fn device_memory(adapter: &wgpu::Adapter) -> Option<u64> {
+    // SAFETY: the guard keeps the adapter alive while its physical device's memory
+    // properties are read; nothing is created or changed through the raw handles.
+    let hal = unsafe { adapter.as_hal::<wgpu::hal::api::Vulkan>() }?;
+    let instance = hal.shared_instance().raw_instance();
+    // SAFETY: a valid physical device of this instance (wgpu-hal's own handle).
+    let props = unsafe { instance.get_physical_device_memory_properties(hal.raw_physical_device()) };
+    let heaps = &props.memory_heaps[..props.memory_heap_count as usize];
+    let local: u64 =
+        heaps.iter().filter(|h| h.flags.contains(ash::vk::MemoryHeapFlags::DEVICE_LOCAL)).map(|h| h.size).sum();
+    (local > 0).then_some(local)
+}
+
+#[cfg(any(target_arch = "wasm32", target_vendor = "apple"))]
+fn device_memory(_adapter: &wgpu::Adapter) -> Option<u64> {
+    None
 }
 
 /// Lists the Vulkan/Metal/DX12 adapters of this machine.

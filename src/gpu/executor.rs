@@ -32,35 +32,23 @@ pub struct GpuExecutor {
 
 impl GpuExecutor {
     /// Allocates every tensor, builds every pipeline and bind group, and uploads constants.
+    /// The plan is checked against the adapter's binding limits and memory first, so an
+    /// oversized config fails before anything is allocated.
     pub fn new(ctx: Arc<GpuContext>, plan: &Plan) -> Result<Self, GpuError> {
         let limits = ctx.device.limits();
+        check_fits(plan, &limits, ctx.report.device_memory, ctx.adapter_name())?;
         let device = &ctx.device;
         let mut buffers = Vec::with_capacity(plan.tensors.len());
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         for t in &plan.tensors {
-            let bytes = ((t.numel() * 4).max(4)) as u64;
-            let is_uniform = matches!(t.role, Role::Hyper(_));
-            let limit = if is_uniform {
-                limits.max_uniform_buffer_binding_size
-            } else {
-                limits.max_storage_buffer_binding_size
-            };
-            if bytes > limit {
-                return Err(GpuError::Limit {
-                    what: format!("tensor {} {:?}", t.name, t.shape),
-                    needed: bytes,
-                    limit,
-                    adapter: ctx.adapter_name().to_string(),
-                });
-            }
-            let usage = if is_uniform {
+            let usage = if matches!(t.role, Role::Hyper(_)) {
                 wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST
             } else {
                 wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
             };
             buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(&t.name),
-                size: bytes,
+                size: buffer_bytes(t),
                 usage,
                 mapped_at_creation: false,
             }));
@@ -69,7 +57,7 @@ impl GpuExecutor {
             return Err(GpuError::OutOfMemory {
                 bytes: plan.bytes() as u64,
                 adapter: ctx.adapter_name().to_string(),
-                message: err.to_string(),
+                message: format!("{err}; {}", memory_hint(plan)),
             });
         }
         let mut registry = KernelRegistry::new();
@@ -149,6 +137,66 @@ impl GpuExecutor {
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| ExecError::DeviceLost { during: during(), message: e.to_string() })?;
         self.check_device(&during)
+    }
+}
+
+/// The bytes of a tensor's buffer (wgpu buffers are never empty).
+fn buffer_bytes(t: &crate::plan::TensorDesc) -> u64 {
+    ((t.numel() * 4).max(4)) as u64
+}
+
+/// Which part of the plan takes its memory, and the config fields that shrink it.
+pub fn memory_hint(plan: &Plan) -> String {
+    let per_batch: usize = plan
+        .tensors
+        .iter()
+        .filter(|t| matches!(t.role, Role::Activation | Role::ActGrad | Role::Input))
+        .map(|t| t.numel() * 4)
+        .sum();
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    format!(
+        "activations and their gradients take {:.1} MiB of the plan's {:.1} MiB (lower train.batch_seqs, the \
+         sequences per micro-batch, raising train.grad_accum to keep the step's tokens, or train.seq_len); the rest \
+         is parameters, gradients and optimizer state (lower model.num_layers or model.model_dim)",
+        mib(per_batch),
+        mib(plan.bytes())
+    )
+}
+
+/// Whether `plan` fits an adapter with `limits` and `device_memory` bytes (when known): every
+/// tensor within the binding limit of its kind, and all of them within the memory. The error
+/// gives the figures and the config fields to lower.
+pub fn check_fits(
+    plan: &Plan,
+    limits: &wgpu::Limits,
+    device_memory: Option<u64>,
+    adapter: &str,
+) -> Result<(), GpuError> {
+    for t in &plan.tensors {
+        let limit = if matches!(t.role, Role::Hyper(_)) {
+            limits.max_uniform_buffer_binding_size
+        } else {
+            limits.max_storage_buffer_binding_size.min(limits.max_buffer_size)
+        };
+        let needed = buffer_bytes(t);
+        if needed > limit {
+            return Err(GpuError::Limit {
+                what: format!("tensor {} {:?} ({})", t.name, t.shape, memory_hint(plan)),
+                needed,
+                limit,
+                adapter: adapter.to_string(),
+            });
+        }
+    }
+    let total: u64 = plan.tensors.iter().map(buffer_bytes).sum();
+    match device_memory {
+        Some(memory) if total > memory => Err(GpuError::Limit {
+            what: format!("{} tensors ({})", plan.tensors.len(), memory_hint(plan)),
+            needed: total,
+            limit: memory,
+            adapter: format!("{adapter}'s device memory"),
+        }),
+        _ => Ok(()),
     }
 }
 
