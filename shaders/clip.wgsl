@@ -2,7 +2,8 @@
 // Deterministic, with no atomics and no read-back: the coefficient stays on the GPU.
 //
 // grad_sum_sq: norms[SLOT] = sum of g^2. One workgroup of 256 lanes: lane l sums the squares
-//   of elements l, l + 256, ... in order, then a fixed pairwise tree. (overwrites its slot)
+//   of elements l, l + 256, ... in order, then workgroup_sum's fixed pairwise tree
+//   (common/workgroup_sum.wgsl). (overwrites its slot)
 //   shapes: g [COUNT]; norms [SLOTS]. dispatch: (1, 1, 1).
 // clip_coef: coef[0] = min(1, MAX_NORM / (sqrt(sum of norms) + 1e-6)), the SLOTS partial sums
 //   added in slot order by one invocation. (overwrites)
@@ -16,8 +17,6 @@ override SLOT: u32;
 override SLOTS: u32;
 override MAX_NORM: f32;
 
-var<workgroup> lanes: array<f32, 256>;
-
 @group(0) @binding(0) var<storage, read_write> norms: array<f32>;
 @group(0) @binding(1) var<storage, read> g: array<f32>;
 
@@ -28,16 +27,9 @@ fn grad_sum_sq(@builtin(local_invocation_index) lane: u32) {
         let v = g[j];
         acc += v * v;
     }
-    lanes[lane] = acc;
-    workgroupBarrier();
-    for (var width = 128u; width > 0u; width /= 2u) {
-        if lane < width {
-            lanes[lane] += lanes[lane + width];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lane, acc, 256u);
     if lane == 0u {
-        norms[SLOT] = lanes[0];
+        norms[SLOT] = total;
     }
 }
 

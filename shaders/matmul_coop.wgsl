@@ -10,8 +10,11 @@
 //   of their own in the product); products accumulate in f32 cooperative matrices. Values
 //   beyond f16's range (65504) become infinities.
 // Entry points: matmul_coop16 (coop_mat16x16, needs TILE = 16) and matmul_coop8 (coop_mat8x8,
-//   needs TILE = 8). A pipeline keeps only its own entry point, so a device is only shown the
-//   matrix type it reported (src/gpu/coop.rs checks the adapter's configurations).
+//   needs TILE = 8). The kernel body below is written once against the tile types TileA,
+//   TileB, TileC and the tile edge T; common/coop_tile16.wgsl and common/coop_tile8.wgsl each
+//   supply those (a matrix type cannot depend on an override) and their entry point, and
+//   src/kernels.rs builds one module per tile from this file and one of them, so a device is
+//   only shown the matrix type it reported (src/gpu/coop.rs checks the adapter's list).
 // dispatch: 1-D workgroups of SG_M x SG_N subgroups of SG_SIZE invocations each (SG_SIZE must
 //   be the adapter's one subgroup size, so that there are exactly SG_M * SG_N subgroups).
 //   Subgroup s owns a SUB_M x SUB_N block of TILE x TILE output tiles at block row s / SG_N,
@@ -182,71 +185,77 @@ fn drain(slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {
     }
 }
 
-// ---- 16x16 tiles ----
+// ---- the kernel body, for both tile sizes ----
 
 // A fragment: rows m.. of the workgroup tile, columns k.. of the slice in buffer base.
-fn a16(base: u32, m: u32, k: u32) -> coop_mat16x16<f16, A> {
+fn a_tile(base: u32, m: u32, k: u32) -> TileA {
     if TRANS_A {
-        return coopLoad<coop_mat16x16<f16, A>>(&stage_a[base + k * LDA + m], LDA);
+        return coopLoad<TileA>(&stage_a[base + k * LDA + m], LDA);
     }
-    return coopLoadT<coop_mat16x16<f16, A>>(&stage_a[base + m * LDA + k], LDA);
+    return coopLoadT<TileA>(&stage_a[base + m * LDA + k], LDA);
 }
 
 // B fragment: rows k.. of the slice, columns n.. of the workgroup tile.
-fn b16(base: u32, n: u32, k: u32) -> coop_mat16x16<f16, B> {
+fn b_tile(base: u32, n: u32, k: u32) -> TileB {
     if TRANS_B {
-        return coopLoad<coop_mat16x16<f16, B>>(&stage_b[base + n * LDB + k], LDB);
+        return coopLoad<TileB>(&stage_b[base + n * LDB + k], LDB);
     }
-    return coopLoadT<coop_mat16x16<f16, B>>(&stage_b[base + k * LDB + n], LDB);
+    return coopLoadT<TileB>(&stage_b[base + k * LDB + n], LDB);
 }
 
-fn load_c16(r: u32, col: u32) -> coop_mat16x16<f32, C> {
-    return coopLoadT<coop_mat16x16<f32, C>>(&c[r * LDC + col], LDC);
+fn load_c(r: u32, col: u32) -> TileC {
+    return coopLoadT<TileC>(&c[r * LDC + col], LDC);
 }
 
 // Edge store of one tile: through the subgroup's scratch tile, then guarded.
-fn spill16(acc: coop_mat16x16<f32, C>, slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {
+fn spill(acc: TileC, slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {
     coopStoreT(acc, &scratch[slot], TILE);
     workgroupBarrier();
     drain(slot, r0, c0, lane, sg_size);
     workgroupBarrier();
 }
 
-@compute @workgroup_size(THREADS)
-fn matmul_coop16(
+// The built-ins an entry point passes to the body.
+struct CoopIds {
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
     @builtin(subgroup_id) sg_id: u32,
     @builtin(subgroup_invocation_id) lane: u32,
     @builtin(subgroup_size) sg_size: u32,
-) {
+}
+
+fn matmul_coop(ids: CoopIds) {
+    let wg = ids.wg;
+    let lid = ids.lid;
+    let lane = ids.lane;
+    let sg_size = ids.sg_size;
     let row0 = wg.y * BM;
     let col0 = wg.x * BN;
-    let sg = min(sg_id, SUBGROUPS - 1u);
+    let sg = min(ids.sg_id, SUBGROUPS - 1u);
     // This subgroup's block, relative to the workgroup tile and absolute.
-    let bm = (sg / SG_N) * (SUB_M * 16u);
-    let bn = (sg % SG_N) * (SUB_N * 16u);
+    let bm = (sg / SG_N) * (SUB_M * T);
+    let bn = (sg % SG_N) * (SUB_N * T);
     let r = row0 + bm;
     let q = col0 + bn;
     let direct = inside(row0, col0);
 
-    var c00 = coop_mat16x16<f32, C>();
-    var c01 = coop_mat16x16<f32, C>();
-    var c10 = coop_mat16x16<f32, C>();
-    var c11 = coop_mat16x16<f32, C>();
-    var c20 = coop_mat16x16<f32, C>();
-    var c21 = coop_mat16x16<f32, C>();
-    var c30 = coop_mat16x16<f32, C>();
-    var c31 = coop_mat16x16<f32, C>();
+    var c00 = TileC();
+    var c01 = TileC();
+    var c10 = TileC();
+    var c11 = TileC();
+    var c20 = TileC();
+    var c21 = TileC();
+    var c30 = TileC();
+    var c31 = TileC();
     if ACCUMULATE && direct {
-        c00 = load_c16(r, q);
-        c01 = load_c16(r, q + 16u);
-        c10 = load_c16(r + 16u, q);
-        c11 = load_c16(r + 16u, q + 16u);
-        c20 = load_c16(r + 32u, q);
-        c21 = load_c16(r + 32u, q + 16u);
-        c30 = load_c16(r + 48u, q);
-        c31 = load_c16(r + 48u, q + 16u);
+        c00 = load_c(r, q);
+        c01 = load_c(r, q + T);
+        c10 = load_c(r + T, q);
+        c11 = load_c(r + T, q + T);
+        c20 = load_c(r + 2u * T, q);
+        c21 = load_c(r + 2u * T, q + T);
+        c30 = load_c(r + 3u * T, q);
+        c31 = load_c(r + 3u * T, q + T);
     }
 
     var ra: array<f32, MAX_PER>;
@@ -263,13 +272,13 @@ fn matmul_coop16(
         }
         let abase = cur * A_STAGE;
         let bbase = cur * B_STAGE;
-        for (var k = 0u; k < BK; k += 16u) {
-            let a0 = a16(abase, bm, k);
-            let a1 = a16(abase, bm + 16u, k);
-            let a2 = a16(abase, bm + 32u, k);
-            let a3 = a16(abase, bm + 48u, k);
-            let b0 = b16(bbase, bn, k);
-            let b1 = b16(bbase, bn + 16u, k);
+        for (var k = 0u; k < BK; k += T) {
+            let a0 = a_tile(abase, bm, k);
+            let a1 = a_tile(abase, bm + T, k);
+            let a2 = a_tile(abase, bm + 2u * T, k);
+            let a3 = a_tile(abase, bm + 3u * T, k);
+            let b0 = b_tile(bbase, bn, k);
+            let b1 = b_tile(bbase, bn + T, k);
             c00 = coopMultiplyAdd(a0, b0, c00);
             c01 = coopMultiplyAdd(a0, b1, c01);
             c10 = coopMultiplyAdd(a1, b0, c10);
@@ -287,143 +296,22 @@ fn matmul_coop16(
 
     if direct {
         coopStoreT(c00, &c[r * LDC + q], LDC);
-        coopStoreT(c01, &c[r * LDC + q + 16u], LDC);
-        coopStoreT(c10, &c[(r + 16u) * LDC + q], LDC);
-        coopStoreT(c11, &c[(r + 16u) * LDC + q + 16u], LDC);
-        coopStoreT(c20, &c[(r + 32u) * LDC + q], LDC);
-        coopStoreT(c21, &c[(r + 32u) * LDC + q + 16u], LDC);
-        coopStoreT(c30, &c[(r + 48u) * LDC + q], LDC);
-        coopStoreT(c31, &c[(r + 48u) * LDC + q + 16u], LDC);
+        coopStoreT(c01, &c[r * LDC + q + T], LDC);
+        coopStoreT(c10, &c[(r + T) * LDC + q], LDC);
+        coopStoreT(c11, &c[(r + T) * LDC + q + T], LDC);
+        coopStoreT(c20, &c[(r + 2u * T) * LDC + q], LDC);
+        coopStoreT(c21, &c[(r + 2u * T) * LDC + q + T], LDC);
+        coopStoreT(c30, &c[(r + 3u * T) * LDC + q], LDC);
+        coopStoreT(c31, &c[(r + 3u * T) * LDC + q + T], LDC);
     } else {
-        let slot = sg * 256u;
-        spill16(c00, slot, r, q, lane, sg_size);
-        spill16(c01, slot, r, q + 16u, lane, sg_size);
-        spill16(c10, slot, r + 16u, q, lane, sg_size);
-        spill16(c11, slot, r + 16u, q + 16u, lane, sg_size);
-        spill16(c20, slot, r + 32u, q, lane, sg_size);
-        spill16(c21, slot, r + 32u, q + 16u, lane, sg_size);
-        spill16(c30, slot, r + 48u, q, lane, sg_size);
-        spill16(c31, slot, r + 48u, q + 16u, lane, sg_size);
-    }
-}
-
-// ---- 8x8 tiles (the same kernel with the smaller matrix type) ----
-
-fn a8(base: u32, m: u32, k: u32) -> coop_mat8x8<f16, A> {
-    if TRANS_A {
-        return coopLoad<coop_mat8x8<f16, A>>(&stage_a[base + k * LDA + m], LDA);
-    }
-    return coopLoadT<coop_mat8x8<f16, A>>(&stage_a[base + m * LDA + k], LDA);
-}
-
-fn b8(base: u32, n: u32, k: u32) -> coop_mat8x8<f16, B> {
-    if TRANS_B {
-        return coopLoad<coop_mat8x8<f16, B>>(&stage_b[base + n * LDB + k], LDB);
-    }
-    return coopLoadT<coop_mat8x8<f16, B>>(&stage_b[base + k * LDB + n], LDB);
-}
-
-fn load_c8(r: u32, col: u32) -> coop_mat8x8<f32, C> {
-    return coopLoadT<coop_mat8x8<f32, C>>(&c[r * LDC + col], LDC);
-}
-
-fn spill8(acc: coop_mat8x8<f32, C>, slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {
-    coopStoreT(acc, &scratch[slot], TILE);
-    workgroupBarrier();
-    drain(slot, r0, c0, lane, sg_size);
-    workgroupBarrier();
-}
-
-@compute @workgroup_size(THREADS)
-fn matmul_coop8(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-    @builtin(subgroup_id) sg_id: u32,
-    @builtin(subgroup_invocation_id) lane: u32,
-    @builtin(subgroup_size) sg_size: u32,
-) {
-    let row0 = wg.y * BM;
-    let col0 = wg.x * BN;
-    let sg = min(sg_id, SUBGROUPS - 1u);
-    let bm = (sg / SG_N) * (SUB_M * 8u);
-    let bn = (sg % SG_N) * (SUB_N * 8u);
-    let r = row0 + bm;
-    let q = col0 + bn;
-    let direct = inside(row0, col0);
-
-    var c00 = coop_mat8x8<f32, C>();
-    var c01 = coop_mat8x8<f32, C>();
-    var c10 = coop_mat8x8<f32, C>();
-    var c11 = coop_mat8x8<f32, C>();
-    var c20 = coop_mat8x8<f32, C>();
-    var c21 = coop_mat8x8<f32, C>();
-    var c30 = coop_mat8x8<f32, C>();
-    var c31 = coop_mat8x8<f32, C>();
-    if ACCUMULATE && direct {
-        c00 = load_c8(r, q);
-        c01 = load_c8(r, q + 8u);
-        c10 = load_c8(r + 8u, q);
-        c11 = load_c8(r + 8u, q + 8u);
-        c20 = load_c8(r + 16u, q);
-        c21 = load_c8(r + 16u, q + 8u);
-        c30 = load_c8(r + 24u, q);
-        c31 = load_c8(r + 24u, q + 8u);
-    }
-
-    var ra: array<f32, MAX_PER>;
-    var rb: array<f32, MAX_PER>;
-    let slices = (K + BK - 1u) / BK;
-    fetch(&ra, &rb, lid, row0, col0, 0u);
-    put(&ra, &rb, lid, 0u);
-    workgroupBarrier();
-    for (var s = 0u; s < slices; s++) {
-        let cur = s % 2u;
-        let more = s + 1u < slices;
-        if more {
-            fetch(&ra, &rb, lid, row0, col0, (s + 1u) * BK);
-        }
-        let abase = cur * A_STAGE;
-        let bbase = cur * B_STAGE;
-        for (var k = 0u; k < BK; k += 8u) {
-            let a0 = a8(abase, bm, k);
-            let a1 = a8(abase, bm + 8u, k);
-            let a2 = a8(abase, bm + 16u, k);
-            let a3 = a8(abase, bm + 24u, k);
-            let b0 = b8(bbase, bn, k);
-            let b1 = b8(bbase, bn + 8u, k);
-            c00 = coopMultiplyAdd(a0, b0, c00);
-            c01 = coopMultiplyAdd(a0, b1, c01);
-            c10 = coopMultiplyAdd(a1, b0, c10);
-            c11 = coopMultiplyAdd(a1, b1, c11);
-            c20 = coopMultiplyAdd(a2, b0, c20);
-            c21 = coopMultiplyAdd(a2, b1, c21);
-            c30 = coopMultiplyAdd(a3, b0, c30);
-            c31 = coopMultiplyAdd(a3, b1, c31);
-        }
-        if more {
-            put(&ra, &rb, lid, 1u - cur);
-        }
-        workgroupBarrier();
-    }
-
-    if direct {
-        coopStoreT(c00, &c[r * LDC + q], LDC);
-        coopStoreT(c01, &c[r * LDC + q + 8u], LDC);
-        coopStoreT(c10, &c[(r + 8u) * LDC + q], LDC);
-        coopStoreT(c11, &c[(r + 8u) * LDC + q + 8u], LDC);
-        coopStoreT(c20, &c[(r + 16u) * LDC + q], LDC);
-        coopStoreT(c21, &c[(r + 16u) * LDC + q + 8u], LDC);
-        coopStoreT(c30, &c[(r + 24u) * LDC + q], LDC);
-        coopStoreT(c31, &c[(r + 24u) * LDC + q + 8u], LDC);
-    } else {
-        let slot = sg * 64u;
-        spill8(c00, slot, r, q, lane, sg_size);
-        spill8(c01, slot, r, q + 8u, lane, sg_size);
-        spill8(c10, slot, r + 8u, q, lane, sg_size);
-        spill8(c11, slot, r + 8u, q + 8u, lane, sg_size);
-        spill8(c20, slot, r + 16u, q, lane, sg_size);
-        spill8(c21, slot, r + 16u, q + 8u, lane, sg_size);
-        spill8(c30, slot, r + 24u, q, lane, sg_size);
-        spill8(c31, slot, r + 24u, q + 8u, lane, sg_size);
+        let slot = sg * T * T;
+        spill(c00, slot, r, q, lane, sg_size);
+        spill(c01, slot, r, q + T, lane, sg_size);
+        spill(c10, slot, r + T, q, lane, sg_size);
+        spill(c11, slot, r + T, q + T, lane, sg_size);
+        spill(c20, slot, r + 2u * T, q, lane, sg_size);
+        spill(c21, slot, r + 2u * T, q + T, lane, sg_size);
+        spill(c30, slot, r + 3u * T, q, lane, sg_size);
+        spill(c31, slot, r + 3u * T, q + T, lane, sg_size);
     }
 }

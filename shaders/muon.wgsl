@@ -7,8 +7,9 @@
 //   shapes: buf, g [ROWS, COLS]; stack [>= (INDEX + 1) ROWS COLS]. dispatch: one invocation per
 //   element of g, 1-D grid of 64-wide workgroups folded into y.
 // muon_normalize: every matrix X [A, B] of the stack <- X / (||X||_F + 1e-7). One workgroup of
-//   256 lanes per matrix: lane l sums the squares of elements l, l + 256, ... in order, a fixed
-//   pairwise tree gives the total, then every lane scales its elements. (in place)
+//   256 lanes per matrix: lane l sums the squares of elements l, l + 256, ... in order,
+//   workgroup_sum's fixed pairwise tree (common/workgroup_sum.wgsl) gives every lane the total,
+//   then every lane scales its elements. (in place)
 //   shapes: stack [count, A, B]. dispatch: (count, 1, 1).
 // scale_copy: out = ALPHA x. (overwrites) shapes: out, x [COUNT]. dispatch: 1-D grid.
 // muon_apply: p <- p (1 - lr wd) - lr SHAPE_SCALE O, O = matrix INDEX of the stack (transposed
@@ -37,8 +38,6 @@ struct Hyper {
     pad3: f32,
     pad4: f32,
 }
-
-var<workgroup> lanes: array<f32, 256>;
 
 // The offset in the stack of element (r, c) of matrix INDEX.
 fn stacked(r: u32, c: u32) -> u32 {
@@ -78,15 +77,7 @@ fn muon_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocati
         let v = stack[base + j];
         acc += v * v;
     }
-    lanes[lane] = acc;
-    workgroupBarrier();
-    for (var width = 128u; width > 0u; width /= 2u) {
-        if lane < width {
-            lanes[lane] += lanes[lane + width];
-        }
-        workgroupBarrier();
-    }
-    let denom = sqrt(lanes[0]) + 1e-7;
+    let denom = sqrt(workgroup_sum(lane, acc, 256u)) + 1e-7;
     for (var j = lane; j < size; j += 256u) {
         stack[base + j] = stack[base + j] / denom;
     }

@@ -10,7 +10,8 @@
 //     One invocation per element.
 //   smear_grad: dgate_c += sig_c (1 - sig_c) * sum_r dout_{r,c} (prev(r)_c - x_{r,c})
 //     (accumulates). One workgroup per channel: lane l sums rows r = l, l + 64, ... in
-//     order, then a fixed pairwise tree over the 64 lanes; lane 0 scales and adds.
+//     order, then workgroup_sum's fixed pairwise tree over the 64 lanes
+//     (common/workgroup_sum.wgsl); lane 0 scales and adds.
 // shapes: x, out, dx, dout [ROWS, DIM]; gate, dgate [DIM].
 // dispatch: smear_fwd, smear_bwd: 1-D grid of 64-wide workgroups over ROWS * DIM, folded into
 //   y beyond 65535 workgroups. smear_grad: (DIM, 1, 1).
@@ -62,8 +63,6 @@ fn smear_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     dx[i] += v;
 }
 
-var<workgroup> lanes: array<f32, 64>;
-
 @group(0) @binding(0) var<storage, read_write> dgate: array<f32>;
 @group(0) @binding(1) var<storage, read> dout_g: array<f32>;
 @group(0) @binding(2) var<storage, read> x_g: array<f32>;
@@ -81,16 +80,9 @@ fn smear_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
         }
         acc += dout_g[i] * (prev - x_g[i]);
     }
-    lanes[lane] = acc;
-    workgroupBarrier();
-    for (var width = 32u; width > 0u; width /= 2u) {
-        if lane < width {
-            lanes[lane] += lanes[lane + width];
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_sum(lane, acc, 64u);
     if lane == 0u {
         let s = sigmoid(gate_g[c]);
-        dgate[c] += s * (1.0 - s) * lanes[0];
+        dgate[c] += s * (1.0 - s) * total;
     }
 }

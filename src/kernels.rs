@@ -1,42 +1,190 @@
-//! The closed list of WGSL shader files, embedded in the binary. Each file is one kernel
-//! family with a header giving its formula, shapes, dispatch and CPU reference; the entry
-//! points and override constants each op uses are in [`crate::plan::op`].
+//! The closed list of WGSL shader files, embedded in the binary, and the shader modules built
+//! from them. Each file under `shaders/` is one kernel family with a header giving its formula,
+//! shapes, dispatch and CPU reference; the entry points and override constants each op uses are
+//! in [`crate::plan::op`].
+//!
+//! Code that several kernels share is written once, in a file under `shaders/common/`, and
+//! each family lists the common files it uses: a family's module is its own file followed by
+//! those files, concatenated as they are (no templates, no substitution; WGSL declarations
+//! may come in any order). The family file comes first, so its `enable` directives lead the
+//! module and a line number in it is the line in the file. A family whose entry points need
+//! different types (matmul_coop: a cooperative matrix type cannot depend on an override) lists
+//! one common file per entry point, holding the types and the entry point; each such entry
+//! point gets a module of its own.
 
-/// `(file stem, source)` of every shader under `shaders/`.
-pub const SHADERS: &[(&str, &str)] = &[
-    ("adamw", include_str!("../shaders/adamw.wgsl")),
-    ("add", include_str!("../shaders/add.wgsl")),
-    ("attention", include_str!("../shaders/attention.wgsl")),
-    ("channel", include_str!("../shaders/channel.wgsl")),
-    ("clip", include_str!("../shaders/clip.wgsl")),
-    ("cross_entropy", include_str!("../shaders/cross_entropy.wgsl")),
-    ("ema", include_str!("../shaders/ema.wgsl")),
-    ("embedding", include_str!("../shaders/embedding.wgsl")),
-    ("matmul", include_str!("../shaders/matmul.wgsl")),
-    ("matmul_coop", include_str!("../shaders/matmul_coop.wgsl")),
-    ("muon", include_str!("../shaders/muon.wgsl")),
-    ("reduce", include_str!("../shaders/reduce.wgsl")),
-    ("relu2", include_str!("../shaders/relu2.wgsl")),
-    ("rmsnorm", include_str!("../shaders/rmsnorm.wgsl")),
-    ("rope", include_str!("../shaders/rope.wgsl")),
-    ("smear", include_str!("../shaders/smear.wgsl")),
-    ("xsa", include_str!("../shaders/xsa.wgsl")),
+/// One WGSL file: its path under `shaders/` and its text.
+#[derive(Clone, Copy, Debug)]
+pub struct Wgsl {
+    pub path: &'static str,
+    pub source: &'static str,
+}
+
+macro_rules! wgsl {
+    ($path:literal) => {
+        Wgsl { path: $path, source: include_str!(concat!("../shaders/", $path)) }
+    };
+}
+
+/// The workgroup tree sum (`workgroup_sum`): clip, muon, reduce, smear.
+pub const WORKGROUP_SUM: Wgsl = wgsl!("common/workgroup_sum.wgsl");
+/// matmul_coop's 16x16 tile types and its `matmul_coop16` entry point.
+pub const COOP_TILE16: Wgsl = wgsl!("common/coop_tile16.wgsl");
+/// matmul_coop's 8x8 tile types and its `matmul_coop8` entry point.
+pub const COOP_TILE8: Wgsl = wgsl!("common/coop_tile8.wgsl");
+
+/// Every file under `shaders/common/`.
+pub const COMMON: &[Wgsl] = &[WORKGROUP_SUM, COOP_TILE16, COOP_TILE8];
+
+/// A kernel family: its file under `shaders/` and the common files its modules append.
+#[derive(Clone, Copy, Debug)]
+pub struct Shader {
+    /// File stem under `shaders/` (what [`crate::plan::KernelCall::shader`] names).
+    pub stem: &'static str,
+    /// `<stem>.wgsl`, its path under `shaders/`.
+    pub path: &'static str,
+    /// The file's text.
+    pub source: &'static str,
+    /// Common files appended to `source`, in this order, in every module of the family.
+    pub common: &'static [Wgsl],
+    /// Entry points that live in a common file of their own, appended after `common`: each is
+    /// then its own module. Empty for a family with one module holding all its entry points.
+    pub entry_files: &'static [(&'static str, Wgsl)],
+}
+
+macro_rules! shader {
+    ($stem:literal $(, $common:expr)*) => {
+        Shader {
+            stem: $stem,
+            path: concat!($stem, ".wgsl"),
+            source: include_str!(concat!("../shaders/", $stem, ".wgsl")),
+            common: &[$($common),*],
+            entry_files: &[],
+        }
+    };
+}
+
+/// Every kernel family under `shaders/`.
+pub const SHADERS: &[Shader] = &[
+    shader!("adamw"),
+    shader!("add"),
+    shader!("attention"),
+    shader!("channel"),
+    shader!("clip", WORKGROUP_SUM),
+    shader!("cross_entropy"),
+    shader!("ema"),
+    shader!("embedding"),
+    shader!("matmul"),
+    Shader { entry_files: &[("matmul_coop16", COOP_TILE16), ("matmul_coop8", COOP_TILE8)], ..shader!("matmul_coop") },
+    shader!("muon", WORKGROUP_SUM),
+    shader!("reduce", WORKGROUP_SUM),
+    shader!("relu2"),
+    shader!("rmsnorm"),
+    shader!("rope"),
+    shader!("smear", WORKGROUP_SUM),
+    shader!("xsa"),
 ];
 
-/// The source of a shader by file stem.
-pub fn shader_source(stem: &str) -> Option<&'static str> {
-    SHADERS.iter().find(|(s, _)| *s == stem).map(|(_, src)| *src)
+/// The family of a file stem.
+pub fn shader(stem: &str) -> Option<&'static Shader> {
+    SHADERS.iter().find(|s| s.stem == stem)
+}
+
+/// The WGSL of one shader module, composed from its files.
+#[derive(Clone, Debug)]
+pub struct Module {
+    /// Its files in order, e.g. `clip.wgsl + common/workgroup_sum.wgsl` (also its label).
+    pub name: String,
+    pub source: String,
+    /// Each file's path and the line of `source` its first line is.
+    pub parts: Vec<(&'static str, usize)>,
+}
+
+impl Module {
+    /// The module of `(path, text)` files, in this order.
+    pub fn compose(files: &[(&'static str, &'static str)]) -> Module {
+        let (mut source, mut parts) = (String::new(), Vec::new());
+        for (path, text) in files {
+            parts.push((*path, source.lines().count() + 1));
+            source.push_str(text);
+            if !source.ends_with('\n') {
+                source.push('\n');
+            }
+        }
+        let name = parts.iter().map(|(p, _)| *p).collect::<Vec<_>>().join(" + ");
+        Module { name, source, parts }
+    }
+
+    /// The file and line in it of line `line` (1-based) of `source`.
+    pub fn locate(&self, line: usize) -> (&'static str, usize) {
+        let (path, first) = self.parts.iter().rev().find(|(_, first)| *first <= line).unwrap_or(&self.parts[0]);
+        (path, line + 1 - first)
+    }
+
+    /// `path:line:column` of a naga error's first span, when it has one.
+    fn place(&self, location: Option<naga::SourceLocation>) -> String {
+        match location {
+            Some(l) => {
+                let (path, line) = self.locate(l.line_number as usize);
+                format!("at {path}:{line}:{}: ", l.line_position)
+            }
+            None => String::new(),
+        }
+    }
+
+    /// Parses and validates the module with naga (every capability), or says where it fails
+    /// (file and line, then naga's report on the composed source).
+    pub fn validate(&self) -> Result<(naga::Module, naga::valid::ModuleInfo), String> {
+        let src = &self.source;
+        let module = naga::front::wgsl::parse_str(src)
+            .map_err(|e| format!("{}{}", self.place(e.location(src)), e.emit_to_string_with_path(src, &self.name)))?;
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
+            .validate(&module)
+            .map_err(|e| format!("{}{}", self.place(e.location(src)), e.emit_to_string_with_path(src, &self.name)))?;
+        Ok((module, info))
+    }
+}
+
+impl Shader {
+    fn files(&self, entry_file: Option<Wgsl>) -> Vec<(&'static str, &'static str)> {
+        std::iter::once((self.path, self.source))
+            .chain(self.common.iter().chain(entry_file.iter()).map(|w| (w.path, w.source)))
+            .collect()
+    }
+
+    /// Every module built from this family: one, or one per entry file.
+    pub fn modules(&self) -> Vec<Module> {
+        if self.entry_files.is_empty() {
+            vec![Module::compose(&self.files(None))]
+        } else {
+            self.entry_files.iter().map(|(_, w)| Module::compose(&self.files(Some(*w)))).collect()
+        }
+    }
+
+    /// The module that holds `entry` (for a family without entry files, its one module,
+    /// whether or not it has that entry point).
+    pub fn module_for(&self, entry: &str) -> Option<Module> {
+        if self.entry_files.is_empty() {
+            return Some(Module::compose(&self.files(None)));
+        }
+        let (_, w) = self.entry_files.iter().find(|(e, _)| *e == entry)?;
+        Some(Module::compose(&self.files(Some(*w))))
+    }
+}
+
+/// The module a kernel call of `stem`'s entry point `entry` runs in.
+pub fn module(stem: &str, entry: &str) -> Result<Module, String> {
+    let label = format!("{stem}.wgsl:{entry}");
+    let shader = shader(stem).ok_or_else(|| format!("{label}: no such shader"))?;
+    shader.module_for(entry).ok_or_else(|| format!("{label}: no such entry point"))
 }
 
 /// Validates one entry point of a shader with naga, with the given override constants
-/// (no GPU needed). Returns a message naming the kernel on failure.
+/// (no GPU needed). Returns a message naming the kernel (and, for an error in the source, the
+/// file and line) on failure.
 pub fn validate_with_naga(stem: &str, entry: &str, constants: &[(&str, f64)]) -> Result<(), String> {
     let label = format!("{stem}.wgsl:{entry}");
-    let src = shader_source(stem).ok_or_else(|| format!("{label}: no such shader"))?;
-    let module = naga::front::wgsl::parse_str(src).map_err(|e| format!("{label}: {}", e.emit_to_string(src)))?;
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-        .validate(&module)
-        .map_err(|e| format!("{label}: {}", e.emit_to_string(src)))?;
+    let m = module(stem, entry)?;
+    let (module, info) = m.validate().map_err(|e| format!("{label}: {e}"))?;
     if !module.entry_points.iter().any(|e| e.name == entry) {
         return Err(format!("{label}: no such entry point"));
     }

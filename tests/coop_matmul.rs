@@ -20,7 +20,7 @@ use common::{check_gpu_vs_cpu, random_inputs, run_cpu, Data};
 use wgolf::gpu::coop::{self, CoopParams, DeviceBounds};
 use wgolf::gpu::registry::KernelRegistry;
 use wgolf::gpu::GpuContext;
-use wgolf::kernels::{shader_source, validate_with_naga};
+use wgolf::kernels::{module, validate_with_naga};
 use wgolf::ops::matmul::Layout;
 use wgolf::plan::defs::*;
 use wgolf::plan::{KernelCall, Op};
@@ -37,11 +37,8 @@ fn matmul(m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) -> Op 
 
 /// The module naga builds for one pipeline: overrides applied, only `call.entry` kept.
 fn processed(call: &KernelCall) -> naga::Module {
-    let src = shader_source(call.shader).expect("matmul_coop is in SHADERS");
-    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+    let composed = module(call.shader, call.entry).expect("matmul_coop is in SHADERS");
+    let (module, info) = composed.validate().unwrap_or_else(|e| panic!("{e}"));
     let mut map = naga::back::PipelineConstants::default();
     for (k, v) in &call.constants {
         map.insert((*k).to_string(), *v);
@@ -383,7 +380,8 @@ fn coop_matmul_matches_the_cpu_reference() {
 
 // ---------------------------------------------------------------- emulation (any GPU)
 
-/// `matmul_coop.wgsl` with every cooperative-matrix type and built-in replaced by plain WGSL,
+/// The module of `matmul_coop.wgsl` for one tile size (the family file and its tile file)
+/// with every cooperative-matrix type and built-in replaced by plain WGSL,
 /// so that its staging, layouts, double buffering, ragged edges and both store paths run on
 /// adapters without cooperative matrices (lavapipe in CI). Only the cooperative built-ins
 /// themselves are not exercised: the GPU test above covers them where an adapter has them.
@@ -393,13 +391,11 @@ fn coop_matmul_matches_the_cpu_reference() {
 /// (assignments to them copy), the others a ring that loads allocate from. Every invocation
 /// of a subgroup computes whole tiles, redundantly. (Private arrays would be simpler, but
 /// lavapipe lowers their dynamic indexing so that the shader takes minutes to compile and run.)
-fn emulated_source() -> String {
-    let src = shader_source(coop::SHADER).expect("in SHADERS");
+fn emulated_source(tile: u32) -> String {
+    let entry = CoopParams { tile, sg_size: 32, sg_m: 1, sg_n: 1, bk: tile }.entry();
+    let src = module(coop::SHADER, entry).expect("in SHADERS").source;
     let src = src.replace("enable wgpu_cooperative_matrix;\n", "");
-    let (head, tail) = src.split_once("// ---- 8x8 tiles").expect("the 8x8 section marker");
-    let mut out = emulate_section(head, 16);
-    out.push_str("// ---- 8x8 tiles");
-    out.push_str(&emulate_section(tail, 8));
+    let mut out = emulate_section(&src, tile);
     out.push_str(&emu_prelude());
     out
 }
@@ -522,7 +518,7 @@ fn take_until<'a>(s: &'a str, until: &str) -> (&'a str, &'a str) {
     (&s[..i], &s[i + until.len()..])
 }
 
-/// Rewrites the cooperative syntax of one section whose tiles are `t` wide.
+/// Rewrites the cooperative syntax of a module whose tiles are `t` wide.
 fn emulate_section(text: &str, t: u32) -> String {
     // Comments name the built-ins too: drop them.
     let text: String = text.lines().filter(|l| !l.trim_start().starts_with("//")).map(|l| format!("{l}\n")).collect();
@@ -537,7 +533,7 @@ fn emulate_section(text: &str, t: u32) -> String {
             Some(a) => (true, a),
             None => (false, after),
         };
-        let (_, after) = take_until(after, ">>(&");
+        let (_, after) = take_until(after, ">(&");
         let (array, after) = take_until(after, "[");
         let (index, after) = take_until(after, "], ");
         let (ld, after) = take_until(after, ")");
@@ -584,7 +580,7 @@ fn emulate_section(text: &str, t: u32) -> String {
             let b = name.as_bytes();
             name.len() == 3 && b[0] == b'c' && b[1].is_ascii_digit() && b[2].is_ascii_digit()
         };
-        if let Some(decl) = trimmed.strip_prefix("var ").filter(|d| d.ends_with(" = Emu();")) {
+        if let Some(decl) = trimmed.strip_prefix("var ").filter(|d| d.ends_with(" = TileC();")) {
             let name = &decl[..3];
             assert!(acc(name), "unexpected matrix variable in {line:?}");
             let slot = (name.as_bytes()[1] - b'0') as u32 * 2 + (name.as_bytes()[2] - b'0') as u32;
@@ -604,19 +600,24 @@ fn emulate_section(text: &str, t: u32) -> String {
 
 #[test]
 fn emulated_source_keeps_no_cooperative_syntax() {
-    let src = emulated_source();
-    let code: Vec<&str> = src.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
-    for word in ["coop_mat", "coopLoad", "coopStore", "coopMultiplyAdd", "wgpu_cooperative_matrix"] {
-        assert!(!code.iter().any(|l| l.contains(word)), "{word} left in the emulated source");
+    let sources = [16, 8].map(emulated_source);
+    for src in &sources {
+        let code: Vec<&str> = src.lines().filter(|l| !l.trim_start().starts_with("//")).collect();
+        for word in ["coop_mat", "coopLoad", "coopStore", "coopMultiplyAdd", "wgpu_cooperative_matrix"] {
+            assert!(!code.iter().any(|l| l.contains(word)), "{word} left in the emulated source");
+        }
     }
-    assert_eq!(src.matches("emu_init(wg, lid);").count(), 2);
-    assert_eq!(src.matches("= emu_zero(").count(), 16);
-    // It validates with naga without the cooperative-matrix capability.
-    let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
-    let caps = naga::valid::Capabilities::all() - naga::valid::Capabilities::COOPERATIVE_MATRIX;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}", e.emit_to_string(&src)));
+    // Both tiles' kernels, each with its 8 accumulators.
+    assert_eq!(sources.iter().map(|src| src.matches("emu_init(wg, lid);").count()).sum::<usize>(), 2);
+    assert_eq!(sources.iter().map(|src| src.matches("= emu_zero(").count()).sum::<usize>(), 16);
+    // They validate with naga without the cooperative-matrix capability.
+    for src in &sources {
+        let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+        let caps = naga::valid::Capabilities::all() - naga::valid::Capabilities::COOPERATIVE_MATRIX;
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}", e.emit_to_string(src)));
+    }
 }
 
 /// Runs one emulated-kernel call from `inputs`; returns c.
@@ -731,9 +732,12 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
         );
         return;
     }
-    let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-        label: Some("emulated matmul_coop"),
-        source: wgpu::ShaderSource::Wgsl(emulated_source().into()),
+    let modules = [8, 16].map(|tile| {
+        let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("emulated matmul_coop"),
+            source: wgpu::ShaderSource::Wgsl(emulated_source(tile).into()),
+        });
+        (tile, module)
     });
     let bounds = DeviceBounds::from(&ctx.device.limits());
     let tol = tolerance(Check::KernelF16);
@@ -743,7 +747,8 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
     // ragged slices. Every layout, both modes. Each case is its own pipeline, which lavapipe
     // takes several seconds to compile (Mesa caches them on disk for later runs).
     let mut runs = 0;
-    for tile in [8, 16] {
+    for (tile, module) in &modules {
+        let tile = *tile;
         let candidates = CoopParams::candidates(tile, lo);
         let (largest, smallest) = (candidates[0], *candidates.last().unwrap());
         let mut cases = vec![(largest, [(Layout::Nt, false), (Layout::Nn, true), (Layout::Tn, true)].as_slice())];
@@ -759,7 +764,7 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
                 let inputs = random_inputs(&op, (m * 31 + n * 7 + k) as u64 + accumulate as u64);
                 let want = run_cpu(&op, &inputs);
                 let started = std::time::Instant::now();
-                let got = run_emulated(&ctx, &module, &call, &p, &inputs);
+                let got = run_emulated(&ctx, module, &call, &p, &inputs);
                 println!("{:.1} s {}", started.elapsed().as_secs_f64(), call.label());
                 common::assert_close(&format!("emulated {} (gpu vs cpu)", call.label()), &got, &want[0].1, tol);
                 runs += 1;

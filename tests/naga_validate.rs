@@ -1,6 +1,8 @@
-//! Shader checks that need no GPU: every WGSL file parses and validates with naga, every
-//! entry point validates with the override constants the configs actually use, the `SHADERS`
-//! table matches `shaders/`, and every shader's header names its CPU reference.
+//! Shader checks that need no GPU: every shader module (a family file with the common files it
+//! lists appended) parses and validates with naga, every entry point validates with the
+//! override constants the configs actually use, the `SHADERS` and `COMMON` tables match
+//! `shaders/` and `shaders/common/`, every common file is used, no block of code is repeated
+//! across the files, and every shader's header names its CPU reference.
 
 mod common;
 
@@ -8,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use wgolf::config::Config;
-use wgolf::kernels::{validate_with_naga, SHADERS};
+use wgolf::kernels::{validate_with_naga, Module, Shader, COMMON, SHADERS};
 use wgolf::model::build_plan;
 use wgolf::plan::{KernelCall, Op, Plan};
 
@@ -16,13 +18,14 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Parses and validates a shader module (no override values applied).
-fn module(stem: &str, src: &str) -> naga::Module {
-    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{stem}.wgsl: {}", e.emit_to_string(src)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{stem}.wgsl: {}", e.emit_to_string(src)));
-    module
+/// Parses and validates every module of a shader family (no override values applied).
+fn modules(shader: &Shader) -> Vec<naga::Module> {
+    shader.modules().iter().map(|m| m.validate().unwrap_or_else(|e| panic!("{}: {e}", m.name)).0).collect()
+}
+
+/// The entry point names of every module of a family.
+fn entry_points(shader: &Shader) -> Vec<String> {
+    modules(shader).iter().flat_map(|m| m.entry_points.iter().map(|e| e.name.clone())).collect()
 }
 
 /// Every `configs/*.toml`, sorted. Each must load: a config that does not is a bug.
@@ -71,11 +74,25 @@ fn validate(call: &KernelCall, context: &str) {
 
 #[test]
 fn every_shader_parses_and_validates() {
-    for (stem, src) in SHADERS {
-        let m = module(stem, src);
-        assert!(!m.entry_points.is_empty(), "{stem}.wgsl has no entry point");
-        for ep in &m.entry_points {
-            assert_eq!(ep.stage, naga::ShaderStage::Compute, "{stem}.wgsl: {} is not a compute entry point", ep.name);
+    for shader in SHADERS {
+        let stem = shader.stem;
+        for m in modules(shader) {
+            assert!(!m.entry_points.is_empty(), "{stem}.wgsl has no entry point");
+            for ep in &m.entry_points {
+                assert_eq!(
+                    ep.stage,
+                    naga::ShaderStage::Compute,
+                    "{stem}.wgsl: {} is not a compute entry point",
+                    ep.name
+                );
+            }
+        }
+        // Each entry file holds exactly the entry point it is listed for.
+        for (entry, file) in shader.entry_files {
+            let m = shader.module_for(entry).expect("listed");
+            let (module, _) = m.validate().expect("validated above");
+            let own: Vec<&str> = module.entry_points.iter().map(|e| e.name.as_str()).collect();
+            assert_eq!(own, vec![*entry], "{}: the module of {stem}.wgsl:{entry} ({})", file.path, m.name);
         }
     }
 }
@@ -119,16 +136,19 @@ fn every_entry_point_is_used_by_some_op() {
         .chain(configs().iter().flat_map(|p| calls(&plan_of(p)).into_values()))
         .map(|k| (k.shader, k.entry))
         .collect();
-    for (stem, src) in SHADERS {
-        for ep in &module(stem, src).entry_points {
-            assert!(used.contains(&(*stem, ep.name.as_str())), "{stem}.wgsl: entry point {} is used by no op", ep.name);
+    for shader in SHADERS {
+        let stem = shader.stem;
+        for ep in entry_points(shader) {
+            assert!(used.contains(&(stem, ep.as_str())), "{stem}.wgsl: entry point {ep} is used by no op");
         }
     }
     for (stem, entry) in &used {
-        let src = wgolf::kernels::shader_source(stem)
+        let shader = wgolf::kernels::shader(stem)
             .unwrap_or_else(|| panic!("an op names shader {stem}, which is not in SHADERS"));
+        let module = shader.module_for(entry).unwrap_or_else(|| panic!("{stem}.wgsl: no module holds {entry}"));
+        let (module, _) = module.validate().unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            module(stem, src).entry_points.iter().any(|e| e.name == *entry),
+            module.entry_points.iter().any(|e| e.name == *entry),
             "an op names {stem}.wgsl:{entry}, which does not exist"
         );
     }
@@ -144,6 +164,24 @@ fn validation_rejects_a_missing_override() {
 }
 
 #[test]
+fn a_naga_error_names_the_file_and_line() {
+    let family = "// A family.\noverride COUNT: u32;\n\nfn f() -> f32 {\n    return helper(1.0);\n}\n";
+    let shared = "// Shared.\nfn helper(v: f32) -> f32 {\n    return v + undefined_name;\n}\n";
+    let m = Module::compose(&[("family.wgsl", family), ("common/shared.wgsl", shared)]);
+    assert_eq!(m.name, "family.wgsl + common/shared.wgsl");
+    assert_eq!(m.locate(5), ("family.wgsl", 5));
+    assert_eq!(m.locate(9), ("common/shared.wgsl", 3));
+    let err = m.validate().expect_err("an undefined name");
+    assert!(err.starts_with("at common/shared.wgsl:3:"), "{err}");
+    assert!(err.contains("undefined_name"), "{err}");
+    // A validation error (naga's frontend lets this one through) is placed as well.
+    let bad = "// Shared.\nfn helper(v: f32) -> f32 {\n    return v + 1u;\n}\n";
+    let err = Module::compose(&[("family.wgsl", family), ("common/shared.wgsl", bad)]).validate().unwrap_err();
+    assert!(err.starts_with("at common/shared.wgsl:"), "{err}");
+    assert!(err.contains("Operation Add"), "{err}");
+}
+
+#[test]
 fn shaders_table_matches_the_shaders_directory() {
     let on_disk: BTreeSet<String> = std::fs::read_dir(root().join("shaders"))
         .expect("shaders/ exists")
@@ -151,19 +189,87 @@ fn shaders_table_matches_the_shaders_directory() {
         .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
         .map(|p| p.file_stem().expect("a file name").to_string_lossy().into_owned())
         .collect();
-    let in_table: BTreeSet<String> = SHADERS.iter().map(|(s, _)| s.to_string()).collect();
+    let in_table: BTreeSet<String> = SHADERS.iter().map(|s| s.stem.to_string()).collect();
     assert_eq!(in_table.len(), SHADERS.len(), "SHADERS lists a stem twice");
     assert_eq!(in_table, on_disk, "SHADERS (left) and shaders/*.wgsl (right) differ");
-    for (stem, src) in SHADERS {
-        let file =
-            std::fs::read_to_string(root().join("shaders").join(format!("{stem}.wgsl"))).expect("readable shader");
+    for Shader { stem, path, source: src, .. } in SHADERS {
+        assert_eq!(*path, format!("{stem}.wgsl"));
+        let file = std::fs::read_to_string(root().join("shaders").join(path)).expect("readable shader");
         assert_eq!(*src, file, "SHADERS entry {stem} is not the source of shaders/{stem}.wgsl");
+    }
+    // The same for the common files.
+    let on_disk: BTreeSet<String> = std::fs::read_dir(root().join("shaders/common"))
+        .expect("shaders/common/ exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
+        .map(|p| format!("common/{}", p.file_name().expect("a file name").to_string_lossy()))
+        .collect();
+    let in_table: BTreeSet<String> = COMMON.iter().map(|w| w.path.to_string()).collect();
+    assert_eq!(in_table.len(), COMMON.len(), "COMMON lists a file twice");
+    assert_eq!(in_table, on_disk, "COMMON (left) and shaders/common/*.wgsl (right) differ");
+    for w in COMMON {
+        let file = std::fs::read_to_string(root().join("shaders").join(w.path)).expect("readable shader");
+        assert_eq!(w.source, file, "COMMON entry {} is not the source of shaders/{}", w.path, w.path);
     }
 }
 
 #[test]
+fn every_common_file_is_used_and_has_a_header() {
+    for w in COMMON {
+        let users: Vec<&str> = SHADERS
+            .iter()
+            .filter(|s| s.common.iter().chain(s.entry_files.iter().map(|(_, f)| f)).any(|f| f.path == w.path))
+            .map(|s| s.stem)
+            .collect();
+        assert!(!users.is_empty(), "{} is appended to no shader", w.path);
+        assert!(w.source.starts_with("//"), "{} must start with a header comment", w.path);
+        let header: String = w.source.lines().take_while(|l| l.starts_with("//")).collect::<Vec<_>>().join("\n");
+        for stem in users {
+            assert!(
+                header.contains(&format!("{stem}.wgsl")),
+                "{}'s header does not name {stem}.wgsl, which uses it",
+                w.path
+            );
+        }
+    }
+}
+
+#[test]
+fn no_block_of_code_is_repeated_across_shader_files() {
+    // Windows of consecutive code lines (comments, blank lines, lone braces and override
+    // declarations, which are each module's interface, skipped) that occur in two files:
+    // shared code belongs in shaders/common/.
+    const WINDOW: usize = 5;
+    let files = SHADERS.iter().map(|s| (s.path, s.source)).chain(COMMON.iter().map(|w| (w.path, w.source)));
+    let mut seen: BTreeMap<Vec<&str>, (&str, usize)> = BTreeMap::new();
+    let mut repeats = Vec::new();
+    for (path, src) in files {
+        let code: Vec<(usize, &str)> = src
+            .lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim()))
+            .filter(|(_, l)| !l.is_empty() && !l.starts_with("//") && !l.starts_with("override "))
+            .filter(|(_, l)| !matches!(*l, "}" | "{" | "} else {"))
+            .collect();
+        for w in code.windows(WINDOW) {
+            let key: Vec<&str> = w.iter().map(|(_, l)| *l).collect();
+            match seen.get(&key) {
+                Some((first, line)) if *first != path => {
+                    repeats.push(format!("shaders/{path}:{} repeats shaders/{first}:{line}", w[0].0))
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(key, (path, w[0].0));
+                }
+            }
+        }
+    }
+    assert!(repeats.is_empty(), "code repeated across shader files:\n{}", repeats.join("\n"));
+}
+
+#[test]
 fn every_shader_header_names_its_cpu_reference() {
-    for (stem, src) in SHADERS {
+    for Shader { stem, source: src, .. } in SHADERS {
         // The header is the comment block the file starts with.
         assert!(src.starts_with("//"), "{stem}.wgsl must start with a header comment");
         let header: Vec<&str> = src.lines().take_while(|l| l.starts_with("//")).collect();
@@ -184,7 +290,7 @@ fn every_shader_header_names_its_cpu_reference() {
                 .unwrap_or_else(|e| panic!("{stem}.wgsl names {path} as its CPU reference: {e}"));
             files += 1;
             let named: Vec<String> = if fns.trim() == "same names" {
-                module(stem, src).entry_points.iter().map(|e| e.name.clone()).collect()
+                entry_points(wgolf::kernels::shader(stem).expect("in SHADERS"))
             } else {
                 fns.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect()
             };

@@ -1,7 +1,8 @@
 //! The kernel registry: builds each (shader, entry point, override constants) pipeline once,
 //! with an explicit bind group layout and a readable label such as
 //! `matmul[M=64,N=32,K=16,TRANS_A=0,TRANS_B=1,ACCUMULATE=0]`, and caches it. Shader modules
-//! are compiled once per file. Validation errors are captured and name the kernel.
+//! are composed from their files ([`crate::kernels`]) and compiled once each. Validation
+//! errors are captured and name the kernel.
 use super::context::{GpuContext, GpuError};
 use crate::kernels;
 use crate::plan::{Access, BindingSpec, KernelCall};
@@ -22,10 +23,10 @@ pub struct Kernel {
     pub label: String,
 }
 
-/// Pipelines by label, shader modules by file.
+/// Pipelines by label, shader modules by name (their files, see [`kernels::Module`]).
 #[derive(Default)]
 pub struct KernelRegistry {
-    modules: HashMap<&'static str, wgpu::ShaderModule>,
+    modules: HashMap<String, wgpu::ShaderModule>,
     pipelines: HashMap<String, Arc<Kernel>>,
 }
 
@@ -56,14 +57,14 @@ impl KernelRegistry {
         }
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = match self.modules.get(call.shader) {
+        let composed = kernels::module(call.shader, call.entry)
+            .map_err(|message| GpuError::Kernel { label: label.clone(), message })?;
+        let module = match self.modules.get(&composed.name) {
             Some(m) => m.clone(),
             None => {
-                let src = kernels::shader_source(call.shader)
-                    .ok_or_else(|| GpuError::Kernel { label: label.clone(), message: "no such shader file".into() })?;
                 let desc = wgpu::ShaderModuleDescriptor {
-                    label: Some(call.shader),
-                    source: wgpu::ShaderSource::Wgsl(src.into()),
+                    label: Some(&composed.name),
+                    source: wgpu::ShaderSource::Wgsl(composed.source.into()),
                 };
                 let m = if checked_shaders() {
                     device.create_shader_module(desc)
@@ -74,7 +75,7 @@ impl KernelRegistry {
                     // CPU reference on ragged shapes.
                     unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) }
                 };
-                self.modules.insert(call.shader, m.clone());
+                self.modules.insert(composed.name, m.clone());
                 m
             }
         };
