@@ -13,8 +13,9 @@ use std::path::Path;
 use std::time::Instant;
 use wgolf::config::Config;
 use wgolf::exec::Executor;
+use wgolf::host::{make_executor, Backend};
 use wgolf::plan::{Phase, Plan};
-use wgolf::train::{make_executor, train_step, Backend};
+use wgolf::train::train_step;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();

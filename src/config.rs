@@ -1,5 +1,7 @@
 //! The run configuration, read from TOML. Every field has a comment with its meaning and
-//! unit; `--set section.key=value` overrides any of them from the command line.
+//! unit; `--set section.key=value` overrides any of them from the command line. The
+//! schedules these fields describe (learning-rate scale, Muon momentum, the wall-clock stop
+//! rule) are methods of [`Config`] written in `train::schedule`.
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -297,38 +299,6 @@ impl Config {
         base * (t as f64 / len as f64).powf(hd / (hd - 2.0))
     }
 
-    /// Muon momentum at step `step` (0-based), after the linear warmup.
-    pub fn muon_momentum(&self, step: usize) -> f32 {
-        let t = &self.train;
-        if t.muon_momentum_warmup_steps == 0 {
-            return t.muon_momentum;
-        }
-        let frac = (step as f32 / t.muon_momentum_warmup_steps as f32).min(1.0);
-        t.muon_momentum_start + (t.muon_momentum - t.muon_momentum_start) * frac
-    }
-
-    /// The learning-rate multiplier at step `step` after `elapsed_s` seconds of training:
-    /// [`Config::lr_scale`] for step warmdown; for wall-clock warmdown, 1 while the time left
-    /// exceeds `warmdown_steps` mean steps, then that ratio, reaching 0 at the cap.
-    pub fn lr_scale_at(&self, step: usize, elapsed_s: f64) -> f32 {
-        let t = &self.train;
-        match t.warmdown {
-            Warmdown::Steps => self.lr_scale(step),
-            Warmdown::Wallclock => {
-                if step == 0 || t.warmdown_steps == 0 {
-                    return 1.0;
-                }
-                let window = t.warmdown_steps as f64 * elapsed_s / step as f64;
-                let left = (t.max_wallclock_s - elapsed_s).max(0.0);
-                if left > window {
-                    1.0
-                } else {
-                    (left / window) as f32
-                }
-            }
-        }
-    }
-
     /// Head dimension.
     pub fn head_dim(&self) -> usize {
         self.model.model_dim / self.model.num_heads
@@ -342,18 +312,6 @@ impl Config {
     /// Tokens per optimizer step.
     pub fn step_tokens(&self) -> usize {
         self.micro_tokens() * self.train.grad_accum
-    }
-
-    /// The learning-rate multiplier at step `step` (0-based): 1, then linear to 0 over the
-    /// last `warmdown_steps`. As in the reference, a warmdown longer than the run starts
-    /// below 1 (at steps / warmdown_steps).
-    pub fn lr_scale(&self, step: usize) -> f32 {
-        let (n, w) = (self.train.steps, self.train.warmdown_steps);
-        if w == 0 || step + w < n {
-            1.0
-        } else {
-            (n - step) as f32 / w as f32
-        }
     }
 }
 

@@ -3,14 +3,17 @@
 //! Layers, with dependencies pointing one way: [`ops`] (CPU reference math), [`plan`]
 //! (tensors and steps), [`model`] (the GPT written as plan steps, backward mirrored),
 //! [`exec`] (executors and the CPU interpreter), [`gpu`] (the only module that touches
-//! wgpu), [`data`] (shards, loaders, tokenizer, bpb), [`train`] (the loop). See
-//! ARCHITECTURE.md.
+//! wgpu), [`data`] (shards, loaders, tokenizer, bpb), [`host`] (the executor choice and
+//! what the host writes into it), [`eval`] (validation, the exported weights) and [`train`]
+//! (the loop, which calls eval at the end). See ARCHITECTURE.md.
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod eval;
 pub mod exec;
 pub mod fsutil;
 pub mod gpu;
+pub mod host;
 pub mod init;
 pub mod kernels;
 pub mod model;

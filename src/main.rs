@@ -1,14 +1,16 @@
-//! The `wgolf` command line: `info`, `train`, `check`, `tokenize`.
+//! The `wgolf` command line: `info`, `train`, `eval`, `export`, `import`, `check`, `tokenize`.
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 use wgolf::checkpoint;
 use wgolf::config::Config;
-use wgolf::exec::{cpu::CpuExecutor, Executor, HostData};
+use wgolf::eval::{self, ValData};
+use wgolf::exec::{cpu::CpuExecutor, Executor};
 use wgolf::gpu::{GpuContext, GpuExecutor};
+use wgolf::host::{self, Backend};
 use wgolf::plan::{Phase, Role};
-use wgolf::train::{Backend, TrainOptions};
+use wgolf::train::TrainOptions;
 
 /// Train small language models with WGSL compute shaders (wgpu: Vulkan, Metal, DX12).
 ///
@@ -162,77 +164,66 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { adapter, config, overrides } => info(adapter.adapter.as_deref(), config, &overrides),
         Command::Train { config, out, resume, checkpoint_every, adapter, cpu } => {
             let backend = if cpu { Backend::Cpu } else { Backend::Gpu(adapter.adapter) };
-            let (cfg, out_dir, resume) = match resume {
-                Some(dir) => {
-                    let ck = checkpoint::read(&checkpoint::checkpoint_path(&dir))?;
-                    let mut cfg = ck.config()?;
-                    if !config.overrides.is_empty() {
-                        cfg = Config::parse(&toml::to_string(&cfg)?, "the checkpoint's config", &config.overrides)?;
-                    }
-                    (cfg, dir, Some(ck))
-                }
-                None => {
-                    let cfg = Config::load(&config.config, &config.overrides)?;
-                    let stem = config
-                        .config
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "run".into());
-                    (cfg, out.unwrap_or_else(|| PathBuf::from("runs").join(stem)), None)
-                }
-            };
-            let summary = wgolf::train::train(
-                &cfg,
-                TrainOptions { out_dir: out_dir.clone(), backend, resume, checkpoint_every },
-            )?;
-            println!(
-                "done: {} steps, train_loss {:.4}, val_loss {:.4}, val_bpb {:.4}, {:.0} tok/s, {:.1} ms/step on {}; outputs in {}",
-                summary.steps,
-                summary.last_train_loss,
-                summary.val_loss,
-                summary.val_bpb,
-                summary.tokens_per_s,
-                summary.step_ms,
-                summary.adapter,
-                out_dir.display()
-            );
-            Ok(())
+            train(&config, out, resume, checkpoint_every, backend)
         }
         Command::Eval { checkpoint: path, val_seqs, config, overrides, json, adapter } => {
             eval(&path, val_seqs, config, &overrides, json, adapter.adapter.as_deref())
         }
         Command::Export { checkpoint: path, out } => {
-            let file = checkpoint::read(&resolve_checkpoint(&path))?;
-            let cfg = file.config()?;
-            let plan = wgolf::model::build_plan(&cfg)?;
-            let weights = checkpoint::weights_from(&file, &plan)?;
-            checkpoint::save_weights(&out, &plan, &cfg, &weights)?;
-            println!("wrote {} ({} tensors, {} parameters)", out.display(), weights.len(), plan.param_count());
+            let plan = eval::export::export_file(&checkpoint::read(&resolve_checkpoint(&path))?, &out)?;
+            println!("wrote {} ({} tensors, {} parameters)", out.display(), plan.params.len(), plan.param_count());
             Ok(())
         }
         Command::Import { weights, config, overrides, out } => {
             let cfg = Config::load(&config, &overrides)?;
-            let plan = wgolf::model::build_plan(&cfg)?;
-            let file = checkpoint::read(&weights)?;
-            let values = checkpoint::weights_from(&file, &plan)?;
-            let known: std::collections::HashSet<&str> =
-                plan.params.iter().map(|s| plan.tensor(s.param).name.as_str()).collect();
-            let extra: Vec<&String> = file.tensors.keys().filter(|k| !known.contains(k.as_str())).collect();
-            if !extra.is_empty() {
-                anyhow::bail!(
-                    "{}: tensors the model of {} does not have: {extra:?}",
-                    weights.display(),
-                    config.display()
-                );
-            }
-            let stream = wgolf::data::TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?.position();
-            checkpoint::checkpoint_from_weights(&out, &plan, &cfg, &values, &stream)?;
+            let plan = eval::export::import_weights(&weights, &cfg, &config, &out)?;
             println!("wrote checkpoint {} ({} parameters)", out.display(), plan.param_count());
             Ok(())
         }
         Command::Check { config, adapter } => check(&config, adapter.adapter.as_deref()),
         Command::Tokenize(args) => wgolf::data::tokenize::run(&args),
     }
+}
+
+/// `wgolf train`: a new run from `config` into `out` (default runs/<config name>), or the
+/// run in `resume` continued.
+fn train(
+    config: &ConfigArg,
+    out: Option<PathBuf>,
+    resume: Option<PathBuf>,
+    checkpoint_every: usize,
+    backend: Backend,
+) -> Result<()> {
+    let (cfg, out_dir, resume) = match resume {
+        Some(dir) => {
+            let ck = checkpoint::read(&checkpoint::checkpoint_path(&dir))?;
+            let mut cfg = ck.config()?;
+            if !config.overrides.is_empty() {
+                cfg = Config::parse(&toml::to_string(&cfg)?, "the checkpoint's config", &config.overrides)?;
+            }
+            (cfg, dir, Some(ck))
+        }
+        None => {
+            let cfg = Config::load(&config.config, &config.overrides)?;
+            let stem =
+                config.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
+            (cfg, out.unwrap_or_else(|| PathBuf::from("runs").join(stem)), None)
+        }
+    };
+    let summary =
+        wgolf::train::train(&cfg, TrainOptions { out_dir: out_dir.clone(), backend, resume, checkpoint_every })?;
+    println!(
+        "done: {} steps, train_loss {:.4}, val_loss {:.4}, val_bpb {:.4}, {:.0} tok/s, {:.1} ms/step on {}; outputs in {}",
+        summary.steps,
+        summary.last_train_loss,
+        summary.val_loss,
+        summary.val_bpb,
+        summary.tokens_per_s,
+        summary.step_ms,
+        summary.adapter,
+        out_dir.display()
+    );
+    Ok(())
 }
 
 /// A run directory means its checkpoint.
@@ -244,6 +235,7 @@ fn resolve_checkpoint(path: &std::path::Path) -> PathBuf {
     }
 }
 
+/// `wgolf eval`: scores a checkpoint's or weights file's weights on the validation set.
 fn eval(
     path: &std::path::Path,
     val_seqs: Option<usize>,
@@ -260,16 +252,12 @@ fn eval(
     };
     let plan = wgolf::model::build_plan(&cfg)?;
     let weights = checkpoint::weights_from(&file, &plan)?;
-    let mut ex = wgolf::train::make_executor(&plan, &Backend::Gpu(adapter.map(String::from)))?;
-    for (id, v) in &weights {
-        ex.write(*id, HostData::F32(v))?;
-    }
-    let val = wgolf::data::ValSet::open(&cfg.data.dir, cfg.model.vocab_size, cfg.train.seq_len)?;
-    let tokenizer = wgolf::data::Tokenizer::load(&cfg.data.tokenizer)?;
-    let luts = wgolf::data::ByteLuts::from_tokenizer(&tokenizer, cfg.model.vocab_size);
+    let mut ex = host::make_executor(&plan, &Backend::Gpu(adapter.map(String::from)))?;
+    host::write_values(ex.as_mut(), &weights)?;
+    let val = ValData::open(&cfg)?;
     let seqs = val_seqs.unwrap_or(0);
-    let acc = wgolf::train::evaluate(ex.as_mut(), &plan, &cfg, &val, &luts, seqs)?;
-    let scored = if seqs == 0 { val.num_seqs() } else { seqs.min(val.num_seqs()) };
+    let acc = eval::evaluate(ex.as_mut(), &plan, &cfg, &val, seqs)?;
+    let scored = val.scored(seqs);
     if json {
         println!(
             "{}",
@@ -348,7 +336,7 @@ fn check(config: &ConfigArg, adapter: Option<&str>) -> Result<()> {
     for ex in [&mut gpu as &mut dyn Executor, &mut cpu] {
         wgolf::train::init_state(ex, &plan, cfg.train.seed)?;
         wgolf::train::write_hypers(ex, &plan, &cfg, 0, 1.0)?;
-        wgolf::train::write_inputs(ex, &plan, &cfg, &x, &y)?;
+        host::write_inputs(ex, &plan, &cfg, &x, &y)?;
         ex.clear(&clear)?;
     }
     let tol = wgolf::tolerance::tolerance(wgolf::tolerance::Check::Model);

@@ -1,0 +1,238 @@
+//! The training loop: data in, plan replayed, metrics and checkpoints out.
+//!
+//! Each optimizer step zeroes the parameter gradients, runs `grad_accum` micro-batches
+//! (forward + backward, each zeroing the activation gradients first), writes the step's
+//! hyperparameters (scheduled learning rates, Muon momentum) and runs the optimizer pass
+//! (clip, AdamW / Muon, EMA, as the plan has them): `step.rs`. The loss is read back only
+//! every `log_every` steps, which is also when throughput is measured (`metrics.rs`). The
+//! schedules are in `schedule.rs`. At the end the checkpoint is saved, and [`crate::eval`]
+//! reports val_loss and val_bpb on the weights the run exports (the EMA when it keeps one)
+//! and writes them.
+use crate::checkpoint::{self, Loaded};
+use crate::config::Config;
+use crate::data::TrainStream;
+use crate::eval::{self, ValData};
+use crate::exec::Executor;
+use crate::plan::Plan;
+use anyhow::{Context, Result};
+use metrics::{Clock, Metrics, Throughput};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+mod metrics;
+mod schedule;
+mod step;
+
+// A run's options name its backend; `make_executor` stays reachable here for the callers
+// that build executors next to a run.
+pub use crate::host::{make_executor, Backend};
+pub use step::{init_state, train_step, write_hypers};
+
+/// Options of a training run beyond the config.
+pub struct TrainOptions {
+    /// Where metrics.jsonl, config.toml, checkpoint.safetensors and model.safetensors go.
+    pub out_dir: PathBuf,
+    pub backend: Backend,
+    /// Continue from this checkpoint (of the same config) instead of initializing.
+    pub resume: Option<Loaded>,
+    /// Also write the checkpoint every this many steps (0: only at the end).
+    pub checkpoint_every: usize,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct TrainSummary {
+    pub steps: usize,
+    pub last_train_loss: f32,
+    pub val_loss: f64,
+    pub val_bpb: f64,
+    pub val_tokens: u64,
+    pub val_bytes: u64,
+    /// Mean over the run, excluding the first logged window (pipeline builds, warm-up).
+    pub tokens_per_s: f64,
+    pub step_ms: f64,
+    pub adapter: String,
+}
+
+/// Trains `cfg` end to end (or resumes) and writes `metrics.jsonl`, `config.toml`,
+/// `checkpoint.safetensors` and `model.safetensors` into the output directory.
+pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
+    let mut run = Run::setup(cfg, &opts)?;
+    while run.step < cfg.train.steps {
+        if run.advance()? {
+            break;
+        }
+    }
+    run.finish()
+}
+
+/// A run in progress: what setup built, and what the loop carries from step to step.
+struct Run<'a> {
+    cfg: &'a Config,
+    opts: &'a TrainOptions,
+    plan: Plan,
+    ex: Box<dyn Executor>,
+    stream: TrainStream,
+    val: ValData,
+    metrics: Metrics,
+    adapter: String,
+    first_step: usize,
+    /// Steps done (the next step's 0-based index).
+    step: usize,
+    last_loss: f32,
+    clock: Clock,
+    throughput: Throughput,
+}
+
+impl<'a> Run<'a> {
+    /// Opens the data, builds the plan and the executor, prepares the output directory, and
+    /// initializes the state or restores it from the checkpoint.
+    fn setup(cfg: &'a Config, opts: &'a TrainOptions) -> Result<Self> {
+        let mut stream = TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?;
+        let val = ValData::open(cfg)?;
+        let plan = crate::model::build_plan(cfg)?;
+        let out = &opts.out_dir;
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        crate::fsutil::write_atomic(&out.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
+        let mut metrics = Metrics::open(&out.join("metrics.jsonl"), opts.resume.is_some())?;
+
+        let setup = Instant::now();
+        let mut ex = make_executor(&plan, &opts.backend)?;
+        let adapter = ex.describe();
+        let (first_step, elapsed_before) = match &opts.resume {
+            Some(ck) => {
+                checkpoint::restore_checkpoint(ck, &plan, ex.as_mut())?;
+                stream.seek(&ck.stream()?)?;
+                (ck.step()?, ck.elapsed_s()?)
+            }
+            None => {
+                init_state(ex.as_mut(), &plan, cfg.train.seed)?;
+                (0, 0.0)
+            }
+        };
+        announce(cfg, &plan, first_step, &adapter, setup.elapsed().as_secs_f64());
+        metrics.event(json!({"event": if opts.resume.is_some() { "resume" } else { "start" }, "step": first_step, "adapter": adapter, "params": plan.param_count(), "step_tokens": cfg.step_tokens(), "config": cfg, "version": env!("CARGO_PKG_VERSION")}))?;
+        Ok(Run {
+            cfg,
+            opts,
+            plan,
+            ex,
+            stream,
+            val,
+            metrics,
+            adapter,
+            first_step,
+            step: first_step,
+            last_loss: f32::NAN,
+            clock: Clock::start(elapsed_before),
+            throughput: Throughput::new(first_step),
+        })
+    }
+
+    /// Runs one optimizer step, then logs and checkpoints when due. Returns whether the
+    /// wall-clock cap stops the run here.
+    fn advance(&mut self) -> Result<bool> {
+        let (cfg, t) = (self.cfg, &self.cfg.train);
+        let scale = cfg.lr_scale_at(self.step, self.clock.elapsed());
+        train_step(self.ex.as_mut(), &self.plan, cfg, &mut self.stream, self.step, scale)?;
+        self.step += 1;
+        if cfg.needs_wallclock() {
+            self.ex.sync()?;
+        }
+        let step = self.step;
+        let capped = cfg.wallclock_reached(self.clock.elapsed());
+        if step.is_multiple_of(t.log_every) || step == t.steps || step == self.first_step + 1 || capped {
+            self.log(scale)?;
+        }
+        let every = self.opts.checkpoint_every;
+        if every > 0 && step.is_multiple_of(every) && step < t.steps && !capped {
+            self.save_checkpoint(self.clock.elapsed())?;
+        }
+        if capped {
+            eprintln!("stopping at step {step}: the {} s training-time cap is reached", t.max_wallclock_s);
+        }
+        Ok(capped)
+    }
+
+    /// Reads the loss back (waiting for the GPU), ends the throughput window, and writes the
+    /// log line and the `train` event. A non-finite loss ends the run with an error.
+    fn log(&mut self, scale: f32) -> Result<()> {
+        let (cfg, step) = (self.cfg, self.step);
+        let loss = self.ex.read(self.plan.io().loss_total)?[0];
+        self.last_loss = loss;
+        let (step_ms, tok_s) = self.throughput.lap(step, cfg.step_tokens());
+        if !loss.is_finite() {
+            anyhow::bail!("training diverged: loss {loss} at step {step}; lower the learning rates");
+        }
+        eprintln!(
+            "step {step:>6}/{} loss {loss:.4} lr x{scale:.3} {step_ms:8.1} ms/step {tok_s:10.0} tok/s",
+            cfg.train.steps
+        );
+        self.metrics.event(json!({"event": "train", "step": step, "train_loss": loss, "lr_scale": scale, "step_ms": step_ms, "tokens_per_s": tok_s, "elapsed_s": self.clock.elapsed()}))
+    }
+
+    /// Writes the checkpoint (state, step, `elapsed_s` of training, data position).
+    fn save_checkpoint(&mut self, elapsed_s: f64) -> Result<()> {
+        let path = checkpoint::checkpoint_path(&self.opts.out_dir);
+        let position = self.stream.position();
+        checkpoint::save_checkpoint(&path, &self.plan, self.ex.as_mut(), self.cfg, self.step, elapsed_s, &position)
+    }
+
+    /// Saves the final checkpoint, evaluates and exports the weights, and reports the run.
+    fn finish(mut self) -> Result<TrainSummary> {
+        let cfg = self.cfg;
+        let train_secs = self.clock.elapsed();
+        let run_secs = self.clock.run_secs();
+        let done_steps = self.step - self.first_step;
+        let (tokens_per_s, step_ms) = self.throughput.mean(done_steps, run_secs, cfg.step_tokens());
+        self.save_checkpoint(train_secs)?;
+
+        let val_start = Instant::now();
+        let acc = eval::evaluate_export(self.ex.as_mut(), &self.plan, cfg, &self.val)?;
+        eprintln!(
+            "validation: {} tokens, {} bytes: val_loss {:.4} val_bpb {:.4} ({:.1} s)",
+            acc.tokens(),
+            acc.bytes(),
+            acc.val_loss(),
+            acc.val_bpb(),
+            val_start.elapsed().as_secs_f64()
+        );
+        let step = self.step;
+        self.metrics.event(json!({"event": "val", "step": step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "elapsed_s": train_secs}))?;
+
+        let out = &self.opts.out_dir;
+        let path = out.join("model.safetensors");
+        eval::export::save_export(&path, &self.plan, cfg, self.ex.as_mut())?;
+        eprintln!("saved {} and {}", checkpoint::checkpoint_path(out).display(), path.display());
+        self.metrics.event(json!({"event": "end", "step": step, "train_loss": self.last_loss, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "tokens_per_s": tokens_per_s, "step_ms": step_ms, "elapsed_s": train_secs}))?;
+        Ok(TrainSummary {
+            steps: step,
+            last_train_loss: self.last_loss,
+            val_loss: acc.val_loss(),
+            val_bpb: acc.val_bpb(),
+            val_tokens: acc.tokens(),
+            val_bytes: acc.bytes(),
+            tokens_per_s,
+            step_ms,
+            adapter: self.adapter,
+        })
+    }
+}
+
+/// The run's first line: model size, steps, batch geometry, adapter, plan memory, setup time.
+fn announce(cfg: &Config, plan: &Plan, first_step: usize, adapter: &str, setup_s: f64) {
+    let t = &cfg.train;
+    eprintln!(
+        "wgolf train: {} parameters, steps {}..{} of {} tokens ({} x {} x {} micro-batches) on {adapter}; plan {:.1} MiB, setup {:.2} s",
+        plan.param_count(),
+        first_step,
+        t.steps,
+        cfg.step_tokens(),
+        t.batch_seqs,
+        t.seq_len,
+        t.grad_accum,
+        plan.bytes() as f64 / (1 << 20) as f64,
+        setup_s
+    );
+}
