@@ -1,10 +1,13 @@
 //! Training-step throughput of a config on the chosen adapter.
 //!
-//! `cargo bench --bench step -- [CONFIG ...]` (default: configs/tiny.toml and
-//! configs/sample.toml). For each config: builds the plan and executor, runs warm-up steps
-//! (the first compiles pipelines in the driver), then times `WGOLF_BENCH_STEPS` (default 20)
-//! optimizer steps ended by a loss read-back, which waits for the GPU. Prints a markdown row
-//! per config: adapter, tokens per step, ms per step, tokens per second. With
+//! `cargo bench --bench step -- [--set KEY=VALUE ...] [CONFIG ...]` (default: configs/tiny.toml
+//! and configs/sample.toml; `--set` overrides config fields as `wgolf train --set` does, e.g.
+//! `--set train.batch_seqs=48 --set train.grad_accum=1`, for every config). For each config:
+//! builds the plan and executor, runs `WGOLF_BENCH_WARMUP` (default 3) warm-up steps (the
+//! first compiles pipelines in the driver; each one's time goes to stderr), then times
+//! `WGOLF_BENCH_STEPS` (default 20) optimizer steps ended by a loss read-back, which waits for
+//! the GPU. Prints a markdown row per config: adapter, tokens per step, ms per step, tokens
+//! per second. With
 //! `WGOLF_BENCH_PROFILE=1` it also runs one micro-batch and optimizer pass step by step,
 //! waiting after each dispatch, and prints the time per kernel entry point (this serializes
 //! the GPU, so the total exceeds a real step; the shares are what it is for).
@@ -18,32 +21,54 @@ use wgolf::plan::{Phase, Plan};
 use wgolf::train::train_step;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
-    let configs =
-        if args.is_empty() { vec!["configs/tiny.toml".to_string(), "configs/sample.toml".to_string()] } else { args };
-    let steps: usize = std::env::var("WGOLF_BENCH_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let (mut configs, mut overrides) = (Vec::new(), Vec::new());
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--set" {
+            overrides.extend(args.next());
+        } else if let Some(v) = a.strip_prefix("--set=") {
+            overrides.push(v.to_string());
+        } else if !a.starts_with("--") {
+            // `cargo bench` passes --bench; other flags are not ours either.
+            configs.push(a);
+        }
+    }
+    if configs.is_empty() {
+        configs = vec!["configs/tiny.toml".to_string(), "configs/sample.toml".to_string()];
+    }
+    let env_usize =
+        |name: &str, default: usize| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let steps = env_usize("WGOLF_BENCH_STEPS", 20).max(1);
+    let warmup = env_usize("WGOLF_BENCH_WARMUP", 3);
+    let label = if overrides.is_empty() { String::new() } else { format!(" ({})", overrides.join(", ")) };
     let adapter = std::env::var("WGOLF_ADAPTER").ok();
     println!("| config | adapter | tokens/step | ms/step | tokens/s |");
     println!("|---|---|---|---|---|");
     for path in configs {
-        let cfg = Config::load(Path::new(&path), &[])?;
+        let cfg = Config::load(Path::new(&path), &overrides)?;
         let plan = wgolf::model::build_plan(&cfg)?;
         let mut ex = make_executor(&plan, &Backend::Gpu(adapter.clone()))?;
         wgolf::train::init_state(ex.as_mut(), &plan, cfg.train.seed)?;
         let mut stream = wgolf::data::TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?;
-        for step in 0..3 {
+        for step in 0..warmup {
+            let t = Instant::now();
             train_step(ex.as_mut(), &plan, &cfg, &mut stream, step, cfg.lr_scale(step))?;
+            ex.read(plan.io().loss_total)?;
+            eprintln!(
+                "{path}{label}: warm-up step {} of {warmup}: {:.1} ms",
+                step + 1,
+                t.elapsed().as_secs_f64() * 1e3
+            );
         }
-        ex.read(plan.io().loss_total)?;
         let t = Instant::now();
-        for step in 3..3 + steps {
+        for step in warmup..warmup + steps {
             train_step(ex.as_mut(), &plan, &cfg, &mut stream, step, cfg.lr_scale(step))?;
         }
         ex.read(plan.io().loss_total)?;
         let secs = t.elapsed().as_secs_f64();
         let ms = 1e3 * secs / steps as f64;
         let tok_s = (steps * cfg.step_tokens()) as f64 / secs;
-        println!("| {path} | {} | {} | {ms:.1} | {tok_s:.0} |", ex.describe(), cfg.step_tokens());
+        println!("| {path}{label} | {} | {} | {ms:.1} | {tok_s:.0} |", ex.describe(), cfg.step_tokens());
         if std::env::var("WGOLF_BENCH_PROFILE").is_ok_and(|v| v == "1") {
             profile(ex.as_mut(), &plan)?;
         }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """cuBLAS matmul throughput at the shapes `cargo bench --bench matmul` times, for a side-by-side
 on the same GPU. Prints the same markdown table (kernel, layout, M, N, K, median ms, TFLOP/s,
-GFLOP/s, use), timed with torch.cuda.Event around each run after warm-up, median of the runs.
+GFLOP/s, use), timed with torch.cuda.Event around each run after warm-up, median of the runs,
+for bf16 and f16 operands and outputs (f32 accumulation) and for f32 data through TF32.
+Without torch or a CUDA device it prints why and exits with status 77 (skipped).
 
     python3 benches/torch_matmul.py [--quick] [--filter TEXT]
 
@@ -14,7 +16,11 @@ import os
 import statistics
 import sys
 
-import torch
+try:
+    import torch
+except ImportError:
+    print("SKIP: torch is not installed", flush=True)
+    sys.exit(77)
 
 
 def env_int(name, default):
@@ -71,14 +77,17 @@ def time_one(layout, m, n, k, accumulate, dtype, warmup, runs):
 
 
 def main():
+    if not torch.cuda.is_available():
+        print(f"SKIP: torch {torch.__version__} sees no CUDA device", flush=True)
+        sys.exit(77)
     quick = "--quick" in sys.argv
     filt = sys.argv[sys.argv.index("--filter") + 1] if "--filter" in sys.argv else None
     tokens = env_int("WGOLF_BENCH_TOKENS", 1024 if quick else 98304)
     square = env_int("WGOLF_BENCH_SQUARE", 256 if quick else 4096)
     warmup = env_int("WGOLF_BENCH_WARMUP", 1 if quick else 3)
     runs = max(1, env_int("WGOLF_BENCH_RUNS", 3 if quick else 20))
-    # cuBLAS as PyTorch ships it: no TF32, and no reduced-precision reductions in the f16 GEMM,
-    # so f16 accumulates in f32 like the cooperative-matrix kernel.
+    # cuBLAS as PyTorch ships it: no reduced-precision reductions in the f16 GEMM, so f16
+    # accumulates in f32 like the cooperative-matrix kernel; TF32 only for the tf32 rows.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cuda.matmul.allow_fp16_reduced_precision_reduction = False
     torch.backends.cuda.matmul.allow_bf16_reduced_precision_reduction = False
@@ -94,7 +103,9 @@ def main():
     for use, layout, m, n, k, accumulate in shapes(tokens, square):
         if filt and filt not in use:
             continue
-        for name, dtype in [("cublas bf16", torch.bfloat16), ("cublas f16", torch.float16)]:
+        for name, dtype, tf32 in [("cublas bf16", torch.bfloat16, False), ("cublas f16", torch.float16, False),
+                                  ("cublas tf32", torch.float32, True)]:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
             ms = time_one(layout, m, n, k, accumulate, dtype, warmup, runs)
             per_s = 2.0 * m * n * k / (ms / 1e3)
             row = (f"| {name} | {layout} | {m} | {n} | {k} | {ms:.3f} | {per_s / 1e12:.2f} | "
