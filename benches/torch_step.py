@@ -22,7 +22,6 @@ Without torch, CUDA (for --device cuda) or the reference file it prints why and 
 status 77 (skipped).
 """
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -33,18 +32,14 @@ try:
 except ImportError:  # Python < 3.11
     tomllib = None
 
+# The reference model from a wgolf config, shared with tools/reference_parity.py.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from reference_model import build_gpt, load_reference  # noqa: E402
+
 
 def skip(why):
     print(f"SKIP: {why}", flush=True)
     sys.exit(77)
-
-
-def load_reference(path):
-    spec = importlib.util.spec_from_file_location("reference_train_gpt", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reference_train_gpt"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class Tokens:
@@ -122,26 +117,7 @@ def main():
         torch.backends.cuda.enable_math_sdp(False)
     torch.manual_seed(t.get("seed", 1337))
 
-    base = ref.GPT(
-        vocab_size=m["vocab_size"],
-        num_layers=m["num_layers"],
-        model_dim=m["model_dim"],
-        num_heads=m["num_heads"],
-        num_kv_heads=m["num_kv_heads"],
-        mlp_mult=m["mlp_mult"],
-        tie_embeddings=True,
-        tied_embed_init_std=m["tied_embed_init_std"],
-        logit_softcap=m["logit_softcap"],
-        rope_base=m["rope_base"],
-        qk_gain_init=m["qk_gain_init"],
-        bigram_vocab_size=m.get("bigram_buckets", 0),
-        bigram_dim=m.get("bigram_dim", 128),
-        xsa_last_n=m.get("xsa_last_n", 0),
-    )
-    # As in tools/reference_parity.py: the config's NTK base length (1024 for the record).
-    base_len = m.get("rope_ntk_base_len", 0) or 10**9
-    for block in base.blocks:
-        block.attn.rotary.train_seq_len = base_len
+    base = build_gpt(ref, m)
     # The reference's precision: bf16 weights, linear layers and small parameters in f32.
     base = base.to(device).bfloat16()
     for module in base.modules():

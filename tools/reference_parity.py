@@ -12,7 +12,6 @@ sequences, computed in f32 on the CPU, as one JSON line. Compare it with
         --config configs/record-tiny.toml --val-seqs 16
 """
 import argparse
-import importlib.util
 import json
 import math
 import sys
@@ -22,13 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-
-def load_reference(path):
-    spec = importlib.util.spec_from_file_location("reference_train_gpt", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["reference_train_gpt"] = module
-    spec.loader.exec_module(module)
-    return module
+from reference_model import build_gpt, load_reference
 
 
 def read_shard(path):
@@ -49,27 +42,7 @@ def main():
         cfg = tomllib.load(f)
     m, t = cfg["model"], cfg["train"]
     ref = load_reference(args.reference)
-    model = ref.GPT(
-        vocab_size=m["vocab_size"],
-        num_layers=m["num_layers"],
-        model_dim=m["model_dim"],
-        num_heads=m["num_heads"],
-        num_kv_heads=m["num_kv_heads"],
-        mlp_mult=m["mlp_mult"],
-        tie_embeddings=True,
-        tied_embed_init_std=m["tied_embed_init_std"],
-        logit_softcap=m["logit_softcap"],
-        rope_base=m["rope_base"],
-        qk_gain_init=m["qk_gain_init"],
-        bigram_vocab_size=m.get("bigram_buckets", 0),
-        bigram_dim=m.get("bigram_dim", 128),
-        xsa_last_n=m.get("xsa_last_n", 0),
-    ).float()
-    # The reference hard-codes its rotary modules' train_seq_len to 1024 (the NTK quirk);
-    # a scaled-down wgolf config may set another base length: use the config's.
-    base_len = m.get("rope_ntk_base_len", 0) or 10**9
-    for block in model.blocks:
-        block.attn.rotary.train_seq_len = base_len
+    model = build_gpt(ref, m).float()
     state = load_file(args.weights)
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     model.eval()

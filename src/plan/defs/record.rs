@@ -62,20 +62,23 @@ fn smear_call(entry: &'static str, rows: usize, dim: usize, seq_len: usize, grid
     KernelCall::new("smear", entry, vec![("ROWS", u(rows)), ("DIM", u(dim)), ("SEQ_LEN", u(seq_len))], grid)
 }
 
+/// `[out | x, gate]` of the forward and `[dx | dout, gate]` of the backward.
+fn elementwise_bindings(rows: usize, dim: usize) -> Vec<BindingSpec> {
+    vec![BindingSpec::rw(rows * dim), BindingSpec::rd(rows * dim), BindingSpec::rd(dim)]
+}
+
 /// Rows 7: two whole sequences of 3 and a partial one.
 const SMEAR_EXAMPLE: (usize, usize, usize) = (7, 5, 3);
 
 impl OpDef for SmearFwd {
     fn bindings(&self) -> Vec<BindingSpec> {
-        let n = self.rows * self.dim;
-        vec![BindingSpec::rw(n), BindingSpec::rd(n), BindingSpec::rd(self.dim)]
+        elementwise_bindings(self.rows, self.dim)
     }
     fn check(&self) -> Result<(), String> {
         check_smear(self.dim, self.seq_len)
     }
     fn kernel(&self) -> KernelCall {
-        let Self { rows, dim, seq_len } = *self;
-        smear_call("smear_fwd", rows, dim, seq_len, grid_1d(rows * dim))
+        smear_call("smear_fwd", self.rows, self.dim, self.seq_len, grid_1d(self.rows * self.dim))
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         smear::smear_fwd(&mut outs[0], ins[0].f(), ins[1].f(), self.dim, self.seq_len)
@@ -88,15 +91,13 @@ impl OpDef for SmearFwd {
 
 impl OpDef for SmearBwd {
     fn bindings(&self) -> Vec<BindingSpec> {
-        let n = self.rows * self.dim;
-        vec![BindingSpec::rw(n), BindingSpec::rd(n), BindingSpec::rd(self.dim)]
+        elementwise_bindings(self.rows, self.dim)
     }
     fn check(&self) -> Result<(), String> {
         check_smear(self.dim, self.seq_len)
     }
     fn kernel(&self) -> KernelCall {
-        let Self { rows, dim, seq_len } = *self;
-        smear_call("smear_bwd", rows, dim, seq_len, grid_1d(rows * dim))
+        smear_call("smear_bwd", self.rows, self.dim, self.seq_len, grid_1d(self.rows * self.dim))
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         smear::smear_bwd(&mut outs[0], ins[0].f(), ins[1].f(), self.dim, self.seq_len)
