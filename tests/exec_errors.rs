@@ -95,3 +95,19 @@ fn a_plan_larger_than_the_device_memory_is_refused_with_the_figures() {
     wgolf::gpu::executor::check_fits(&plan, &limits, Some(bytes * 2), "a large GPU").expect("twice the memory");
     wgolf::gpu::executor::check_fits(&plan, &limits, None, "an unknown GPU").expect("no memory figure");
 }
+
+#[test]
+fn a_write_after_a_clear_of_the_same_tensor_keeps_the_write() {
+    // Calls take effect in order on every executor: the GPU's clears are encoded with the
+    // next run while its writes go through the queue, which must not reorder them.
+    let plan = plan();
+    let values: Vec<f32> = (0..77).map(|i| i as f32).collect();
+    for ex in [&mut CpuExecutor::new(&plan) as &mut dyn Executor, &mut common::gpu_executor(&plan)] {
+        ex.clear(&[0]).unwrap();
+        ex.write(0, HostData::F32(&values)).unwrap();
+        assert_eq!(ex.read(0).unwrap(), values, "{}: the write before the read was lost", ex.describe());
+        ex.write(0, HostData::F32(&values)).unwrap();
+        ex.clear(&[0]).unwrap();
+        assert!(ex.read(0).unwrap().iter().all(|&v| v == 0.0), "{}: the clear after the write was lost", ex.describe());
+    }
+}

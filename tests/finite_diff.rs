@@ -15,7 +15,7 @@ mod common;
 use common::{ids, increment, numeric_grad, uniform_f64, weighted};
 use wgolf::config::Config;
 use wgolf::exec::cpu::CpuExecutor;
-use wgolf::exec::{Executor, HostData};
+use wgolf::exec::Executor;
 use wgolf::init::init_params;
 use wgolf::model::build_plan;
 use wgolf::ops::attention::{attention_bwd_kv, attention_bwd_q, attention_fwd, AttnShape};
@@ -303,13 +303,19 @@ fn cross_entropy_gradient_with_softcap_and_grad_scale() {
 // ---------------------------------------------------------------- the whole model
 
 /// The plan's CPU executor in f64 from fresh (zeroed) tensors, with `params` and a batch.
-fn f64_executor(plan: &Plan, params: &[(TensorId, Vec<f64>)], ids: &[u32], targets: &[u32]) -> CpuExecutor<f64> {
+fn f64_executor(
+    plan: &Plan,
+    cfg: &Config,
+    params: &[(TensorId, Vec<f64>)],
+    ids: &[u32],
+    targets: &[u32],
+) -> CpuExecutor<f64> {
     let mut ex = CpuExecutor::<f64>::in_precision(plan);
     for (id, data) in params {
         ex.write_real(*id, data);
     }
-    ex.write(plan.io().ids, HostData::U32(ids)).unwrap();
-    ex.write(plan.io().targets, HostData::U32(targets)).unwrap();
+    // Token ids, targets and (for BigramHash) the bucket ids derived from them.
+    wgolf::host::write_inputs(&mut ex, plan, cfg, ids, targets).unwrap();
     ex
 }
 
@@ -323,10 +329,31 @@ fn the_models_backward_is_the_gradient_of_its_loss() {
     // directional finite differences of its loss, in f64. Four layers, so that both kinds of
     // U-Net skip occur: the first decoder's (whose source is the stream itself, summed back
     // with add_into) and the second's (from an earlier encoder).
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml");
-    let overrides: Vec<String> =
-        ["train.batch_seqs=2", "train.seq_len=12", "model.num_layers=4"].map(String::from).into();
-    let cfg = Config::load(&path, &overrides).expect("configs/tiny.toml loads");
+    check_model_backward("configs/tiny.toml", &["train.batch_seqs=2", "train.seq_len=12", "model.num_layers=4"]);
+}
+
+#[test]
+fn the_record_models_backward_is_the_gradient_of_its_loss() {
+    // The same for the record's composition: BigramHash, SmearGate, XSA on the last two of
+    // four blocks, OrthoInit, and the NTK RoPE base scaling (sequence 12 > base length 8).
+    check_model_backward(
+        "configs/record-tiny.toml",
+        &[
+            "train.batch_seqs=2",
+            "train.seq_len=12",
+            "train.grad_accum=1",
+            "model.num_layers=4",
+            "model.rope_ntk_base_len=8",
+        ],
+    );
+}
+
+/// The plan of `config` (with `overrides`) checked parameter by parameter: its backward's
+/// directional derivative against central differences of its forward loss.
+fn check_model_backward(config: &str, overrides: &[&str]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(config);
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let cfg = Config::load(&path, &overrides).unwrap_or_else(|e| panic!("{config} loads: {e}"));
     let plan = build_plan(&cfg).expect("the plan builds");
     // Perturbed init: zero-initialized projections and unit scales would zero many gradients.
     let params: Vec<(TensorId, Vec<f64>)> = init_params(&plan, 7)
@@ -341,11 +368,11 @@ fn the_models_backward_is_the_gradient_of_its_loss() {
     let tokens = ids(8, n + 1, cfg.model.vocab_size);
     let (tok, targets) = (&tokens[..n], &tokens[1..]);
     let loss = |params: &[(TensorId, Vec<f64>)]| {
-        let mut ex = f64_executor(&plan, params, tok, targets);
+        let mut ex = f64_executor(&plan, &cfg, params, tok, targets);
         run(&mut ex, &plan, Phase::Forward);
         ex.read_real(plan.io().loss_total)[0]
     };
-    let mut ex = f64_executor(&plan, &params, tok, targets);
+    let mut ex = f64_executor(&plan, &cfg, &params, tok, targets);
     run(&mut ex, &plan, Phase::Forward);
     run(&mut ex, &plan, Phase::Backward);
     let l0 = ex.read_real(plan.io().loss_total)[0];

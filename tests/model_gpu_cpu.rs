@@ -3,7 +3,9 @@
 //! gradient compared within `tolerance(Check::Model)`; and a step-by-step comparison
 //! (`compare_steps`) that names the first step whose output diverges.
 //!
-//! `configs/tiny.toml` with `train.batch_seqs=2` (256 tokens) keeps the CPU reference fast.
+//! `configs/tiny.toml` with `train.batch_seqs=2` (256 tokens) keeps the CPU reference fast;
+//! `configs/record-tiny.toml` at the same size checks the record's composition (BigramHash,
+//! SmearGate, XSA, NTK RoPE, OrthoInit, U-Net skips, Muon, clip and EMA in the optimizer).
 
 mod common;
 
@@ -15,7 +17,6 @@ use wgolf::exec::cpu::CpuExecutor;
 use wgolf::exec::{Executor, HostData};
 use wgolf::init::{init_params, Rng};
 use wgolf::model::build_plan;
-use wgolf::ops::adamw::AdamHyper;
 use wgolf::plan::{Phase, Plan, Role, TensorId};
 use wgolf::tolerance::{first_mismatch, tolerance, Check};
 
@@ -29,9 +30,20 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/tiny.toml");
-    let cfg = Config::load(&path, &["train.batch_seqs=2".to_string()]).expect("configs/tiny.toml loads");
-    let plan = build_plan(&cfg).expect("the tiny plan builds");
+    setup_of("configs/tiny.toml", &["train.batch_seqs=2"])
+}
+
+/// The record recipe at the size of `setup`, one micro-batch per step (so that the loss is
+/// the mean of its rows).
+fn record_setup() -> Setup {
+    setup_of("configs/record-tiny.toml", &["train.batch_seqs=2", "train.grad_accum=1"])
+}
+
+fn setup_of(config: &str, overrides: &[&str]) -> Setup {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(config);
+    let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let cfg = Config::load(&path, &overrides).unwrap_or_else(|e| panic!("{config} loads: {e}"));
+    let plan = build_plan(&cfg).expect("the plan builds");
     // The init zeroes the output projections and sets every scale to 1 and the mix's second
     // row to 0, which would make many gradients exactly zero (and the comparison vacuous):
     // perturb every parameter, deterministically.
@@ -58,21 +70,17 @@ fn load(ex: &mut dyn Executor, s: &Setup) {
     for (id, values) in &s.params {
         ex.write(*id, HostData::F32(values)).unwrap();
     }
-    let io = s.plan.io();
-    ex.write(io.ids, HostData::U32(&s.ids)).unwrap();
-    ex.write(io.targets, HostData::U32(&s.targets)).unwrap();
+    // Token ids, targets and (for BigramHash) the bucket ids derived from them.
+    wgolf::host::write_inputs(ex, &s.plan, &s.cfg, &s.ids, &s.targets).unwrap();
     ex.clear(&s.plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss | Role::OptState))).unwrap();
-    // The first optimizer step's hyperparameters, per group.
-    let t = &s.cfg.train;
-    for &(group, id) in &s.plan.hypers {
-        let lr = match group {
-            wgolf::plan::ParamGroup::Embed => t.embed_lr,
-            wgolf::plan::ParamGroup::Matrix => t.matrix_lr,
-            wgolf::plan::ParamGroup::Scalar => t.scalar_lr,
-        };
-        let h = AdamHyper::at_step(lr, t.beta1, t.beta2, t.adam_eps, t.weight_decay, 1);
-        ex.write(id, HostData::F32(bytemuck::cast_slice(&[h]))).unwrap();
+    // The EMA starts from the weights, as in training.
+    for (id, values) in &s.params {
+        if let Some(ema) = wgolf::checkpoint::ema_of(&s.plan, *id) {
+            ex.write(ema, HostData::F32(values)).unwrap();
+        }
     }
+    // The first optimizer step's hyperparameters, per group (AdamW's, or Muon's).
+    wgolf::train::write_hypers(ex, &s.plan, &s.cfg, 0, 1.0).unwrap();
 }
 
 /// Runs forward and backward on a loaded executor.
@@ -83,12 +91,20 @@ fn forward_backward(ex: &mut dyn Executor, plan: &Plan) {
 
 #[test]
 fn tiny_model_logits_loss_and_gradients_match() {
-    let s = setup();
+    logits_loss_and_gradients_match(&setup());
+}
+
+#[test]
+fn record_tiny_model_logits_loss_and_gradients_match() {
+    logits_loss_and_gradients_match(&record_setup());
+}
+
+fn logits_loss_and_gradients_match(s: &Setup) {
     let plan = &s.plan;
     let mut cpu = CpuExecutor::new(plan);
     let mut gpu = common::gpu_executor(plan);
-    load(&mut cpu, &s);
-    load(&mut gpu, &s);
+    load(&mut cpu, s);
+    load(&mut gpu, s);
     forward_backward(&mut cpu, plan);
     forward_backward(&mut gpu, plan);
 
@@ -125,12 +141,20 @@ fn tiny_model_logits_loss_and_gradients_match() {
 
 #[test]
 fn tiny_model_no_step_diverges() {
-    let s = setup();
+    no_step_diverges(&setup());
+}
+
+#[test]
+fn record_tiny_model_no_step_diverges() {
+    no_step_diverges(&record_setup());
+}
+
+fn no_step_diverges(s: &Setup) {
     let plan = &s.plan;
     let mut cpu = CpuExecutor::new(plan);
     let mut gpu = common::gpu_executor(plan);
-    load(&mut cpu, &s);
-    load(&mut gpu, &s);
+    load(&mut cpu, s);
+    load(&mut gpu, s);
     let phases = [Phase::Forward, Phase::Backward, Phase::Optimizer];
     if let Some(d) = compare_steps(plan, &phases, &mut gpu, &mut cpu, tolerance(Check::Model)).unwrap() {
         panic!("GPU ({}) against the CPU reference: {d}", gpu.describe());

@@ -214,6 +214,10 @@ impl Executor for GpuExecutor {
                 message: format!("{} values for a tensor of {}", bytes.len() / 4, desc.numel()),
             });
         }
+        // Queue writes land before the next submission's commands, where pending clears are
+        // encoded: a clear asked for earlier would wipe this write. The write covers the
+        // whole tensor, so that clear is moot: drop it, and the calls keep their order.
+        self.pending_clears.retain(|&c| c != t);
         self.ctx.queue.write_buffer(&self.buffers[t], 0, bytes);
         Ok(())
     }
