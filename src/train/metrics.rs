@@ -11,16 +11,36 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Opens `path`, appending (a resumed run) or truncating.
-    pub fn open(path: &Path, append: bool) -> Result<Self> {
+    /// Opens `path` for a new run (truncating it), or for a run resumed from the checkpoint
+    /// of step `resume_from`: then the events after that step, which a crash after the
+    /// checkpoint left behind and the resumed run will log again, are cut first (as is a
+    /// line a kill left half-written), so that no step appears twice. Returns the writer
+    /// and the number of lines cut.
+    pub fn open(path: &Path, resume_from: Option<usize>) -> Result<(Self, usize)> {
+        let mut cut = 0;
+        if let Some(step) = resume_from {
+            if path.exists() {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let kept: Vec<&str> = text.lines().filter(|line| event_step(line).is_some_and(|s| s <= step)).collect();
+                cut = text.lines().count() - kept.len();
+                if cut > 0 {
+                    let mut bytes = kept.join("\n");
+                    if !bytes.is_empty() {
+                        bytes.push('\n');
+                    }
+                    crate::fsutil::write_atomic(path, bytes.as_bytes())
+                        .with_context(|| format!("rewriting {}", path.display()))?;
+                }
+            }
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
-            .append(append)
-            .truncate(!append)
+            .append(resume_from.is_some())
+            .truncate(resume_from.is_none())
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Metrics { file: std::io::BufWriter::new(file) })
+        Ok((Metrics { file: std::io::BufWriter::new(file) }, cut))
     }
 
     /// Writes one event as a line.
@@ -29,6 +49,12 @@ impl Metrics {
         self.file.flush()?;
         Ok(())
     }
+}
+
+/// The step of a metrics line, if it is a whole event with one.
+fn event_step(line: &str) -> Option<usize> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    value.get("step")?.as_u64().map(|s| s as usize)
 }
 
 /// Training time: this process's loop plus the seconds trained before a resume.

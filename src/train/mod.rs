@@ -95,7 +95,6 @@ impl<'a> Run<'a> {
         let out = &opts.out_dir;
         std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
         crate::fsutil::write_atomic(&out.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
-        let mut metrics = Metrics::open(&out.join("metrics.jsonl"), opts.resume.is_some())?;
 
         let setup = Instant::now();
         let mut ex = make_executor(&plan, &opts.backend)?;
@@ -111,6 +110,10 @@ impl<'a> Run<'a> {
                 (0, 0.0)
             }
         };
+        let (mut metrics, cut) = Metrics::open(&out.join("metrics.jsonl"), opts.resume.as_ref().map(|_| first_step))?;
+        if cut > 0 {
+            eprintln!("metrics.jsonl: cut {cut} lines logged after the checkpoint of step {first_step}");
+        }
         announce(cfg, &plan, first_step, &adapter, setup.elapsed().as_secs_f64());
         metrics.event(json!({"event": if opts.resume.is_some() { "resume" } else { "start" }, "step": first_step, "adapter": adapter, "params": plan.param_count(), "step_tokens": cfg.step_tokens(), "config": cfg, "version": env!("CARGO_PKG_VERSION")}))?;
         Ok(Run {
