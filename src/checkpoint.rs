@@ -98,9 +98,17 @@ impl Loaded {
 /// Reads a safetensors file (f32, f16 or bf16 tensors; converted to f32).
 pub fn read(path: &Path) -> Result<Loaded> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+    read_bytes(path, &bytes)
+}
+
+/// [`read`] of a file's bytes already in memory (`path` names it in errors): the entry point
+/// for fuzzing. The safetensors crate checks the header's length field against the buffer
+/// before reading it, and every tensor's offsets and shape against the data, so nothing is
+/// allocated beyond what the bytes hold (f16 and bf16 tensors double in f32).
+pub fn read_bytes(path: &Path, bytes: &[u8]) -> Result<Loaded> {
+    let (_, header) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file: {e}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file: {e}", path.display()))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {

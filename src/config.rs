@@ -2,6 +2,10 @@
 //! unit; `--set section.key=value` overrides any of them from the command line. The
 //! schedules these fields describe (learning-rate scale, Muon momentum, the wall-clock stop
 //! rule) are methods of [`Config`] written in `train::schedule`.
+//!
+//! Parsing rejects unknown sections and fields (suggesting the nearest known name), then
+//! [`Config::validate`] checks every numeric field's range and the relations between fields,
+//! naming the field's path (`train.beta2`), the value and what was expected.
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -202,6 +206,7 @@ impl Config {
     pub fn parse(text: &str, file: &str, overrides: &[String]) -> Result<Config, ConfigError> {
         let parse_err = |e: toml::de::Error| ConfigError::Parse { file: file.into(), message: e.to_string() };
         let mut value: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        check_known_fields(&value, file)?;
         if !overrides.is_empty() {
             // Overrides apply to the whole config, defaulted fields included: parse it once,
             // then write it back out as a table with every field present.
@@ -215,76 +220,140 @@ impl Config {
         let config: Config = value
             .try_into()
             .map_err(|e: toml::de::Error| ConfigError::Parse { file: file.into(), message: e.to_string() })?;
-        config.check(file)?;
+        config.validate(file)?;
         Ok(config)
     }
 
-    fn check(&self, file: &str) -> Result<(), ConfigError> {
-        let bad =
-            |field: &str, message: String| Err(ConfigError::Field { file: file.into(), field: field.into(), message });
+    /// Checks every field's range and the relations between fields; the error names the
+    /// field by its path (`train.beta2`), its value and what was expected. [`Config::parse`]
+    /// runs it after the overrides; a config built in code can run it itself.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let bad = |field: &str, message: String| ConfigError::Field { file: file.into(), field: field.into(), message };
+        let at_least = |field: &str, v: usize, min: usize| {
+            if v < min {
+                return Err(bad(field, format!("is {v}, expected at least {min}")));
+            }
+            Ok(())
+        };
+        // `ok` is the allowed range in words; NaN and infinities never pass.
+        let real = |field: &str, v: f64, ok: &str, pass: bool| {
+            if !v.is_finite() || !pass {
+                return Err(bad(field, format!("is {v}, expected {ok}")));
+            }
+            Ok(())
+        };
+        let positive = |field: &str, v: f64| real(field, v, "a finite value > 0", v > 0.0);
+        let non_negative = |field: &str, v: f64| real(field, v, "a finite value >= 0", v >= 0.0);
+        let unit = |field: &str, v: f64| real(field, v, "a value in [0, 1)", (0.0..1.0).contains(&v));
         let m = &self.model;
         let t = &self.train;
-        for (field, v) in [
-            ("model.vocab_size", m.vocab_size),
-            ("model.num_layers", m.num_layers),
-            ("model.model_dim", m.model_dim),
-            ("model.num_heads", m.num_heads),
-            ("model.num_kv_heads", m.num_kv_heads),
-            ("model.mlp_mult", m.mlp_mult),
-            ("train.seq_len", t.seq_len),
-            ("train.batch_seqs", t.batch_seqs),
-            ("train.grad_accum", t.grad_accum),
-            ("train.log_every", t.log_every),
-        ] {
-            if v == 0 {
-                return bad(field, "must be at least 1".into());
-            }
-        }
+
+        // The model's shape.
+        at_least("model.vocab_size", m.vocab_size, 1)?;
         if m.vocab_size > 65536 {
-            return bad(
+            return Err(bad(
                 "model.vocab_size",
-                format!("{} does not fit the uint16 shard format (max 65536)", m.vocab_size),
-            );
+                format!("is {}, expected at most 65536 (token ids are uint16 in shards)", m.vocab_size),
+            ));
         }
+        at_least("model.num_layers", m.num_layers, 1)?;
+        at_least("model.model_dim", m.model_dim, 1)?;
+        at_least("model.num_heads", m.num_heads, 1)?;
+        at_least("model.num_kv_heads", m.num_kv_heads, 1)?;
+        at_least("model.mlp_mult", m.mlp_mult, 1)?;
         if !m.model_dim.is_multiple_of(m.num_heads) {
-            return bad("model.num_heads", format!("{} does not divide model_dim {}", m.num_heads, m.model_dim));
+            return Err(bad(
+                "model.num_heads",
+                format!("is {}, expected a divisor of model_dim {}", m.num_heads, m.model_dim),
+            ));
         }
         if !m.num_heads.is_multiple_of(m.num_kv_heads) {
-            return bad("model.num_kv_heads", format!("{} does not divide num_heads {}", m.num_kv_heads, m.num_heads));
+            return Err(bad(
+                "model.num_kv_heads",
+                format!("is {}, expected a divisor of num_heads {}", m.num_kv_heads, m.num_heads),
+            ));
         }
         let hd = m.model_dim / m.num_heads;
-        if !hd.is_multiple_of(2) || hd > 128 {
-            return bad(
+        if !hd.is_multiple_of(2) {
+            return Err(bad(
                 "model.num_heads",
-                format!("head_dim = model_dim / num_heads = {hd} must be even and at most 128"),
-            );
+                format!("head_dim = model_dim / num_heads = {hd}, expected even (RoPE rotates pairs of channels)"),
+            ));
         }
-        if m.rope_base <= 1.0 || m.logit_softcap <= 0.0 {
-            return bad(
-                "model.rope_base / model.logit_softcap",
-                "rope_base must exceed 1 and logit_softcap be positive".into(),
-            );
+        if hd > 128 {
+            return Err(bad(
+                "model.num_heads",
+                format!("head_dim = model_dim / num_heads = {hd}, expected at most 128 (the attention kernels' limit)"),
+            ));
         }
-        if m.bigram_buckets == 1 || (m.bigram_buckets > 0 && m.bigram_dim == 0) {
-            return bad(
-                "model.bigram_buckets",
-                "needs at least 2 buckets and bigram_dim >= 1 (0 turns BigramHash off)".into(),
-            );
+        real("model.rope_base", m.rope_base, "a finite value > 1", m.rope_base > 1.0)?;
+        positive("model.logit_softcap", m.logit_softcap)?;
+        positive("model.qk_gain_init", m.qk_gain_init as f64)?;
+        positive("model.tied_embed_init_std", m.tied_embed_init_std as f64)?;
+        if m.bigram_buckets == 1 {
+            return Err(bad("model.bigram_buckets", "is 1, expected 0 (off) or at least 2".into()));
         }
+        if m.bigram_buckets > 0 {
+            at_least("model.bigram_dim", m.bigram_dim, 1)?;
+        }
+        real("model.bigram_scale_init", m.bigram_scale_init as f64, "a finite value", true)?;
         if m.xsa_last_n > m.num_layers {
-            return bad("model.xsa_last_n", format!("{} exceeds num_layers {}", m.xsa_last_n, m.num_layers));
+            return Err(bad(
+                "model.xsa_last_n",
+                format!("is {}, expected at most num_layers {}", m.xsa_last_n, m.num_layers),
+            ));
         }
+        if m.rope_ntk_base_len > 0 && hd <= 2 {
+            return Err(bad(
+                "model.rope_ntk_base_len",
+                format!(
+                    "is {}, but its scaling exponent head_dim / (head_dim - 2) needs head_dim > 2 (it is {hd}); 0 turns it off",
+                    m.rope_ntk_base_len
+                ),
+            ));
+        }
+
+        // Batch geometry and schedule.
+        at_least("train.seq_len", t.seq_len, 1)?;
+        at_least("train.batch_seqs", t.batch_seqs, 1)?;
+        at_least("train.grad_accum", t.grad_accum, 1)?;
+        if t.batch_seqs.checked_mul(t.seq_len).and_then(|n| n.checked_mul(t.grad_accum)).is_none() {
+            return Err(bad(
+                "train.grad_accum",
+                format!(
+                    "tokens per step = batch_seqs {} x seq_len {} x grad_accum {} overflows",
+                    t.batch_seqs, t.seq_len, t.grad_accum
+                ),
+            ));
+        }
+        at_least("train.steps", t.steps, 1)?;
+        at_least("train.log_every", t.log_every, 1)?;
+        non_negative("train.max_wallclock_s", t.max_wallclock_s)?;
         if t.warmdown == Warmdown::Wallclock && t.max_wallclock_s <= 0.0 {
-            return bad("train.warmdown", "\"wallclock\" needs train.max_wallclock_s > 0".into());
+            return Err(bad("train.warmdown", "is \"wallclock\", which needs train.max_wallclock_s > 0".into()));
         }
-        if !(0.0..1.0).contains(&t.ema_decay) {
-            return bad("train.ema_decay", format!("{} must be in [0, 1)", t.ema_decay));
+
+        // The optimizer.
+        positive("train.embed_lr", t.embed_lr as f64)?;
+        positive("train.matrix_lr", t.matrix_lr as f64)?;
+        positive("train.scalar_lr", t.scalar_lr as f64)?;
+        unit("train.beta1", t.beta1 as f64)?;
+        unit("train.beta2", t.beta2 as f64)?;
+        positive("train.adam_eps", t.adam_eps as f64)?;
+        non_negative("train.weight_decay", t.weight_decay as f64)?;
+        unit("train.muon_momentum", t.muon_momentum as f64)?;
+        unit("train.muon_momentum_start", t.muon_momentum_start as f64)?;
+        if t.matrix_optimizer == MatrixOptimizer::Muon {
+            at_least("train.muon_ns_steps", t.muon_ns_steps, 1)?;
         }
-        if t.matrix_optimizer == MatrixOptimizer::Muon && t.muon_ns_steps == 0 {
-            return bad("train.muon_ns_steps", "must be at least 1".into());
-        }
-        if !(0.0..1.0).contains(&t.beta1) || !(0.0..1.0).contains(&t.beta2) {
-            return bad("train.beta1 / train.beta2", "must be in [0, 1)".into());
+        non_negative("train.grad_clip_norm", t.grad_clip_norm as f64)?;
+        unit("train.ema_decay", t.ema_decay as f64)?;
+
+        // Paths.
+        for (field, p) in [("data.dir", &self.data.dir), ("data.tokenizer", &self.data.tokenizer)] {
+            if p.as_os_str().is_empty() {
+                return Err(bad(field, "is empty, expected a path".into()));
+            }
         }
         Ok(())
     }
@@ -328,13 +397,112 @@ fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError>
         .ok()
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.trim().to_string()));
+    let (sections, fields) = known_fields();
     let section = table
         .get_mut(parts[0])
         .and_then(|s| s.as_table_mut())
-        .ok_or_else(|| err(&format!("no section [{}] in the config", parts[0])))?;
+        .ok_or_else(|| err(&format!("no section [{}] in the config{}", parts[0], did_you_mean(parts[0], &sections))))?;
     if !section.contains_key(parts[1]) {
-        return Err(err(&format!("no field `{}` in [{}]", parts[1], parts[0])));
+        let known = fields.iter().find(|(s, _)| *s == parts[0]).map_or(&[][..], |(_, f)| f);
+        return Err(err(&format!("no field `{}` in [{}]{}", parts[1], parts[0], did_you_mean(parts[1], known))));
     }
     section.insert(parts[1].to_string(), value);
     Ok(())
+}
+
+/// The field names serde knows for the struct `T`, asked through a deserializer that records
+/// what the derived `Deserialize` passes to `deserialize_struct` and stops there; so the
+/// unknown-field check can never drift from the structs.
+fn serde_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::{Error, Visitor};
+    struct Grab<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Grab<'_> {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(Error::custom("fields recorded"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Grab(&mut fields));
+    fields
+}
+
+/// The sections of a config and the fields of each.
+fn known_fields() -> (Vec<&'static str>, [(&'static str, &'static [&'static str]); 3]) {
+    let fields = [
+        ("model", serde_fields::<ModelConfig>()),
+        ("train", serde_fields::<TrainConfig>()),
+        ("data", serde_fields::<DataConfig>()),
+    ];
+    (serde_fields::<Config>().to_vec(), fields)
+}
+
+/// Rejects unknown sections and fields, suggesting the nearest known name.
+fn check_known_fields(table: &toml::Table, file: &str) -> Result<(), ConfigError> {
+    let (sections, fields) = known_fields();
+    for (name, value) in table {
+        let Some((_, known)) = fields.iter().find(|(s, _)| s == name) else {
+            return Err(ConfigError::Field {
+                file: file.into(),
+                field: name.clone(),
+                message: format!("unknown section{}", did_you_mean(name, &sections)),
+            });
+        };
+        let Some(section) = value.as_table() else { continue };
+        for key in section.keys() {
+            if !known.contains(&key.as_str()) {
+                return Err(ConfigError::Field {
+                    file: file.into(),
+                    field: format!("{name}.{key}"),
+                    message: format!("unknown field{}", did_you_mean(key, known)),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `; did you mean `x`?` for the known name nearest to `name` by edit distance, when it is
+/// close enough to be a typo (a third of its characters, at least 2) or one name begins with
+/// the other; else the list of known names.
+fn did_you_mean(name: &str, known: &[&str]) -> String {
+    let close = |k: &str, d: usize| {
+        d <= (name.chars().count() / 3).max(2)
+            || (k.len().min(name.len()) >= 3 && (name.starts_with(k) || k.starts_with(name)))
+    };
+    let best = known.iter().map(|k| (edit_distance(name, k), *k)).filter(|&(d, k)| close(k, d)).min();
+    match best {
+        Some((_, k)) => format!("; did you mean `{k}`?"),
+        None => format!("; expected one of {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Levenshtein distance between two strings, in characters.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != cb)).min(row[j] + 1).min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }

@@ -5,7 +5,7 @@ use wgolf::config::Config;
 
 #[test]
 fn bundled_configs_load_and_build_plans() {
-    for name in ["tiny", "sample", "baseline"] {
+    for name in ["tiny", "sample", "baseline", "record", "record-tiny"] {
         let path = format!("configs/{name}.toml");
         let cfg = Config::load(Path::new(&path), &[]).unwrap_or_else(|e| panic!("{e}"));
         wgolf::model::build_plan(&cfg).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -129,4 +129,109 @@ fn wallclock_warmdown_and_momentum_warmup_follow_the_reference() {
     let err =
         Config::load(Path::new("configs/record.toml"), &["train.max_wallclock_s=0".into()]).unwrap_err().to_string();
     assert!(err.contains("train.warmdown"), "{err}");
+}
+
+/// One case per validation rule: overrides of a bundled config, the field the error must
+/// name, and a word of what it must say.
+const RULES: &[(&str, &[&str], &str, &str)] = &[
+    ("tiny", &["model.vocab_size=0"], "model.vocab_size", "at least 1"),
+    ("tiny", &["model.vocab_size=65537"], "model.vocab_size", "at most 65536"),
+    ("tiny", &["model.num_layers=0"], "model.num_layers", "at least 1"),
+    ("tiny", &["model.model_dim=0"], "model.model_dim", "at least 1"),
+    ("tiny", &["model.num_heads=0"], "model.num_heads", "at least 1"),
+    ("tiny", &["model.num_kv_heads=0"], "model.num_kv_heads", "at least 1"),
+    ("tiny", &["model.mlp_mult=0"], "model.mlp_mult", "at least 1"),
+    ("tiny", &["model.num_heads=3"], "model.num_heads", "divisor of model_dim"),
+    ("tiny", &["model.num_kv_heads=3"], "model.num_kv_heads", "divisor of num_heads"),
+    ("tiny", &["model.model_dim=36"], "model.num_heads", "even"),
+    ("tiny", &["model.model_dim=1024", "model.num_heads=4"], "model.num_heads", "at most 128"),
+    ("tiny", &["model.rope_base=1.0"], "model.rope_base", "> 1"),
+    ("tiny", &["model.rope_base=nan"], "model.rope_base", "is NaN"),
+    ("tiny", &["model.rope_base=inf"], "model.rope_base", "is inf"),
+    ("tiny", &["model.logit_softcap=0"], "model.logit_softcap", "> 0"),
+    ("tiny", &["model.logit_softcap=-inf"], "model.logit_softcap", "is -inf"),
+    ("tiny", &["model.qk_gain_init=0"], "model.qk_gain_init", "> 0"),
+    ("tiny", &["model.tied_embed_init_std=-0.1"], "model.tied_embed_init_std", "> 0"),
+    ("tiny", &["model.bigram_buckets=1"], "model.bigram_buckets", "at least 2"),
+    ("record-tiny", &["model.bigram_dim=0"], "model.bigram_dim", "at least 1"),
+    ("record-tiny", &["model.bigram_scale_init=nan"], "model.bigram_scale_init", "finite"),
+    ("tiny", &["model.xsa_last_n=3"], "model.xsa_last_n", "at most num_layers 2"),
+    ("record-tiny", &["model.model_dim=8"], "model.rope_ntk_base_len", "head_dim > 2"),
+    ("tiny", &["train.seq_len=0"], "train.seq_len", "at least 1"),
+    ("tiny", &["train.batch_seqs=0"], "train.batch_seqs", "at least 1"),
+    ("tiny", &["train.grad_accum=0"], "train.grad_accum", "at least 1"),
+    ("tiny", &["train.batch_seqs=9223372036854775807"], "train.grad_accum", "overflows"),
+    ("tiny", &["train.steps=0"], "train.steps", "at least 1"),
+    ("tiny", &["train.log_every=0"], "train.log_every", "at least 1"),
+    ("tiny", &["train.max_wallclock_s=-1"], "train.max_wallclock_s", ">= 0"),
+    ("tiny", &["train.max_wallclock_s=nan"], "train.max_wallclock_s", "is NaN"),
+    ("record", &["train.max_wallclock_s=0"], "train.warmdown", "max_wallclock_s > 0"),
+    ("tiny", &["train.embed_lr=0"], "train.embed_lr", "> 0"),
+    ("tiny", &["train.matrix_lr=-0.01"], "train.matrix_lr", "> 0"),
+    ("tiny", &["train.scalar_lr=nan"], "train.scalar_lr", "is NaN"),
+    ("tiny", &["train.beta1=1.0"], "train.beta1", "[0, 1)"),
+    ("tiny", &["train.beta2=-0.1"], "train.beta2", "[0, 1)"),
+    ("tiny", &["train.beta2=nan"], "train.beta2", "is NaN"),
+    ("tiny", &["train.adam_eps=0"], "train.adam_eps", "> 0"),
+    ("tiny", &["train.weight_decay=-0.1"], "train.weight_decay", ">= 0"),
+    ("record-tiny", &["train.muon_momentum=1.0"], "train.muon_momentum", "[0, 1)"),
+    ("record-tiny", &["train.muon_momentum_start=-0.5"], "train.muon_momentum_start", "[0, 1)"),
+    ("record-tiny", &["train.muon_ns_steps=0"], "train.muon_ns_steps", "at least 1"),
+    ("tiny", &["train.grad_clip_norm=-1"], "train.grad_clip_norm", ">= 0"),
+    ("tiny", &["train.grad_clip_norm=inf"], "train.grad_clip_norm", "is inf"),
+    ("tiny", &["train.ema_decay=1.0"], "train.ema_decay", "[0, 1)"),
+    ("tiny", &["data.dir=\"\""], "data.dir", "a path"),
+    ("tiny", &["data.tokenizer=\"\""], "data.tokenizer", "a path"),
+];
+
+#[test]
+fn every_validation_rule_names_its_field() {
+    for &(config, overrides, field, words) in RULES {
+        let text = std::fs::read_to_string(format!("configs/{config}.toml")).unwrap();
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        let err = match Config::parse(&text, "bad.toml", &overrides) {
+            Ok(_) => panic!("{config} with {overrides:?} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            err.starts_with("bad.toml: ") && err.contains(&format!("field `{field}`")) && err.contains(words),
+            "{config} with {overrides:?}: expected an error naming `{field}` and saying {words:?}, got: {err}"
+        );
+    }
+    // The same rules hold for values written in the file rather than set.
+    let bad = tiny_text().replace("beta1 = 0.9", "beta1 = nan");
+    let err = Config::parse(&bad, "bad.toml", &[]).unwrap_err().to_string();
+    assert!(err.contains("train.beta1") && err.contains("NaN"), "{err}");
+}
+
+#[test]
+fn unknown_names_suggest_the_nearest_known_one() {
+    let cases = [
+        (tiny_text().replace("seed = 1337", "sead = 1337"), "train.sead", "did you mean `seed`?"),
+        (tiny_text().replace("[model]", "[modle]"), "modle", "did you mean `model`?"),
+        (tiny_text().replace("beta2 =", "betta2 ="), "train.betta2", "did you mean `beta2`?"),
+        (tiny_text().replace("mlp_mult =", "mlp_multiplier ="), "model.mlp_multiplier", "did you mean `mlp_mult`?"),
+        (tiny_text().replace("dir =", "zzzzzzzzzzzz ="), "data.zzzzzzzzzzzz", "expected one of `dir`, `tokenizer`"),
+    ];
+    for (text, field, words) in cases {
+        let err = Config::parse(&text, "bad.toml", &[]).unwrap_err().to_string();
+        assert!(
+            err.starts_with("bad.toml: ") && err.contains(&format!("`{field}`")) && err.contains(words),
+            "expected `{field}` and {words:?}: {err}"
+        );
+    }
+    let err = Config::load(Path::new("configs/tiny.toml"), &["train.stepz=7".into()]).unwrap_err().to_string();
+    assert!(err.contains("did you mean `steps`?"), "{err}");
+    let err = Config::load(Path::new("configs/tiny.toml"), &["trian.steps=7".into()]).unwrap_err().to_string();
+    assert!(err.contains("did you mean `train`?"), "{err}");
+}
+
+#[test]
+fn edit_distance_counts_characters() {
+    use wgolf::config::edit_distance;
+    assert_eq!(edit_distance("seed", "seed"), 0);
+    assert_eq!(edit_distance("sead", "seed"), 1);
+    assert_eq!(edit_distance("", "abc"), 3);
+    assert_eq!(edit_distance("kitten", "sitting"), 3);
+    assert_eq!(edit_distance("▁a", "a"), 1);
 }

@@ -256,3 +256,53 @@ fn bundled_sample_loads() {
     assert_eq!(x[0], 1, "the train shard starts with BOS");
     assert_eq!(&x[1..], &y[..2047]);
 }
+
+/// Reads a training batch after the shard under the stream was changed: an error naming the
+/// shard and saying what changed, never a SIGBUS from reading a truncated map.
+fn batch_after(change: impl FnOnce(&Path), words: &str) {
+    let tokens: Vec<u16> = (0..200_000u32).map(|i| (i % 1000) as u16).collect();
+    let dir = make_dir(Split::Train, &[tokens]);
+    let path = dir.path().join(Split::Train.shard_name(0));
+    let mut s = TrainStream::open(dir.path(), VOCAB).unwrap();
+    s.next_batch(1024, 128, 1, 0).unwrap();
+    change(&path);
+    let err = s.next_batch(1024, 128, 1, 0).expect_err("a changed shard must be an error");
+    assert!(matches!(err, DataError::ShardChanged { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&path.display().to_string()) && msg.contains(words), "{msg}");
+}
+
+#[test]
+fn shard_truncated_under_the_stream_is_an_error() {
+    // Cut to 100 tokens: the stream's next tokens are on pages the truncation removed.
+    batch_after(
+        |p| std::fs::OpenOptions::new().write(true).open(p).unwrap().set_len(1024 + 200).unwrap(),
+        "is 1224 bytes, but was 401024",
+    );
+}
+
+#[test]
+fn shard_rewritten_in_place_is_an_error() {
+    // Same size, new modification time (as an in-place rewrite leaves it).
+    batch_after(
+        |p| {
+            let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+            f.set_modified(std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)).unwrap();
+        },
+        "was modified",
+    );
+}
+
+#[test]
+fn shard_replaced_or_removed_is_an_error() {
+    batch_after(|p| write_shard(p, &[1, 2, 3]).unwrap(), "the file at this path is 1030 bytes");
+    batch_after(|p| std::fs::remove_file(p).unwrap(), "cannot be found");
+}
+
+#[test]
+fn unchanged_shards_pass_the_check() {
+    let dir = make_dir(Split::Val, &[vec![1, 2, 3, 4, 5]]);
+    let shard = wgolf::data::read_shard(&dir.path().join(Split::Val.shard_name(0)), None).unwrap();
+    assert_eq!(shard.checked_tokens().unwrap(), &[1, 2, 3, 4, 5]);
+    assert_eq!(ValSet::open(dir.path(), VOCAB, 2).unwrap().num_seqs(), 2);
+}

@@ -205,3 +205,20 @@ fn shard_names_follow_the_challenge() {
     assert_eq!(Split::Val.shard_name(0), "fineweb_val_000000.bin");
     assert_eq!(Split::Val.pattern(), "fineweb_val_*.bin");
 }
+
+#[test]
+fn atomic_writes_leave_no_temporary_and_sync_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("file.json");
+    wgolf::fsutil::write_atomic(&path, b"one").unwrap();
+    wgolf::fsutil::write_atomic(&path, b"two").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"two");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["file.json"]);
+    wgolf::fsutil::sync_dir(dir.path()).unwrap();
+    assert_eq!(wgolf::fsutil::parent_dir(Path::new("bare.txt")), Path::new("."));
+    assert_eq!(wgolf::fsutil::parent_dir(&path), dir.path());
+    // A directory that does not exist is an error, not a silent success.
+    #[cfg(unix)]
+    assert!(wgolf::fsutil::sync_dir(&dir.path().join("missing")).is_err());
+}

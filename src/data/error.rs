@@ -98,6 +98,19 @@ pub enum DataError {
         path: PathBuf,
     },
 
+    /// A shard file was truncated, rewritten, replaced or removed while open (reading its
+    /// memory map past a truncation would otherwise kill the process with SIGBUS).
+    #[error(
+        "{}: changed while in use: {what}; a shard must not be modified or replaced while a job reads it",
+        path.display()
+    )]
+    ShardChanged {
+        /// The shard file.
+        path: PathBuf,
+        /// What differs from when it was opened.
+        what: String,
+    },
+
     /// A token id is not below the vocabulary size.
     #[error(
         "{}: token out of range: token #{index} is {token}, but the vocabulary has {vocab_size} ids",

@@ -53,7 +53,9 @@ pub struct TrainStream {
 impl TrainStream {
     /// Opens the `fineweb_train_*.bin` shards of `dir` (sorted by name) and positions the
     /// stream at the first token of the first. Each shard is validated when the stream
-    /// reaches it, including that its tokens are below `vocab_size`.
+    /// reaches it, including that its tokens are below `vocab_size`, and checked to be
+    /// unchanged (size and mtime) each time tokens are read from it: a shard truncated or
+    /// rewritten under a running job is a [`DataError::ShardChanged`], not a SIGBUS.
     pub fn open(dir: &Path, vocab_size: usize) -> Result<Self, DataError> {
         let files = list_shards(dir, Split::Train)?;
         let shard = read_shard(&files[0], Some(vocab_size))?;
@@ -97,7 +99,8 @@ impl TrainStream {
             }
             let k = n.min(avail);
             if let Some(out) = out.as_deref_mut() {
-                out.extend_from_slice(&self.shard.tokens()[self.pos..self.pos + k]);
+                // The shard may be read hours after it was opened: check the file first.
+                out.extend_from_slice(&self.shard.checked_tokens()?[self.pos..self.pos + k]);
             }
             self.pos += k;
             self.consumed += k as u64;
@@ -259,7 +262,7 @@ impl ValSet {
         let mut tokens = Vec::new();
         for f in &files {
             let shard = read_shard(f, Some(vocab_size))?;
-            tokens.extend_from_slice(shard.tokens());
+            tokens.extend_from_slice(shard.checked_tokens()?);
         }
         Self::from_tokens(dir, tokens, seq_len)
     }

@@ -16,5 +16,5 @@ pub mod tokenizer;
 pub use bpb::{BpbAccumulator, ByteLuts};
 pub use error::DataError;
 pub use loader::{StreamPosition, TrainStream, ValSet};
-pub use shard::{list_shards, read_shard, write_shard, Shard, Split};
+pub use shard::{check_shard_bytes, list_shards, read_shard, write_shard, Shard, Split};
 pub use tokenizer::{EncodeScratch, Piece, PieceType, Tokenizer};

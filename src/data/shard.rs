@@ -74,10 +74,22 @@ enum Storage {
 /// An open, validated shard. The tokens are memory-mapped, so opening even a 200 MB shard
 /// costs one pass over it for the vocabulary check and no copy.
 ///
-/// As with any memory map, the file must not be modified while the shard is open.
+/// As with any memory map, the file must not be modified while the shard is open: reading a
+/// mapped page that a truncation removed kills the process with SIGBUS. So the shard keeps
+/// the file's size and modification time from when it was opened, and
+/// [`Shard::checked_tokens`] compares them with the file's (the open handle's and the
+/// path's) before handing out the tokens, turning a shard changed under a running job into
+/// [`DataError::ShardChanged`] rather than a crash. (A change in the instant between that
+/// check and the copy that follows it cannot be caught without giving up the map.)
 pub struct Shard {
     path: PathBuf,
     storage: Storage,
+    /// The open file, for `fstat` of exactly what is mapped.
+    file: File,
+    /// The file's size in bytes when it was opened.
+    len_at_open: u64,
+    /// The file's modification time when it was opened (None where the platform has none).
+    modified_at_open: Option<std::time::SystemTime>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -111,10 +123,50 @@ impl Shard {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Checks that the file is still the one that was opened: the same size and
+    /// modification time, both through the open handle (what the map reads) and through the
+    /// path (a replaced or deleted file). Fails with [`DataError::ShardChanged`] naming the
+    /// file and what changed.
+    pub fn check_unchanged(&self) -> Result<(), DataError> {
+        let changed = |what: String| Err(DataError::ShardChanged { path: self.path.clone(), what });
+        let handle = self.file.metadata().map_err(|e| DataError::io(&self.path, "stat shard", e))?;
+        let on_disk = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) => return changed(format!("the file cannot be found any more ({e})")),
+        };
+        for (meta, which) in [(&handle, "the open file"), (&on_disk, "the file at this path")] {
+            if meta.len() != self.len_at_open {
+                return changed(format!("{which} is {} bytes, but was {} when opened", meta.len(), self.len_at_open));
+            }
+            let modified = meta.modified().ok();
+            if modified != self.modified_at_open {
+                return changed(format!(
+                    "{which} was modified (mtime {:?}, was {:?} when opened)",
+                    modified, self.modified_at_open
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The token ids, after [`Shard::check_unchanged`]: what readers that hold a shard for a
+    /// long time (the training stream) use.
+    pub fn checked_tokens(&self) -> Result<&[u16], DataError> {
+        self.check_unchanged()?;
+        Ok(self.tokens())
+    }
 }
 
 /// Parses and checks a shard header against the file size; returns the token count.
 fn check_header(path: &Path, header: &[u8], file_len: u64) -> Result<usize, DataError> {
+    if header.len() < HEADER_BYTES {
+        return Err(DataError::HeaderTruncated {
+            path: path.to_path_buf(),
+            len: header.len() as u64,
+            header: HEADER_BYTES as u64,
+        });
+    }
     let word = |i: usize| i32::from_le_bytes(header[i * 4..i * 4 + 4].try_into().unwrap());
     let magic = word(0);
     if magic != SHARD_MAGIC {
@@ -165,7 +217,8 @@ pub(crate) fn first_out_of_range(tokens: &[u16], vocab_size: usize) -> Option<(u
 /// a malformed file.
 pub fn read_shard(path: &Path, vocab_size: Option<usize>) -> Result<Shard, DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, "open shard", e))?;
-    let file_len = file.metadata().map_err(|e| DataError::io(path, "stat shard", e))?.len();
+    let meta = file.metadata().map_err(|e| DataError::io(path, "stat shard", e))?;
+    let (file_len, modified_at_open) = (meta.len(), meta.modified().ok());
     if file_len < HEADER_BYTES as u64 {
         return Err(DataError::HeaderTruncated {
             path: path.to_path_buf(),
@@ -189,6 +242,12 @@ pub fn read_shard(path: &Path, vocab_size: Option<usize>) -> Result<Shard, DataE
             });
         }
         check_header(path, &map[..HEADER_BYTES], map.len() as u64)?;
+        if map.len() as u64 != file_len {
+            return Err(DataError::ShardChanged {
+                path: path.to_path_buf(),
+                what: format!("it was {file_len} bytes when opened and {} when mapped", map.len()),
+            });
+        }
         Storage::Mapped(map)
     };
     #[cfg(not(target_endian = "little"))]
@@ -205,7 +264,7 @@ pub fn read_shard(path: &Path, vocab_size: Option<usize>) -> Result<Shard, DataE
         Storage::Owned(bytes[HEADER_BYTES..].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect())
     };
 
-    let shard = Shard { path: path.to_path_buf(), storage };
+    let shard = Shard { path: path.to_path_buf(), storage, file, len_at_open: file_len, modified_at_open };
     if let Some(vocab_size) = vocab_size {
         if let Some((index, token)) = first_out_of_range(shard.tokens(), vocab_size) {
             return Err(DataError::TokenOutOfRange {
@@ -217,6 +276,26 @@ pub fn read_shard(path: &Path, vocab_size: Option<usize>) -> Result<Shard, DataE
         }
     }
     Ok(shard)
+}
+
+/// Validates the bytes of a whole shard file exactly as [`read_shard`] validates a file
+/// (`path` only names it in errors) and returns its token count: the entry point for
+/// fuzzing the format without a file.
+pub fn check_shard_bytes(path: &Path, bytes: &[u8], vocab_size: Option<usize>) -> Result<usize, DataError> {
+    let header = &bytes[..bytes.len().min(HEADER_BYTES)];
+    let tokens = check_header(path, header, bytes.len() as u64)?;
+    if let Some(vocab_size) = vocab_size {
+        let ids = bytes[HEADER_BYTES..].chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+        if let Some((index, token)) = ids.enumerate().find(|&(_, t)| t as usize >= vocab_size) {
+            return Err(DataError::TokenOutOfRange {
+                path: path.to_path_buf(),
+                index: index as u64,
+                token: token as u32,
+                vocab_size,
+            });
+        }
+    }
+    Ok(tokens)
 }
 
 /// The bytes of a shard header for `tokens` tokens.
@@ -239,7 +318,8 @@ pub(crate) fn temp_sibling(path: &Path) -> PathBuf {
 }
 
 /// Writes `tokens` as a shard at `path`, atomically: the data goes to a temporary file in the
-/// same directory, is flushed to disk, and is then renamed over `path`. A crash leaves either
+/// same directory, is flushed to disk, and is then renamed over `path` (and the directory
+/// synced, so that the rename survives a power cut). A crash leaves either
 /// the old file, or the complete new one, plus at worst a `.tmp` file; never a truncated
 /// shard under the final name.
 ///
@@ -268,7 +348,9 @@ pub fn write_shard(path: &Path, tokens: &[u16]) -> Result<(), DataError> {
         let file = w.into_inner().map_err(|e| DataError::io(&tmp, "write", e.into_error()))?;
         file.sync_all().map_err(|e| DataError::io(&tmp, "sync", e))?;
         drop(file);
-        std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, "rename into place", e))
+        std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, "rename into place", e))?;
+        let dir = crate::fsutil::parent_dir(path);
+        crate::fsutil::sync_dir(dir).map_err(|e| DataError::io(dir, "sync directory", e))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

@@ -179,10 +179,13 @@ fn existing_shards(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(all)
 }
 
-/// Moves the staged shards into `out`.
+/// Moves the staged shards into `out`, then syncs the directories the renames changed.
 fn publish(staging: &Path, out: &Path, out_existed: bool, force: bool) -> anyhow::Result<()> {
+    let sync = |dir: &Path| crate::fsutil::sync_dir(dir).map_err(|e| DataError::io(dir, "sync directory", e));
     if !out_existed {
+        // The staged shards' own directory was synced as each was written.
         std::fs::rename(staging, out).map_err(|e| DataError::io(out, "rename into place", e))?;
+        sync(crate::fsutil::parent_dir(out))?;
         return Ok(());
     }
     if force {
@@ -201,6 +204,7 @@ fn publish(staging: &Path, out: &Path, out_existed: bool, force: bool) -> anyhow
         std::fs::rename(&from, &to).map_err(|e| DataError::io(&to, "rename into place", e))?;
     }
     std::fs::remove_dir(staging).map_err(|e| DataError::io(staging, "remove staging dir", e))?;
+    sync(out)?;
     Ok(())
 }
 

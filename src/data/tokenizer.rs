@@ -193,7 +193,12 @@ impl Tokenizer {
     /// when it is not a decodable model, is not BPE, or lacks an unknown piece.
     pub fn load(path: &Path) -> Result<Self, DataError> {
         let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read", e))?;
-        Self::from_bytes(&bytes).map_err(|problem| DataError::BadModel { path: path.to_path_buf(), problem })
+        Self::from_file_bytes(path, &bytes)
+    }
+
+    /// [`Tokenizer::load`] of a file's bytes already in memory (`path` names it in errors).
+    pub fn from_file_bytes(path: &Path, bytes: &[u8]) -> Result<Self, DataError> {
+        Self::from_bytes(bytes).map_err(|problem| DataError::BadModel { path: path.to_path_buf(), problem })
     }
 
     /// Decodes a model from the bytes of a `.model` file; errors are plain descriptions.

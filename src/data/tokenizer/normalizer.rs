@@ -115,7 +115,13 @@ impl Normalizer {
             return (&input[..len], len);
         }
         if let Some((len, value)) = self.longest_match(input) {
-            return (self.replacement(value), len);
+            let replacement = self.replacement(value);
+            // A valid map's keys are whole characters and its replacements UTF-8; a corrupt
+            // one could match part of a character or replace it with invalid bytes. Such a
+            // match is ignored, so that the output stays UTF-8 whatever the model holds.
+            if input.get(len).is_none_or(|&b| b & 0xC0 != 0x80) && std::str::from_utf8(replacement).is_ok() {
+                return (replacement, len);
+            }
         }
         let len = utf8_len(input[0]).min(input.len());
         (&input[..len], len)
