@@ -228,134 +228,10 @@ impl Config {
     /// field by its path (`train.beta2`), its value and what was expected. [`Config::parse`]
     /// runs it after the overrides; a config built in code can run it itself.
     pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        let bad = |field: &str, message: String| ConfigError::Field { file: file.into(), field: field.into(), message };
-        let at_least = |field: &str, v: usize, min: usize| {
-            if v < min {
-                return Err(bad(field, format!("is {v}, expected at least {min}")));
-            }
-            Ok(())
-        };
-        // `ok` is the allowed range in words; NaN and infinities never pass.
-        let real = |field: &str, v: f64, ok: &str, pass: bool| {
-            if !v.is_finite() || !pass {
-                return Err(bad(field, format!("is {v}, expected {ok}")));
-            }
-            Ok(())
-        };
-        let positive = |field: &str, v: f64| real(field, v, "a finite value > 0", v > 0.0);
-        let non_negative = |field: &str, v: f64| real(field, v, "a finite value >= 0", v >= 0.0);
-        let unit = |field: &str, v: f64| real(field, v, "a value in [0, 1)", (0.0..1.0).contains(&v));
-        let m = &self.model;
-        let t = &self.train;
-
-        // The model's shape.
-        at_least("model.vocab_size", m.vocab_size, 1)?;
-        if m.vocab_size > 65536 {
-            return Err(bad(
-                "model.vocab_size",
-                format!("is {}, expected at most 65536 (token ids are uint16 in shards)", m.vocab_size),
-            ));
-        }
-        at_least("model.num_layers", m.num_layers, 1)?;
-        at_least("model.model_dim", m.model_dim, 1)?;
-        at_least("model.num_heads", m.num_heads, 1)?;
-        at_least("model.num_kv_heads", m.num_kv_heads, 1)?;
-        at_least("model.mlp_mult", m.mlp_mult, 1)?;
-        if !m.model_dim.is_multiple_of(m.num_heads) {
-            return Err(bad(
-                "model.num_heads",
-                format!("is {}, expected a divisor of model_dim {}", m.num_heads, m.model_dim),
-            ));
-        }
-        if !m.num_heads.is_multiple_of(m.num_kv_heads) {
-            return Err(bad(
-                "model.num_kv_heads",
-                format!("is {}, expected a divisor of num_heads {}", m.num_kv_heads, m.num_heads),
-            ));
-        }
-        let hd = m.model_dim / m.num_heads;
-        if !hd.is_multiple_of(2) {
-            return Err(bad(
-                "model.num_heads",
-                format!("head_dim = model_dim / num_heads = {hd}, expected even (RoPE rotates pairs of channels)"),
-            ));
-        }
-        if hd > 128 {
-            return Err(bad(
-                "model.num_heads",
-                format!("head_dim = model_dim / num_heads = {hd}, expected at most 128 (the attention kernels' limit)"),
-            ));
-        }
-        real("model.rope_base", m.rope_base, "a finite value > 1", m.rope_base > 1.0)?;
-        positive("model.logit_softcap", m.logit_softcap)?;
-        positive("model.qk_gain_init", m.qk_gain_init as f64)?;
-        positive("model.tied_embed_init_std", m.tied_embed_init_std as f64)?;
-        if m.bigram_buckets == 1 {
-            return Err(bad("model.bigram_buckets", "is 1, expected 0 (off) or at least 2".into()));
-        }
-        if m.bigram_buckets > 0 {
-            at_least("model.bigram_dim", m.bigram_dim, 1)?;
-        }
-        real("model.bigram_scale_init", m.bigram_scale_init as f64, "a finite value", true)?;
-        if m.xsa_last_n > m.num_layers {
-            return Err(bad(
-                "model.xsa_last_n",
-                format!("is {}, expected at most num_layers {}", m.xsa_last_n, m.num_layers),
-            ));
-        }
-        if m.rope_ntk_base_len > 0 && hd <= 2 {
-            return Err(bad(
-                "model.rope_ntk_base_len",
-                format!(
-                    "is {}, but its scaling exponent head_dim / (head_dim - 2) needs head_dim > 2 (it is {hd}); 0 turns it off",
-                    m.rope_ntk_base_len
-                ),
-            ));
-        }
-
-        // Batch geometry and schedule.
-        at_least("train.seq_len", t.seq_len, 1)?;
-        at_least("train.batch_seqs", t.batch_seqs, 1)?;
-        at_least("train.grad_accum", t.grad_accum, 1)?;
-        if t.batch_seqs.checked_mul(t.seq_len).and_then(|n| n.checked_mul(t.grad_accum)).is_none() {
-            return Err(bad(
-                "train.grad_accum",
-                format!(
-                    "tokens per step = batch_seqs {} x seq_len {} x grad_accum {} overflows",
-                    t.batch_seqs, t.seq_len, t.grad_accum
-                ),
-            ));
-        }
-        at_least("train.steps", t.steps, 1)?;
-        at_least("train.log_every", t.log_every, 1)?;
-        non_negative("train.max_wallclock_s", t.max_wallclock_s)?;
-        if t.warmdown == Warmdown::Wallclock && t.max_wallclock_s <= 0.0 {
-            return Err(bad("train.warmdown", "is \"wallclock\", which needs train.max_wallclock_s > 0".into()));
-        }
-
-        // The optimizer.
-        positive("train.embed_lr", t.embed_lr as f64)?;
-        positive("train.matrix_lr", t.matrix_lr as f64)?;
-        positive("train.scalar_lr", t.scalar_lr as f64)?;
-        unit("train.beta1", t.beta1 as f64)?;
-        unit("train.beta2", t.beta2 as f64)?;
-        positive("train.adam_eps", t.adam_eps as f64)?;
-        non_negative("train.weight_decay", t.weight_decay as f64)?;
-        unit("train.muon_momentum", t.muon_momentum as f64)?;
-        unit("train.muon_momentum_start", t.muon_momentum_start as f64)?;
-        if t.matrix_optimizer == MatrixOptimizer::Muon {
-            at_least("train.muon_ns_steps", t.muon_ns_steps, 1)?;
-        }
-        non_negative("train.grad_clip_norm", t.grad_clip_norm as f64)?;
-        unit("train.ema_decay", t.ema_decay as f64)?;
-
-        // Paths.
-        for (field, p) in [("data.dir", &self.data.dir), ("data.tokenizer", &self.data.tokenizer)] {
-            if p.as_os_str().is_empty() {
-                return Err(bad(field, "is empty, expected a path".into()));
-            }
-        }
-        Ok(())
+        let c = Checker { file };
+        validate_model(&c, &self.model)?;
+        validate_train(&c, &self.train)?;
+        validate_data(&c, &self.data)
     }
 
     /// The RoPE base actually used at `seq_len` (the NTK quirk applied when configured).
@@ -382,6 +258,157 @@ impl Config {
     pub fn step_tokens(&self) -> usize {
         self.micro_tokens() * self.train.grad_accum
     }
+}
+
+/// The range checks of [`Config::validate`]: each error names the file, the field by its
+/// path, the value and what was expected.
+struct Checker<'a> {
+    file: &'a str,
+}
+
+impl Checker<'_> {
+    fn bad(&self, field: &str, message: String) -> ConfigError {
+        ConfigError::Field { file: self.file.into(), field: field.into(), message }
+    }
+    fn at_least(&self, field: &str, v: usize, min: usize) -> Result<(), ConfigError> {
+        if v < min {
+            return Err(self.bad(field, format!("is {v}, expected at least {min}")));
+        }
+        Ok(())
+    }
+    /// `ok` is the allowed range in words; NaN and infinities never pass.
+    fn real(&self, field: &str, v: f64, ok: &str, pass: bool) -> Result<(), ConfigError> {
+        if !v.is_finite() || !pass {
+            return Err(self.bad(field, format!("is {v}, expected {ok}")));
+        }
+        Ok(())
+    }
+    fn positive(&self, field: &str, v: f64) -> Result<(), ConfigError> {
+        self.real(field, v, "a finite value > 0", v > 0.0)
+    }
+    fn non_negative(&self, field: &str, v: f64) -> Result<(), ConfigError> {
+        self.real(field, v, "a finite value >= 0", v >= 0.0)
+    }
+    fn unit(&self, field: &str, v: f64) -> Result<(), ConfigError> {
+        self.real(field, v, "a value in [0, 1)", (0.0..1.0).contains(&v))
+    }
+}
+
+/// The model's shape.
+fn validate_model(c: &Checker, m: &ModelConfig) -> Result<(), ConfigError> {
+    c.at_least("model.vocab_size", m.vocab_size, 1)?;
+    if m.vocab_size > 65536 {
+        return Err(c.bad(
+            "model.vocab_size",
+            format!("is {}, expected at most 65536 (token ids are uint16 in shards)", m.vocab_size),
+        ));
+    }
+    c.at_least("model.num_layers", m.num_layers, 1)?;
+    c.at_least("model.model_dim", m.model_dim, 1)?;
+    c.at_least("model.num_heads", m.num_heads, 1)?;
+    c.at_least("model.num_kv_heads", m.num_kv_heads, 1)?;
+    c.at_least("model.mlp_mult", m.mlp_mult, 1)?;
+    if !m.model_dim.is_multiple_of(m.num_heads) {
+        return Err(
+            c.bad("model.num_heads", format!("is {}, expected a divisor of model_dim {}", m.num_heads, m.model_dim))
+        );
+    }
+    if !m.num_heads.is_multiple_of(m.num_kv_heads) {
+        return Err(c.bad(
+            "model.num_kv_heads",
+            format!("is {}, expected a divisor of num_heads {}", m.num_kv_heads, m.num_heads),
+        ));
+    }
+    let hd = m.model_dim / m.num_heads;
+    if !hd.is_multiple_of(2) {
+        return Err(c.bad(
+            "model.num_heads",
+            format!("head_dim = model_dim / num_heads = {hd}, expected even (RoPE rotates pairs of channels)"),
+        ));
+    }
+    if hd > 128 {
+        return Err(c.bad(
+            "model.num_heads",
+            format!("head_dim = model_dim / num_heads = {hd}, expected at most 128 (the attention kernels' limit)"),
+        ));
+    }
+    c.real("model.rope_base", m.rope_base, "a finite value > 1", m.rope_base > 1.0)?;
+    c.positive("model.logit_softcap", m.logit_softcap)?;
+    c.positive("model.qk_gain_init", m.qk_gain_init as f64)?;
+    c.positive("model.tied_embed_init_std", m.tied_embed_init_std as f64)?;
+    if m.bigram_buckets == 1 {
+        return Err(c.bad("model.bigram_buckets", "is 1, expected 0 (off) or at least 2".into()));
+    }
+    if m.bigram_buckets > 0 {
+        c.at_least("model.bigram_dim", m.bigram_dim, 1)?;
+    }
+    c.real("model.bigram_scale_init", m.bigram_scale_init as f64, "a finite value", true)?;
+    if m.xsa_last_n > m.num_layers {
+        return Err(
+            c.bad("model.xsa_last_n", format!("is {}, expected at most num_layers {}", m.xsa_last_n, m.num_layers))
+        );
+    }
+    if m.rope_ntk_base_len > 0 && hd <= 2 {
+        return Err(c.bad(
+            "model.rope_ntk_base_len",
+            format!(
+                "is {}, but its scaling exponent head_dim / (head_dim - 2) needs head_dim > 2 (it is {hd}); 0 turns it off",
+                m.rope_ntk_base_len
+            ),
+        ));
+    }
+
+    Ok(())
+}
+
+/// Batch geometry, schedule and optimizer.
+fn validate_train(c: &Checker, t: &TrainConfig) -> Result<(), ConfigError> {
+    c.at_least("train.seq_len", t.seq_len, 1)?;
+    c.at_least("train.batch_seqs", t.batch_seqs, 1)?;
+    c.at_least("train.grad_accum", t.grad_accum, 1)?;
+    if t.batch_seqs.checked_mul(t.seq_len).and_then(|n| n.checked_mul(t.grad_accum)).is_none() {
+        return Err(c.bad(
+            "train.grad_accum",
+            format!(
+                "tokens per step = batch_seqs {} x seq_len {} x grad_accum {} overflows",
+                t.batch_seqs, t.seq_len, t.grad_accum
+            ),
+        ));
+    }
+    c.at_least("train.steps", t.steps, 1)?;
+    c.at_least("train.log_every", t.log_every, 1)?;
+    c.non_negative("train.max_wallclock_s", t.max_wallclock_s)?;
+    if t.warmdown == Warmdown::Wallclock && t.max_wallclock_s <= 0.0 {
+        return Err(c.bad("train.warmdown", "is \"wallclock\", which needs train.max_wallclock_s > 0".into()));
+    }
+
+    // The optimizer.
+    c.positive("train.embed_lr", t.embed_lr as f64)?;
+    c.positive("train.matrix_lr", t.matrix_lr as f64)?;
+    c.positive("train.scalar_lr", t.scalar_lr as f64)?;
+    c.unit("train.beta1", t.beta1 as f64)?;
+    c.unit("train.beta2", t.beta2 as f64)?;
+    c.positive("train.adam_eps", t.adam_eps as f64)?;
+    c.non_negative("train.weight_decay", t.weight_decay as f64)?;
+    c.unit("train.muon_momentum", t.muon_momentum as f64)?;
+    c.unit("train.muon_momentum_start", t.muon_momentum_start as f64)?;
+    if t.matrix_optimizer == MatrixOptimizer::Muon {
+        c.at_least("train.muon_ns_steps", t.muon_ns_steps, 1)?;
+    }
+    c.non_negative("train.grad_clip_norm", t.grad_clip_norm as f64)?;
+    c.unit("train.ema_decay", t.ema_decay as f64)?;
+
+    Ok(())
+}
+
+/// The data paths.
+fn validate_data(c: &Checker, d: &DataConfig) -> Result<(), ConfigError> {
+    for (field, p) in [("data.dir", &d.dir), ("data.tokenizer", &d.tokenizer)] {
+        if p.as_os_str().is_empty() {
+            return Err(c.bad(field, "is empty, expected a path".into()));
+        }
+    }
+    Ok(())
 }
 
 /// Applies `section.key=value`; the value is parsed as TOML (a number, bool, or string) and

@@ -222,99 +222,15 @@ impl Tokenizer {
             return Err(format!("{} pieces is too many", pieces.len()));
         }
 
-        // TrainerSpec: model type, byte fallback and the special ids.
-        let (mut model_type, mut byte_fallback) = (1u64, false);
-        let (mut bos, mut eos, mut pad) = (1i32, 2i32, -1i32);
-        if let Some(t) = trainer {
-            let mut r = Reader::new(t);
-            while let Some((field, v)) = r.next_field()? {
-                match field {
-                    3 => model_type = v.as_varint("TrainerSpec.model_type")?,
-                    35 => byte_fallback = v.as_bool("TrainerSpec.byte_fallback")?,
-                    41 => bos = v.as_i32("TrainerSpec.bos_id")?,
-                    42 => eos = v.as_i32("TrainerSpec.eos_id")?,
-                    43 => pad = v.as_i32("TrainerSpec.pad_id")?,
-                    _ => {}
-                }
-            }
-        }
-        if model_type != 2 {
-            let name = match model_type {
-                1 => "UNIGRAM",
-                3 => "WORD",
-                4 => "CHAR",
-                _ => "unknown",
-            };
-            return Err(format!("model type is {name} ({model_type}); only BPE (2) is supported"));
-        }
-
-        // NormalizerSpec.
-        let (mut name, mut charsmap): (String, &[u8]) = (String::new(), &[]);
-        let (mut dummy, mut extra_ws, mut escape_ws) = (true, true, true);
-        if let Some(n) = normalizer_spec {
-            let mut r = Reader::new(n);
-            while let Some((field, v)) = r.next_field()? {
-                match field {
-                    1 => name = v.as_str("NormalizerSpec.name")?.to_owned(),
-                    2 => charsmap = v.as_bytes("NormalizerSpec.precompiled_charsmap")?,
-                    3 => dummy = v.as_bool("NormalizerSpec.add_dummy_prefix")?,
-                    4 => extra_ws = v.as_bool("NormalizerSpec.remove_extra_whitespaces")?,
-                    5 => escape_ws = v.as_bool("NormalizerSpec.escape_whitespaces")?,
-                    _ => {}
-                }
-            }
-        }
-
-        // Piece maps, as SentencePiece's ModelInterface builds them.
-        let mut piece_ids: FxMap<Box<[u8]>, u32> = FxMap::default();
-        let mut reserved_ids: FxMap<Box<[u8]>, u32> = FxMap::default();
-        let mut byte_ids = [None; 256];
-        let mut unk_id = None;
-        let mut user_defined = Vec::new();
-        let mut has_unused = false;
-        for (i, p) in pieces.iter().enumerate() {
-            let id = i as u32;
-            if p.piece.is_empty() {
-                return Err(format!("piece {id} is empty"));
-            }
-            let mergeable = matches!(p.kind, PieceType::Normal | PieceType::UserDefined | PieceType::Unused);
-            let map = if mergeable { &mut piece_ids } else { &mut reserved_ids };
-            if map.insert(p.piece.as_bytes().into(), id).is_some() {
-                return Err(format!("piece {:?} is defined twice", p.piece));
-            }
-            match p.kind {
-                PieceType::UserDefined => user_defined.push(p.piece.as_bytes().to_vec()),
-                PieceType::Unknown => unk_id = Some(id),
-                PieceType::Unused => has_unused = true,
-                PieceType::Byte => {
-                    if !byte_fallback {
-                        return Err("byte pieces present but byte_fallback is off".into());
-                    }
-                    let b = parse_byte_piece(&p.piece).ok_or_else(|| format!("byte piece {id} is {:?}", p.piece))?;
-                    byte_ids[b as usize] = Some(id);
-                }
-                _ => {}
-            }
-        }
-        // As in SentencePiece, the unknown id is that of the UNKNOWN piece, whatever
-        // trainer_spec.unk_id says.
-        let unk_id = unk_id.ok_or("no <unk> piece")?;
+        let TrainerSpec { byte_fallback, bos, eos, pad } = TrainerSpec::parse(trainer)?;
+        let NormalizerSpec { name, charsmap, dummy, extra_ws, escape_ws } = NormalizerSpec::parse(normalizer_spec)?;
+        let PieceMaps { piece_ids, reserved_ids, byte_ids, unk_id, user_defined, has_unused } =
+            PieceMaps::build(&pieces, byte_fallback)?;
         let special = |id: i32| {
             (id >= 0 && (id as usize) < pieces.len() && pieces[id as usize].kind == PieceType::Control)
                 .then_some(id as u32)
         };
-
-        // (left, right) -> merged, over every two-part split of every mergeable piece.
-        let mut pair_ids: FxMap<u64, u32> = FxMap::default();
-        for (text, &id) in &piece_ids {
-            let s = std::str::from_utf8(text).expect("pieces are strings");
-            for (cut, _) in s.char_indices().skip(1) {
-                if let (Some(&l), Some(&r)) = (piece_ids.get(&s.as_bytes()[..cut]), piece_ids.get(&s.as_bytes()[cut..]))
-                {
-                    pair_ids.insert(pair_key(l, r), id);
-                }
-            }
-        }
+        let pair_ids = merge_pairs(&piece_ids);
         let emit_id = pieces
             .iter()
             .enumerate()
@@ -641,6 +557,138 @@ impl Tokenizer {
 
 /// A span `(start, byte length)` of the normalized text.
 type Span = (usize, usize);
+
+/// What the tokenizer needs of a model's TrainerSpec (BPE is checked here).
+struct TrainerSpec {
+    byte_fallback: bool,
+    bos: i32,
+    eos: i32,
+    pad: i32,
+}
+
+impl TrainerSpec {
+    /// The spec's fields, SentencePiece's defaults where a field is absent.
+    fn parse(spec: Option<&[u8]>) -> Result<Self, String> {
+        let (mut model_type, mut byte_fallback) = (1u64, false);
+        let (mut bos, mut eos, mut pad) = (1i32, 2i32, -1i32);
+        if let Some(t) = spec {
+            let mut r = Reader::new(t);
+            while let Some((field, v)) = r.next_field()? {
+                match field {
+                    3 => model_type = v.as_varint("TrainerSpec.model_type")?,
+                    35 => byte_fallback = v.as_bool("TrainerSpec.byte_fallback")?,
+                    41 => bos = v.as_i32("TrainerSpec.bos_id")?,
+                    42 => eos = v.as_i32("TrainerSpec.eos_id")?,
+                    43 => pad = v.as_i32("TrainerSpec.pad_id")?,
+                    _ => {}
+                }
+            }
+        }
+        if model_type != 2 {
+            let name = match model_type {
+                1 => "UNIGRAM",
+                3 => "WORD",
+                4 => "CHAR",
+                _ => "unknown",
+            };
+            return Err(format!("model type is {name} ({model_type}); only BPE (2) is supported"));
+        }
+        Ok(TrainerSpec { byte_fallback, bos, eos, pad })
+    }
+}
+
+/// A model's NormalizerSpec.
+struct NormalizerSpec<'a> {
+    name: String,
+    charsmap: &'a [u8],
+    dummy: bool,
+    extra_ws: bool,
+    escape_ws: bool,
+}
+
+impl<'a> NormalizerSpec<'a> {
+    fn parse(spec: Option<&'a [u8]>) -> Result<Self, String> {
+        let (mut name, mut charsmap): (String, &[u8]) = (String::new(), &[]);
+        let (mut dummy, mut extra_ws, mut escape_ws) = (true, true, true);
+        if let Some(n) = spec {
+            let mut r = Reader::new(n);
+            while let Some((field, v)) = r.next_field()? {
+                match field {
+                    1 => name = v.as_str("NormalizerSpec.name")?.to_owned(),
+                    2 => charsmap = v.as_bytes("NormalizerSpec.precompiled_charsmap")?,
+                    3 => dummy = v.as_bool("NormalizerSpec.add_dummy_prefix")?,
+                    4 => extra_ws = v.as_bool("NormalizerSpec.remove_extra_whitespaces")?,
+                    5 => escape_ws = v.as_bool("NormalizerSpec.escape_whitespaces")?,
+                    _ => {}
+                }
+            }
+        }
+        Ok(NormalizerSpec { name, charsmap, dummy, extra_ws, escape_ws })
+    }
+}
+
+/// The piece lookups, as SentencePiece's ModelInterface builds them.
+struct PieceMaps {
+    piece_ids: FxMap<Box<[u8]>, u32>,
+    reserved_ids: FxMap<Box<[u8]>, u32>,
+    byte_ids: [Option<u32>; 256],
+    unk_id: u32,
+    user_defined: Vec<Vec<u8>>,
+    has_unused: bool,
+}
+
+impl PieceMaps {
+    fn build(pieces: &[Piece], byte_fallback: bool) -> Result<Self, String> {
+        let mut piece_ids: FxMap<Box<[u8]>, u32> = FxMap::default();
+        let mut reserved_ids: FxMap<Box<[u8]>, u32> = FxMap::default();
+        let mut byte_ids = [None; 256];
+        let mut unk_id = None;
+        let mut user_defined = Vec::new();
+        let mut has_unused = false;
+        for (i, p) in pieces.iter().enumerate() {
+            let id = i as u32;
+            if p.piece.is_empty() {
+                return Err(format!("piece {id} is empty"));
+            }
+            let mergeable = matches!(p.kind, PieceType::Normal | PieceType::UserDefined | PieceType::Unused);
+            let map = if mergeable { &mut piece_ids } else { &mut reserved_ids };
+            if map.insert(p.piece.as_bytes().into(), id).is_some() {
+                return Err(format!("piece {:?} is defined twice", p.piece));
+            }
+            match p.kind {
+                PieceType::UserDefined => user_defined.push(p.piece.as_bytes().to_vec()),
+                PieceType::Unknown => unk_id = Some(id),
+                PieceType::Unused => has_unused = true,
+                PieceType::Byte => {
+                    if !byte_fallback {
+                        return Err("byte pieces present but byte_fallback is off".into());
+                    }
+                    let b = parse_byte_piece(&p.piece).ok_or_else(|| format!("byte piece {id} is {:?}", p.piece))?;
+                    byte_ids[b as usize] = Some(id);
+                }
+                _ => {}
+            }
+        }
+        // As in SentencePiece, the unknown id is that of the UNKNOWN piece, whatever
+        // trainer_spec.unk_id says.
+        let unk_id = unk_id.ok_or("no <unk> piece")?;
+        Ok(PieceMaps { piece_ids, reserved_ids, byte_ids, unk_id, user_defined, has_unused })
+    }
+}
+
+/// (left, right) -> merged, over every two-part split of every mergeable piece.
+fn merge_pairs(piece_ids: &FxMap<Box<[u8]>, u32>) -> FxMap<u64, u32> {
+    let mut pair_ids: FxMap<u64, u32> = FxMap::default();
+    for (text, &id) in piece_ids {
+        let s = std::str::from_utf8(text).expect("pieces are strings");
+        for (cut, _) in s.char_indices().skip(1) {
+            if let (Some(&l), Some(&r)) = (piece_ids.get(&s.as_bytes()[..cut]), piece_ids.get(&s.as_bytes()[cut..])) {
+                pair_ids.insert(pair_key(l, r), id);
+            }
+        }
+    }
+    pair_ids
+}
 
 fn pair_key(l: u32, r: u32) -> u64 {
     ((l as u64) << 32) | r as u64

@@ -12,6 +12,9 @@ use crate::exec::{ExecError, Executor, HostData};
 use crate::plan::{Phase, Plan, Role, TensorId};
 use std::sync::Arc;
 
+/// How long a read-back waits for its map callback once the device is idle.
+const MAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 struct Prepared {
     kernel: Arc<Kernel>,
     bind_group: wgpu::BindGroup,
@@ -252,9 +255,12 @@ impl Executor for GpuExecutor {
             let _ = sender.send(r);
         });
         self.wait(|| format!("reading {name} back"))?;
-        let mapped = receiver.try_recv().map_err(|_| ExecError::Readback {
+        // The callback runs in whichever thread's poll finds the map ready (tests share one
+        // device across threads), possibly just after this poll returned: wait for it, but
+        // not forever.
+        let mapped = receiver.recv_timeout(MAP_TIMEOUT).map_err(|_| ExecError::Readback {
             tensor: name.clone(),
-            message: "the map did not complete although the device is idle".into(),
+            message: format!("the map did not complete within {MAP_TIMEOUT:?} of the device going idle"),
         })?;
         mapped.map_err(|e| ExecError::Readback { tensor: name.clone(), message: e.to_string() })?;
         let out = {
