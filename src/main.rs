@@ -46,7 +46,8 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// List the Vulkan/Metal/DX12 adapters and show the chosen one's features and limits;
-    /// with --config, also the model's parameter count and the memory its plan needs.
+    /// with --config, also the model's parameter count and the memory its plan needs; with
+    /// --kernels, the plan's kernel accounting instead of the adapters.
     Info {
         #[command(flatten)]
         adapter: AdapterArg,
@@ -56,6 +57,12 @@ enum Command {
         /// Override a config field (with --config).
         #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
         overrides: Vec<String>,
+        /// With --config: per op kind, the dispatches per optimizer step, workgroups per
+        /// dispatch, FLOPs and global-memory bytes of the kernels as written, the step's
+        /// totals, and the dispatches below 132 workgroups (a large GPU's SMs) with
+        /// non-negligible work. Computed from the plan alone: needs no GPU, lists no adapters.
+        #[arg(long, requires = "config")]
+        kernels: bool,
     },
     /// Train a model from a config on the bundled data (the default command), or resume a
     /// run from its checkpoint.
@@ -161,7 +168,9 @@ fn run(cli: Cli) -> Result<()> {
         cpu: false,
     });
     match command {
-        Command::Info { adapter, config, overrides } => info(adapter.adapter.as_deref(), config, &overrides),
+        Command::Info { adapter, config, overrides, kernels } => {
+            info(adapter.adapter.as_deref(), config, &overrides, kernels)
+        }
         Command::Train { config, out, resume, checkpoint_every, adapter, cpu } => {
             let backend = if cpu { Backend::Cpu } else { Backend::Gpu(adapter.adapter) };
             train(&config, out, resume, checkpoint_every, backend)
@@ -277,18 +286,20 @@ fn eval(
     Ok(())
 }
 
-fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String]) -> Result<()> {
-    let adapters = wgolf::gpu::context::list_adapters();
-    if adapters.is_empty() {
-        return Err(wgolf::gpu::GpuError::NoAdapter.into());
+fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String], kernels: bool) -> Result<()> {
+    if !kernels {
+        let adapters = wgolf::gpu::context::list_adapters();
+        if adapters.is_empty() {
+            return Err(wgolf::gpu::GpuError::NoAdapter.into());
+        }
+        println!("adapters (Vulkan, Metal, DX12):");
+        for a in &adapters {
+            println!("  {}", a.one_line());
+        }
+        let ctx = GpuContext::new(adapter)?;
+        println!("chosen: {}", ctx.report.one_line());
+        println!("{}", ctx.report.details());
     }
-    println!("adapters (Vulkan, Metal, DX12):");
-    for a in &adapters {
-        println!("  {}", a.one_line());
-    }
-    let ctx = GpuContext::new(adapter)?;
-    println!("chosen: {}", ctx.report.one_line());
-    println!("{}", ctx.report.details());
     if let Some(path) = config {
         let cfg = Config::load(&path, overrides)?;
         let plan = wgolf::model::build_plan(&cfg)?;
@@ -316,6 +327,10 @@ fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String]) ->
             plan.steps(Phase::Backward).len(),
             plan.steps(Phase::Optimizer).len()
         );
+        if kernels {
+            println!();
+            print!("{}", wgolf::plan::cost::account(&plan, cfg.train.grad_accum).markdown());
+        }
     }
     Ok(())
 }

@@ -3,11 +3,12 @@
 //! hand-written backward pass and the optimizer. It is built once per config, checked for
 //! shapes and aliasing when built, and then replayed by an executor (CPU or GPU) every step.
 //! Nothing here touches wgpu.
+pub mod cost;
 pub mod defs;
 pub mod op;
 
 pub use defs::*;
-pub use op::{Access, BindingSpec, DType, Domain, KernelCall, Op, OpDef};
+pub use op::{Access, BindingSpec, Cost, DType, Domain, KernelCall, Op, OpDef};
 
 use std::collections::HashMap;
 

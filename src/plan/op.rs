@@ -6,7 +6,8 @@
 //! match. Nothing here touches wgpu.
 //!
 //! Adding an op: its shader, its CPU reference in `ops/`, its struct and `OpDef` impl in
-//! `defs/`, one line in the table at the bottom of this file, and its tests.
+//! `defs/` (its [`Cost`] counted from the shader), one line in the table at the bottom of
+//! this file, and its tests.
 use crate::ops::Real;
 
 /// Workgroup width of every 1-D kernel (`@workgroup_size(64)` in the shaders).
@@ -112,6 +113,77 @@ impl KernelCall {
     }
 }
 
+/// What one dispatch of an op does, counted from its shader as written (the accounting of
+/// `plan::cost` and `wgolf info --kernels` sums these).
+///
+/// The convention, the same for every op:
+/// - `bytes_read` / `bytes_written`: every load from and store to a storage buffer that the
+///   shader's code issues, 4 bytes each (every binding is f32 or u32), summed over the
+///   invocations that do work. A value loaded twice counts twice and `x[i] += y` is one load
+///   and one store: no credit for caches, coalescing or the compiler hoisting a repeated load.
+///   Uniform blocks (the optimizer hyperparameters), workgroup memory (the `workgroup_sum`
+///   tree) and private arrays are not counted. Elements a kernel computes only to discard
+///   (the matmul's clamped edge rows) count as their loads do.
+/// - `flops`: a multiply-add is 2; every other arithmetic operation on values (add, mul,
+///   div, max, min, sqrt, exp, log, tanh) is 1. Index arithmetic, comparisons, selects,
+///   negations and expressions of override constants alone (which the pipeline folds) are
+///   not counted.
+///   The `workgroup_sum` tree counts its `lanes - 1` additions.
+/// - Data-dependent branches take the common path, stated where it matters (XSA's norm
+///   clamp is taken as inactive).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    pub flops: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+}
+
+impl Cost {
+    /// A cost from element counts: `loads` and `stores` of 4-byte storage elements.
+    pub fn elems(flops: u64, loads: u64, stores: u64) -> Self {
+        Cost { flops, bytes_read: 4 * loads, bytes_written: 4 * stores }
+    }
+    /// Bytes moved either way.
+    pub fn bytes(&self) -> u64 {
+        self.bytes_read + self.bytes_written
+    }
+    /// The same work `times` over.
+    pub fn times(self, times: u64) -> Self {
+        Cost {
+            flops: self.flops * times,
+            bytes_read: self.bytes_read * times,
+            bytes_written: self.bytes_written * times,
+        }
+    }
+}
+
+impl std::ops::Add for Cost {
+    type Output = Cost;
+    fn add(self, o: Cost) -> Cost {
+        Cost {
+            flops: self.flops + o.flops,
+            bytes_read: self.bytes_read + o.bytes_read,
+            bytes_written: self.bytes_written + o.bytes_written,
+        }
+    }
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, o: Cost) {
+        *self = *self + o;
+    }
+}
+
+/// A count as `u64`, for [`Cost`] arithmetic.
+pub fn n64(v: usize) -> u64 {
+    v as u64
+}
+
+/// FLOPs of `workgroup_sum` over `lanes` lanes (its pairwise additions), for one workgroup.
+pub const fn tree_flops(lanes: u64) -> u64 {
+    lanes - 1
+}
+
 /// A 1-D grid covering `count` invocations of [`WG_1D`]-wide workgroups, folded into y
 /// when there are more than [`MAX_GRID_DIM`] workgroups (kernels index `x + y * nx * 64`).
 pub fn grid_1d(count: usize) -> [u32; 3] {
@@ -172,6 +244,9 @@ pub trait OpDef: Copy + std::fmt::Debug + PartialEq {
     }
     /// The kernel that runs this op.
     fn kernel(&self) -> KernelCall;
+    /// What one dispatch of [`kernel`](OpDef::kernel) computes and moves, counted from the
+    /// shader as written (the convention is [`Cost`]'s).
+    fn cost(&self) -> Cost;
     /// The CPU reference: `outs` are the read-write bindings in order, `ins` the rest.
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]);
     /// Small, ragged instances covering every layout and flag, for the kernel tests.
@@ -220,6 +295,12 @@ macro_rules! op_table {
             pub fn kernel(&self) -> KernelCall {
                 match self {
                     $(Op::$name(op) => op.kernel(),)*
+                }
+            }
+            /// See [`OpDef::cost`].
+            pub fn cost(&self) -> Cost {
+                match self {
+                    $(Op::$name(op) => op.cost(),)*
                 }
             }
             /// See [`OpDef::run_cpu`].

@@ -1,7 +1,7 @@
 //! Causal grouped-query attention (`shaders/attention.wgsl`, `ops::attention`).
 use crate::ops::attention::{self, AttnShape};
 use crate::ops::Real;
-use crate::plan::op::{grid_1d, BindingSpec, In, KernelCall, OpDef};
+use crate::plan::op::{grid_1d, n64, BindingSpec, Cost, In, KernelCall, OpDef};
 
 /// `[out, lse | q, k, v]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -19,6 +19,13 @@ pub struct AttentionBwdKv(pub AttnShape);
 fn sizes(s: AttnShape) -> (usize, usize, usize) {
     let rows = s.batch * s.seq;
     (rows * s.heads * s.head_dim, rows * s.kv_heads * s.head_dim, s.batch * s.heads * s.seq)
+}
+
+/// The causal (query, key) pairs `batch heads seq (seq + 1) / 2`, the queries
+/// `batch heads seq`, and the head dimension, for the costs.
+fn counts(s: AttnShape) -> (u64, u64, u64) {
+    let (b, h, t) = (n64(s.batch), n64(s.heads), n64(s.seq));
+    (b * h * t * (t + 1) / 2, b * h * t, n64(s.head_dim))
 }
 
 fn check(s: AttnShape) -> Result<(), String> {
@@ -58,6 +65,16 @@ impl OpDef for AttentionFwd {
         let s = self.0;
         call("attention_fwd", s, s.batch * s.heads * s.seq)
     }
+    /// Per query (its t + 1 keys): three passes over the keys, each recomputing the score
+    /// from q and k in global memory (2D loads, D multiply-adds, the scale); per key 2D + 2
+    /// FLOPs in the first (score, max), 2D + 4 in the second (score, subtract, exp, add),
+    /// 4D + 3 in the third (score, subtract, exp, and the v accumulation, which loads D
+    /// more): 8D + 9 FLOPs and 7D loads. Per query a log and an add, and out (D) and lse (1)
+    /// stored.
+    fn cost(&self) -> Cost {
+        let (pairs, queries, d) = counts(self.0);
+        Cost::elems(pairs * (8 * d + 9) + 2 * queries, pairs * 7 * d, queries * (d + 1))
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let (o, l) = outs.split_at_mut(1);
         attention::attention_fwd(&mut o[0], &mut l[0], ins[0].f(), ins[1].f(), ins[2].f(), self.0)
@@ -79,6 +96,14 @@ impl OpDef for AttentionBwdQ {
     fn kernel(&self) -> KernelCall {
         let s = self.0;
         call("attention_bwd_q", s, s.batch * s.heads * s.seq)
+    }
+    /// Per query: delta = dout . out (2D loads, 2D FLOPs, 1 store), lse (1 load), and at the
+    /// end dq += scale acc (D loads, D stores, 2D FLOPs). Per key: q . k and dout . v from
+    /// global memory (4D loads, 4D FLOPs), p and ds (5 FLOPs), and the accumulation of ds k,
+    /// which loads k again (D loads, 2D FLOPs).
+    fn cost(&self) -> Cost {
+        let (pairs, queries, d) = counts(self.0);
+        Cost::elems(queries * 4 * d + pairs * (6 * d + 5), queries * (3 * d + 1) + pairs * 5 * d, queries * (d + 1))
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let (dq, d) = outs.split_at_mut(1);
@@ -102,6 +127,17 @@ impl OpDef for AttentionBwdKv {
     fn kernel(&self) -> KernelCall {
         let s = self.0;
         call("attention_bwd_kv", s, s.batch * s.kv_heads * s.seq)
+    }
+    /// One invocation per (b, g, s) walks the group's query heads and every t >= s: the same
+    /// causal pairs as the forward. Per pair: q . k and dout . v from global memory (4D
+    /// loads, 4D FLOPs), lse and delta (2 loads), p and ds (5 FLOPs), and the dv and dk
+    /// accumulations, which load dout and q again (2D loads, 4D FLOPs). Per key: dv += acc_v
+    /// (D loads, D stores, D FLOPs) and dk += scale acc_k (D, D, 2D).
+    fn cost(&self) -> Cost {
+        let s = self.0;
+        let (pairs, _, d) = counts(s);
+        let keys = n64(s.batch * s.kv_heads * s.seq);
+        Cost::elems(pairs * (8 * d + 5) + keys * 3 * d, pairs * (6 * d + 2) + keys * 2 * d, keys * 2 * d)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let (dk, dv) = outs.split_at_mut(1);

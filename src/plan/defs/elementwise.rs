@@ -4,7 +4,7 @@
 //! references are in `ops::elementwise`.
 use crate::ops::elementwise::{self as ew, Channels};
 use crate::ops::Real;
-use crate::plan::op::{grid_1d, uconst as u, BindingSpec, In, KernelCall, OpDef};
+use crate::plan::op::{grid_1d, n64, tree_flops, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef};
 
 /// `[y | x]`: `y = relu(x)^2`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -111,6 +111,11 @@ impl OpDef for Relu2Fwd {
     fn kernel(&self) -> KernelCall {
         KernelCall::new("relu2", "relu2_fwd", vec![("COUNT", u(self.count))], grid_1d(self.count))
     }
+    /// Per element: max and a square.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(2 * c, c, c)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         ew::relu2_fwd(&mut outs[0], ins[0].f())
     }
@@ -125,6 +130,11 @@ impl OpDef for Relu2Bwd {
     }
     fn kernel(&self) -> KernelCall {
         KernelCall::new("relu2", "relu2_bwd", vec![("COUNT", u(self.count))], grid_1d(self.count))
+    }
+    /// Per element: max, two products and the accumulation; dx, dy and x loaded.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(4 * c, 3 * c, c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         ew::relu2_bwd(&mut outs[0], ins[0].f(), ins[1].f())
@@ -144,6 +154,11 @@ impl OpDef for ScaleFwd {
     fn kernel(&self) -> KernelCall {
         channel_call("scale_fwd", self.count, self.ch)
     }
+    /// Per element: x and s loaded, one product.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(c, 2 * c, c)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         ew::scale_fwd(&mut outs[0], ins[0].f(), ins[1].f(), self.ch)
     }
@@ -161,6 +176,11 @@ impl OpDef for ScaleBwd {
     }
     fn kernel(&self) -> KernelCall {
         channel_call("scale_bwd", self.count, self.ch)
+    }
+    /// Per element: dy, s and dx loaded, a product and the accumulation.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(2 * c, 3 * c, c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         ew::scale_bwd(&mut outs[0], ins[0].f(), ins[1].f(), self.ch)
@@ -181,6 +201,11 @@ impl OpDef for ScaledAddFwd {
     fn kernel(&self) -> KernelCall {
         channel_call("scaled_add_fwd", self.count, self.ch)
     }
+    /// Per element: a, s and b loaded, a product and an add.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(2 * c, 3 * c, c)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         ew::scaled_add_fwd(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), self.ch)
     }
@@ -199,6 +224,11 @@ impl OpDef for ScaledAddBwd {
     }
     fn kernel(&self) -> KernelCall {
         channel_call("scaled_add_bwd", self.count, self.ch)
+    }
+    /// Per element: dout, da, s and db loaded, da and db stored; an add, a product, an add.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(3 * c, 4 * c, 2 * c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let (da, db) = outs.split_at_mut(1);
@@ -220,6 +250,11 @@ impl OpDef for MixFwd {
     fn kernel(&self) -> KernelCall {
         channel_call("mix_fwd", self.count, self.ch)
     }
+    /// Per element: both mix rows, a and b loaded; two products and an add.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(3 * c, 4 * c, c)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         ew::mix_fwd(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), self.ch)
     }
@@ -239,6 +274,11 @@ impl OpDef for MixBwd {
     fn kernel(&self) -> KernelCall {
         channel_call("mix_bwd", self.count, self.ch)
     }
+    /// Per element: dout, both mix rows, da and db loaded, da and db stored; two products, two adds.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(4 * c, 5 * c, 2 * c)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let (da, db) = outs.split_at_mut(1);
         ew::mix_bwd(&mut da[0], &mut db[0], ins[0].f(), ins[1].f(), self.ch)
@@ -254,6 +294,11 @@ impl OpDef for AddInto {
     }
     fn kernel(&self) -> KernelCall {
         KernelCall::new("add", "add_into", vec![("COUNT", u(self.count))], grid_1d(self.count))
+    }
+    /// Per element: dst and src loaded, one add.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(c, 2 * c, c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         ew::add_into(&mut outs[0], ins[0].f())
@@ -287,6 +332,12 @@ impl OpDef for ChannelDot {
             ("OUT_OFFSET", u(ch.offset)),
         ];
         KernelCall::new("reduce", "channel_dot", consts, [ch.channels as u32, 1, 1])
+    }
+    /// Per element: a and b loaded, one multiply-add. Per channel (one 64-lane workgroup):
+    /// the tree, and `out[c] +=` (1 load, 1 store, 1 add).
+    fn cost(&self) -> Cost {
+        let (c, ch) = (n64(self.count), n64(self.ch.channels));
+        Cost::elems(2 * c + ch * (tree_flops(64) + 1), 2 * c + ch, ch)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         ew::channel_dot(&mut outs[0], ins[0].f(), ins[1].f(), self.ch)

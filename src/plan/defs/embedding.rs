@@ -1,6 +1,6 @@
 //! Token-table lookups (`shaders/embedding.wgsl`, `ops::embedding`).
 use crate::ops::{embedding, Real};
-use crate::plan::op::{grid_1d, uconst as u, BindingSpec, In, KernelCall, OpDef};
+use crate::plan::op::{grid_1d, n64, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef};
 
 /// `[out | table, ids]`: `out[t] = table[ids[t]]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,6 +28,11 @@ impl OpDef for EmbeddingFwd {
         let consts = vec![("TOKENS", u(self.tokens)), ("DIM", u(self.dim))];
         KernelCall::new("embedding", "embedding_fwd", consts, grid_1d(self.tokens * self.dim))
     }
+    /// Per element of out: its token id and the table value loaded, one store; no arithmetic.
+    fn cost(&self) -> Cost {
+        let n = n64(self.tokens * self.dim);
+        Cost::elems(0, 2 * n, n)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         embedding::embedding_fwd(&mut outs[0], ins[0].f(), ins[1].u(), self.dim)
     }
@@ -44,6 +49,12 @@ impl OpDef for EmbeddingBwd {
     fn kernel(&self) -> KernelCall {
         let consts = vec![("TOKENS", u(self.tokens)), ("DIM", u(self.dim))];
         KernelCall::new("embedding", "embedding_bwd", consts, grid_1d(self.dim))
+    }
+    /// Per (channel, token): the id, the table gradient and dout loaded, one add, one store
+    /// (DIM invocations walk every token).
+    fn cost(&self) -> Cost {
+        let n = n64(self.tokens * self.dim);
+        Cost::elems(n, 3 * n, n)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         embedding::embedding_bwd(&mut outs[0], ins[0].f(), ins[1].u(), self.dim)

@@ -2,7 +2,7 @@
 //! cooperative-matrix kernel for [`Matmul`] where the adapter has one.
 use crate::ops::matmul::{self, Layout};
 use crate::ops::Real;
-use crate::plan::op::{flag, uconst as u, BindingSpec, In, KernelCall, OpDef, MAX_GRID_DIM};
+use crate::plan::op::{flag, n64, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef, MAX_GRID_DIM};
 
 /// `[c | a, b]`: `c (= or +=) op(a) op(b)`, `c [m, n]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -45,6 +45,19 @@ fn grid(m: usize, n: usize, batch: usize) -> [u32; 3] {
     [n.div_ceil(32) as u32, m.div_ceil(32) as u32, batch as u32]
 }
 
+/// `matmul.wgsl` as written: no workgroup memory, so each of the `ceil(M/4) ceil(N/4)`
+/// invocations per matrix loads its 4 rows of op(a) and 4 columns of op(b) straight from
+/// global memory, 8 loads per k (edge blocks clamp into range and load as many), and does 16
+/// multiply-adds per k. Each of the M N outputs is stored once, scaled by ALPHA (1 FLOP),
+/// and with `accumulate` also loaded and added (1 load, 1 FLOP). The layout changes which
+/// loads are contiguous, not how many there are. Issued loads come to 2 M N K bytes, one byte
+/// per FLOP: caches, not the kernel, are what keeps it off the memory bus.
+pub fn matmul_cost(batch: usize, m: usize, n: usize, k: usize, accumulate: bool) -> Cost {
+    let blocks = n64(batch * m.div_ceil(4) * n.div_ceil(4));
+    let (k, outs, acc) = (n64(k), n64(batch * m * n), u64::from(accumulate));
+    Cost::elems(blocks * k * 32 + outs * (1 + acc), blocks * k * 8 + outs * acc, outs)
+}
+
 impl OpDef for Matmul {
     fn bindings(&self) -> Vec<BindingSpec> {
         let Self { m, n, k, .. } = *self;
@@ -53,6 +66,11 @@ impl OpDef for Matmul {
     fn kernel(&self) -> KernelCall {
         let Self { m, n, k, layout, accumulate } = *self;
         KernelCall::new("matmul", "matmul", matmul_consts(m, n, k, layout, accumulate), grid(m, n, 1))
+    }
+    /// The portable kernel's cost (see [`matmul_cost`]), also where `gpu::coop` runs the
+    /// cooperative-matrix kernel instead.
+    fn cost(&self) -> Cost {
+        matmul_cost(1, self.m, self.n, self.k, self.accumulate)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let Self { m, n, k, layout, accumulate } = *self;
@@ -80,6 +98,10 @@ impl OpDef for BatchedMatmul {
         let Self { batch, m, n, k, layout, alpha, accumulate } = *self;
         let consts = [matmul_consts(m, n, k, layout, accumulate), vec![("BATCH", u(batch)), ("ALPHA", alpha)]].concat();
         KernelCall::new("matmul", "matmul", consts, grid(m, n, batch))
+    }
+    /// See [`matmul_cost`].
+    fn cost(&self) -> Cost {
+        matmul_cost(self.batch, self.m, self.n, self.k, self.accumulate)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let Self { batch, m, n, k, layout, alpha, accumulate } = *self;

@@ -1,7 +1,7 @@
 //! RMSNorm (`shaders/rmsnorm.wgsl`, `ops::rmsnorm`) and rotary embeddings
 //! (`shaders/rope.wgsl`, `ops::rope`).
 use crate::ops::{rmsnorm, rope, Real};
-use crate::plan::op::{flag, grid_1d, uconst as u, BindingSpec, In, KernelCall, OpDef};
+use crate::plan::op::{flag, grid_1d, n64, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef};
 
 /// `[y, rstd | x]`: each row of `dim` values divided by its root mean square (plus `eps`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,6 +38,12 @@ impl OpDef for RmsNormFwd {
         let consts = vec![("ROWS", u(self.rows)), ("DIM", u(self.dim)), ("EPS", self.eps)];
         KernelCall::new("rmsnorm", "rmsnorm_fwd", consts, grid_1d(self.rows))
     }
+    /// Per row (one invocation): x loaded twice (the sum of squares, then the scaling),
+    /// 2D + 4 FLOPs for the rstd and D for y; y (D) and rstd (1) stored.
+    fn cost(&self) -> Cost {
+        let (r, d) = (n64(self.rows), n64(self.dim));
+        Cost::elems(r * (3 * d + 4), r * 2 * d, r * (d + 1))
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let (y, rstd) = outs.split_at_mut(1);
         rmsnorm::rmsnorm_fwd(&mut y[0], &mut rstd[0], ins[0].f(), self.dim, self.eps)
@@ -55,6 +61,12 @@ impl OpDef for RmsNormBwd {
     fn kernel(&self) -> KernelCall {
         let consts = vec![("ROWS", u(self.rows)), ("DIM", u(self.dim))];
         KernelCall::new("rmsnorm", "rmsnorm_bwd", consts, grid_1d(self.rows))
+    }
+    /// Per row (one invocation): dy . y (2D loads, 2D FLOPs), the mean and rstd (1 FLOP, 1
+    /// load), then per element dy, y and dx loaded, 4 FLOPs, dx stored.
+    fn cost(&self) -> Cost {
+        let (r, d) = (n64(self.rows), n64(self.dim));
+        Cost::elems(r * (6 * d + 1), r * (5 * d + 1), r * d)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         rmsnorm::rmsnorm_bwd(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), self.dim)
@@ -84,6 +96,13 @@ impl OpDef for Rope {
             ("INVERSE", flag(self.inverse)),
         ];
         KernelCall::new("rope", "rope", consts, grid_1d(self.rows * self.heads * self.head_dim / 2))
+    }
+    /// Per pair (x1, x2): cos, sin, x1, x2 loaded, two rotated values stored (4 products, 2
+    /// adds); the inverse also loads and adds to both outputs.
+    fn cost(&self) -> Cost {
+        let pairs = n64(self.rows * self.heads * self.head_dim / 2);
+        let inv = u64::from(self.inverse);
+        Cost::elems(pairs * (6 + 2 * inv), pairs * (4 + 2 * inv), pairs * 2)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         // The table is f32 data (a plan constant) whatever precision the executor runs in.

@@ -6,7 +6,9 @@
 use crate::ops::adamw::{self, AdamHyper};
 use crate::ops::muon::{self, MuonHyper};
 use crate::ops::{clip, ema, Real};
-use crate::plan::op::{grid_1d, uconst as u, BindingSpec, Domain, In, KernelCall, OpDef, MAX_GRID_DIM};
+use crate::plan::op::{
+    grid_1d, n64, tree_flops, uconst as u, BindingSpec, Cost, Domain, In, KernelCall, OpDef, MAX_GRID_DIM,
+};
 
 /// `[p, m, v | g, hyper]`: one AdamW step with decoupled weight decay.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,6 +97,12 @@ impl OpDef for AdamW {
     fn kernel(&self) -> KernelCall {
         KernelCall::new("adamw", "adamw", vec![("COUNT", u(self.count))], grid_1d(self.count))
     }
+    /// Per element: g, p, m, v loaded, p, m, v stored, 19 FLOPs (the hyperparameters are a
+    /// uniform, so `1 - beta1` and the like are computed per element).
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(19 * c, 4 * c, 3 * c)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let hyper: AdamHyper = ins[1].hyper();
         let (p, rest) = outs.split_at_mut(1);
@@ -130,6 +138,11 @@ impl OpDef for MuonMomentum {
         let consts = vec![("ROWS", u(self.rows)), ("COLS", u(self.cols)), ("INDEX", u(self.index))];
         KernelCall::new("muon", "muon_momentum", consts, grid_1d(self.rows * self.cols))
     }
+    /// Per element: grad and buf loaded, buf and the stack stored, two multiply-adds.
+    fn cost(&self) -> Cost {
+        let c = n64(self.rows * self.cols);
+        Cost::elems(4 * c, 2 * c, 2 * c)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let h: MuonHyper = ins[1].hyper();
         let (buf, stack) = outs.split_at_mut(1);
@@ -158,6 +171,13 @@ impl OpDef for MuonNormalize {
         let consts = vec![("A", u(self.a)), ("B", u(self.b))];
         KernelCall::new("muon", "muon_normalize", consts, [self.count as u32, 1, 1])
     }
+    /// Per matrix (one 256-lane workgroup): every element loaded for the sum of squares (a
+    /// multiply-add), the tree, the denominator on every lane (sqrt, add), then every element
+    /// loaded again, divided and stored.
+    fn cost(&self) -> Cost {
+        let (count, size) = (n64(self.count), n64(self.a * self.b));
+        Cost::elems(count * (3 * size + tree_flops(256) + 2 * 256), count * 2 * size, count * size)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], _ins: &[In<'_, R>]) {
         muon::muon_normalize(&mut outs[0], self.a, self.b)
     }
@@ -174,6 +194,11 @@ impl OpDef for ScaleCopy {
     fn kernel(&self) -> KernelCall {
         let consts = vec![("COUNT", u(self.count)), ("ALPHA", self.alpha)];
         KernelCall::new("muon", "scale_copy", consts, grid_1d(self.count))
+    }
+    /// Per element: one load, one product, one store.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(c, c, c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         muon::scale_copy(&mut outs[0], ins[0].f(), self.alpha)
@@ -199,6 +224,12 @@ impl OpDef for MuonApply {
             ("SHAPE_SCALE", self.shape_scale),
         ];
         KernelCall::new("muon", "muon_apply", consts, grid_1d(self.rows * self.cols))
+    }
+    /// Per element: the stack and p loaded, p stored, 6 FLOPs (the decay and `lr shape_scale`
+    /// from the uniform, then two products and a subtraction).
+    fn cost(&self) -> Cost {
+        let c = n64(self.rows * self.cols);
+        Cost::elems(6 * c, 2 * c, c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let h: MuonHyper = ins[1].hyper();
@@ -227,6 +258,12 @@ impl OpDef for GradSumSq {
         let consts = vec![("COUNT", u(self.count)), ("SLOT", u(self.slot))];
         KernelCall::new("clip", "grad_sum_sq", consts, [1, 1, 1])
     }
+    /// One 256-lane workgroup: every element loaded and squared into the lane's sum (a
+    /// multiply-add), the tree, one store.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(2 * c + tree_flops(256), c, 1)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         clip::grad_sum_sq(&mut outs[0], ins[0].f(), self.slot)
     }
@@ -244,6 +281,11 @@ impl OpDef for ClipCoef {
         let consts = vec![("SLOTS", u(self.slots)), ("MAX_NORM", self.max_norm)];
         KernelCall::new("clip", "clip_coef", consts, [1, 1, 1])
     }
+    /// One invocation: the slots loaded and added, sqrt, add, div, min; one store.
+    fn cost(&self) -> Cost {
+        let s = n64(self.slots);
+        Cost::elems(s + 4, s, 1)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         clip::clip_coef(&mut outs[0], ins[0].f(), self.max_norm)
     }
@@ -258,6 +300,11 @@ impl OpDef for ScaleByCoef {
     }
     fn kernel(&self) -> KernelCall {
         KernelCall::new("clip", "scale_by_coef", vec![("COUNT", u(self.count))], grid_1d(self.count))
+    }
+    /// Per element: x and the coefficient loaded, one product, one store.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(c, 2 * c, c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         clip::scale_by_coef(&mut outs[0], ins[0].f())
@@ -274,6 +321,12 @@ impl OpDef for Ema {
     fn kernel(&self) -> KernelCall {
         let consts = vec![("COUNT", u(self.count)), ("DECAY", self.decay)];
         KernelCall::new("ema", "ema", consts, grid_1d(self.count))
+    }
+    /// Per element: e and w loaded, two products and an add (`1 - DECAY` is folded), e
+    /// stored.
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(3 * c, 2 * c, c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         ema::ema(&mut outs[0], ins[0].f(), self.decay)

@@ -2,7 +2,7 @@
 //! (`shaders/xsa.wgsl`, `ops::xsa`).
 use crate::ops::xsa::XsaShape;
 use crate::ops::{smear, xsa, Real};
-use crate::plan::op::{grid_1d, uconst as u, BindingSpec, In, KernelCall, OpDef, MAX_GRID_DIM};
+use crate::plan::op::{grid_1d, n64, tree_flops, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef, MAX_GRID_DIM};
 
 /// SmearGate forward `[out | x, gate]`: `out_t = (1 - sig(gate)) x_t + sig(gate) x_{t-1}`,
 /// `x_{t-1} = 0` where `t % seq_len == 0` (see `ops::smear`).
@@ -48,6 +48,12 @@ pub struct XsaBwd {
     pub head_dim: usize,
 }
 
+/// The elements `rows dim`, and those whose row has a predecessor in its sequence (`rows -
+/// ceil(rows / seq_len)` rows): smear loads the neighbouring row only for those.
+fn smear_counts(rows: usize, dim: usize, seq_len: usize) -> (u64, u64) {
+    (n64(rows * dim), n64((rows - rows.div_ceil(seq_len)) * dim))
+}
+
 fn check_smear(dim: usize, seq_len: usize) -> Result<(), String> {
     if seq_len == 0 || dim == 0 {
         return Err(format!("smear needs seq_len >= 1 and dim >= 1, got {seq_len} and {dim}"));
@@ -80,6 +86,12 @@ impl OpDef for SmearFwd {
     fn kernel(&self) -> KernelCall {
         smear_call("smear_fwd", self.rows, self.dim, self.seq_len, grid_1d(self.rows * self.dim))
     }
+    /// Per element: the gate and x loaded, and the previous row's x where the row has one;
+    /// the sigmoid (exp, add, div) and the blend (4 FLOPs); one store.
+    fn cost(&self) -> Cost {
+        let (n, linked) = smear_counts(self.rows, self.dim, self.seq_len);
+        Cost::elems(7 * n, 2 * n + linked, n)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         smear::smear_fwd(&mut outs[0], ins[0].f(), ins[1].f(), self.dim, self.seq_len)
     }
@@ -98,6 +110,13 @@ impl OpDef for SmearBwd {
     }
     fn kernel(&self) -> KernelCall {
         smear_call("smear_bwd", self.rows, self.dim, self.seq_len, grid_1d(self.rows * self.dim))
+    }
+    /// Per element: the gate, dout and dx loaded, the sigmoid and `(1 - s) dout` (5 FLOPs),
+    /// the accumulation (1); where the next row is in the same sequence, its dout loaded and
+    /// added in (1 load, 2 FLOPs); one store.
+    fn cost(&self) -> Cost {
+        let (n, linked) = smear_counts(self.rows, self.dim, self.seq_len);
+        Cost::elems(6 * n + 2 * linked, 3 * n + linked, n)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         smear::smear_bwd(&mut outs[0], ins[0].f(), ins[1].f(), self.dim, self.seq_len)
@@ -119,6 +138,14 @@ impl OpDef for SmearGrad {
     fn kernel(&self) -> KernelCall {
         let Self { rows, dim, seq_len } = *self;
         smear_call("smear_grad", rows, dim, seq_len, [dim as u32, 1, 1])
+    }
+    /// Per element: dout and x loaded (and the previous row's x where there is one), a
+    /// subtraction and a multiply-add. Per channel (one 64-lane workgroup): the tree, then the
+    /// gate and dgate loaded, 7 FLOPs, dgate stored.
+    fn cost(&self) -> Cost {
+        let (n, linked) = smear_counts(self.rows, self.dim, self.seq_len);
+        let d = n64(self.dim);
+        Cost::elems(3 * n + d * (tree_flops(64) + 7), 2 * n + linked + 2 * d, d)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         smear::smear_grad(&mut outs[0], ins[0].f(), ins[1].f(), ins[2].f(), self.dim, self.seq_len)
@@ -157,6 +184,13 @@ impl OpDef for XsaFwd {
         let Self { rows, heads, kv_heads, head_dim } = *self;
         xsa_call("xsa_fwd", rows, heads, kv_heads, head_dim, rows * heads)
     }
+    /// Per (row, head), one invocation: |v|^2 loading v twice per element (2D loads, 2D
+    /// FLOPs), sqrt and max, y . vhat (2D loads, 3D FLOPs), then out = y - b vhat loading y
+    /// and v again (2D loads, 3D FLOPs, D stores).
+    fn cost(&self) -> Cost {
+        let (inv, d) = (n64(self.rows * self.heads), n64(self.head_dim));
+        Cost::elems(inv * (8 * d + 2), inv * 6 * d, inv * d)
+    }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let s = XsaShape { heads: self.heads, kv_heads: self.kv_heads, head_dim: self.head_dim };
         xsa::xsa_fwd(&mut outs[0], ins[0].f(), ins[1].f(), s)
@@ -179,6 +213,15 @@ impl OpDef for XsaBwd {
     fn kernel(&self) -> KernelCall {
         let Self { rows, heads, kv_heads, head_dim } = *self;
         xsa_call("xsa_bwd", rows, heads, kv_heads, head_dim, rows * kv_heads)
+    }
+    /// Per (row, group), one invocation, with G heads per group: |v|^2 (2D loads, 2D + 2
+    /// FLOPs); per head the two dots (3D loads, 5D FLOPs) and the dy accumulation and gv sum
+    /// (4D loads, 8D FLOPs, D stores); then, on the path with |v| >= EPS (the common one),
+    /// gv . vhat (D loads, 3D FLOPs) and the dv accumulation (2D loads, 5D FLOPs, D stores).
+    fn cost(&self) -> Cost {
+        let (inv, d) = (n64(self.rows * self.kv_heads), n64(self.head_dim));
+        let g = n64(self.heads / self.kv_heads);
+        Cost::elems(inv * (10 * d + 2 + 13 * d * g), inv * (5 * d + 7 * d * g), inv * (d + d * g))
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let s = XsaShape { heads: self.heads, kv_heads: self.kv_heads, head_dim: self.head_dim };

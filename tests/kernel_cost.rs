@@ -1,0 +1,244 @@
+//! The plan's kernel accounting (`plan::cost`, `OpDef::cost`): hand counts of single ops on
+//! small shapes read off their shaders, the accounting of a hand-built plan with two
+//! micro-batches, the flag rule, and a model plan's totals. No GPU.
+
+use std::path::Path;
+
+use wgolf::config::Config;
+use wgolf::model::build_plan;
+use wgolf::ops::attention::AttnShape;
+use wgolf::ops::elementwise::Channels;
+use wgolf::ops::matmul::Layout;
+use wgolf::plan::cost::{self, account, underfills, LARGE_GPU_SMS, NEGLIGIBLE_BYTES, NEGLIGIBLE_FLOPS};
+use wgolf::plan::{
+    AdamW, AddInto, AttentionBwdKv, AttentionBwdQ, AttentionFwd, BatchedMatmul, ChannelDot, ClipCoef, Cost, DType,
+    GradSumSq, Init, Matmul, Op, OpDef, ParamGroup, Phase, PlanBuilder, Relu2Bwd, Relu2Fwd, Role, SumRows,
+};
+
+/// A cost from element counts (4 bytes each), as the hand counts below are written.
+fn elems(flops: u64, loads: u64, stores: u64) -> Cost {
+    Cost { flops, bytes_read: 4 * loads, bytes_written: 4 * stores }
+}
+
+#[test]
+fn matmul_every_layout() {
+    // M 5, N 7, K 3: blocks of 4 x 4 outputs, ceil(5/4) ceil(7/4) = 4 invocations, each
+    // loading 4 of a and 4 of b per k (8 x 3 = 24 loads) and doing 16 multiply-adds per k
+    // (32 x 3 = 96 FLOPs): 96 loads, 384 FLOPs. The 35 outputs are stored once, times ALPHA
+    // (35 FLOPs); accumulating adds a load and an add each. The layout changes neither.
+    for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
+        let plain = Matmul { m: 5, n: 7, k: 3, layout, accumulate: false };
+        assert_eq!(plain.cost(), elems(384 + 35, 96, 35), "{layout:?}");
+        let acc = Matmul { accumulate: true, ..plain };
+        assert_eq!(acc.cost(), elems(384 + 70, 96 + 35, 35), "{layout:?}");
+        assert_eq!(cost::workgroups(&plain.into()), 1);
+    }
+    // Without ragged edges the issued loads are 2 M N K bytes, 2 M N K FLOPs plus the scale.
+    let (m, n, k) = (64u64, 32, 16);
+    let exact = Matmul { m: 64, n: 32, k: 16, layout: Layout::Nt, accumulate: false };
+    assert_eq!(
+        exact.cost(),
+        Cost { flops: 2 * m * n * k + m * n, bytes_read: 2 * m * n * k, bytes_written: 4 * m * n }
+    );
+    assert_eq!(cost::workgroups(&exact.into()), 2);
+    // Batched: the same per matrix, BATCH times; grid z = BATCH.
+    let batched = BatchedMatmul { batch: 3, m: 5, n: 7, k: 3, layout: Layout::Nn, alpha: -0.5, accumulate: true };
+    assert_eq!(batched.cost(), elems(3 * (384 + 70), 3 * (96 + 35), 3 * 35));
+    assert_eq!(cost::workgroups(&batched.into()), 3);
+}
+
+#[test]
+fn elementwise_ops() {
+    // add_into over 77 elements: dst and src loaded, one add, dst stored; 2 workgroups of 64.
+    let add = AddInto { count: 77 };
+    assert_eq!(add.cost(), elems(77, 154, 77));
+    assert_eq!(cost::workgroups(&add.into()), 2);
+    // relu2_fwd: max and square; relu2_bwd: dx += 2 max(x, 0) dy, 4 FLOPs, 3 loads.
+    assert_eq!(Relu2Fwd { count: 77 }.cost(), elems(154, 77, 77));
+    assert_eq!(Relu2Bwd { count: 77 }.cost(), elems(308, 231, 77));
+}
+
+#[test]
+fn reductions() {
+    // sum_rows over 300 values: one 256-lane workgroup loads each row once and adds it, the
+    // tree adds 255 partial sums, lane 0 scales and adds into total (1 load, 1 store).
+    let sum = SumRows { count: 300, scale: 0.5 };
+    assert_eq!(sum.cost(), elems(300 + 255 + 2, 301, 1));
+    assert_eq!(cost::workgroups(&sum.into()), 1);
+    // channel_dot of 75 elements over 5 channels: per element a and b loaded and a
+    // multiply-add (150 loads, 150 FLOPs); per channel workgroup a 64-lane tree (63 adds)
+    // and out[c] += (1 load, 1 store, 1 add).
+    let dot = ChannelDot { count: 75, ch: Channels { group: 3, channels: 5, offset: 2 }, out_len: 9 };
+    assert_eq!(dot.cost(), elems(150 + 5 * 64, 150 + 5, 5));
+    assert_eq!(cost::workgroups(&dot.into()), 5);
+    // grad_sum_sq over 300: squares as multiply-adds (600 FLOPs), the 255-add tree, one store.
+    assert_eq!(GradSumSq { count: 300, slot: 1, slots: 3 }.cost(), elems(600 + 255, 300, 1));
+}
+
+#[test]
+fn attention_tiny() {
+    // One sequence of 3, 2 query heads over 1 KV head, head_dim 4. Query t sees t + 1 keys:
+    // 1 + 2 + 3 = 6 pairs per head, 12 in all; 6 queries.
+    let s = AttnShape { batch: 1, seq: 3, heads: 2, kv_heads: 1, head_dim: 4 };
+    // Forward, per pair: three passes each loading q and k (8 loads), the third v too (4):
+    // 28 loads; FLOPs 10 (score 8 + scale + max) + 12 (score, subtract, exp, add) + 19
+    // (score, subtract, exp, 4 multiply-adds) = 41. Per query: log and add (2 FLOPs), out
+    // (4) and lse (1) stored.
+    assert_eq!(AttentionFwd(s).cost(), elems(12 * 41 + 6 * 2, 12 * 28, 6 * 5));
+    // bwd_q, per query: dout . out (8 loads, 8 FLOPs), lse (1 load), delta stored, and
+    // dq += scale acc (4 loads, 4 stores, 8 FLOPs). Per pair: two dots loading q, k, dout, v
+    // (16 loads, 16 FLOPs), p and ds (5 FLOPs), ds k accumulated loading k again (4 loads,
+    // 8 FLOPs).
+    assert_eq!(AttentionBwdQ(s).cost(), elems(6 * 16 + 12 * 29, 6 * 13 + 12 * 20, 6 * 5));
+    // bwd_kv: 3 invocations (one per key) over the same 12 pairs. Per pair: two dots (16
+    // loads, 16 FLOPs), lse and delta (2 loads), p and ds (5 FLOPs), dv and dk accumulated
+    // loading dout and q again (8 loads, 16 FLOPs). Per key: dv += (4 loads, 4 stores, 4
+    // FLOPs), dk += scale acc (4, 4, 8).
+    assert_eq!(AttentionBwdKv(s).cost(), elems(12 * 37 + 3 * 12, 12 * 26 + 3 * 8, 3 * 8));
+    assert_eq!(cost::workgroups(&AttentionFwd(s).into()), 1);
+}
+
+#[test]
+fn optimizer_ops() {
+    // AdamW per element: g, p, m, v loaded; p, m, v stored; 19 FLOPs (decay 3, m 4, v 5,
+    // denominator 3, update 4).
+    let adam = AdamW { count: 77 };
+    assert_eq!(adam.cost(), elems(19 * 77, 4 * 77, 3 * 77));
+    assert_eq!(cost::workgroups(&adam.into()), 2);
+    // clip_coef: 3 slots loaded and added, sqrt, add, div, min, one store.
+    assert_eq!(ClipCoef { slots: 3, max_norm: 0.3 }.cost(), elems(3 + 4, 3, 1));
+}
+
+#[test]
+fn every_example_op_has_a_cost() {
+    for op in Op::examples() {
+        let c = op.cost();
+        let label = op.kernel().label();
+        assert!(c.bytes_read > 0 && c.bytes_written > 0, "{label}: {c:?}");
+        // The only op without arithmetic is the embedding gather.
+        assert!(c.flops > 0 || op.kind() == "EmbeddingFwd", "{label}: {c:?}");
+        assert!(cost::workgroups(&op) > 0, "{label}");
+    }
+}
+
+/// Forward `h = x w^T`, `y = relu2(h)`; backward `dh += relu2'`, `dw += dh^T x`; AdamW on w.
+fn small_plan() -> wgolf::plan::Plan {
+    let mut g = PlanBuilder::new();
+    let x = g.tensor("x", &[8, 4], DType::F32, Role::Input);
+    let w = g.param("w", &[6, 4], ParamGroup::Matrix, Init::Zeros);
+    let h = g.activation("h", &[8, 6]);
+    let y = g.activation("y", &[8, 6]);
+    g.push(Phase::Forward, Matmul { m: 8, n: 6, k: 4, layout: Layout::Nt, accumulate: false }, &[h, x, w]).unwrap();
+    g.push(Phase::Forward, Relu2Fwd { count: 48 }, &[y, h]).unwrap();
+    let (dy, dh) = (g.grad(y), g.grad(h));
+    let slot = g.params()[0];
+    g.push(Phase::Backward, Relu2Bwd { count: 48 }, &[dh, dy, h]).unwrap();
+    g.push(Phase::Backward, Matmul { m: 6, n: 4, k: 8, layout: Layout::Tn, accumulate: true }, &[slot.grad, dh, x])
+        .unwrap();
+    let hyper = g.hyper(ParamGroup::Matrix);
+    g.push(Phase::Optimizer, AdamW { count: 24 }, &[w, slot.m, slot.v, slot.grad, hyper]).unwrap();
+    g.finish_without_io().unwrap()
+}
+
+#[test]
+fn small_plan_with_two_micro_batches() {
+    let plan = small_plan();
+    let acc = account(&plan, 2);
+    let row = |kind: &str| acc.rows.iter().find(|r| r.kind == kind).unwrap_or_else(|| panic!("{kind} row"));
+    // Forward and backward run twice, the optimizer once.
+    assert_eq!(row("Matmul").dispatches, 4);
+    assert_eq!(row("Relu2Fwd").dispatches, 2);
+    assert_eq!(row("Relu2Bwd").dispatches, 2);
+    assert_eq!(row("AdamW").dispatches, 1);
+    assert_eq!(acc.rows.len(), 4);
+    assert_eq!(acc.dispatches, 9);
+    // The two matmuls: 8 x 6 x 4 nt (2 x 2 blocks, 4 x 32 x 4 FLOPs + 48 outputs; 4 x 8 x 4
+    // loads) and 6 x 4 x 8 tn accumulating (2 x 1 blocks, 2 x 32 x 8 FLOPs + 2 x 24; 2 x 8 x 8
+    // loads + 24), each twice.
+    let fwd = elems(512 + 48, 128, 48);
+    let bwd = elems(512 + 48, 128 + 24, 24);
+    assert_eq!(row("Matmul").cost, (fwd + bwd).times(2));
+    assert_eq!((row("Matmul").min_workgroups, row("Matmul").max_workgroups), (1, 1));
+    assert_eq!(row("AdamW").cost, elems(19 * 24, 4 * 24, 3 * 24));
+    // Totals are the sums of the rows, and of the phases.
+    let rows = acc.rows.iter().fold(Cost::default(), |a, r| a + r.cost);
+    assert_eq!(acc.total, rows);
+    let phases = acc.phases.iter().fold(Cost::default(), |a, p| a + p.2);
+    assert_eq!(acc.total, phases);
+    assert_eq!(acc.phases.iter().map(|p| p.1).sum::<u64>(), 9);
+    // Everything here is tiny: nothing flagged.
+    assert!(acc.flagged.is_empty());
+    let md = acc.markdown();
+    assert!(md.contains("| Matmul | `matmul` | 4 | 1 |"), "{md}");
+    assert!(md.contains("| **step** | | **9** |"), "{md}");
+}
+
+#[test]
+fn the_flag_rule() {
+    let big = Cost { flops: 0, bytes_read: NEGLIGIBLE_BYTES + 1, bytes_written: 0 };
+    let at_limit = Cost { flops: NEGLIGIBLE_FLOPS, bytes_read: NEGLIGIBLE_BYTES - 4, bytes_written: 4 };
+    let busy = Cost { flops: NEGLIGIBLE_FLOPS + 1, bytes_read: 0, bytes_written: 4 };
+    assert!(underfills(LARGE_GPU_SMS - 1, &big));
+    assert!(underfills(1, &busy));
+    assert!(!underfills(LARGE_GPU_SMS, &big), "132 workgroups fill the GPU");
+    assert!(!underfills(1, &at_limit), "work at the limits is negligible");
+    // Ops: the record's K/V weight gradient (256 x 512 over 16,384 tokens) launches 8 x 16 =
+    // 128 workgroups for 4 GFLOP; a 4 MiB one-workgroup sum of squares; the clip coefficient
+    // and a short loss sum are tiny.
+    let dw = Op::from(Matmul { m: 256, n: 512, k: 16384, layout: Layout::Tn, accumulate: true });
+    assert_eq!(cost::workgroups(&dw), 128);
+    assert!(underfills(cost::workgroups(&dw), &dw.cost()));
+    let wide = Op::from(Matmul { m: 512, n: 512, k: 16384, layout: Layout::Tn, accumulate: true });
+    assert!(!underfills(cost::workgroups(&wide), &wide.cost()));
+    let norm = Op::from(GradSumSq { count: 1 << 20, slot: 0, slots: 1 });
+    assert!(underfills(cost::workgroups(&norm), &norm.cost()));
+    for tiny in [Op::from(ClipCoef { slots: 100, max_norm: 0.3 }), Op::from(SumRows { count: 16384, scale: 1.0 })] {
+        assert_eq!(cost::workgroups(&tiny), 1);
+        assert!(!underfills(1, &tiny.cost()), "{}", tiny.kernel().label());
+    }
+    // In a plan: a flagged dispatch is counted per run and grouped by shape.
+    let mut g = PlanBuilder::new();
+    let a = g.tensor("a", &[16384, 256], DType::F32, Role::Input);
+    let b = g.tensor("b", &[16384, 512], DType::F32, Role::Input);
+    let c = g.activation("c", &[256, 512]);
+    let n = g.activation("norms", &[2]);
+    let gs = g.activation("g", &[1 << 20]);
+    g.push(Phase::Backward, Matmul { m: 256, n: 512, k: 16384, layout: Layout::Tn, accumulate: true }, &[c, a, b])
+        .unwrap();
+    for slot in 0..2 {
+        g.push(Phase::Optimizer, GradSumSq { count: 1 << 20, slot, slots: 2 }, &[n, gs]).unwrap();
+    }
+    let acc = account(&g.finish_without_io().unwrap(), 3);
+    assert_eq!(acc.flagged_dispatches(), 3 + 2);
+    assert_eq!(acc.flagged.len(), 2);
+    let sums = acc.flagged.iter().find(|f| f.kind == "GradSumSq").unwrap();
+    assert_eq!((sums.dispatches, sums.workgroups), (2, 1));
+    assert_eq!(sums.label, "grad_sum_sq[COUNT=1048576,SLOT=*]");
+    assert_eq!(acc.rows.iter().find(|r| r.kind == "Matmul").unwrap().flagged, 3);
+}
+
+#[test]
+fn model_plan_totals() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/record-tiny.toml");
+    let cfg = Config::load(&path, &["train.grad_accum=2".to_string()]).unwrap();
+    let plan = build_plan(&cfg).unwrap();
+    let acc = account(&plan, cfg.train.grad_accum);
+    let micro = plan.steps(Phase::Forward).len() + plan.steps(Phase::Backward).len();
+    assert_eq!(acc.dispatches as usize, 2 * micro + plan.steps(Phase::Optimizer).len());
+    // Per kind, the dispatches and cost are those of its steps times their runs per step.
+    for row in &acc.rows {
+        let (mut dispatches, mut total) = (0, Cost::default());
+        for (phase, step) in plan.all_steps() {
+            if step.op.kind() == row.kind {
+                let runs = cost::runs_per_step(phase, 2);
+                dispatches += runs;
+                total += step.op.cost().times(runs);
+            }
+        }
+        assert_eq!((row.dispatches, row.cost), (dispatches, total), "{}", row.kind);
+    }
+    assert_eq!(acc.total, acc.rows.iter().fold(Cost::default(), |a, r| a + r.cost));
+    assert_eq!(acc.total, acc.phases.iter().fold(Cost::default(), |a, p| a + p.2));
+    let flagged: u64 = acc.rows.iter().map(|r| r.flagged).sum();
+    assert_eq!(flagged, acc.flagged_dispatches());
+}
