@@ -4,8 +4,9 @@
 //! (tensors and steps), [`model`] (the GPT written as plan steps, backward mirrored),
 //! [`exec`] (executors and the CPU interpreter), [`gpu`] (the only module that touches
 //! wgpu), [`data`] (shards, loaders, tokenizer, bpb), [`host`] (the executor choice and
-//! what the host writes into it), [`eval`] (validation, the exported weights) and [`train`]
-//! (the loop, which calls eval at the end). See ARCHITECTURE.md.
+//! what the host writes into it), [`eval`] (validation, the exported weights), [`train`]
+//! (the loop, which calls eval at the end), [`report`] (curves and report.md from a run's
+//! metrics) and [`progress`] (bars and plain progress lines). See ARCHITECTURE.md.
 pub mod checkpoint;
 pub mod config;
 pub mod data;
@@ -20,5 +21,7 @@ pub mod model;
 pub mod ops;
 pub mod optim;
 pub mod plan;
+pub mod progress;
+pub mod report;
 pub mod tolerance;
 pub mod train;

@@ -1,4 +1,5 @@
-//! The `wgolf` command line: `info`, `train`, `eval`, `export`, `import`, `check`, `tokenize`.
+//! The `wgolf` command line: `info`, `train`, `eval`, `plot`, `export`, `import`, `check`,
+//! `tokenize`; with no command, a short orientation.
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -15,7 +16,8 @@ use wgolf::train::TrainOptions;
 /// Train small language models with WGSL compute shaders (wgpu: Vulkan, Metal, DX12).
 ///
 /// wgolf reproduces the OpenAI parameter-golf recipes without CUDA. Start with
-/// `wgolf info` to see the adapters, then `wgolf train` to train the bundled sample.
+/// `wgolf info` to see the adapters, then `wgolf train --config configs/quick.toml` to
+/// train on the bundled sample in a few minutes (also on a CPU, through lavapipe).
 #[derive(Parser)]
 #[command(name = "wgolf", version, about, long_about)]
 struct Cli {
@@ -64,8 +66,8 @@ enum Command {
         #[arg(long, requires = "config")]
         kernels: bool,
     },
-    /// Train a model from a config on the bundled data (the default command), or resume a
-    /// run from its checkpoint.
+    /// Train a model from a config on the bundled data, or resume a run from its
+    /// checkpoint; writes curves.png and report.md into the run directory at the end.
     Train {
         #[command(flatten)]
         config: ConfigArg,
@@ -107,6 +109,16 @@ enum Command {
         json: bool,
         #[command(flatten)]
         adapter: AdapterArg,
+    },
+    /// Plot train loss, val loss and val_bpb against step, tokens and training time, for one
+    /// or more runs overlaid (legend: their directory names).
+    Plot {
+        /// Run directories (or their metrics.jsonl files).
+        #[arg(value_name = "RUN", required = true, num_args = 1..)]
+        runs: Vec<PathBuf>,
+        /// The image to write: .png or .svg.
+        #[arg(long, value_name = "FILE.png|FILE.svg")]
+        out: PathBuf,
     },
     /// Write a checkpoint's model weights (the EMA when kept) as safetensors with the
     /// reference's state-dict names and shapes (f32), loadable into the PyTorch model.
@@ -158,15 +170,32 @@ fn main() {
     }
 }
 
+/// What `wgolf` alone prints: what it is and what to run first.
+const ORIENTATION: &str = "\
+First steps (from the repository root):
+  wgolf info                                    the adapters wgolf sees (a GPU, or lavapipe on the CPU)
+  wgolf train --config configs/quick.toml       the quick main job: minutes even on a CPU, into runs/quick/
+                                                (curves.png, report.md, metrics.jsonl, the weights)
+  wgolf train --config configs/sample.toml      the larger sample job (a GPU: minutes; a CPU: an hour or more)
+  wgolf plot runs/quick runs/sample --out c.png loss and bpb curves of runs, overlaid
+  wgolf eval --checkpoint runs/quick            score a run's weights on the validation set
+
+From a fresh clone, scripts/train-sample.sh builds wgolf and runs the quick job (installing
+lavapipe when there is no Vulkan driver); scripts/test.sh runs the tests. The library's own
+use is shown in examples/ (cargo run --release --example NAME).
+
+`wgolf help` lists every command, `wgolf <command> --help` its options.";
+
 fn run(cli: Cli) -> Result<()> {
-    let command = cli.command.unwrap_or(Command::Train {
-        config: ConfigArg { config: "configs/sample.toml".into(), overrides: vec![] },
-        out: None,
-        resume: None,
-        checkpoint_every: 0,
-        adapter: AdapterArg { adapter: std::env::var("WGOLF_ADAPTER").ok() },
-        cpu: false,
-    });
+    let Some(command) = cli.command else {
+        println!(
+            "wgolf {} (commit {}): train small language models with WGSL compute shaders (wgpu: Vulkan, Metal, DX12).\n",
+            env!("CARGO_PKG_VERSION"),
+            wgolf::report::COMMIT
+        );
+        println!("{ORIENTATION}");
+        return Ok(());
+    };
     match command {
         Command::Info { adapter, config, overrides, kernels } => {
             info(adapter.adapter.as_deref(), config, &overrides, kernels)
@@ -189,6 +218,17 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote checkpoint {} ({} parameters)", out.display(), plan.param_count());
             Ok(())
         }
+        Command::Plot { runs, out } => {
+            let logs = runs.iter().map(|r| wgolf::report::RunLog::read(r)).collect::<Result<Vec<_>>>()?;
+            wgolf::report::plot::plot_runs(&logs, &out)?;
+            println!(
+                "wrote {} ({} run(s): {})",
+                out.display(),
+                logs.len(),
+                logs.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
         Command::Check { config, adapter } => check(&config, adapter.adapter.as_deref()),
         Command::Tokenize(args) => wgolf::data::tokenize::run(&args),
     }
@@ -203,24 +243,24 @@ fn train(
     checkpoint_every: usize,
     backend: Backend,
 ) -> Result<()> {
-    let (cfg, out_dir, resume) = match resume {
+    let (cfg, out_dir, resume, config_source) = match resume {
         Some(dir) => {
             let ck = checkpoint::read(&checkpoint::checkpoint_path(&dir))?;
             let mut cfg = ck.config()?;
             if !config.overrides.is_empty() {
                 cfg = Config::parse(&toml::to_string(&cfg)?, "the checkpoint's config", &config.overrides)?;
             }
-            (cfg, dir, Some(ck))
+            (cfg, dir, Some(ck), None)
         }
         None => {
             let cfg = Config::load(&config.config, &config.overrides)?;
             let stem =
                 config.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into());
-            (cfg, out.unwrap_or_else(|| PathBuf::from("runs").join(stem)), None)
+            (cfg, out.unwrap_or_else(|| PathBuf::from("runs").join(stem)), None, Some(config.config.clone()))
         }
     };
-    let summary =
-        wgolf::train::train(&cfg, TrainOptions { out_dir: out_dir.clone(), backend, resume, checkpoint_every })?;
+    let opts = TrainOptions { out_dir: out_dir.clone(), backend, resume, checkpoint_every, config_source };
+    let summary = wgolf::train::train(&cfg, opts)?;
     println!(
         "done: {} steps, train_loss {:.4}, val_loss {:.4}, val_bpb {:.4}, {:.0} tok/s, {:.1} ms/step on {}; outputs in {}",
         summary.steps,
@@ -265,8 +305,10 @@ fn eval(
     host::write_values(ex.as_mut(), &weights)?;
     let val = ValData::open(&cfg)?;
     let seqs = val_seqs.unwrap_or(0);
-    let acc = eval::evaluate(ex.as_mut(), &plan, &cfg, &val, seqs)?;
     let scored = val.scored(seqs);
+    let mut progress = wgolf::progress::Progress::new("eval", scored as u64, wgolf::progress::Unit::Count);
+    progress.show_rate(cfg.train.seq_len as f64, "tok/s");
+    let acc = eval::evaluate_with(ex.as_mut(), &plan, &cfg, &val, seqs, &mut progress)?;
     if json {
         println!(
             "{}",

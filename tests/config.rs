@@ -5,7 +5,7 @@ use wgolf::config::Config;
 
 #[test]
 fn bundled_configs_load_and_build_plans() {
-    for name in ["tiny", "sample", "baseline", "record", "record-tiny"] {
+    for name in ["tiny", "quick", "sample", "baseline", "record", "record-tiny"] {
         let path = format!("configs/{name}.toml");
         let cfg = Config::load(Path::new(&path), &[]).unwrap_or_else(|e| panic!("{e}"));
         wgolf::model::build_plan(&cfg).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -6,7 +6,7 @@ use wgolf::config::Config;
 use wgolf::train::{Backend, TrainOptions};
 
 fn options(dir: &Path) -> TrainOptions {
-    TrainOptions { out_dir: dir.into(), backend: Backend::Gpu(None), resume: None, checkpoint_every: 0 }
+    TrainOptions::new(dir, Backend::Gpu(None))
 }
 
 fn bin() -> Command {

@@ -371,18 +371,13 @@ fn encode_all(
     total_bytes: u64,
 ) -> anyhow::Result<TokenizeStats> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let progress = if args.quiet {
-        indicatif::ProgressBar::hidden()
+    let mut progress = if args.quiet {
+        crate::progress::Progress::hidden()
     } else {
-        let pb = indicatif::ProgressBar::new(total_bytes);
-        pb.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} ({binary_bytes_per_sec}, eta {eta}) {msg}",
-            )
-            .expect("a valid progress template"),
-        );
-        pb
+        crate::progress::Progress::new("tokenize", total_bytes, crate::progress::Unit::Bytes)
     };
+    progress.show_rate(1e-6, "MB/s");
+    let mut read_bytes = 0u64;
 
     let mut stats = TokenizeStats::default();
     let mut writer = ShardWriter {
@@ -398,8 +393,8 @@ fn encode_all(
     loop {
         docs.clear();
         let consumed = reader.fill(&mut docs, 4096, 16 << 20)?;
+        read_bytes += consumed;
         if docs.is_empty() {
-            progress.inc(consumed);
             break;
         }
         // Encode the batch in `threads` contiguous parts, keeping document order.
@@ -440,11 +435,12 @@ fn encode_all(
             stats.text_bytes += text.len() as u64;
             stats.normalized_bytes += enc.normalized_bytes;
         }
-        progress.inc(consumed);
-        progress.set_message(format!("{} docs, {} tokens", stats.docs(), stats.tokens()));
+        if progress.due() {
+            progress.update(read_bytes, &format!("{} docs, {} tokens", stats.docs(), stats.tokens()));
+        }
     }
     writer.flush(&mut stats)?;
-    progress.finish_and_clear();
+    progress.finish();
     Ok(stats)
 }
 

@@ -7,6 +7,7 @@ use crate::data::{BpbAccumulator, ByteLuts, Tokenizer, ValSet};
 use crate::exec::Executor;
 use crate::host::{write_inputs, write_values};
 use crate::plan::{Phase, Plan};
+use crate::progress::Progress;
 use anyhow::Result;
 
 pub mod export;
@@ -47,6 +48,19 @@ pub fn evaluate(
     val: &ValData,
     max_seqs: usize,
 ) -> Result<BpbAccumulator> {
+    evaluate_with(ex, plan, cfg, val, max_seqs, &mut Progress::hidden())
+}
+
+/// [`evaluate`], reporting the sequences scored to `progress` (whose total should be
+/// [`ValData::scored`]).
+pub fn evaluate_with(
+    ex: &mut dyn Executor,
+    plan: &Plan,
+    cfg: &Config,
+    val: &ValData,
+    max_seqs: usize,
+    progress: &mut Progress,
+) -> Result<BpbAccumulator> {
     let total = val.scored(max_seqs);
     let (b, t) = (cfg.train.batch_seqs, cfg.train.seq_len);
     let mut acc = BpbAccumulator::new();
@@ -66,22 +80,33 @@ pub fn evaluate(
         let nll = ex.read(plan.io().loss_rows)?;
         acc.add_batch(&val.luts, &x[..real * t], &y[..real * t], &nll[..real * t]);
         start += real;
+        // The read-back above waited for the device, so the position is real.
+        if progress.due() {
+            progress.update(start as u64, &format!("loss {:.4}", acc.val_loss()));
+        }
     }
+    progress.finish();
     Ok(acc)
 }
 
 /// Scores `train.val_seqs` sequences on the weights the run exports (the EMA when kept):
 /// swaps them into the parameters for the pass and restores the training parameters
 /// afterwards.
-pub fn evaluate_export(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, val: &ValData) -> Result<BpbAccumulator> {
+pub fn evaluate_export(
+    ex: &mut dyn Executor,
+    plan: &Plan,
+    cfg: &Config,
+    val: &ValData,
+    progress: &mut Progress,
+) -> Result<BpbAccumulator> {
     let has_ema = plan.params.iter().any(|s| checkpoint::ema_of(plan, s.param).is_some());
     if !has_ema {
-        return evaluate(ex, plan, cfg, val, cfg.train.val_seqs);
+        return evaluate_with(ex, plan, cfg, val, cfg.train.val_seqs, progress);
     }
     let raw: Vec<_> = plan.params.iter().map(|s| Ok((s.param, ex.read(s.param)?))).collect::<Result<_>>()?;
     let exported = checkpoint::model_weights(plan, ex)?;
     write_values(ex, &exported)?;
-    let acc = evaluate(ex, plan, cfg, val, cfg.train.val_seqs)?;
+    let acc = evaluate_with(ex, plan, cfg, val, cfg.train.val_seqs, progress)?;
     write_values(ex, &raw)?;
     Ok(acc)
 }

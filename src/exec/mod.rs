@@ -60,6 +60,10 @@ pub trait Executor {
     }
     /// A short description, e.g. the adapter name.
     fn describe(&self) -> String;
+    /// The device in full (adapter, backend, type, driver), for run reports.
+    fn device(&self) -> String {
+        self.describe()
+    }
 }
 
 /// Runs a whole phase.

@@ -311,4 +311,7 @@ impl Executor for GpuExecutor {
     fn describe(&self) -> String {
         format!("{} ({:?})", self.ctx.adapter_name(), self.ctx.report.info.backend)
     }
+    fn device(&self) -> String {
+        self.ctx.report.one_line()
+    }
 }

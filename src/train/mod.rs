@@ -7,13 +7,15 @@
 //! every `log_every` steps, which is also when throughput is measured (`metrics.rs`). The
 //! schedules are in `schedule.rs`. At the end the checkpoint is saved, and [`crate::eval`]
 //! reports val_loss and val_bpb on the weights the run exports (the EMA when it keeps one)
-//! and writes them.
+//! and writes them; [`crate::report`] then draws `curves.png` and writes `report.md`.
+//! Progress (a live bar on a terminal, plain lines elsewhere) is [`crate::progress`]'s.
 use crate::checkpoint::{self, Loaded};
 use crate::config::Config;
 use crate::data::TrainStream;
 use crate::eval::{self, ValData};
 use crate::exec::Executor;
 use crate::plan::Plan;
+use crate::progress::{Progress, Unit};
 use anyhow::{Context, Result};
 use metrics::{Clock, Metrics, Throughput};
 use serde_json::json;
@@ -38,6 +40,15 @@ pub struct TrainOptions {
     pub resume: Option<Loaded>,
     /// Also write the checkpoint every this many steps (0: only at the end).
     pub checkpoint_every: usize,
+    /// The config file the config was loaded from, for the report's diff (None: not shown).
+    pub config_source: Option<PathBuf>,
+}
+
+impl TrainOptions {
+    /// A new run into `out_dir` on `backend`, checkpointed at the end only.
+    pub fn new(out_dir: impl Into<PathBuf>, backend: Backend) -> Self {
+        TrainOptions { out_dir: out_dir.into(), backend, resume: None, checkpoint_every: 0, config_source: None }
+    }
 }
 
 /// What a finished run reports.
@@ -83,12 +94,16 @@ struct Run<'a> {
     last_loss: f32,
     clock: Clock,
     throughput: Throughput,
+    progress: Progress,
+    /// (stage, seconds) for the report.
+    stages: Vec<(String, f64)>,
 }
 
 impl<'a> Run<'a> {
     /// Opens the data, builds the plan and the executor, prepares the output directory, and
     /// initializes the state or restores it from the checkpoint.
     fn setup(cfg: &'a Config, opts: &'a TrainOptions) -> Result<Self> {
+        let setup_start = Instant::now();
         let mut stream = TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?;
         let val = ValData::open(cfg)?;
         let plan = crate::model::build_plan(cfg)?;
@@ -115,7 +130,12 @@ impl<'a> Run<'a> {
             eprintln!("metrics.jsonl: cut {cut} lines logged after the checkpoint of step {first_step}");
         }
         announce(cfg, &plan, first_step, &adapter, setup.elapsed().as_secs_f64());
-        metrics.event(json!({"event": if opts.resume.is_some() { "resume" } else { "start" }, "step": first_step, "adapter": adapter, "params": plan.param_count(), "step_tokens": cfg.step_tokens(), "config": cfg, "version": env!("CARGO_PKG_VERSION")}))?;
+        metrics.event(json!({"event": if opts.resume.is_some() { "resume" } else { "start" }, "step": first_step, "adapter": adapter, "device": ex.device(), "params": plan.param_count(), "step_tokens": cfg.step_tokens(), "config": cfg, "version": env!("CARGO_PKG_VERSION"), "commit": crate::report::COMMIT}))?;
+        let mut progress = Progress::new("train", cfg.train.steps as u64, Unit::Count);
+        progress.show_rate(cfg.step_tokens() as f64, "tok/s");
+        if cfg.train.max_wallclock_s > 0.0 {
+            progress.set_deadline(cfg.train.max_wallclock_s - elapsed_before);
+        }
         Ok(Run {
             cfg,
             opts,
@@ -130,6 +150,8 @@ impl<'a> Run<'a> {
             last_loss: f32::NAN,
             clock: Clock::start(elapsed_before),
             throughput: Throughput::new(first_step),
+            progress,
+            stages: vec![("setup (data, plan, executor, init)".into(), setup_start.elapsed().as_secs_f64())],
         })
     }
 
@@ -148,12 +170,19 @@ impl<'a> Run<'a> {
         if step.is_multiple_of(t.log_every) || step == t.steps || step == self.first_step + 1 || capped {
             self.log(scale)?;
         }
+        if self.progress.due() {
+            // Wait for the device so that the bar shows steps done, not steps submitted.
+            self.ex.sync()?;
+            let loss = if self.last_loss.is_finite() { format!("loss {:.4}", self.last_loss) } else { "loss -".into() };
+            self.progress.update(step as u64, &loss);
+        }
         let every = self.opts.checkpoint_every;
         if every > 0 && step.is_multiple_of(every) && step < t.steps && !capped {
             self.save_checkpoint(self.clock.elapsed())?;
         }
         if capped {
-            eprintln!("stopping at step {step}: the {} s training-time cap is reached", t.max_wallclock_s);
+            self.progress
+                .println(&format!("stopping at step {step}: the {} s training-time cap is reached", t.max_wallclock_s));
         }
         Ok(capped)
     }
@@ -168,10 +197,10 @@ impl<'a> Run<'a> {
         if !loss.is_finite() {
             anyhow::bail!("training diverged: loss {loss} at step {step}; lower the learning rates");
         }
-        eprintln!(
+        self.progress.println(&format!(
             "step {step:>6}/{} loss {loss:.4} lr x{scale:.3} {step_ms:8.1} ms/step {tok_s:10.0} tok/s",
             cfg.train.steps
-        );
+        ));
         self.metrics.event(json!({"event": "train", "step": step, "train_loss": loss, "lr_scale": scale, "step_ms": step_ms, "tokens_per_s": tok_s, "elapsed_s": self.clock.elapsed()}))
     }
 
@@ -189,10 +218,17 @@ impl<'a> Run<'a> {
         let run_secs = self.clock.run_secs();
         let done_steps = self.step - self.first_step;
         let (tokens_per_s, step_ms) = self.throughput.mean(done_steps, run_secs, cfg.step_tokens());
+        self.progress.finish();
+        self.stages.push(("training".into(), run_secs));
+        let save_start = Instant::now();
         self.save_checkpoint(train_secs)?;
+        self.stages.push(("checkpoint".into(), save_start.elapsed().as_secs_f64()));
 
         let val_start = Instant::now();
-        let acc = eval::evaluate_export(self.ex.as_mut(), &self.plan, cfg, &self.val)?;
+        let mut progress = Progress::new("validation", self.val.scored(cfg.train.val_seqs) as u64, Unit::Count);
+        progress.show_rate(cfg.train.seq_len as f64, "tok/s");
+        let acc = eval::evaluate_export(self.ex.as_mut(), &self.plan, cfg, &self.val, &mut progress)?;
+        self.stages.push(("validation".into(), val_start.elapsed().as_secs_f64()));
         eprintln!(
             "validation: {} tokens, {} bytes: val_loss {:.4} val_bpb {:.4} ({:.1} s)",
             acc.tokens(),
@@ -206,9 +242,12 @@ impl<'a> Run<'a> {
 
         let out = &self.opts.out_dir;
         let path = out.join("model.safetensors");
+        let export_start = Instant::now();
         eval::export::save_export(&path, &self.plan, cfg, self.ex.as_mut())?;
+        self.stages.push(("export (model.safetensors)".into(), export_start.elapsed().as_secs_f64()));
         eprintln!("saved {} and {}", checkpoint::checkpoint_path(out).display(), path.display());
         self.metrics.event(json!({"event": "end", "step": step, "train_loss": self.last_loss, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "tokens_per_s": tokens_per_s, "step_ms": step_ms, "elapsed_s": train_secs}))?;
+        crate::report::finish_run(out, self.opts.config_source.clone(), std::mem::take(&mut self.stages));
         Ok(TrainSummary {
             steps: step,
             last_train_loss: self.last_loss,
