@@ -8,6 +8,7 @@
 //! the plot fails with a message saying what to install.
 use super::RunLog;
 use anyhow::{anyhow, bail, Context, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -102,6 +103,48 @@ fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("drawing the plot: {e:?}")
 }
 
+/// One panel's captions and the styling every panel shares.
+struct Panel<'a> {
+    caption: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    /// Decimals of the y labels.
+    y_digits: usize,
+}
+
+impl Panel<'_> {
+    /// The panel's chart over `0..x_max` x `y`, with its mesh and labels drawn.
+    fn chart<'b, DB: DrawingBackend>(
+        &self,
+        area: &'b DrawingArea<DB, Shift>,
+        x_max: f64,
+        (y0, y1): (f64, f64),
+    ) -> Result<ChartContext<'b, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+        let mut chart = ChartBuilder::on(area)
+            .caption(self.caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0.0..x_max, y0..y1)
+            .map_err(err)?;
+        let digits = self.y_digits;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc)
+            .y_desc(self.y_desc)
+            .x_labels(6)
+            .y_labels(6)
+            .x_label_formatter(&|x| axis_label(*x))
+            .y_label_formatter(&|y| format!("{y:.digits$}"))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(err)?;
+        Ok(chart)
+    }
+}
+
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[RunLog]) -> Result<()> {
     root.fill(&WHITE).map_err(err)?;
     let names: Vec<&str> = runs.iter().map(|r| r.name.as_str()).collect();
@@ -139,26 +182,8 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[RunLog]) -> R
             .filter(|y| y.is_finite())
             .collect();
         let (y0, y1) = padded_range(&losses);
-        let mut chart = ChartBuilder::on(&panels[col])
-            .caption("loss (nats): train line, val dot", ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..x_max, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc.as_str())
-            .y_desc("loss")
-            .x_labels(6)
-            .y_labels(6)
-            .x_label_formatter(&|x| axis_label(*x))
-            .y_label_formatter(&|y| format!("{y:.2}"))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 15))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
+        let panel = Panel { caption: "loss (nats): train line, val dot", x_desc: &x_desc, y_desc: "loss", y_digits: 2 };
+        let mut chart = panel.chart(&panels[col], x_max, (y0, y1))?;
         for (i, run) in runs.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             let line: Vec<(f64, f64)> =
@@ -188,26 +213,8 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[RunLog]) -> R
         let bpbs: Vec<f64> =
             runs.iter().flat_map(|r| r.val.iter().map(|v| v.val_bpb)).filter(|y| y.is_finite()).collect();
         let (b0, b1) = padded_range(&bpbs);
-        let mut chart = ChartBuilder::on(&panels[3 + col])
-            .caption("val_bpb (bits per byte)", ("sans-serif", 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(55)
-            .build_cartesian_2d(0.0..x_max, b0..b1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc(x_desc.as_str())
-            .y_desc("bpb")
-            .x_labels(6)
-            .y_labels(6)
-            .x_label_formatter(&|x| axis_label(*x))
-            .y_label_formatter(&|y| format!("{y:.3}"))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 15))
-            .light_line_style(RGBColor(235, 235, 235))
-            .draw()
-            .map_err(err)?;
+        let panel = Panel { caption: "val_bpb (bits per byte)", x_desc: &x_desc, y_desc: "bpb", y_digits: 3 };
+        let mut chart = panel.chart(&panels[3 + col], x_max, (b0, b1))?;
         for (i, run) in runs.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             let pts: Vec<(f64, f64)> =
