@@ -60,7 +60,7 @@ SELF="$ROOT/scripts/gpu-report.sh"
 cd "$ROOT" || exit 2
 
 # The test executables that use the GPU (the others are CPU-only).
-GPU_TESTS="gpu_kernels gpu_snapshots coop_matmul record_ops optim model_gpu_cpu train"
+GPU_TESTS="gpu_kernels gpu_snapshots coop_matmul record_ops optim model_gpu_cpu exec_errors train"
 PARTS="info tests tests-nocoop matmul torch-matmul step torch-eager torch-compile step-big"
 
 die() { echo "gpu-report: $*" >&2; exit 2; }

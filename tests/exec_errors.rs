@@ -70,10 +70,13 @@ fn record_tiny(overrides: &[&str]) -> Plan {
 
 #[test]
 fn an_oversized_batch_fails_before_allocating_with_the_figure() {
-    // 1,024 sequences per micro-batch: the logits alone are 256 MiB, beyond any binding limit
-    // lavapipe (128 MiB) or a large GPU's default allows for one buffer.
-    let plan = record_tiny(&["train.batch_seqs=1024"]);
+    // Enough sequences per micro-batch that the logits alone (batch x 128 tokens x 1,024
+    // vocabulary x 4 bytes) exceed this adapter's largest storage binding (lavapipe: 128 MiB,
+    // 257 sequences; a data-center GPU: 4 GiB).
     let ctx = common::gpu();
+    let limit = ctx.device.limits().max_storage_buffer_binding_size.min(ctx.device.limits().max_buffer_size);
+    let batch = limit / (128 * 1024 * 4) + 1;
+    let plan = record_tiny(&[&format!("train.batch_seqs={batch}")]);
     let msg = match GpuExecutor::new(ctx.clone(), &plan) {
         Ok(_) => panic!("a plan of {} MiB was accepted on {}", plan.bytes() >> 20, ctx.adapter_name()),
         Err(e) => e.to_string(),
