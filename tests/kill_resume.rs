@@ -6,7 +6,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use wgolf::init::Rng;
 
-const STEPS: u64 = 8;
+const STEPS: u64 = 10;
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wgolf"));
@@ -55,36 +55,60 @@ fn train_events(dir: &Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
+/// The highest step of a train event in the run's metrics (0 when none).
+fn last_logged_step(dir: &Path) -> u64 {
+    let Ok(text) = std::fs::read_to_string(dir.join("metrics.jsonl")) else { return 0 };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "train")
+        .filter_map(|v| v["step"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// The step of the run's checkpoint (0 when there is none yet).
+fn checkpoint_step(dir: &Path) -> u64 {
+    let path = wgolf::checkpoint::checkpoint_path(dir);
+    wgolf::checkpoint::read(&path).map_or(0, |ck| ck.step().unwrap() as u64)
+}
+
 #[test]
 fn killed_and_resumed_runs_end_as_the_uninterrupted_one() {
     let straight = tempfile::tempdir().unwrap();
     assert!(fresh(straight.path()).status().unwrap().success(), "the uninterrupted run failed");
 
+    // Kills are placed by progress, not by the clock, so that they land on fast and slow
+    // machines alike: the first during start-up (adapter, pipelines, before any checkpoint),
+    // the others once a random later step is logged, plus a few random milliseconds (between
+    // a step's log line and its checkpoint, inside a checkpoint write, or in the next step).
     let dir = tempfile::tempdir().unwrap();
-    let ck = wgolf::checkpoint::checkpoint_path(dir.path());
     let mut rng = Rng::new(2026);
-    let (mut kills, mut finished) = (0, false);
-    for _attempt in 0..12 {
-        let mut child = if ck.exists() { resumed(dir.path()) } else { fresh(dir.path()) }.spawn().unwrap();
-        if kills < 4 {
-            // Anywhere from start-up (adapter, pipelines) through steps, checkpoint writes
-            // and the final validation and export.
-            let delay = Duration::from_millis(300 + (rng.uniform() * 3500.0) as u64);
-            std::thread::sleep(delay);
-            if child.try_wait().unwrap().is_none() {
-                child.kill().unwrap(); // SIGKILL on Unix
-                child.wait().unwrap();
-                kills += 1;
-                continue;
-            }
+    let mut kills = 0;
+    while kills < 4 {
+        let done = checkpoint_step(dir.path());
+        let mut child = if done > 0 { resumed(dir.path()) } else { fresh(dir.path()) }.spawn().unwrap();
+        let target = if kills == 0 { 0 } else { (done + 1 + (rng.uniform() * 3.0) as u64).min(STEPS - 1) };
+        let start = Instant::now();
+        while last_logged_step(dir.path()) < target && child.try_wait().unwrap().is_none() {
+            assert!(start.elapsed() < Duration::from_secs(300), "no progress to step {target}");
+            std::thread::sleep(Duration::from_millis(2));
         }
-        if wait_ok(&mut child, Duration::from_secs(300)) && dir.path().join("model.safetensors").exists() {
-            finished = true;
+        std::thread::sleep(Duration::from_millis((rng.uniform() * 40.0) as u64));
+        if let Some(status) = child.try_wait().unwrap() {
+            // A fast device can finish the last steps within the extra milliseconds.
+            assert!(status.success(), "a resumed run failed");
             break;
         }
+        child.kill().unwrap(); // SIGKILL on Unix
+        child.wait().unwrap();
+        kills += 1;
     }
-    assert!(finished, "the run never finished");
-    assert!(kills >= 2, "only {kills} kills landed: the delays are too long for this machine");
+    assert!(kills >= 2, "only {kills} kills landed before the run finished");
+    if !dir.path().join("model.safetensors").exists() || checkpoint_step(dir.path()) < STEPS {
+        let mut last = if checkpoint_step(dir.path()) > 0 { resumed(dir.path()) } else { fresh(dir.path()) };
+        let mut child = last.spawn().unwrap();
+        assert!(wait_ok(&mut child, Duration::from_secs(300)), "the final resumed run failed");
+    }
 
     let (want, got) = (train_events(straight.path()), train_events(dir.path()));
     let steps: Vec<u64> = got.iter().map(|e| e.0).collect();
