@@ -25,3 +25,4 @@ pub mod progress;
 pub mod report;
 pub mod tolerance;
 pub mod train;
+pub mod units;

@@ -243,18 +243,7 @@ pub fn fmt_duration(secs: f64) -> String {
     }
 }
 
-/// Groups digits by thousands: 1234567 -> "1,234,567".
-pub fn group(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
+pub use crate::units::thousands as group;
 
 /// A rate with thousands separators when large, else 2 or 3 significant digits.
 fn fmt_rate(r: f64) -> String {

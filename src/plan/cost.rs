@@ -10,6 +10,7 @@
 //! plan's kernels, not the adapter's choice.
 use super::op::{Cost, Op};
 use super::{Phase, Plan};
+use crate::units::thousands;
 
 /// Streaming multiprocessors of a large data-center GPU (an H100 SXM has 132): a dispatch of
 /// fewer workgroups leaves SMs idle however small its workgroups are, since one workgroup
@@ -274,19 +275,6 @@ fn common_label(a: &str, b: &str) -> String {
         .map(|(x, y)| if x == y { x.clone() } else { format!("{}=*", x.split('=').next().unwrap_or(x)) })
         .collect();
     format!("{ea}[{}]", consts.join(","))
-}
-
-/// `1234567` as `1,234,567`.
-fn thousands(v: u64) -> String {
-    let digits = v.to_string();
-    let mut out = String::new();
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// A count in units of 10^9 with one decimal (three below 10), thousands separated.
