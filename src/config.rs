@@ -185,6 +185,88 @@ pub struct DataConfig {
     pub tokenizer: PathBuf,
 }
 
+/// Test-time training at evaluation (record-spec.md section 8).
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TttMode {
+    /// No test-time training.
+    #[default]
+    Off,
+    /// PR #317's kind: train on all validation sequences, then score them. Not valid under the
+    /// challenge's rules (every scored token was trained on first).
+    TrainThenScore,
+    /// The legal kind: chunk by chunk, score with the sliding window first, then train on the
+    /// chunk already scored; the last chunk is never trained on.
+    ScoreFirst,
+}
+
+/// Evaluation after training: the sliding window, its batches, periodic validation and
+/// test-time training (record-spec.md sections 7 and 8). Every field has a default, so
+/// configs without an `[eval]` section keep working. The window is `train.seq_len`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// Sliding-window stride in tokens: every window after the first scores its last
+    /// `stride` positions.
+    pub stride: usize,
+    /// Windows (or sequences) per forward-only evaluation batch.
+    pub batch_seqs: usize,
+    /// Validation tokens the sliding evaluation and TTT cover (0 = the whole split).
+    pub max_tokens: usize,
+    /// Run the sliding-window evaluation at the end of training.
+    pub sliding: bool,
+    /// Validate (non-sliding, `train.val_seqs` sequences) every this many steps during
+    /// training (0 = only at the end).
+    pub val_every: usize,
+    /// "off", "train-then-score" (PR #317's, not valid under the rules) or "score-first".
+    pub ttt: TttMode,
+    /// TTT: SGD learning rate (score-first decays it with a cosine across chunks).
+    pub ttt_lr: f32,
+    /// TTT: SGD momentum (no Nesterov, no dampening).
+    pub ttt_momentum: f32,
+    /// TTT: epochs over the training data of each pass (all sequences, or one chunk).
+    pub ttt_epochs: usize,
+    /// TTT: sequences per SGD step.
+    pub ttt_batch_seqs: usize,
+    /// TTT: clip of the global norm of the trainable parameters' gradients (0 = off).
+    pub ttt_grad_clip: f32,
+    /// TTT: the first this many blocks are frozen (no gradients kept for them). Unset: 2 for
+    /// train-then-score (the PR's), 0 for score-first.
+    pub ttt_freeze_blocks: Option<usize>,
+    /// TTT score-first: tokens per chunk.
+    pub ttt_chunk_tokens: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig {
+            stride: 64,
+            batch_seqs: 32,
+            max_tokens: 0,
+            sliding: true,
+            val_every: 0,
+            ttt: TttMode::Off,
+            ttt_lr: 0.002,
+            ttt_momentum: 0.9,
+            ttt_epochs: 3,
+            ttt_batch_seqs: 32,
+            ttt_grad_clip: 1.0,
+            ttt_freeze_blocks: None,
+            ttt_chunk_tokens: 32_768,
+        }
+    }
+}
+
+impl EvalConfig {
+    /// The frozen leading blocks of the configured TTT kind.
+    pub fn freeze_blocks(&self) -> usize {
+        self.ttt_freeze_blocks.unwrap_or(match self.ttt {
+            TttMode::TrainThenScore => 2,
+            _ => 0,
+        })
+    }
+}
+
 /// A whole run.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +274,9 @@ pub struct Config {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub data: DataConfig,
+    /// Optional: every field has a default.
+    #[serde(default)]
+    pub eval: EvalConfig,
 }
 
 impl Config {
@@ -231,7 +316,8 @@ impl Config {
         let c = Checker { file };
         validate_model(&c, &self.model)?;
         validate_train(&c, &self.train)?;
-        validate_data(&c, &self.data)
+        validate_data(&c, &self.data)?;
+        validate_eval(&c, self)
     }
 
     /// The RoPE base actually used at `seq_len` (the NTK quirk applied when configured).
@@ -411,6 +497,32 @@ fn validate_data(c: &Checker, d: &DataConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The evaluation settings, against the model and the window.
+fn validate_eval(c: &Checker, cfg: &Config) -> Result<(), ConfigError> {
+    let e = &cfg.eval;
+    c.at_least("eval.stride", e.stride, 1)?;
+    if e.stride > cfg.train.seq_len {
+        return Err(c.bad(
+            "eval.stride",
+            format!("is {}, expected at most the window train.seq_len = {}", e.stride, cfg.train.seq_len),
+        ));
+    }
+    c.at_least("eval.batch_seqs", e.batch_seqs, 1)?;
+    c.positive("eval.ttt_lr", e.ttt_lr as f64)?;
+    c.unit("eval.ttt_momentum", e.ttt_momentum as f64)?;
+    c.at_least("eval.ttt_epochs", e.ttt_epochs, 1)?;
+    c.at_least("eval.ttt_batch_seqs", e.ttt_batch_seqs, 1)?;
+    c.non_negative("eval.ttt_grad_clip", e.ttt_grad_clip as f64)?;
+    if e.freeze_blocks() > cfg.model.num_layers {
+        return Err(c.bad(
+            "eval.ttt_freeze_blocks",
+            format!("is {}, expected at most model.num_layers = {}", e.freeze_blocks(), cfg.model.num_layers),
+        ));
+    }
+    c.at_least("eval.ttt_chunk_tokens", e.ttt_chunk_tokens, cfg.train.seq_len.max(1))?;
+    Ok(())
+}
+
 /// Applies `section.key=value`; the value is parsed as TOML (a number, bool, or string) and
 /// falls back to a plain string.
 fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError> {
@@ -429,8 +541,9 @@ fn apply_override(table: &mut toml::Table, arg: &str) -> Result<(), ConfigError>
         .get_mut(parts[0])
         .and_then(|s| s.as_table_mut())
         .ok_or_else(|| err(&format!("no section [{}] in the config{}", parts[0], did_you_mean(parts[0], &sections))))?;
-    if !section.contains_key(parts[1]) {
-        let known = fields.iter().find(|(s, _)| *s == parts[0]).map_or(&[][..], |(_, f)| f);
+    // Known fields, not the section's keys: an unset optional field is absent from the table.
+    let known = fields.iter().find(|(s, _)| *s == parts[0]).map_or(&[][..], |(_, f)| f);
+    if !known.contains(&parts[1]) {
         return Err(err(&format!("no field `{}` in [{}]{}", parts[1], parts[0], did_you_mean(parts[1], known))));
     }
     section.insert(parts[1].to_string(), value);
@@ -469,11 +582,12 @@ fn serde_fields<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
 }
 
 /// The sections of a config and the fields of each.
-fn known_fields() -> (Vec<&'static str>, [(&'static str, &'static [&'static str]); 3]) {
+fn known_fields() -> (Vec<&'static str>, [(&'static str, &'static [&'static str]); 4]) {
     let fields = [
         ("model", serde_fields::<ModelConfig>()),
         ("train", serde_fields::<TrainConfig>()),
         ("data", serde_fields::<DataConfig>()),
+        ("eval", serde_fields::<EvalConfig>()),
     ];
     (serde_fields::<Config>().to_vec(), fields)
 }
