@@ -139,7 +139,8 @@ fn case(path: &str, batch: usize) -> Case {
         .collect();
     let vocab = cfg.model.vocab_size;
     let mut rng = Rng::new(7);
-    let tokens = (0..=batch * cfg.train.seq_len).map(|_| ((rng.uniform() * vocab as f64) as usize % vocab) as u16).collect();
+    let tokens =
+        (0..=batch * cfg.train.seq_len).map(|_| ((rng.uniform() * vocab as f64) as usize % vocab) as u16).collect();
     Case { cfg, weights, tokens }
 }
 
@@ -192,7 +193,9 @@ fn gpu_scorer_matches_the_cpu_scorer_on_record_tiny() {
     let c = case("configs/record-tiny.toml", batch);
     let t = c.cfg.train.seq_len;
     let gpu = Device::open(&wgolf::host::Backend::Gpu(None)).unwrap();
-    for (stride, scored) in [(t, (|_| 0..128) as fn(usize) -> std::ops::Range<usize>), (64, |i| if i == 0 { 0..128 } else { 64..128 })] {
+    for (stride, scored) in
+        [(t, (|_| 0..128) as fn(usize) -> std::ops::Range<usize>), (64, |i| if i == 0 { 0..128 } else { 64..128 })]
+    {
         let mut nll = Vec::new();
         for device in [&Device::Cpu, &gpu] {
             let mut s = Scorer::sliding(&c.cfg, device, stride).unwrap();
