@@ -3,8 +3,8 @@
 //! Shows the evaluation path on text of your own: the weights file a run wrote
 //! (`RUN/model.safetensors`, which carries its config) is loaded into the model's plan, the
 //! text is tokenized with the run's sp1024 tokenizer (`[BOS] + ids`, as the shards hold
-//! documents), cut into the model's sequence windows and scored by the same evaluator as
-//! `wgolf eval`; the tokenizer's byte tables turn the token losses into bits per byte of
+//! documents), cut into the model's sequence windows and scored by the same forward-only
+//! scorer as `wgolf eval` (`eval::Scorer`, weights loaded by name); the tokenizer's byte tables turn the token losses into bits per byte of
 //! the (normalized) text.
 //!
 //!     cargo run --release --example score_text -- RUN_OR_WEIGHTS [TEXT_FILE]
@@ -12,8 +12,8 @@
 //! (TEXT_FILE defaults to README.md; a run from `wgolf train` or examples/train_tiny.rs.)
 use std::path::{Path, PathBuf};
 use wgolf::data::{ByteLuts, Tokenizer, ValSet};
-use wgolf::eval::{self, ValData};
-use wgolf::host::{make_executor, write_values, Backend};
+use wgolf::eval::{self, Scorer, ValData};
+use wgolf::host::{Backend, Device};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -27,9 +27,12 @@ fn main() -> anyhow::Result<()> {
     let file = wgolf::checkpoint::read(&weights_path)?;
     let cfg = file.config()?;
     let plan = wgolf::model::build_plan(&cfg)?;
-    let weights = wgolf::checkpoint::weights_from(&file, &plan)?;
-    let mut ex = make_executor(&plan, &Backend::Gpu(None))?;
-    write_values(ex.as_mut(), &weights)?;
+    let weights: Vec<(String, Vec<f32>)> = wgolf::checkpoint::weights_from(&file, &plan)?
+        .into_iter()
+        .map(|(id, v)| (plan.tensor(id).name.clone(), v))
+        .collect();
+    let mut scorer = Scorer::whole_sequences(&cfg, &Device::open(&Backend::Gpu(None))?)?;
+    scorer.load_weights(&weights)?;
 
     // The text as one document, tokenized like the shards: [BOS] + ids.
     let text = std::fs::read_to_string(&text_path)?;
@@ -42,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     let val = ValData { set, luts };
 
     // Whole windows of seq_len are scored (the tail shorter than a window is not).
-    let acc = eval::evaluate(ex.as_mut(), &plan, &cfg, &val, 0)?;
+    let acc = eval::evaluate(&mut scorer, &val, 0)?;
     println!(
         "{}: {} bytes, {n_tokens} tokens; scored {} tokens ({} bytes) in {} windows of {}: loss {:.4} nats, {:.4} bits per byte",
         text_path.display(),

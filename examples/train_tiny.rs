@@ -5,7 +5,8 @@
 //! steps (`model::build_plan`), an executor that replays it (`host::make_executor`: the GPU,
 //! or the CPU reference with `--cpu`), the seeded init, the training stream, one optimizer
 //! step at a time (`train::train_step`, the learning-rate schedule from the config), the
-//! validation score (`eval::evaluate`) and the weights file (`eval::export::save_export`),
+//! validation score (`eval::evaluate` through a forward-only `eval::Scorer` on the same
+//! device, loaded with the run's exported weights) and the weights file (`eval::export::save_export`),
 //! which `examples/score_text.rs` loads.
 //!
 //!     cargo run --release --example train_tiny -- [OUT_DIR] [STEPS]
@@ -14,8 +15,8 @@
 use std::path::{Path, PathBuf};
 use wgolf::config::Config;
 use wgolf::data::TrainStream;
-use wgolf::eval::{self, ValData};
-use wgolf::host::{make_executor, Backend};
+use wgolf::eval::{self, Scorer, ValData};
+use wgolf::host::{Backend, Device};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--cpu");
@@ -30,7 +31,8 @@ fn main() -> anyhow::Result<()> {
     // The model as a static plan (tensors + forward, backward and optimizer steps), built
     // once; the executor allocates every tensor and pipeline up front.
     let plan = wgolf::model::build_plan(&cfg)?;
-    let mut ex = make_executor(&plan, &backend)?;
+    let device = Device::open(&backend)?;
+    let mut ex = device.executor(&plan)?;
     println!("{} parameters, {} tokens per step, on {}", plan.param_count(), cfg.step_tokens(), ex.describe());
     wgolf::train::init_state(ex.as_mut(), &plan, cfg.train.seed)?;
 
@@ -47,7 +49,9 @@ fn main() -> anyhow::Result<()> {
     // Validation on the first 16 sequences of the bundled val shard, in nats and bits per
     // byte (the tokenizer's byte tables turn token losses into bytes).
     let val = ValData::open(&cfg)?;
-    let acc = eval::evaluate(ex.as_mut(), &plan, &cfg, &val, 16)?;
+    let mut scorer = Scorer::whole_sequences(&cfg, &device)?;
+    scorer.load_exported(&plan, ex.as_mut())?;
+    let acc = eval::evaluate(&mut scorer, &val, 16)?;
     println!("val_loss {:.4} val_bpb {:.4} over {} tokens", acc.val_loss(), acc.val_bpb(), acc.tokens());
 
     std::fs::create_dir_all(&out)?;

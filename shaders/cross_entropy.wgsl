@@ -3,7 +3,8 @@
 // z = SOFTCAP * tanh(l / SOFTCAP); loss[r] = logsumexp(z) - z[target[r]]   (overwrites loss)
 // with WRITE_GRAD: dlogits[r, j] = GRAD_SCALE * (softmax(z)_j - [j == target]) * (1 - tanh(l_j / SOFTCAP)^2)
 //   (overwrites dlogits; the gradient of GRAD_SCALE * sum(loss) with respect to the raw logits)
-// shapes: dlogits, logits [ROWS, VOCAB]; loss [ROWS]; targets [ROWS] (u32).
+// shapes: logits [ROWS, VOCAB]; loss [ROWS]; targets [ROWS] (u32); dlogits [ROWS, VOCAB] with
+//   WRITE_GRAD, else a one-element placeholder that is never touched (forward-only plans).
 // dispatch: one invocation per row, 1-D grid of 64-wide workgroups folded into y beyond
 //   65535 workgroups. The loss total is reduced by reduce.wgsl (sum_rows).
 // CPU reference: src/ops/cross_entropy.rs (cross_entropy).

@@ -17,15 +17,35 @@ pub enum Backend {
     Cpu,
 }
 
-/// Builds the executor for a plan.
+/// An opened backend: the CPU, or one GPU device that the executors of several plans (the
+/// training plan and the evaluation plan) share, so their buffers live on the same device.
+#[derive(Clone)]
+pub enum Device {
+    Cpu,
+    Gpu(Arc<GpuContext>),
+}
+
+impl Device {
+    /// Opens the backend (for the GPU: picks the adapter and creates the device).
+    pub fn open(backend: &Backend) -> Result<Device> {
+        Ok(match backend {
+            Backend::Cpu => Device::Cpu,
+            Backend::Gpu(choice) => Device::Gpu(Arc::new(GpuContext::new(choice.as_deref())?)),
+        })
+    }
+
+    /// An executor for `plan` on this device.
+    pub fn executor(&self, plan: &Plan) -> Result<Box<dyn Executor>> {
+        Ok(match self {
+            Device::Cpu => Box::new(CpuExecutor::new(plan)),
+            Device::Gpu(ctx) => Box::new(GpuExecutor::new(ctx.clone(), plan)?),
+        })
+    }
+}
+
+/// Builds the executor for a plan on a device of its own.
 pub fn make_executor(plan: &Plan, backend: &Backend) -> Result<Box<dyn Executor>> {
-    Ok(match backend {
-        Backend::Cpu => Box::new(CpuExecutor::new(plan)),
-        Backend::Gpu(choice) => {
-            let ctx = Arc::new(GpuContext::new(choice.as_deref())?);
-            Box::new(GpuExecutor::new(ctx, plan)?)
-        }
-    })
+    Device::open(backend)?.executor(plan)
 }
 
 /// Writes f32 values (weights, saved state) into their tensors.

@@ -89,7 +89,8 @@ enum Command {
         cpu: bool,
     },
     /// Report val_loss and val_bpb of a checkpoint's weights (its EMA when it kept one) or
-    /// of a weights file, on the first N validation sequences.
+    /// of a weights file, on the first N validation sequences, or with --stride the
+    /// sliding-window score (record-spec.md section 7).
     Eval {
         /// A checkpoint.safetensors, a model.safetensors, or a run directory.
         #[arg(long)]
@@ -104,7 +105,12 @@ enum Command {
         /// Override a config field (e.g. data.dir).
         #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
         overrides: Vec<String>,
-        /// Print one JSON line: {"val_loss", "val_bpb", "seqs", "seq_len"}.
+        /// Score with the sliding window at this stride instead (window `train.seq_len`;
+        /// `eval.max_tokens` limits the targets covered); the config's is `eval.stride`.
+        #[arg(long, value_name = "S")]
+        stride: Option<usize>,
+        /// Print one JSON line: {"val_loss", "val_bpb", "seqs", "seq_len"} (with --stride:
+        /// {"val_loss", "val_bpb", "stride", "tokens", "bytes", "seq_len"}).
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -204,8 +210,8 @@ fn run(cli: Cli) -> Result<()> {
             let backend = if cpu { Backend::Cpu } else { Backend::Gpu(adapter.adapter) };
             train(&config, out, resume, checkpoint_every, backend)
         }
-        Command::Eval { checkpoint: path, val_seqs, config, overrides, json, adapter } => {
-            eval(&path, val_seqs, config, &overrides, json, adapter.adapter.as_deref())
+        Command::Eval { checkpoint: path, val_seqs, config, overrides, stride, json, adapter } => {
+            eval(&path, val_seqs, config, &overrides, stride, json, adapter.adapter.as_deref())
         }
         Command::Export { checkpoint: path, out } => {
             let plan = eval::export::export_file(&checkpoint::read(&resolve_checkpoint(&path))?, &out)?;
@@ -284,31 +290,44 @@ fn resolve_checkpoint(path: &std::path::Path) -> PathBuf {
     }
 }
 
-/// `wgolf eval`: scores a checkpoint's or weights file's weights on the validation set.
+/// `wgolf eval`: scores a checkpoint's or weights file's weights on the validation set,
+/// on the forward-only evaluation plan.
 fn eval(
     path: &std::path::Path,
     val_seqs: Option<usize>,
     config: Option<PathBuf>,
     overrides: &[String],
+    stride: Option<usize>,
     json: bool,
     adapter: Option<&str>,
 ) -> Result<()> {
     let file = checkpoint::read(&resolve_checkpoint(path))?;
+    let mut overrides = overrides.to_vec();
+    if let Some(s) = stride {
+        // Through the config, so that its validation (1..=seq_len) applies to the flag too.
+        overrides.push(format!("eval.stride={s}"));
+    }
     let cfg = match config {
-        Some(c) => Config::load(&c, overrides)?,
+        Some(c) => Config::load(&c, &overrides)?,
         None if overrides.is_empty() => file.config()?,
-        None => Config::parse(&toml::to_string(&file.config()?)?, "the file's config", overrides)?,
+        None => Config::parse(&toml::to_string(&file.config()?)?, "the file's config", &overrides)?,
     };
     let plan = wgolf::model::build_plan(&cfg)?;
-    let weights = checkpoint::weights_from(&file, &plan)?;
-    let mut ex = host::make_executor(&plan, &Backend::Gpu(adapter.map(String::from)))?;
-    host::write_values(ex.as_mut(), &weights)?;
+    let weights: Vec<(String, Vec<f32>)> =
+        checkpoint::weights_from(&file, &plan)?.into_iter().map(|(id, v)| (plan.tensor(id).name.clone(), v)).collect();
+    drop(plan);
+    let device = host::Device::open(&Backend::Gpu(adapter.map(String::from)))?;
     let val = ValData::open(&cfg)?;
+    if stride.is_some() {
+        return eval_sliding(&cfg, &device, &val, &weights, json);
+    }
+    let mut scorer = eval::Scorer::whole_sequences(&cfg, &device)?;
+    scorer.load_weights(&weights)?;
     let seqs = val_seqs.unwrap_or(0);
     let scored = val.scored(seqs);
     let mut progress = wgolf::progress::Progress::new("eval", scored as u64, wgolf::progress::Unit::Count);
     progress.show_rate(cfg.train.seq_len as f64, "tok/s");
-    let acc = eval::evaluate_with(ex.as_mut(), &plan, &cfg, &val, seqs, &mut progress)?;
+    let acc = eval::evaluate_with(&mut scorer, &val, seqs, &mut progress)?;
     if json {
         println!(
             "{}",
@@ -322,7 +341,45 @@ fn eval(
             cfg.train.seq_len,
             acc.tokens(),
             acc.bytes(),
-            ex.describe()
+            scorer.describe()
+        );
+    }
+    Ok(())
+}
+
+/// `wgolf eval --stride S`: the sliding-window score, printed as the reference logs it.
+fn eval_sliding(
+    cfg: &Config,
+    device: &host::Device,
+    val: &ValData,
+    weights: &[(String, Vec<f32>)],
+    json: bool,
+) -> Result<()> {
+    let stride = cfg.eval.stride;
+    let mut scorer = eval::Scorer::sliding(cfg, device, stride)?;
+    scorer.load_weights(weights)?;
+    let covered = val.covered(cfg.eval.max_tokens);
+    let total = eval::sliding::scored_count(covered, cfg.train.seq_len, stride);
+    let mut progress = wgolf::progress::Progress::new("sliding eval", total, wgolf::progress::Unit::Count);
+    progress.show_rate(1.0, "tok/s");
+    let start = std::time::Instant::now();
+    let acc = eval::evaluate_sliding(&mut scorer, val, cfg.eval.max_tokens, stride, &mut progress)?;
+    let secs = start.elapsed().as_secs_f64();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "stride": stride, "tokens": acc.tokens(), "bytes": acc.bytes(), "seq_len": cfg.train.seq_len})
+        );
+    } else {
+        println!("final_sliding_s{stride} val_loss:{:.8} val_bpb:{:.8}", acc.val_loss(), acc.val_bpb());
+        println!(
+            "  {} scored targets over {covered} ({} bytes), window {}, {:.1} s ({:.3} ms per scored token) on {}",
+            acc.tokens(),
+            acc.bytes(),
+            cfg.train.seq_len,
+            secs,
+            1e3 * secs / acc.tokens().max(1) as f64,
+            scorer.describe()
         );
     }
     Ok(())
@@ -368,6 +425,15 @@ fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String], ke
             plan.steps(Phase::Forward).len(),
             plan.steps(Phase::Backward).len(),
             plan.steps(Phase::Optimizer).len()
+        );
+        let b = cfg.eval.batch_seqs;
+        let eval_plan = wgolf::model::build_eval_plan(&cfg, b, b * cfg.train.seq_len)?;
+        println!(
+            "  eval plan:            {} tensors ({:.1} MiB), {} forward steps per batch of {b} x {}",
+            eval_plan.tensors.len(),
+            eval_plan.bytes() as f64 / (1 << 20) as f64,
+            eval_plan.steps(Phase::Forward).len(),
+            cfg.train.seq_len
         );
         if kernels {
             println!();

@@ -25,6 +25,7 @@ fn short_training_run_lowers_the_loss() {
             "train.warmdown_steps=20".into(),
             "train.log_every=10".into(),
             "train.val_seqs=32".into(),
+            "eval.val_every=20".into(),
         ],
     )
     .unwrap();
@@ -44,6 +45,10 @@ fn short_training_run_lowers_the_loss() {
     let expect_bpb = summary.val_loss / std::f64::consts::LN_2 * summary.val_tokens as f64 / summary.val_bytes as f64;
     assert!((summary.val_bpb - expect_bpb).abs() < 1e-9);
     assert_eq!(summary.val_tokens, 32 * 128);
+    // Periodic validation every 20 steps on the evaluation plan, then the final one.
+    let val_steps: Vec<u64> =
+        lines.iter().filter(|v| v["event"] == "val").map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(val_steps, [20, 40, 60]);
     let val = lines.iter().find(|v| v["event"] == "val").expect("a val event");
     for field in ["step", "val_loss", "val_bpb", "elapsed_s"] {
         assert!(val.get(field).is_some(), "val event lacks {field}: {val}");
@@ -279,6 +284,18 @@ fn export_import_and_eval_round_trip() {
     assert_eq!(from_ck["seq_len"], 128);
     assert_eq!(from_ck["val_loss"], from_export["val_loss"]);
     assert!(from_ck["val_bpb"].as_f64().unwrap() > 0.0);
+
+    // The sliding score, printed as the reference logs it, over 512 targets.
+    let out = bin()
+        .args(["eval", "--stride", "64", "--set", "eval.max_tokens=512", "--checkpoint"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("final_sliding_s64 val_loss:") && text.contains(" val_bpb:"), "{text}");
+    // 512 targets, window 128, stride 64: 512 plus the tail's 64 re-scored once.
+    assert!(text.contains("576 scored targets over 512"), "{text}");
 
     // Import the exported weights back into a checkpoint: same evaluation.
     let imported = dir.path().join("imported.safetensors");

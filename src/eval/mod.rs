@@ -1,16 +1,18 @@
-//! Evaluation: the validation scorer (forward plan only, whole sequences, bpb), the
-//! exported weights swapped in for scoring, and the run's artifact ([`export`]). It reads
-//! executors and files and never trains; the training loop calls it at the end of a run.
-use crate::checkpoint;
+//! Evaluation: the forward-only scorer ([`scorer::Scorer`], an evaluation plan with its own
+//! executor), the non-sliding validation pass (disjoint sequences, as the reference's
+//! `eval_val`), the sliding-window pass ([`sliding`]), and the run's artifact ([`export`]).
+//! It reads executors and files and never trains; the training loop calls it for periodic
+//! validation and at the end of a run.
 use crate::config::Config;
 use crate::data::{BpbAccumulator, ByteLuts, Tokenizer, ValSet};
-use crate::exec::Executor;
-use crate::host::{write_inputs, write_values};
-use crate::plan::{Phase, Plan};
-use crate::progress::Progress;
+use crate::progress::{Progress, Unit};
 use anyhow::Result;
 
 pub mod export;
+pub mod scorer;
+pub mod sliding;
+
+pub use scorer::{Scorer, Window};
 
 /// The validation sequences and the byte tables that turn their losses into bpb.
 pub struct ValData {
@@ -36,50 +38,45 @@ impl ValData {
             max_seqs.min(all)
         }
     }
+
+    /// How many targets a sliding pass over `max_tokens` (0: all) covers.
+    pub fn covered(&self, max_tokens: usize) -> usize {
+        let all = self.set.num_targets();
+        if max_tokens == 0 {
+            all
+        } else {
+            max_tokens.min(all)
+        }
+    }
 }
 
-/// Scores the first `max_seqs` validation sequences (all with 0) through the forward plan,
-/// on the parameters the executor holds. The last batch is padded with sequence 0 and only
-/// its real rows are counted.
-pub fn evaluate(
-    ex: &mut dyn Executor,
-    plan: &Plan,
-    cfg: &Config,
-    val: &ValData,
-    max_seqs: usize,
-) -> Result<BpbAccumulator> {
-    evaluate_with(ex, plan, cfg, val, max_seqs, &mut Progress::hidden())
+/// Scores the first `max_seqs` validation sequences (all with 0), each whole with its own
+/// context only, on the scorer's weights (the reference's `eval_val`). Batches are the
+/// scorer's; the last one is short and its padding is not scored.
+pub fn evaluate(scorer: &mut Scorer, val: &ValData, max_seqs: usize) -> Result<BpbAccumulator> {
+    evaluate_with(scorer, val, max_seqs, &mut Progress::hidden())
 }
 
 /// [`evaluate`], reporting the sequences scored to `progress` (whose total should be
 /// [`ValData::scored`]).
 pub fn evaluate_with(
-    ex: &mut dyn Executor,
-    plan: &Plan,
-    cfg: &Config,
+    scorer: &mut Scorer,
     val: &ValData,
     max_seqs: usize,
     progress: &mut Progress,
 ) -> Result<BpbAccumulator> {
     let total = val.scored(max_seqs);
-    let (b, t) = (cfg.train.batch_seqs, cfg.train.seq_len);
+    let t = val.set.seq_len();
+    let tokens = val.set.tokens();
     let mut acc = BpbAccumulator::new();
     let mut start = 0;
     while start < total {
-        let real = b.min(total - start);
-        let (mut x, mut y) = val.set.batch(start..start + real);
-        if real < b {
-            let (px, py) = val.set.sequence(0);
-            for _ in real..b {
-                x.extend_from_slice(&px);
-                y.extend_from_slice(&py);
-            }
-        }
-        write_inputs(ex, plan, cfg, &x, &y)?;
-        ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len())?;
-        let nll = ex.read(plan.io().loss_rows)?;
-        acc.add_batch(&val.luts, &x[..real * t], &y[..real * t], &nll[..real * t]);
-        start += real;
+        let end = (start + scorer.batch()).min(total);
+        let batch: Vec<Window<'_>> =
+            (start..end).map(|i| Window { tokens: &tokens[i * t..(i + 1) * t + 1], scored: 0..t }).collect();
+        let nll = scorer.score(&batch)?;
+        sliding::add_scored(&mut acc, &val.luts, &batch, &nll);
+        start = end;
         // The read-back above waited for the device, so the position is real.
         if progress.due() {
             progress.update(start as u64, &format!("loss {:.4}", acc.val_loss()));
@@ -89,24 +86,23 @@ pub fn evaluate_with(
     Ok(acc)
 }
 
-/// Scores `train.val_seqs` sequences on the weights the run exports (the EMA when kept):
-/// swaps them into the parameters for the pass and restores the training parameters
-/// afterwards.
-pub fn evaluate_export(
-    ex: &mut dyn Executor,
-    plan: &Plan,
-    cfg: &Config,
+/// The non-sliding pass over `train.val_seqs` sequences with a progress display labelled
+/// `label`.
+pub fn validate(scorer: &mut Scorer, cfg: &Config, val: &ValData, label: &str) -> Result<BpbAccumulator> {
+    let mut progress = Progress::new(label, val.scored(cfg.train.val_seqs) as u64, Unit::Count);
+    progress.show_rate(cfg.train.seq_len as f64, "tok/s");
+    evaluate_with(scorer, val, cfg.train.val_seqs, &mut progress)
+}
+
+/// The sliding-window pass at `stride` over the first `max_tokens` validation targets (all
+/// with 0), on the scorer's weights (the reference's `eval_val_sliding`).
+pub fn evaluate_sliding(
+    scorer: &mut Scorer,
     val: &ValData,
+    max_tokens: usize,
+    stride: usize,
     progress: &mut Progress,
 ) -> Result<BpbAccumulator> {
-    let has_ema = plan.params.iter().any(|s| checkpoint::ema_of(plan, s.param).is_some());
-    if !has_ema {
-        return evaluate_with(ex, plan, cfg, val, cfg.train.val_seqs, progress);
-    }
-    let raw: Vec<_> = plan.params.iter().map(|s| Ok((s.param, ex.read(s.param)?))).collect::<Result<_>>()?;
-    let exported = checkpoint::model_weights(plan, ex)?;
-    write_values(ex, &exported)?;
-    let acc = evaluate_with(ex, plan, cfg, val, cfg.train.val_seqs, progress)?;
-    write_values(ex, &raw)?;
-    Ok(acc)
+    let covered = val.covered(max_tokens);
+    sliding::score_range(scorer, val.set.tokens(), &val.luts, 0..covered, stride, progress)
 }

@@ -61,3 +61,47 @@ pub(super) fn backward(g: &mut PlanBuilder, dims: &Dims, tok_emb: TensorId, h: &
     g.push(Phase::Backward, RmsNormBwd { rows: n, dim: d }, &[dx, dhf, h.hf, h.hf_rstd])?;
     Ok(())
 }
+
+/// An evaluation plan's head: only the rows `scored` (`[s]` row indices into the batch,
+/// written by the host) of the final stream go through the final norm, the logits and the
+/// cross-entropy, so the logits are `[s, vocab]` rather than `[batch * seq, vocab]`. The
+/// gather is the embedding lookup with the stream as its table. The cross-entropy writes no
+/// gradient; `loss_total` is the plain sum of the `s` rows (padding rows included).
+pub(super) fn eval_forward(
+    g: &mut PlanBuilder,
+    dims: &Dims,
+    tok_emb: TensorId,
+    x: TensorId,
+    scored: TensorId,
+    targets: TensorId,
+    softcap: f64,
+) -> Result<EvalHead, PlanError> {
+    let Dims { n, d, v, .. } = *dims;
+    let s = g.shape(scored)[0];
+    let fwd = Phase::Forward;
+    // xs = x[scored]
+    let xs = g.activation("final.x_scored", &[s, d]);
+    g.push(fwd, EmbeddingFwd { tokens: s, dim: d, vocab: n }, &[xs, x, scored])?;
+    // hf = rmsnorm(xs)
+    let hf = g.activation("final.h", &[s, d]);
+    let hf_rstd = g.activation("final.rstd", &[s]);
+    g.push(fwd, RmsNormFwd { rows: s, dim: d, eps: RMS_EPS }, &[hf, hf_rstd, xs])?;
+    // logits = hf . tok_emb^T
+    let logits = g.activation("logits", &[s, v]);
+    linear_fwd(g, logits, hf, tok_emb)?;
+    // loss_rows = cross_entropy(softcap(logits), targets)
+    let loss_rows = g.activation("loss_rows", &[s]);
+    let loss_total = g.tensor("loss", &[1], DType::F32, Role::Loss);
+    let unused = g.activation("ce.no_grad", &[1]);
+    let ce = CrossEntropy { rows: s, vocab: v, softcap, grad_scale: 0.0, write_grad: false };
+    g.push(fwd, ce, &[unused, loss_rows, logits, targets])?;
+    g.push(fwd, SumRows { count: s, scale: 1.0 }, &[loss_total, loss_rows])?;
+    Ok(EvalHead { logits, loss_rows, loss_total })
+}
+
+/// The evaluation head's host-visible tensors.
+pub(super) struct EvalHead {
+    pub logits: TensorId,
+    pub loss_rows: TensorId,
+    pub loss_total: TensorId,
+}

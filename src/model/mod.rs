@@ -67,10 +67,15 @@ struct Dims {
 
 impl Dims {
     fn new(cfg: &Config) -> Dims {
+        Dims::with_batch(cfg, cfg.train.batch_seqs)
+    }
+
+    /// The shapes for `batch` sequences of `train.seq_len` (an evaluation plan's batch).
+    fn with_batch(cfg: &Config, batch: usize) -> Dims {
         let m = &cfg.model;
         let n_enc = m.num_layers / 2;
         Dims {
-            n: cfg.micro_tokens(),
+            n: batch * cfg.train.seq_len,
             d: m.model_dim,
             v: m.vocab_size,
             heads: m.num_heads,
@@ -78,7 +83,7 @@ impl Dims {
             hd: cfg.head_dim(),
             hidden: m.model_dim * m.mlp_mult,
             seq: cfg.train.seq_len,
-            batch: cfg.train.batch_seqs,
+            batch,
             layers: m.num_layers,
             n_enc,
             n_skip: n_enc.min(m.num_layers - n_enc),
@@ -112,31 +117,7 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
     let rope = g.constant("rope_table", &[2, seq, hd / 2], rope_table(seq, hd, cfg.effective_rope_base()));
 
     // ================= forward =================
-    let inp = input::forward(&mut g, &dims, &p, ids, bigram_ids)?;
-    let env = BlockEnv { dims, rope, x0: inp.x0 };
-    let mut x = inp.x0;
-    let mut encoder_outs: Vec<TensorId> = Vec::new();
-    let mut skips: Vec<Option<Skip>> = Vec::new();
-    let mut acts: Vec<BlockActs> = Vec::new();
-    for (i, bp) in p.blocks.iter().enumerate() {
-        // U-Net: decoder j adds skip_weights[j] * (encoder output n_enc-1-j).
-        let skip = if i >= dims.n_enc && i - dims.n_enc < dims.n_skip {
-            let src = encoder_outs.pop().expect("one skip per decoder");
-            let sw = p.skip_weights.expect("skips exist");
-            Some(skip_forward(&mut g, &dims, i, sw, x, src)?)
-        } else {
-            None
-        };
-        x = skip.as_ref().map_or(x, |s| s.out);
-        let xsa = i + m.xsa_last_n >= m.num_layers;
-        let a = block::forward(&mut g, &env, i, bp, x, xsa)?;
-        x = a.x_out;
-        if i < dims.n_enc {
-            encoder_outs.push(x);
-        }
-        skips.push(skip);
-        acts.push(a);
-    }
+    let Stream { inp, env, skips, acts, x } = forward_stream(&mut g, cfg, &dims, &p, ids, bigram_ids, rope)?;
     let head = head::forward(&mut g, &dims, p.tok_emb, x, targets, m.logit_softcap, cfg.step_tokens() as f64)?;
 
     // ================= backward (mirrors the forward, last line first) =================
@@ -161,8 +142,93 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
         loss_rows: head.loss_rows,
         loss_total: head.loss_total,
         bigram_ids,
+        scored: None,
     };
     g.finish(io)
+}
+
+/// Builds the forward-only evaluation plan: `batch` windows of `train.seq_len` tokens, the
+/// output head and the cross-entropy computed only at `scored_rows` positions of the batch
+/// (the host writes their row indices into `io().scored` and their targets into
+/// `io().targets`; `io().loss_rows` is their NLL). No gradients, no optimizer state; the
+/// parameters keep the training plan's names and shapes, so weights move between the plans
+/// by name.
+pub fn build_eval_plan(cfg: &Config, batch: usize, scored_rows: usize) -> Result<Plan, PlanError> {
+    let m = &cfg.model;
+    let dims = Dims::with_batch(cfg, batch);
+    let Dims { n, seq, hd, .. } = dims;
+    if scored_rows == 0 || scored_rows > n {
+        return Err(PlanError::Other(format!(
+            "evaluation plan: {scored_rows} scored rows for a batch of {n} positions (expected 1..={n})"
+        )));
+    }
+    let mut g = PlanBuilder::forward_only();
+    let p = Params::declare(&mut g, m, &dims);
+    let ids = g.tensor("ids", &[n], DType::U32, Role::Input);
+    let targets = g.tensor("targets", &[scored_rows], DType::U32, Role::Input);
+    let bigram_ids = p.bigram.as_ref().map(|_| g.tensor("bigram_ids", &[n], DType::U32, Role::Input));
+    let scored = g.tensor("scored_rows", &[scored_rows], DType::U32, Role::Input);
+    let rope = g.constant("rope_table", &[2, seq, hd / 2], rope_table(seq, hd, cfg.effective_rope_base()));
+    let s = forward_stream(&mut g, cfg, &dims, &p, ids, bigram_ids, rope)?;
+    let head = head::eval_forward(&mut g, &dims, p.tok_emb, s.x, scored, targets, m.logit_softcap)?;
+    let io = PlanIo {
+        ids,
+        targets,
+        logits: head.logits,
+        loss_rows: head.loss_rows,
+        loss_total: head.loss_total,
+        bigram_ids,
+        scored: Some(scored),
+    };
+    g.finish(io)
+}
+
+/// The forward pass from the inputs to the final stream `x`, with what the backward reads.
+struct Stream {
+    inp: input::InputActs,
+    env: BlockEnv,
+    skips: Vec<Option<Skip>>,
+    acts: Vec<BlockActs>,
+    x: TensorId,
+}
+
+/// The embedding stage, then the blocks with the U-Net skips.
+fn forward_stream(
+    g: &mut PlanBuilder,
+    cfg: &Config,
+    dims: &Dims,
+    p: &Params,
+    ids: TensorId,
+    bigram_ids: Option<TensorId>,
+    rope: TensorId,
+) -> Result<Stream, PlanError> {
+    let m = &cfg.model;
+    let inp = input::forward(g, dims, p, ids, bigram_ids)?;
+    let env = BlockEnv { dims: *dims, rope, x0: inp.x0 };
+    let mut x = inp.x0;
+    let mut encoder_outs: Vec<TensorId> = Vec::new();
+    let mut skips: Vec<Option<Skip>> = Vec::new();
+    let mut acts: Vec<BlockActs> = Vec::new();
+    for (i, bp) in p.blocks.iter().enumerate() {
+        // U-Net: decoder j adds skip_weights[j] * (encoder output n_enc-1-j).
+        let skip = if i >= dims.n_enc && i - dims.n_enc < dims.n_skip {
+            let src = encoder_outs.pop().expect("one skip per decoder");
+            let sw = p.skip_weights.expect("skips exist");
+            Some(skip_forward(g, dims, i, sw, x, src)?)
+        } else {
+            None
+        };
+        x = skip.as_ref().map_or(x, |s| s.out);
+        let xsa = i + m.xsa_last_n >= m.num_layers;
+        let a = block::forward(g, &env, i, bp, x, xsa)?;
+        x = a.x_out;
+        if i < dims.n_enc {
+            encoder_outs.push(x);
+        }
+        skips.push(skip);
+        acts.push(a);
+    }
+    Ok(Stream { inp, env, skips, acts, x })
 }
 
 /// A U-Net skip add before a decoder block: `out = x + skip_weights[j] * src`.

@@ -138,6 +138,10 @@ pub struct PlanIo {
     pub loss_total: TensorId,
     /// BigramHash bucket ids (computed by the host from `ids`), when the model has one.
     pub bigram_ids: Option<TensorId>,
+    /// An evaluation plan's scored positions (rows of the batch, written by the host): the
+    /// head, `targets`, `logits` and `loss_rows` cover these rows only. `None`: every
+    /// position (the training plan).
+    pub scored: Option<TensorId>,
 }
 
 /// A plan error: which step (or tensor) and what is wrong.
@@ -241,6 +245,8 @@ pub struct PlanBuilder {
     params: Vec<ParamSlot>,
     hypers: Vec<(ParamGroup, TensorId)>,
     constants: Vec<(TensorId, Vec<f32>)>,
+    /// Parameters get no gradient, no Adam moments and no [`ParamSlot`] (evaluation plans).
+    forward_only: bool,
 }
 
 impl PlanBuilder {
@@ -248,14 +254,25 @@ impl PlanBuilder {
         Self::default()
     }
 
+    /// A builder for a forward-only plan: [`PlanBuilder::param`] declares the parameter
+    /// tensor alone, so the plan allocates no gradient or optimizer state, and
+    /// [`Plan::params`] stays empty (find parameters by [`Role::Param`]).
+    pub fn forward_only() -> Self {
+        PlanBuilder { forward_only: true, ..Self::default() }
+    }
+
     pub fn tensor(&mut self, name: impl Into<String>, shape: &[usize], dtype: DType, role: Role) -> TensorId {
         self.tensors.push(TensorDesc { name: name.into(), shape: shape.to_vec(), dtype, role });
         self.tensors.len() - 1
     }
 
-    /// A trainable parameter, with its gradient and Adam moments.
+    /// A trainable parameter, with its gradient and Adam moments (the tensor alone in a
+    /// forward-only builder).
     pub fn param(&mut self, name: &str, shape: &[usize], group: ParamGroup, init: Init) -> TensorId {
         let param = self.tensor(name, shape, DType::F32, Role::Param { group, init });
+        if self.forward_only {
+            return param;
+        }
         let grad = self.tensor(format!("d.{name}"), shape, DType::F32, Role::Grad);
         let m = self.tensor(format!("adam_m.{name}"), shape, DType::F32, Role::OptState);
         let v = self.tensor(format!("adam_v.{name}"), shape, DType::F32, Role::OptState);

@@ -57,15 +57,17 @@ fn event_step(line: &str) -> Option<usize> {
     value.get("step")?.as_u64().map(|s| s as usize)
 }
 
-/// Training time: this process's loop plus the seconds trained before a resume.
+/// Training time: this process's loop plus the seconds trained before a resume, less the
+/// periodic validations (the reference stops its training clock for them too).
 pub struct Clock {
     start: Instant,
     before_s: f64,
+    excluded_s: f64,
 }
 
 impl Clock {
     pub fn start(before_s: f64) -> Self {
-        Clock { start: Instant::now(), before_s }
+        Clock { start: Instant::now(), before_s, excluded_s: 0.0 }
     }
 
     /// Seconds of training, those before a resume included.
@@ -73,9 +75,14 @@ impl Clock {
         self.before_s + self.run_secs()
     }
 
-    /// Seconds since this process's loop started.
+    /// Seconds of training since this process's loop started.
     pub fn run_secs(&self) -> f64 {
-        self.start.elapsed().as_secs_f64()
+        self.start.elapsed().as_secs_f64() - self.excluded_s
+    }
+
+    /// Leaves `secs` (a periodic validation just done) out of the training time.
+    pub fn exclude(&mut self, secs: f64) {
+        self.excluded_s += secs;
     }
 }
 
@@ -92,6 +99,11 @@ impl Throughput {
     /// Starts the first window at `first_step`.
     pub fn new(first_step: usize) -> Self {
         Throughput { first_step, window: (Instant::now(), first_step), measured: (0.0, 0) }
+    }
+
+    /// Leaves `secs` (a periodic validation just done) out of the current window.
+    pub fn exclude(&mut self, secs: f64) {
+        self.window.0 += std::time::Duration::from_secs_f64(secs);
     }
 
     /// Ends the window at `step` and starts the next; returns its ms per step and tokens per

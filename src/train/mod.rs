@@ -5,15 +5,17 @@
 //! hyperparameters (scheduled learning rates, Muon momentum) and runs the optimizer pass
 //! (clip, AdamW / Muon, EMA, as the plan has them): `step.rs`. The loss is read back only
 //! every `log_every` steps, which is also when throughput is measured (`metrics.rs`). The
-//! schedules are in `schedule.rs`. At the end the checkpoint is saved, and [`crate::eval`]
-//! reports val_loss and val_bpb on the weights the run exports (the EMA when it keeps one)
-//! and writes them; [`crate::report`] then draws `curves.png` and writes `report.md`.
+//! schedules are in `schedule.rs`. Every `eval.val_every` steps, and at the end after the
+//! checkpoint is saved, [`crate::eval`] scores the weights the run exports (the EMA when it
+//! keeps one) on its own forward-only plan (sharing the training executor's device) and the
+//! loop writes a `val` event; the weights file is written last; [`crate::report`] then draws `curves.png` and writes `report.md`.
 //! Progress (a live bar on a terminal, plain lines elsewhere) is [`crate::progress`]'s.
 use crate::checkpoint::{self, Loaded};
 use crate::config::Config;
-use crate::data::TrainStream;
-use crate::eval::{self, ValData};
+use crate::data::{BpbAccumulator, TrainStream};
+use crate::eval::{self, Scorer, ValData};
 use crate::exec::Executor;
+use crate::host::Device;
 use crate::plan::Plan;
 use crate::progress::{Progress, Unit};
 use anyhow::{Context, Result};
@@ -84,6 +86,10 @@ struct Run<'a> {
     opts: &'a TrainOptions,
     plan: Plan,
     ex: Box<dyn Executor>,
+    /// The training executor's device, which the evaluation scorer shares.
+    device: Device,
+    /// The validation scorer, built at the first validation.
+    scorer: Option<Scorer>,
     stream: TrainStream,
     val: ValData,
     metrics: Metrics,
@@ -112,7 +118,8 @@ impl<'a> Run<'a> {
         crate::fsutil::write_atomic(&out.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
 
         let setup = Instant::now();
-        let mut ex = make_executor(&plan, &opts.backend)?;
+        let device = Device::open(&opts.backend)?;
+        let mut ex = device.executor(&plan)?;
         let adapter = ex.describe();
         let (first_step, elapsed_before) = match &opts.resume {
             Some(ck) => {
@@ -141,6 +148,8 @@ impl<'a> Run<'a> {
             opts,
             plan,
             ex,
+            device,
+            scorer: None,
             stream,
             val,
             metrics,
@@ -176,6 +185,21 @@ impl<'a> Run<'a> {
             let loss = if self.last_loss.is_finite() { format!("loss {:.4}", self.last_loss) } else { "loss -".into() };
             self.progress.update(step as u64, &loss);
         }
+        let val_every = cfg.eval.val_every;
+        if val_every > 0 && step.is_multiple_of(val_every) && step < t.steps && !capped {
+            let start = Instant::now();
+            let acc = self.validate("val")?;
+            let secs = start.elapsed().as_secs_f64();
+            self.clock.exclude(secs);
+            self.throughput.exclude(secs);
+            self.progress.println(&format!(
+                "step {step:>6}/{} val_loss {:.4} val_bpb {:.4} ({secs:.1} s)",
+                t.steps,
+                acc.val_loss(),
+                acc.val_bpb()
+            ));
+            self.val_event(&acc, self.clock.elapsed())?;
+        }
         let every = self.opts.checkpoint_every;
         if every > 0 && step.is_multiple_of(every) && step < t.steps && !capped {
             self.save_checkpoint(self.clock.elapsed())?;
@@ -204,6 +228,22 @@ impl<'a> Run<'a> {
         self.metrics.event(json!({"event": "train", "step": step, "train_loss": loss, "lr_scale": scale, "step_ms": step_ms, "tokens_per_s": tok_s, "elapsed_s": self.clock.elapsed()}))
     }
 
+    /// Scores `train.val_seqs` validation sequences on the exported weights, through the
+    /// evaluation scorer (built on first use).
+    fn validate(&mut self, label: &str) -> Result<BpbAccumulator> {
+        if self.scorer.is_none() {
+            self.scorer = Some(Scorer::whole_sequences(self.cfg, &self.device)?);
+        }
+        let scorer = self.scorer.as_mut().expect("built above");
+        scorer.load_exported(&self.plan, self.ex.as_mut())?;
+        eval::validate(scorer, self.cfg, &self.val, label)
+    }
+
+    /// The `val` event of a validation at the current step.
+    fn val_event(&mut self, acc: &BpbAccumulator, elapsed_s: f64) -> Result<()> {
+        self.metrics.event(json!({"event": "val", "step": self.step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "elapsed_s": elapsed_s}))
+    }
+
     /// Writes the checkpoint (state, step, `elapsed_s` of training, data position).
     fn save_checkpoint(&mut self, elapsed_s: f64) -> Result<()> {
         let path = checkpoint::checkpoint_path(&self.opts.out_dir);
@@ -225,9 +265,7 @@ impl<'a> Run<'a> {
         self.stages.push(("checkpoint".into(), save_start.elapsed().as_secs_f64()));
 
         let val_start = Instant::now();
-        let mut progress = Progress::new("validation", self.val.scored(cfg.train.val_seqs) as u64, Unit::Count);
-        progress.show_rate(cfg.train.seq_len as f64, "tok/s");
-        let acc = eval::evaluate_export(self.ex.as_mut(), &self.plan, cfg, &self.val, &mut progress)?;
+        let acc = self.validate("validation")?;
         self.stages.push(("validation".into(), val_start.elapsed().as_secs_f64()));
         eprintln!(
             "validation: {} tokens, {} bytes: val_loss {:.4} val_bpb {:.4} ({:.1} s)",
@@ -238,7 +276,7 @@ impl<'a> Run<'a> {
             val_start.elapsed().as_secs_f64()
         );
         let step = self.step;
-        self.metrics.event(json!({"event": "val", "step": step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "elapsed_s": train_secs}))?;
+        self.val_event(&acc, train_secs)?;
 
         let out = &self.opts.out_dir;
         let path = out.join("model.safetensors");

@@ -4,7 +4,9 @@ use crate::ops::{cross_entropy, Real};
 use crate::plan::op::{flag, grid_1d, n64, tree_flops, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef};
 
 /// `[dlogits, loss | logits, targets]`: per-row loss of `softcap tanh(logits / softcap)`
-/// and, with `write_grad`, the gradient of `grad_scale * sum(loss)` (overwritten).
+/// and, with `write_grad`, the gradient of `grad_scale * sum(loss)` (overwritten). Without
+/// `write_grad` the kernel never touches `dlogits`, so it binds a one-element placeholder
+/// (forward-only plans allocate no logits-sized gradient).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CrossEntropy {
     pub rows: usize,
@@ -23,9 +25,9 @@ pub struct SumRows {
 
 impl OpDef for CrossEntropy {
     fn bindings(&self) -> Vec<BindingSpec> {
-        let Self { rows, vocab, .. } = *self;
+        let Self { rows, vocab, write_grad, .. } = *self;
         vec![
-            BindingSpec::rw(rows * vocab),
+            BindingSpec::rw(if write_grad { rows * vocab } else { 1 }),
             BindingSpec::rw(rows),
             BindingSpec::rd(rows * vocab),
             BindingSpec::ids(rows, vocab),
