@@ -11,6 +11,7 @@ use crate::progress::Progress;
 use anyhow::Result;
 
 pub mod export;
+pub mod ttt;
 
 /// The validation sequences and the byte tables that turn their losses into bpb.
 pub struct ValData {
