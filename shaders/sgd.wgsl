@@ -11,15 +11,12 @@
 
 override COUNT: u32;
 
+// The 8-float uniform block (src/ops/sgd.rs SgdHyper): lr, momentum, then padding.
 struct Hyper {
     lr: f32,
     momentum: f32,
-    pad0: f32,
-    pad1: f32,
-    pad2: f32,
-    pad3: f32,
-    pad4: f32,
-    pad5: f32,
+    pad: vec2<f32>,
+    pad_tail: vec4<f32>,
 }
 
 @group(0) @binding(0) var<storage, read_write> p: array<f32>;
