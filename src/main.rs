@@ -107,6 +107,10 @@ enum Command {
         /// Print one JSON line: {"val_loss", "val_bpb", "seqs", "seq_len"}.
         #[arg(long)]
         json: bool,
+        /// Test-time training before scoring (overrides eval.ttt): "train-then-score" (PR
+        /// #317's; NOT valid under the challenge's rules) or "score-first" (the legal kind).
+        #[arg(long, value_parser = ["train-then-score", "score-first"])]
+        ttt: Option<String>,
         #[command(flatten)]
         adapter: AdapterArg,
     },
@@ -204,7 +208,8 @@ fn run(cli: Cli) -> Result<()> {
             let backend = if cpu { Backend::Cpu } else { Backend::Gpu(adapter.adapter) };
             train(&config, out, resume, checkpoint_every, backend)
         }
-        Command::Eval { checkpoint: path, val_seqs, config, overrides, json, adapter } => {
+        Command::Eval { checkpoint: path, val_seqs, config, mut overrides, json, ttt, adapter } => {
+            overrides.extend(ttt.map(|t| format!("eval.ttt=\"{t}\"")));
             eval(&path, val_seqs, config, &overrides, json, adapter.adapter.as_deref())
         }
         Command::Export { checkpoint: path, out } => {
@@ -300,10 +305,41 @@ fn eval(
         None => Config::parse(&toml::to_string(&file.config()?)?, "the file's config", overrides)?,
     };
     let plan = wgolf::model::build_plan(&cfg)?;
-    let weights = checkpoint::weights_from(&file, &plan)?;
-    let mut ex = host::make_executor(&plan, &Backend::Gpu(adapter.map(String::from)))?;
-    host::write_values(ex.as_mut(), &weights)?;
+    let mut weights = checkpoint::weights_from(&file, &plan)?;
+    let backend = Backend::Gpu(adapter.map(String::from));
     let val = ValData::open(&cfg)?;
+    // Test-time training on its own executor, weights in and out by name.
+    let named: eval::ttt::Weights = weights.iter().map(|(t, v)| (plan.tensor(*t).name.clone(), v.clone())).collect();
+    match cfg.eval.ttt {
+        wgolf::config::TttMode::Off => {}
+        wgolf::config::TttMode::TrainThenScore => {
+            let adapted = eval::ttt::train_then_score(&cfg, &backend, &val.set, &named)?;
+            for (t, v) in &mut weights {
+                let name = &plan.tensor(*t).name;
+                *v = adapted.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()).unwrap_or_else(|| v.clone());
+            }
+            println!("scoring the train-then-score weights (NOT valid under the challenge's rules)");
+        }
+        wgolf::config::TttMode::ScoreFirst => {
+            // TODO(merge): the sliding-window scorer replaces the sequence scorer.
+            let mut scorer = eval::ttt::sequence_scorer(&cfg, &backend, &val.set, &val.luts)?;
+            let acc = eval::ttt::score_first(&cfg, &backend, &val.set, &named, &mut scorer)?;
+            let (loss, bpb, tokens) = (acc.val_loss(), acc.val_bpb(), acc.tokens());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"ttt": "score-first", "val_loss": loss, "val_bpb": bpb, "tokens": tokens})
+                );
+            } else {
+                println!("ttt score-first val_loss {loss:.6} val_bpb {bpb:.6} over {tokens} tokens");
+            }
+            return Ok(());
+        }
+    }
+    let ttt_note = (cfg.eval.ttt == wgolf::config::TttMode::TrainThenScore)
+        .then_some("after ttt train-then-score: NOT valid under the challenge's rules");
+    let mut ex = host::make_executor(&plan, &backend)?;
+    host::write_values(ex.as_mut(), &weights)?;
     let seqs = val_seqs.unwrap_or(0);
     let scored = val.scored(seqs);
     let mut progress = wgolf::progress::Progress::new("eval", scored as u64, wgolf::progress::Unit::Count);
@@ -312,17 +348,18 @@ fn eval(
     if json {
         println!(
             "{}",
-            serde_json::json!({"val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "seqs": scored, "seq_len": cfg.train.seq_len})
+            serde_json::json!({"val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "seqs": scored, "seq_len": cfg.train.seq_len, "ttt": ttt_note})
         );
     } else {
         println!(
-            "val_loss {:.6} val_bpb {:.6} over {scored} sequences of {} ({} tokens, {} bytes) on {}",
+            "val_loss {:.6} val_bpb {:.6} over {scored} sequences of {} ({} tokens, {} bytes) on {}{}",
             acc.val_loss(),
             acc.val_bpb(),
             cfg.train.seq_len,
             acc.tokens(),
             acc.bytes(),
-            ex.describe()
+            ex.describe(),
+            ttt_note.map(|n| format!(" [{n}]")).unwrap_or_default()
         );
     }
     Ok(())

@@ -77,7 +77,7 @@ impl Ttt {
     }
 
     /// Sequences per SGD step.
-    pub fn batch_seqs(&self) -> usize {
+    pub fn seqs_per_step(&self) -> usize {
         self.cfg.eval.ttt_batch_seqs
     }
 
@@ -112,7 +112,7 @@ impl Ttt {
     /// the steps taken.
     fn train_on(&mut self, val: &ValSet, range: Range<usize>, epochs: usize, lr: f32, label: &str) -> Result<usize> {
         let t = val.seq_len();
-        let b = self.batch_seqs();
+        let b = self.seqs_per_step();
         let starts: Vec<usize> = (range.start..).step_by(t).take_while(|s| s + t <= range.end).collect();
         let batches: Vec<&[usize]> = starts.chunks_exact(b).collect();
         let mut steps = 0;
