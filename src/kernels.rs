@@ -80,6 +80,7 @@ pub const SHADERS: &[Shader] = &[
     shader!("relu2"),
     shader!("rmsnorm"),
     shader!("rope"),
+    shader!("sgd"),
     shader!("smear", WORKGROUP_SUM),
     shader!("xsa"),
 ];

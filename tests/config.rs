@@ -181,7 +181,6 @@ const RULES: &[(&str, &[&str], &str, &str)] = &[
     ("tiny", &["train.grad_clip_norm=inf"], "train.grad_clip_norm", "is inf"),
     ("tiny", &["train.ema_decay=1.0"], "train.ema_decay", "[0, 1)"),
     ("tiny", &["eval.stride=0"], "eval.stride", "at least 1"),
-    ("tiny", &["eval.stride=100000"], "eval.stride", "at most the window"),
     ("tiny", &["eval.batch_seqs=0"], "eval.batch_seqs", "at least 1"),
     ("tiny", &["eval.ttt_lr=0"], "eval.ttt_lr", "> 0"),
     ("tiny", &["eval.ttt_momentum=1.0"], "eval.ttt_momentum", "[0, 1)"),

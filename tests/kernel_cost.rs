@@ -12,7 +12,7 @@ use wgolf::ops::matmul::Layout;
 use wgolf::plan::cost::{self, account, underfills, LARGE_GPU_SMS, NEGLIGIBLE_BYTES, NEGLIGIBLE_FLOPS};
 use wgolf::plan::{
     AdamW, AddInto, AttentionBwdKv, AttentionBwdQ, AttentionFwd, BatchedMatmul, ChannelDot, ClipCoef, Cost, DType,
-    GradSumSq, Init, Matmul, Op, OpDef, ParamGroup, Phase, PlanBuilder, Relu2Bwd, Relu2Fwd, Role, SumRows,
+    GradSumSq, Init, Matmul, Op, OpDef, ParamGroup, Phase, PlanBuilder, Relu2Bwd, Relu2Fwd, Role, Sgd, SumRows,
 };
 
 /// A cost from element counts (4 bytes each), as the hand counts below are written.
@@ -105,6 +105,10 @@ fn optimizer_ops() {
     let adam = AdamW { count: 77 };
     assert_eq!(adam.cost(), elems(19 * 77, 4 * 77, 3 * 77));
     assert_eq!(cost::workgroups(&adam.into()), 2);
+    // SGD per element: buf, g, p loaded; buf, p stored; two multiply-adds (4 FLOPs).
+    let sgd = Sgd { count: 77 };
+    assert_eq!(sgd.cost(), elems(4 * 77, 3 * 77, 2 * 77));
+    assert_eq!(cost::workgroups(&sgd.into()), 2);
     // clip_coef: 3 slots loaded and added, sqrt, add, div, min, one store.
     assert_eq!(ClipCoef { slots: 3, max_norm: 0.3 }.cost(), elems(3 + 4, 3, 1));
 }

@@ -9,8 +9,10 @@ use crate::progress::{Progress, Unit};
 use anyhow::Result;
 
 pub mod export;
+pub mod pipeline;
 pub mod scorer;
 pub mod sliding;
+pub mod ttt;
 
 pub use scorer::{Scorer, Window};
 

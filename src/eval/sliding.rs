@@ -65,6 +65,41 @@ pub fn score_range(
     }
     let stream = &tokens[range.start..=range.end];
     let all = windows(range.len(), scorer.seq_len(), stride);
+    score_windows(scorer, stream, luts, &all, progress)
+}
+
+/// Scores, of the sliding evaluation over the whole stream of `total` targets, the windows
+/// whose scored targets begin in `range`: their context may reach before `range` (tokens
+/// already scored), never past their own targets. Chunks that tile `0..total` at multiples
+/// of `stride` split the whole-stream evaluation exactly, which is what score-first TTT
+/// needs.
+pub fn score_targets(
+    scorer: &mut Scorer,
+    tokens: &[u16],
+    luts: &ByteLuts,
+    total: usize,
+    range: Range<usize>,
+    stride: usize,
+    progress: &mut Progress,
+) -> Result<BpbAccumulator> {
+    if total >= tokens.len() {
+        bail!("sliding evaluation: {total} targets of a stream of {} tokens", tokens.len());
+    }
+    let mine: Vec<SlidingWindow> = windows(total, scorer.seq_len(), stride)
+        .into_iter()
+        .filter(|w| range.contains(&w.scored_targets().start))
+        .collect();
+    score_windows(scorer, &tokens[..=total], luts, &mine, progress)
+}
+
+/// Scores `all` (windows over the targets of `stream`) in batches of the scorer's size.
+fn score_windows(
+    scorer: &mut Scorer,
+    stream: &[u16],
+    luts: &ByteLuts,
+    all: &[SlidingWindow],
+    progress: &mut Progress,
+) -> Result<BpbAccumulator> {
     let mut acc = BpbAccumulator::new();
     let mut done = 0;
     while done < all.len() {

@@ -104,10 +104,45 @@ impl Dims {
 
 /// Builds the training plan (forward, backward, optimizer) for one micro-batch of the config.
 pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
+    build_with(cfg, PlanBuilder::new(), |g| emit_optimizer(g, &cfg.train))
+}
+
+/// The test-time training plan (record-spec.md section 8): the training plan's forward and
+/// backward over one batch of `eval.ttt_batch_seqs` sequences (the loss their mean CE), the
+/// first `eval.freeze_blocks()` blocks frozen (see [`PlanBuilder::sgd`]: no gradients for
+/// them, while the activation gradient still flows through them to the embedding), then the
+/// global-norm clip at `eval.ttt_grad_clip` over the trainable gradients and one SGD step
+/// per trainable parameter (hyperparameters in `hyper.Scalar`, an
+/// [`SgdHyper`](crate::ops::sgd::SgdHyper)). No Adam, Muon or EMA.
+pub fn build_ttt_plan(cfg: &Config) -> Result<Plan, PlanError> {
+    let mut ttt = cfg.clone();
+    ttt.train.batch_seqs = cfg.eval.ttt_batch_seqs;
+    ttt.train.grad_accum = 1;
+    let frozen = (0..cfg.eval.freeze_blocks()).map(|i| format!("blocks.{i}.")).collect();
+    build_with(&ttt, PlanBuilder::sgd(frozen), |g| {
+        let slots: Vec<ParamSlot> = g.params().to_vec();
+        if cfg.eval.ttt_grad_clip > 0.0 {
+            let grads: Vec<TensorId> = slots.iter().map(|s| s.grad).collect();
+            optim::emit_clip(g, &grads, cfg.eval.ttt_grad_clip)?;
+        }
+        let hyper = g.hyper(ParamGroup::Scalar);
+        for s in slots {
+            let count: usize = g.shape(s.param).iter().product();
+            g.push(Phase::Optimizer, Sgd { count }, &[s.param, s.m, s.grad, hyper])?;
+        }
+        Ok(())
+    })
+}
+
+/// The model's forward and backward into `g`, then `optimizer`'s steps.
+fn build_with(
+    cfg: &Config,
+    mut g: PlanBuilder,
+    optimizer: impl FnOnce(&mut PlanBuilder) -> Result<(), PlanError>,
+) -> Result<Plan, PlanError> {
     let m = &cfg.model;
     let dims = Dims::new(cfg);
     let Dims { n, d, seq, hd, .. } = dims;
-    let mut g = PlanBuilder::new();
     let p = Params::declare(&mut g, m, &dims);
 
     // ---- inputs and constants ----
@@ -134,7 +169,7 @@ pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
     }
     input::backward(&mut g, &dims, &p, &inp, dx0_mix)?;
 
-    emit_optimizer(&mut g, &cfg.train)?;
+    optimizer(&mut g)?;
     let io = PlanIo {
         ids,
         targets,

@@ -13,6 +13,7 @@ pub mod muon;
 pub mod real;
 pub mod rmsnorm;
 pub mod rope;
+pub mod sgd;
 pub mod smear;
 pub mod xsa;
 

@@ -118,7 +118,8 @@ impl Phase {
     }
 }
 
-/// A parameter with its gradient and Adam moments.
+/// A trainable parameter with its gradient and Adam moments (in an SGD plan, see
+/// [`PlanBuilder::sgd`], `m` and `v` are both its momentum buffer).
 #[derive(Clone, Copy, Debug)]
 pub struct ParamSlot {
     pub param: TensorId,
@@ -218,6 +219,11 @@ impl Plan {
     pub fn bytes(&self) -> usize {
         self.tensors.iter().map(|t| t.numel() * 4).sum()
     }
+    /// Every parameter tensor, trainable or frozen (a frozen one has no [`ParamSlot`]), in
+    /// declaration order: what weights are copied through by name.
+    pub fn weights(&self) -> Vec<TensorId> {
+        self.with_role(|r| matches!(r, Role::Param { .. }))
+    }
     /// Number of trainable parameter values.
     pub fn param_count(&self) -> usize {
         self.params.iter().map(|p| self.tensors[p.param].numel()).sum()
@@ -247,6 +253,13 @@ pub struct PlanBuilder {
     constants: Vec<(TensorId, Vec<f32>)>,
     /// Parameters get no gradient, no Adam moments and no [`ParamSlot`] (evaluation plans).
     forward_only: bool,
+    /// Parameters whose names start with one of these are frozen (see [`PlanBuilder::sgd`]).
+    frozen_prefixes: Vec<String>,
+    /// Momentum buffers instead of Adam moments (see [`PlanBuilder::sgd`]).
+    sgd: bool,
+    /// Placeholder gradients of frozen parameters: steps writing only these are dropped, and
+    /// the tensors are removed from the table when the plan is finished.
+    discard: std::collections::HashSet<TensorId>,
 }
 
 impl PlanBuilder {
@@ -261,19 +274,48 @@ impl PlanBuilder {
         PlanBuilder { forward_only: true, ..Self::default() }
     }
 
+    /// A builder for an SGD plan (test-time training) with the parameters named
+    /// `<prefix>...` for any of `frozen_prefixes` frozen. A frozen parameter is an ordinary
+    /// `Role::Param` tensor (written and read by name) but not a [`ParamSlot`]: it has no
+    /// gradient, moments or momentum. Its gradient requests ([`PlanBuilder::grad`]) return a
+    /// placeholder, a step whose every written binding is a placeholder is dropped (the
+    /// activation gradients a backward writes are separate steps, so they still flow through
+    /// the frozen layers), and the placeholders leave the table at [`PlanBuilder::finish`].
+    /// Trainable parameters get one momentum buffer `sgd_buf.<name>` (`m` and `v` of the slot).
+    /// The model's backward code is the same as in training: freezing is decided here.
+    pub fn sgd(frozen_prefixes: Vec<String>) -> Self {
+        PlanBuilder { frozen_prefixes, sgd: true, ..Self::default() }
+    }
+
+    fn is_frozen(&self, name: &str) -> bool {
+        self.frozen_prefixes.iter().any(|p| name.starts_with(p.as_str()))
+    }
+
     pub fn tensor(&mut self, name: impl Into<String>, shape: &[usize], dtype: DType, role: Role) -> TensorId {
         self.tensors.push(TensorDesc { name: name.into(), shape: shape.to_vec(), dtype, role });
         self.tensors.len() - 1
     }
 
     /// A trainable parameter, with its gradient and Adam moments (the tensor alone in a
-    /// forward-only builder).
+    /// forward-only builder; a frozen one, or one with a momentum buffer, in an SGD plan).
     pub fn param(&mut self, name: &str, shape: &[usize], group: ParamGroup, init: Init) -> TensorId {
         let param = self.tensor(name, shape, DType::F32, Role::Param { group, init });
         if self.forward_only {
             return param;
         }
+        if self.is_frozen(name) {
+            let placeholder = self.tensor(format!("d.{name}"), shape, DType::F32, Role::Grad);
+            self.grads.insert(param, placeholder);
+            self.discard.insert(placeholder);
+            return param;
+        }
         let grad = self.tensor(format!("d.{name}"), shape, DType::F32, Role::Grad);
+        if self.sgd {
+            let buf = self.tensor(format!("sgd_buf.{name}"), shape, DType::F32, Role::OptState);
+            self.grads.insert(param, grad);
+            self.params.push(ParamSlot { param, grad, m: buf, v: buf, group });
+            return param;
+        }
         let m = self.tensor(format!("adam_m.{name}"), shape, DType::F32, Role::OptState);
         let v = self.tensor(format!("adam_v.{name}"), shape, DType::F32, Role::OptState);
         self.grads.insert(param, grad);
@@ -338,6 +380,20 @@ impl PlanBuilder {
         if specs.len() != args.len() {
             return Err(fail(format!("{} bindings expected, {} given", specs.len(), args.len())));
         }
+        if !self.discard.is_empty() {
+            // A frozen parameter's gradient: drop the step when that is all it writes.
+            let discarded = |t: &TensorId| self.discard.contains(t);
+            let mut written = specs.iter().zip(args).filter(|(s, _)| s.access == Access::ReadWrite);
+            if written.all(|(_, t)| discarded(t)) {
+                return Ok(());
+            }
+            // Anything else may not bind one (a step writing a live tensor beside it, or one
+            // reading it, would need the gradient that is not kept).
+            if let Some(&t) = args.iter().find(|t| discarded(t)) {
+                let name = &self.tensors[t].name;
+                return Err(fail(format!("{name} is a frozen parameter's gradient, which is not kept")));
+            }
+        }
         for (i, (spec, &t)) in specs.iter().zip(args).enumerate() {
             let desc = &self.tensors[t];
             if desc.numel() != spec.len {
@@ -388,10 +444,47 @@ impl PlanBuilder {
         })
     }
 
-    pub fn finish(self, io: PlanIo) -> Result<Plan, PlanError> {
+    /// Removes the frozen parameters' placeholder gradients from the table (no step binds
+    /// them: [`PlanBuilder::push`] dropped those steps) and renumbers every tensor id held.
+    fn remove_discarded(&mut self, io: PlanIo) -> PlanIo {
+        if self.discard.is_empty() {
+            return io;
+        }
+        let mut new_id = vec![usize::MAX; self.tensors.len()];
+        let mut kept = Vec::with_capacity(self.tensors.len());
+        for (old, t) in std::mem::take(&mut self.tensors).into_iter().enumerate() {
+            if !self.discard.contains(&old) {
+                new_id[old] = kept.len();
+                kept.push(t);
+            }
+        }
+        self.tensors = kept;
+        let map = |t: TensorId| new_id[t];
+        for step in self.steps.iter_mut().flatten() {
+            step.args.iter_mut().for_each(|a| *a = map(*a));
+        }
+        for s in &mut self.params {
+            *s = ParamSlot { param: map(s.param), grad: map(s.grad), m: map(s.m), v: map(s.v), group: s.group };
+        }
+        self.hypers.iter_mut().for_each(|(_, t)| *t = map(*t));
+        self.constants.iter_mut().for_each(|(t, _)| *t = map(*t));
+        self.discard.clear();
+        PlanIo {
+            ids: map(io.ids),
+            targets: map(io.targets),
+            logits: map(io.logits),
+            loss_rows: map(io.loss_rows),
+            loss_total: map(io.loss_total),
+            bigram_ids: io.bigram_ids.map(map),
+            scored: io.scored.map(map),
+        }
+    }
+
+    pub fn finish(mut self, io: PlanIo) -> Result<Plan, PlanError> {
         if self.tensors.iter().any(|t| t.numel() == 0) {
             return Err(PlanError::Other("a tensor has no elements".into()));
         }
+        let io = self.remove_discarded(io);
         Ok(Plan {
             tensors: self.tensors,
             steps: self.steps,

@@ -14,7 +14,7 @@ use crate::ops::Real;
 pub const WG_1D: u32 = 64;
 /// The largest workgroup count per grid dimension every adapter supports.
 pub const MAX_GRID_DIM: u32 = 65535;
-/// The number of `AdamHyper` / `MuonHyper` f32 values in a hyperparameter uniform.
+/// The number of `AdamHyper` / `MuonHyper` / `SgdHyper` f32 values in a hyperparameter uniform.
 pub const HYPER_LEN: usize = 8;
 
 /// How a kernel binds a tensor.
@@ -50,6 +50,8 @@ pub enum Domain {
     AdamHyper,
     /// A [`MuonHyper`](crate::ops::muon::MuonHyper) uniform.
     MuonHyper,
+    /// An [`SgdHyper`](crate::ops::sgd::SgdHyper) uniform.
+    SgdHyper,
 }
 
 /// One binding of a kernel: access, element type, the exact element count expected, and
@@ -353,6 +355,7 @@ op_table! {
     ClipCoef,
     ScaleByCoef,
     Ema,
+    Sgd,
     SmearFwd,
     SmearBwd,
     SmearGrad,

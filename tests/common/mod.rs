@@ -85,6 +85,10 @@ pub fn random_inputs(op: &Op, seed: u64) -> Vec<Data> {
                     let h = wgolf::ops::muon::MuonHyper::new(0.02, 0.95, 0.04);
                     Data::F32(bytemuck::cast_slice(&[h]).to_vec())
                 }
+                Domain::SgdHyper => {
+                    let h = wgolf::ops::sgd::SgdHyper::new(0.05, 0.9);
+                    Data::F32(bytemuck::cast_slice(&[h]).to_vec())
+                }
                 Domain::AdamHyper => {
                     let h = wgolf::ops::adamw::AdamHyper::at_step(0.01, 0.9, 0.95, 1e-8, 0.1, 1);
                     Data::F32(bytemuck::cast_slice(&[h]).to_vec())

@@ -17,5 +17,7 @@ pub use embedding::{EmbeddingBwd, EmbeddingFwd};
 pub use loss::{CrossEntropy, SumRows};
 pub use matmul::{BatchedMatmul, Matmul};
 pub use norm::{RmsNormBwd, RmsNormFwd, Rope};
-pub use optimizer::{AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, ScaleByCoef, ScaleCopy};
+pub use optimizer::{
+    AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, ScaleByCoef, ScaleCopy, Sgd,
+};
 pub use record::{SmearBwd, SmearFwd, SmearGrad, XsaBwd, XsaFwd};

@@ -2,9 +2,11 @@
 //! normalisation, scaled copy and apply (`shaders/muon.wgsl`, `ops::muon`; its
 //! Newton-Schulz products are [`BatchedMatmul`](super::BatchedMatmul)s), the global
 //! gradient-norm clip (`shaders/clip.wgsl`, `ops::clip`) and the weight EMA
-//! (`shaders/ema.wgsl`, `ops::ema`). `optim` strings them together.
+//! (`shaders/ema.wgsl`, `ops::ema`), and test-time training's SGD with momentum
+//! (`shaders/sgd.wgsl`, `ops::sgd`). `optim` strings them together.
 use crate::ops::adamw::{self, AdamHyper};
 use crate::ops::muon::{self, MuonHyper};
+use crate::ops::sgd::{self, SgdHyper};
 use crate::ops::{clip, ema, Real};
 use crate::plan::op::{
     grid_1d, n64, tree_flops, uconst as u, BindingSpec, Cost, Domain, In, KernelCall, OpDef, MAX_GRID_DIM,
@@ -80,6 +82,12 @@ pub struct ScaleByCoef {
 pub struct Ema {
     pub count: usize,
     pub decay: f64,
+}
+
+/// `[p, buf | g, hyper]`: one SGD step with momentum (`buf <- mu buf + g; p -= lr buf`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sgd {
+    pub count: usize,
 }
 
 impl OpDef for AdamW {
@@ -333,5 +341,28 @@ impl OpDef for Ema {
     }
     fn examples() -> Vec<Self> {
         vec![Ema { count: 77, decay: 0.997 }]
+    }
+}
+
+impl OpDef for Sgd {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let n = self.count;
+        vec![BindingSpec::rw(n), BindingSpec::rw(n), BindingSpec::rd(n), BindingSpec::hyper(Domain::SgdHyper)]
+    }
+    fn kernel(&self) -> KernelCall {
+        KernelCall::new("sgd", "sgd", vec![("COUNT", u(self.count))], grid_1d(self.count))
+    }
+    /// Per element: buf, g and p loaded, buf and p stored, two multiply-adds (4 FLOPs).
+    fn cost(&self) -> Cost {
+        let c = n64(self.count);
+        Cost::elems(4 * c, 3 * c, 2 * c)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        let hyper: SgdHyper = ins[1].hyper();
+        let (p, buf) = outs.split_at_mut(1);
+        sgd::sgd(&mut p[0], &mut buf[0], ins[0].f(), &hyper)
+    }
+    fn examples() -> Vec<Self> {
+        vec![Sgd { count: 77 }]
     }
 }
