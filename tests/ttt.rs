@@ -257,3 +257,45 @@ fn score_first_is_legal() {
     // And the model did adapt between chunks.
     assert!(a[0].0 != a[1].0);
 }
+
+#[test]
+fn cli_eval_runs_both_kinds_and_labels_train_then_score() {
+    let dir = std::env::temp_dir().join(format!("wgolf-ttt-cli-{}", std::process::id()));
+    let bin = env!("CARGO_BIN_EXE_wgolf");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(args)
+            .current_dir(root())
+            .env("WGOLF_PROGRESS", "off")
+            .output()
+            .expect("wgolf runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "wgolf {args:?} failed:\n{text}");
+        text
+    };
+    let run_dir = dir.join("run");
+    let run_dir = run_dir.to_str().unwrap();
+    run(&[
+        "train",
+        "--config",
+        "configs/tiny.toml",
+        "--set",
+        "train.steps=2",
+        "--set",
+        "train.val_seqs=2",
+        "--out",
+        run_dir,
+    ]);
+    let small = ["--set", "eval.max_tokens=1024", "--set", "eval.ttt_batch_seqs=4", "--set", "eval.ttt_epochs=1"];
+    let mut args = vec!["eval", "--checkpoint", run_dir, "--val-seqs", "2", "--ttt", "train-then-score"];
+    args.extend(small);
+    let text = run(&args);
+    assert!(text.contains("epoch 1/1: loss"), "{text}");
+    let result = text.lines().find(|l| l.starts_with("val_loss")).expect("a result line");
+    assert!(result.contains("NOT valid under the challenge's rules"), "{result}");
+    let mut args = vec!["eval", "--checkpoint", run_dir, "--ttt", "score-first", "--set", "eval.ttt_chunk_tokens=256"];
+    args.extend(small);
+    let text = run(&args);
+    assert!(text.contains("ttt score-first val_loss") && text.contains("over 1024 tokens"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

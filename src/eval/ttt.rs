@@ -117,6 +117,7 @@ impl Ttt {
         let batches: Vec<&[usize]> = starts.chunks_exact(b).collect();
         let mut steps = 0;
         for epoch in 0..epochs {
+            let start = std::time::Instant::now();
             let mut loss_sum = 0.0;
             for batch in &batches {
                 let (mut x, mut y) = (Vec::with_capacity(b * t), Vec::with_capacity(b * t));
@@ -131,7 +132,13 @@ impl Ttt {
             }
             if !batches.is_empty() {
                 let mean = loss_sum / batches.len() as f64;
-                println!("{label} epoch {}/{epochs}: loss {mean:.4} over {} steps", epoch + 1, batches.len());
+                // The loss read-backs waited for the device, so the time is real.
+                let ms = start.elapsed().as_secs_f64() * 1e3 / batches.len() as f64;
+                println!(
+                    "{label} epoch {}/{epochs}: loss {mean:.4} over {} steps, {ms:.1} ms/step",
+                    epoch + 1,
+                    batches.len()
+                );
             }
         }
         Ok(steps)
