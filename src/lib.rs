@@ -22,6 +22,7 @@ pub mod ops;
 pub mod optim;
 pub mod plan;
 pub mod progress;
+pub mod quant;
 pub mod report;
 pub mod tolerance;
 pub mod train;

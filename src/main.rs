@@ -164,6 +164,32 @@ enum Command {
         #[command(flatten)]
         adapter: AdapterArg,
     },
+    /// Quantize a run's exported weights (the EMA when kept) into the submission artifact
+    /// (weights, config and this binary's sources; see quant::artifact) and print its parts
+    /// against the limit; exits non-zero when over it (the file is still written).
+    Pack {
+        /// A run directory, a checkpoint or a weights file.
+        #[arg(long, conflicts_with = "init")]
+        checkpoint: Option<PathBuf>,
+        /// Pack the seeded init weights of this config instead (to size a model).
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// The artifact to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The size limit in bytes.
+        #[arg(long, default_value_t = wgolf::quant::artifact::LIMIT)]
+        limit: u64,
+    },
+    /// Restore an artifact's sources (DIR/src/..., buildable with cargo), config
+    /// (DIR/config.toml) and dequantized weights (DIR/model.safetensors, reference names, f32).
+    Unpack {
+        /// The artifact to read.
+        file: PathBuf,
+        /// The directory to write into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Turn .jsonl / .txt documents into challenge shards with the sp1024 tokenizer.
     Tokenize(wgolf::data::tokenize::TokenizeArgs),
 }
@@ -242,7 +268,67 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Check { config, adapter } => check(&config, adapter.adapter.as_deref()),
         Command::Tokenize(args) => wgolf::data::tokenize::run(&args),
+        Command::Pack { checkpoint, init, out, limit } => pack(checkpoint, init, &out, limit),
+        Command::Unpack { file, out } => {
+            let art = wgolf::quant::artifact::unpack(&file, &out)?;
+            println!(
+                "unpacked {}: {} source files, config.toml, model.safetensors ({} tensors) into {}",
+                file.display(),
+                art.sources.len(),
+                art.weights.len(),
+                out.display()
+            );
+            Ok(())
+        }
     }
+}
+
+/// `wgolf pack`: the artifact of a run's weights (or of a config's init weights).
+fn pack(checkpoint: Option<PathBuf>, init: Option<PathBuf>, out: &std::path::Path, limit: u64) -> Result<()> {
+    let (cfg, plan, weights) = match (checkpoint, init) {
+        (Some(path), None) => {
+            let file = checkpoint::read(&resolve_checkpoint(&path))?;
+            let cfg = file.config()?;
+            let plan = wgolf::model::build_plan(&cfg)?;
+            let weights = checkpoint::weights_from(&file, &plan)?;
+            (cfg, plan, weights)
+        }
+        (None, Some(config)) => {
+            let cfg = Config::load(&config, &[])?;
+            let plan = wgolf::model::build_plan(&cfg)?;
+            let weights = wgolf::init::init_params(&plan, cfg.train.seed);
+            (cfg, plan, weights)
+        }
+        _ => anyhow::bail!("pack: give --checkpoint RUN or --init CONFIG"),
+    };
+    let start = std::time::Instant::now();
+    let s = wgolf::quant::artifact::write(out, &cfg, &plan, &weights)?;
+    let fmt = wgolf::units::thousands;
+    println!(
+        "wrote {} in {:.1} s ({} parameters)",
+        out.display(),
+        start.elapsed().as_secs_f64(),
+        fmt(plan.param_count() as u64)
+    );
+    println!("  weights         {:>12} bytes", fmt(s.weights));
+    println!("  code            {:>12} bytes", fmt(s.code));
+    println!("  header+checksum {:>12} bytes", fmt(s.header));
+    println!(
+        "  total           {:>12} bytes of {} ({})",
+        fmt(s.total),
+        fmt(limit),
+        if s.total <= limit { "under the limit" } else { "OVER the limit" }
+    );
+    if s.total > limit {
+        anyhow::bail!(
+            "{} is {} bytes, over the {}-byte limit by {} (the file was still written)",
+            out.display(),
+            fmt(s.total),
+            fmt(limit),
+            fmt(s.total - limit)
+        );
+    }
+    Ok(())
 }
 
 /// `wgolf train`: a new run from `config` into `out` (default runs/<config name>), or the
