@@ -1,5 +1,7 @@
 //! The quantization rules of record-spec.md section 6, against literals worked out by hand
 //! (f32 and fp16 arithmetic).
+// The literals are the exact f32/fp16 values the rules give, written out in full on purpose.
+#![allow(clippy::excessive_precision)]
 use half::f16;
 use wgolf::quant::{dequantize, kind_of, quantile_sorted, quantize, Kind, INT8_CLIP_Q, PASSTHROUGH_MAX};
 

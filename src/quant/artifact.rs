@@ -133,12 +133,11 @@ fn zstd22(data: &[u8]) -> Result<Vec<u8>> {
 /// This binary's sources plus the run's config, in build.rs's bundle format.
 fn source_bundle(config_text: &str) -> Vec<u8> {
     let mut b = SOURCES.to_vec();
-    for (path, data) in [("config.toml", config_text.as_bytes())] {
-        b.extend_from_slice(&(path.len() as u32).to_le_bytes());
-        b.extend_from_slice(path.as_bytes());
-        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
-        b.extend_from_slice(data);
-    }
+    let (path, data) = ("config.toml", config_text.as_bytes());
+    b.extend_from_slice(&(path.len() as u32).to_le_bytes());
+    b.extend_from_slice(path.as_bytes());
+    b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    b.extend_from_slice(data);
     b
 }
 

@@ -71,7 +71,7 @@ pub fn quantize(name: &str, shape: &[usize], w: &[f32]) -> Quantized {
             Quantized { kind, rows, q: vec![], scales: vec![], values: w.iter().map(|&x| f16::from_f32(x)).collect() }
         }
         Kind::Int6 | Kind::Int8 => {
-            let cols = if rows == 0 { 0 } else { w.len() / rows };
+            let cols = w.len().checked_div(rows).unwrap_or(0);
             let mut q = Vec::with_capacity(w.len());
             let mut scales = Vec::with_capacity(rows);
             for row in w.chunks(cols.max(1)) {
@@ -125,7 +125,7 @@ pub fn dequantize(t: &Quantized) -> Vec<f32> {
     match t.kind {
         Kind::Fp16 => t.values.iter().map(|v| v.to_f32()).collect(),
         Kind::Int6 | Kind::Int8 => {
-            let cols = if t.rows == 0 { 0 } else { t.q.len() / t.rows };
+            let cols = t.q.len().checked_div(t.rows).unwrap_or(0);
             t.q.chunks(cols.max(1))
                 .zip(&t.scales)
                 .flat_map(|(row, s)| row.iter().map(move |&q| q as f32 * s.to_f32()))
