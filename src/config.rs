@@ -211,8 +211,12 @@ pub struct EvalConfig {
     pub stride: usize,
     /// Windows (or sequences) per forward-only evaluation batch.
     pub batch_seqs: usize,
-    /// Validation tokens the sliding evaluation and TTT cover (0 = the whole split).
+    /// Validation targets the sliding evaluation and TTT cover (0 = those of the non-sliding
+    /// validation: `train.val_seqs` sequences, the whole split when that is 0).
     pub max_tokens: usize,
+    /// At the end of `wgolf train`: pack the artifact, score it (the roundtrip and, with
+    /// `sliding`, the sliding window) and run TTT when `ttt` asks for it.
+    pub submission: bool,
     /// Run the sliding-window evaluation at the end of training.
     pub sliding: bool,
     /// Validate (non-sliding, `train.val_seqs` sequences) every this many steps during
@@ -243,6 +247,7 @@ impl Default for EvalConfig {
             stride: 64,
             batch_seqs: 32,
             max_tokens: 0,
+            submission: true,
             sliding: true,
             val_every: 0,
             ttt: TttMode::Off,
@@ -334,6 +339,15 @@ impl Config {
     /// config with short sequences keeps the default stride and still scores every target.
     pub fn sliding_stride(&self) -> usize {
         self.eval.stride.min(self.train.seq_len)
+    }
+
+    /// The validation targets the sliding evaluation and TTT cover (0: all): `eval.max_tokens`,
+    /// or the non-sliding validation's `train.val_seqs` sequences when that is 0.
+    pub fn eval_max_tokens(&self) -> usize {
+        match self.eval.max_tokens {
+            0 => self.train.val_seqs * self.train.seq_len,
+            m => m,
+        }
     }
 
     /// Head dimension.

@@ -93,9 +93,15 @@ enum Command {
     /// sliding-window score (record-spec.md section 7).
     Eval {
         /// A checkpoint.safetensors, a model.safetensors, or a run directory.
-        #[arg(long)]
-        checkpoint: PathBuf,
-        /// Validation sequences to score (default: all).
+        #[arg(long, required_unless_present = "artifact", conflicts_with = "artifact")]
+        checkpoint: Option<PathBuf>,
+        /// An artifact from `wgolf pack`: decompressed, dequantized and scored the way the
+        /// reference's roundtrip check does (`final_int6_roundtrip`, then the sliding
+        /// `final_sliding_s{stride}`), on its own config.
+        #[arg(long, value_name = "FILE")]
+        artifact: Option<PathBuf>,
+        /// Validation sequences to score (default: all; with --artifact, its config's
+        /// train.val_seqs, as the end of training scored them).
         #[arg(long)]
         val_seqs: Option<usize>,
         /// The config, for weights files that do not carry one (e.g. from `wgolf import`
@@ -240,9 +246,15 @@ fn run(cli: Cli) -> Result<()> {
             let backend = if cpu { Backend::Cpu } else { Backend::Gpu(adapter.adapter) };
             train(&config, out, resume, checkpoint_every, backend)
         }
-        Command::Eval { checkpoint: path, val_seqs, config, mut overrides, stride, json, ttt, adapter } => {
+        Command::Eval { checkpoint, artifact, val_seqs, config, mut overrides, stride, json, ttt, adapter } => {
             overrides.extend(ttt.map(|t| format!("eval.ttt=\"{t}\"")));
-            eval(&path, val_seqs, config, &overrides, stride, json, adapter.adapter.as_deref())
+            match (checkpoint, artifact) {
+                (_, Some(file)) => eval_artifact(&file, val_seqs, &overrides, stride, json, adapter.adapter.as_deref()),
+                (Some(path), None) => {
+                    eval(&path, val_seqs, config, &overrides, stride, json, adapter.adapter.as_deref())
+                }
+                (None, None) => anyhow::bail!("eval: give --checkpoint RUN or --artifact FILE"),
+            }
         }
         Command::Export { checkpoint: path, out } => {
             let plan = eval::export::export_file(&checkpoint::read(&resolve_checkpoint(&path))?, &out)?;
@@ -417,6 +429,32 @@ fn eval(
     score_and_print(&cfg, &weights, opts, json, adapter, "val")
 }
 
+/// `wgolf eval --artifact FILE`: the roundtrip check (decompress, dequantize, load, score
+/// whole sequences) and the sliding score, both unless `--stride` asks for the sliding one
+/// alone.
+fn eval_artifact(
+    file: &std::path::Path,
+    val_seqs: Option<usize>,
+    overrides: &[String],
+    stride: Option<usize>,
+    json: bool,
+    adapter: Option<&str>,
+) -> Result<()> {
+    let art = wgolf::quant::artifact::read(file)?;
+    let mut overrides = overrides.to_vec();
+    overrides.extend(stride.map(|s| format!("eval.stride={s}")));
+    let cfg = if overrides.is_empty() {
+        art.config.clone()
+    } else {
+        Config::parse(&art.config_text, &format!("{} (its config)", file.display()), &overrides)?
+    };
+    let weights: Vec<(String, Vec<f32>)> = art.weights.into_iter().map(|w| (w.name, w.values)).collect();
+    // By default the sequences the end of training scored (`train.val_seqs`), so the numbers
+    // match its `final_int6_roundtrip` line.
+    let opts = eval::pipeline::ScoreOptions { whole_seqs: Some(val_seqs.unwrap_or(cfg.train.val_seqs)), sliding: true };
+    score_and_print(&cfg, &weights, opts, json, adapter, "final_int6_roundtrip")
+}
+
 /// Scores `weights` and prints the reference's log lines (`{label} val_loss:.. val_bpb:..`,
 /// `final_sliding_s{S} ...`), or one JSON line with both.
 fn score_and_print(
@@ -435,9 +473,7 @@ fn score_and_print(
     let sliding_label = format!("final_sliding_s{stride}");
     if json {
         let mut out = serde_json::Map::new();
-        let entry = |acc: &wgolf::data::BpbAccumulator, secs: f64| {
-            serde_json::json!({"val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "tokens": acc.tokens(), "bytes": acc.bytes(), "seconds": secs})
-        };
+        let entry = |acc: &wgolf::data::BpbAccumulator, secs: f64| serde_json::json!({"val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "tokens": acc.tokens(), "bytes": acc.bytes(), "seconds": secs});
         if let Some((acc, secs)) = &scores.whole {
             out.insert(label.into(), entry(acc, *secs));
             // The fields of the plain pass at the top level too (earlier scripts read them).

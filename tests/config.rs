@@ -186,7 +186,12 @@ const RULES: &[(&str, &[&str], &str, &str)] = &[
     ("tiny", &["eval.ttt_momentum=1.0"], "eval.ttt_momentum", "[0, 1)"),
     ("tiny", &["eval.ttt_epochs=0"], "eval.ttt_epochs", "at least 1"),
     ("tiny", &["eval.ttt_freeze_blocks=99"], "eval.ttt_freeze_blocks", "at most model.num_layers"),
-    ("tiny", &["eval.ttt=\"train-then-score\"", "model.num_layers=1"], "eval.ttt_freeze_blocks", "at most model.num_layers"),
+    (
+        "tiny",
+        &["eval.ttt=\"train-then-score\"", "model.num_layers=1"],
+        "eval.ttt_freeze_blocks",
+        "at most model.num_layers",
+    ),
     ("tiny", &["eval.ttt_chunk_tokens=1"], "eval.ttt_chunk_tokens", "at least"),
     ("tiny", &["data.dir=\"\""], "data.dir", "a path"),
     ("tiny", &["data.tokenizer=\"\""], "data.tokenizer", "a path"),

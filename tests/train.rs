@@ -90,6 +90,39 @@ fn record_tiny_trains_and_its_loss_falls() {
     let name = "blocks.0.attn.c_q.weight";
     assert_eq!(model.tensors[name].1, ck.tensors[&format!("ema.{name}")].1);
     assert_ne!(model.tensors[name].1, ck.tensors[name].1);
+
+    // The submission stages: the artifact, its roundtrip and sliding scores, as events.
+    let artifact = dir.path().join(wgolf::train::ARTIFACT_NAME);
+    let size = std::fs::metadata(&artifact).unwrap().len();
+    let events = events(dir.path());
+    let find = |kind: &str| events.iter().find(|e| e["event"] == kind).unwrap_or_else(|| panic!("no {kind} event"));
+    assert_eq!(find("artifact")["bytes"].as_u64(), Some(size));
+    let (roundtrip, sliding) = (find("roundtrip"), find("sliding"));
+    assert_eq!(roundtrip["val_tokens"].as_u64(), Some(16 * 128));
+    // Stride 64 over the 2,048 validation targets: 2,048 plus the trailing window's 64 again.
+    assert_eq!(sliding["val_tokens"].as_u64(), Some(2048 + 64));
+    let (rt, sl) = (roundtrip["val_loss"].as_f64().unwrap(), sliding["val_loss"].as_f64().unwrap());
+    // Quantization costs little; the sliding pass scores the same targets with more context
+    // (and the tail twice), so it is close too.
+    assert!(
+        (rt - summary.val_loss).abs() < 0.05 && (sl - rt).abs() < 0.1,
+        "roundtrip {rt}, sliding {sl}, raw {}",
+        summary.val_loss
+    );
+
+    // A fresh process scoring the artifact gives the same numbers.
+    let out = bin().args(["eval", "--json", "--artifact"]).arg(&artifact).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["final_int6_roundtrip"]["val_loss"].as_f64(), Some(rt), "{line}");
+    assert_eq!(line["final_sliding_s64"]["val_loss"].as_f64(), Some(sl), "{line}");
+    assert_eq!(line["final_sliding_s64"]["bytes"], sliding["val_bytes"], "{line}");
+}
+
+/// Every event of a run's metrics.jsonl.
+fn events(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 #[test]
@@ -230,6 +263,7 @@ fn resumed_run_reproduces_the_uninterrupted_one() {
             "train.warmdown_steps=0".into(),
             "train.log_every=1".into(),
             "train.val_seqs=4".into(),
+            "eval.submission=false".into(),
         ]
     };
     let straight = tempfile::tempdir().unwrap();

@@ -76,7 +76,7 @@ pub fn score(
         let stride = cfg.sliding_stride();
         let mut scorer = Scorer::sliding(cfg, device, stride)?;
         let acc = if cfg.eval.ttt == TttMode::ScoreFirst {
-            let total = val.covered(cfg.eval.max_tokens);
+            let total = val.covered(cfg.eval_max_tokens());
             let (tokens, luts) = (val.set.tokens(), &val.luts);
             let mut score_chunk = |w: &Weights, range: std::ops::Range<usize>| {
                 scorer.load_weights(w)?;
@@ -85,12 +85,45 @@ pub fn score(
             ttt::score_first(cfg, backend, &val.set, &weights, &mut score_chunk)?
         } else {
             scorer.load_weights(&weights)?;
-            let total = sliding::scored_count(val.covered(cfg.eval.max_tokens), cfg.train.seq_len, stride);
+            let total = sliding::scored_count(val.covered(cfg.eval_max_tokens()), cfg.train.seq_len, stride);
             let mut progress = Progress::new("sliding eval", total, Unit::Count);
             progress.show_rate(1.0, "tok/s");
-            evaluate_sliding(&mut scorer, val, cfg.eval.max_tokens, stride, &mut progress)?
+            evaluate_sliding(&mut scorer, val, cfg.eval_max_tokens(), stride, &mut progress)?
         };
         scores.sliding = Some((acc, start.elapsed().as_secs_f64()));
     }
     Ok(scores)
+}
+
+/// The end of a training run's evaluation (record-spec.md sections 6-8): the exported
+/// weights (the EMA when kept) packed into the artifact at `path`, read back from disk,
+/// dequantized and scored: the roundtrip pass over `train.val_seqs` whole sequences, TTT
+/// when `eval.ttt` asks for it, and the sliding pass when `eval.sliding` is on.
+pub struct Submission {
+    pub sizes: crate::quant::artifact::Sizes,
+    /// Seconds to quantize, compress and write the artifact.
+    pub pack_secs: f64,
+    pub scores: Scores,
+}
+
+/// Packs and scores the weights `ex` holds for `plan`; see [`Submission`].
+pub fn submit(
+    cfg: &Config,
+    plan: &crate::plan::Plan,
+    ex: &mut dyn crate::exec::Executor,
+    device: &Device,
+    backend: &Backend,
+    val: &ValData,
+    path: &std::path::Path,
+) -> Result<Submission> {
+    let start = Instant::now();
+    let exported = crate::checkpoint::model_weights(plan, ex)?;
+    let sizes = crate::quant::artifact::write(path, cfg, plan, &exported)?;
+    let pack_secs = start.elapsed().as_secs_f64();
+    // Everything scored below comes from the file, as `wgolf eval --artifact` reads it.
+    let art = crate::quant::artifact::read(path)?;
+    let weights: Weights = art.weights.into_iter().map(|w| (w.name, w.values)).collect();
+    let opts = ScoreOptions { whole_seqs: Some(cfg.train.val_seqs), sliding: cfg.eval.sliding };
+    let scores = score(&art.config, device, backend, val, &weights, opts)?;
+    Ok(Submission { sizes, pack_secs, scores })
 }

@@ -149,7 +149,7 @@ impl Ttt {
 fn covered(cfg: &Config, val: &ValSet) -> usize {
     // The same targets as the sliding evaluation covers (`ValData::covered`): training uses
     // the whole sequences inside them.
-    match cfg.eval.max_tokens {
+    match cfg.eval_max_tokens() {
         0 => val.num_targets(),
         m => m.min(val.num_targets()),
     }

@@ -239,6 +239,55 @@ impl<'a> Run<'a> {
         eval::validate(scorer, self.cfg, &self.val, label)
     }
 
+    /// The submission stages after training: pack the artifact, score it from the file (the
+    /// roundtrip, TTT when configured, the sliding window), each timed, printed the way the
+    /// reference logs it and written to metrics.jsonl.
+    fn submission(&mut self, elapsed_s: f64) -> Result<()> {
+        let (cfg, step) = (self.cfg, self.step);
+        let path = self.opts.out_dir.join(ARTIFACT_NAME);
+        let backend = self.opts.backend.clone();
+        let sub = eval::pipeline::submit(cfg, &self.plan, self.ex.as_mut(), &self.device, &backend, &self.val, &path)?;
+        let sz = sub.sizes;
+        let limit = crate::quant::artifact::LIMIT;
+        let verdict = if sz.total <= limit { "under" } else { "OVER" };
+        eprintln!(
+            "artifact {}: {} bytes ({verdict} the {limit}-byte limit): weights {}, code {}, header {} ({:.1} s)",
+            path.display(),
+            sz.total,
+            sz.weights,
+            sz.code,
+            sz.header,
+            sub.pack_secs
+        );
+        self.stages.push(("pack (artifact)".into(), sub.pack_secs));
+        self.metrics.event(json!({"event": "artifact", "step": step, "bytes": sz.total, "weights_bytes": sz.weights, "code_bytes": sz.code, "header_bytes": sz.header, "limit": limit, "under_limit": sz.total <= limit, "seconds": sub.pack_secs, "elapsed_s": elapsed_s}))?;
+        let s = &sub.scores;
+        let ttt = s.ttt_label();
+        if let Some(secs) = s.ttt_secs {
+            self.stages.push(("ttt train-then-score (NOT valid under the rules)".into(), secs));
+            self.metrics.event(json!({"event": "ttt", "step": step, "kind": "train-then-score", "valid_under_rules": false, "seconds": secs}))?;
+        }
+        if let Some((acc, secs)) = &s.whole {
+            eprintln!("final_int6_roundtrip val_loss:{:.8} val_bpb:{:.8} ({secs:.1} s)", acc.val_loss(), acc.val_bpb());
+            self.stages.push(("roundtrip eval".into(), *secs));
+            self.metrics.event(json!({"event": "roundtrip", "step": step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "ttt": ttt, "seconds": secs}))?;
+        }
+        if let Some((acc, secs)) = &s.sliding {
+            let stride = cfg.sliding_stride();
+            eprintln!(
+                "final_sliding_s{stride} val_loss:{:.8} val_bpb:{:.8} ({secs:.1} s)",
+                acc.val_loss(),
+                acc.val_bpb()
+            );
+            if let Some(note) = ttt {
+                eprintln!("  {note}");
+            }
+            self.stages.push((format!("sliding eval s{stride}"), *secs));
+            self.metrics.event(json!({"event": "sliding", "step": step, "stride": stride, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "ttt": ttt, "seconds": secs}))?;
+        }
+        Ok(())
+    }
+
     /// The `val` event of a validation at the current step.
     fn val_event(&mut self, acc: &BpbAccumulator, elapsed_s: f64) -> Result<()> {
         self.metrics.event(json!({"event": "val", "step": self.step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "elapsed_s": elapsed_s}))
@@ -284,6 +333,9 @@ impl<'a> Run<'a> {
         eval::export::save_export(&path, &self.plan, cfg, self.ex.as_mut())?;
         self.stages.push(("export (model.safetensors)".into(), export_start.elapsed().as_secs_f64()));
         eprintln!("saved {} and {}", checkpoint::checkpoint_path(out).display(), path.display());
+        if cfg.eval.submission {
+            self.submission(train_secs)?;
+        }
         self.metrics.event(json!({"event": "end", "step": step, "train_loss": self.last_loss, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "tokens_per_s": tokens_per_s, "step_ms": step_ms, "elapsed_s": train_secs}))?;
         crate::report::finish_run(out, self.opts.config_source.clone(), std::mem::take(&mut self.stages));
         Ok(TrainSummary {
@@ -299,6 +351,9 @@ impl<'a> Run<'a> {
         })
     }
 }
+
+/// The artifact's file name in the run directory.
+pub const ARTIFACT_NAME: &str = "final_model.wgolf";
 
 /// The run's first line: model size, steps, batch geometry, adapter, plan memory, setup time.
 fn announce(cfg: &Config, plan: &Plan, first_step: usize, adapter: &str, setup_s: f64) {
