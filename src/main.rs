@@ -430,8 +430,8 @@ fn eval(
 }
 
 /// `wgolf eval --artifact FILE`: the roundtrip check (decompress, dequantize, load, score
-/// whole sequences) and the sliding score, both unless `--stride` asks for the sliding one
-/// alone.
+/// whole sequences) and the sliding score (unless `eval.sliding` is off; `--stride` sets its
+/// stride).
 fn eval_artifact(
     file: &std::path::Path,
     val_seqs: Option<usize>,
@@ -450,8 +450,12 @@ fn eval_artifact(
     };
     let weights: Vec<(String, Vec<f32>)> = art.weights.into_iter().map(|w| (w.name, w.values)).collect();
     // By default the sequences the end of training scored (`train.val_seqs`), so the numbers
-    // match its `final_int6_roundtrip` line.
-    let opts = eval::pipeline::ScoreOptions { whole_seqs: Some(val_seqs.unwrap_or(cfg.train.val_seqs)), sliding: true };
+    // match its `final_int6_roundtrip` line; the sliding pass when the config keeps it
+    // (`--set eval.sliding=false` skips it).
+    let opts = eval::pipeline::ScoreOptions {
+        whole_seqs: Some(val_seqs.unwrap_or(cfg.train.val_seqs)),
+        sliding: cfg.eval.sliding,
+    };
     score_and_print(&cfg, &weights, opts, json, adapter, "final_int6_roundtrip")
 }
 
@@ -506,8 +510,9 @@ fn score_and_print(
     if let Some((acc, secs)) = &scores.sliding {
         println!("{sliding_label} val_loss:{:.8} val_bpb:{:.8}", acc.val_loss(), acc.val_bpb());
         println!(
-            "  {} scored targets ({} bytes), window {}, {secs:.1} s ({:.3} ms per scored token)",
+            "  {} scored targets over {} tokens ({} bytes), window {}, {secs:.1} s ({:.3} ms per scored token)",
             acc.tokens(),
+            val.covered(cfg.eval_max_tokens()),
             acc.bytes(),
             cfg.train.seq_len,
             1e3 * secs / acc.tokens().max(1) as f64
