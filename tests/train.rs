@@ -97,6 +97,11 @@ fn record_tiny_trains_and_its_loss_falls() {
     let events = events(dir.path());
     let find = |kind: &str| events.iter().find(|e| e["event"] == kind).unwrap_or_else(|| panic!("no {kind} event"));
     assert_eq!(find("artifact")["bytes"].as_u64(), Some(size));
+    // The raw weights were scored too, before the EMA, on the same tokens: a different loss.
+    let raw = find("val_raw");
+    assert_eq!(raw["val_tokens"].as_u64(), Some(16 * 128));
+    let raw_loss = raw["val_loss"].as_f64().unwrap();
+    assert!(raw_loss.is_finite() && raw_loss != summary.val_loss, "raw {raw_loss}, EMA {}", summary.val_loss);
     let (roundtrip, sliding) = (find("roundtrip"), find("sliding"));
     assert_eq!(roundtrip["val_tokens"].as_u64(), Some(16 * 128));
     // Stride 64 over the 2,048 validation targets: 2,048 plus the trailing window's 64 again.

@@ -231,12 +231,36 @@ impl<'a> Run<'a> {
     /// Scores `train.val_seqs` validation sequences on the exported weights, through the
     /// evaluation scorer (built on first use).
     fn validate(&mut self, label: &str) -> Result<BpbAccumulator> {
-        if self.scorer.is_none() {
-            self.scorer = Some(Scorer::whole_sequences(self.cfg, &self.device)?);
-        }
+        self.build_scorer()?;
         let scorer = self.scorer.as_mut().expect("built above");
         scorer.load_exported(&self.plan, self.ex.as_mut())?;
         eval::validate(scorer, self.cfg, &self.val, label)
+    }
+
+    /// The same score on the trained parameters themselves rather than their EMA: `None`
+    /// when the plan keeps no EMA (then the two are the same weights).
+    fn validate_raw(&mut self) -> Result<Option<BpbAccumulator>> {
+        let plan = &self.plan;
+        if plan.params.iter().all(|s| checkpoint::ema_of(plan, s.param).is_none()) {
+            return Ok(None);
+        }
+        let raw: Vec<(String, Vec<f32>)> = plan
+            .params
+            .iter()
+            .map(|s| Ok((plan.tensor(s.param).name.clone(), self.ex.read(s.param)?)))
+            .collect::<Result<_>>()?;
+        self.build_scorer()?;
+        let scorer = self.scorer.as_mut().expect("built above");
+        scorer.load_weights(&raw)?;
+        eval::validate(scorer, self.cfg, &self.val, "validation (raw)").map(Some)
+    }
+
+    /// The whole-sequence scorer on the training device, built on first use.
+    fn build_scorer(&mut self) -> Result<()> {
+        if self.scorer.is_none() {
+            self.scorer = Some(Scorer::whole_sequences(self.cfg, &self.device)?);
+        }
+        Ok(())
     }
 
     /// The submission stages after training: pack the artifact, score it from the file (the
@@ -313,6 +337,19 @@ impl<'a> Run<'a> {
         self.save_checkpoint(train_secs)?;
         self.stages.push(("checkpoint".into(), save_start.elapsed().as_secs_f64()));
 
+        // The raw weights first, then the EMA the run exports (record-spec.md section 6): the
+        // difference is what the EMA is worth.
+        let raw_start = Instant::now();
+        if let Some(raw) = self.validate_raw()? {
+            let secs = raw_start.elapsed().as_secs_f64();
+            self.stages.push(("validation, raw weights".into(), secs));
+            eprintln!(
+                "validation (raw weights, no EMA): val_loss {:.4} val_bpb {:.4} ({secs:.1} s)",
+                raw.val_loss(),
+                raw.val_bpb()
+            );
+            self.metrics.event(json!({"event": "val_raw", "step": self.step, "val_loss": raw.val_loss(), "val_bpb": raw.val_bpb(), "val_tokens": raw.tokens(), "val_bytes": raw.bytes(), "seconds": secs, "elapsed_s": train_secs}))?;
+        }
         let val_start = Instant::now();
         let acc = self.validate("validation")?;
         self.stages.push(("validation".into(), val_start.elapsed().as_secs_f64()));
