@@ -472,7 +472,7 @@ fn score_and_print(
     let backend = Backend::Gpu(adapter.map(String::from));
     let device = host::Device::open(&backend)?;
     let val = ValData::open(cfg)?;
-    let scores = eval::pipeline::score(cfg, &device, &backend, &val, &weights.to_vec(), opts)?;
+    let scores = eval::pipeline::score(cfg, &device, &val, &weights.to_vec(), opts)?;
     let stride = cfg.sliding_stride();
     let sliding_label = format!("final_sliding_s{stride}");
     if json {
@@ -494,11 +494,10 @@ fn score_and_print(
         println!("{}", serde_json::Value::Object(out));
         return Ok(());
     }
-    if let Some(note) = scores.ttt_label() {
-        println!("{note}");
-    }
+    // The TTT kind rides on every result line, so no number is read without it.
+    let note = |sliding| scores.ttt_label_of(sliding).map(|n| format!(" ({n})")).unwrap_or_default();
     if let Some((acc, secs)) = &scores.whole {
-        println!("{label} val_loss:{:.8} val_bpb:{:.8}", acc.val_loss(), acc.val_bpb());
+        println!("{label} val_loss:{:.8} val_bpb:{:.8}{}", acc.val_loss(), acc.val_bpb(), note(false));
         println!(
             "  {} sequences of {} ({} tokens, {} bytes), {secs:.1} s",
             val.scored(opts.whole_seqs.unwrap_or(0)),
@@ -508,7 +507,7 @@ fn score_and_print(
         );
     }
     if let Some((acc, secs)) = &scores.sliding {
-        println!("{sliding_label} val_loss:{:.8} val_bpb:{:.8}", acc.val_loss(), acc.val_bpb());
+        println!("{sliding_label} val_loss:{:.8} val_bpb:{:.8}{}", acc.val_loss(), acc.val_bpb(), note(true));
         println!(
             "  {} scored targets over {} tokens ({} bytes), window {}, {secs:.1} s ({:.3} ms per scored token)",
             acc.tokens(),

@@ -14,7 +14,7 @@ use wgolf::eval::ttt::{score_first, sequence_scorer, Ttt, Weights};
 use wgolf::exec::compare::compare_steps;
 use wgolf::exec::cpu::CpuExecutor;
 use wgolf::exec::{Executor, HostData};
-use wgolf::host::{write_inputs, Backend};
+use wgolf::host::{write_inputs, Device};
 use wgolf::init::{init_params, Rng};
 use wgolf::model::{build_plan, build_ttt_plan};
 use wgolf::ops::sgd::{sgd, SgdHyper};
@@ -204,14 +204,14 @@ fn run_score_first(cfg: &Config, tokens: Vec<u16>) -> (Calls, BpbAccumulator) {
     let val = ValSet::from_tokens(Path::new("synthetic"), tokens, cfg.train.seq_len).unwrap();
     let tok = Tokenizer::load(&root().join(&cfg.data.tokenizer)).unwrap();
     let luts = ByteLuts::from_tokenizer(&tok, cfg.model.vocab_size);
-    let mut inner = sequence_scorer(cfg, &Backend::Cpu, &val, &luts).unwrap();
+    let mut inner = sequence_scorer(cfg, &Device::Cpu, &val, &luts).unwrap();
     let mut calls = Calls::new();
     let mut scorer = |w: &Weights, r: Range<usize>| {
         let acc = inner(w, r.clone())?;
         calls.push((w.clone(), r, acc));
         Ok(acc)
     };
-    let total = score_first(cfg, &Backend::Cpu, &val, &weights(cfg), &mut scorer).unwrap();
+    let total = score_first(cfg, &Device::Cpu, &val, &weights(cfg), &mut scorer).unwrap();
     (calls, total)
 }
 
@@ -291,11 +291,13 @@ fn cli_eval_runs_both_kinds_and_labels_train_then_score() {
     args.extend(small);
     let text = run(&args);
     assert!(text.contains("epoch 1/1: loss"), "{text}");
-    let result = text.lines().find(|l| l.starts_with("val_loss")).expect("a result line");
+    let result = text.lines().find(|l| l.starts_with("val val_loss:")).expect("a result line");
     assert!(result.contains("NOT valid under the challenge's rules"), "{result}");
     let mut args = vec!["eval", "--checkpoint", run_dir, "--ttt", "score-first", "--set", "eval.ttt_chunk_tokens=256"];
     args.extend(small);
     let text = run(&args);
-    assert!(text.contains("ttt score-first val_loss") && text.contains("over 1024 tokens"), "{text}");
+    let result = text.lines().find(|l| l.starts_with("final_sliding_s")).expect("a sliding result line");
+    assert!(result.contains("TTT score-first"), "{result}");
+    assert!(text.contains("over 1024 tokens"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -8,7 +8,7 @@ use super::ttt::{self, Weights};
 use super::{evaluate_sliding, evaluate_with, Scorer, ValData};
 use crate::config::{Config, TttMode};
 use crate::data::BpbAccumulator;
-use crate::host::{Backend, Device};
+use crate::host::Device;
 use crate::progress::{Progress, Unit};
 use anyhow::Result;
 use std::time::Instant;
@@ -44,22 +44,25 @@ impl Scores {
             TttMode::ScoreFirst => Some("with TTT score-first (each chunk scored before it is trained on)"),
         }
     }
+
+    /// [`Scores::ttt_label`] of one pass: score-first TTT runs inside the sliding pass only,
+    /// so the whole-sequence pass of such a run scored the weights as they came.
+    pub fn ttt_label_of(&self, sliding: bool) -> Option<&'static str> {
+        if self.ttt == TttMode::ScoreFirst && !sliding {
+            None
+        } else {
+            self.ttt_label()
+        }
+    }
 }
 
-/// Scores `weights` (by reference name) on `device` (`backend` opens TTT's own executor).
-pub fn score(
-    cfg: &Config,
-    device: &Device,
-    backend: &Backend,
-    val: &ValData,
-    weights: &Weights,
-    opts: ScoreOptions,
-) -> Result<Scores> {
+/// Scores `weights` (by reference name) on `device` (TTT's plan too, when configured).
+pub fn score(cfg: &Config, device: &Device, val: &ValData, weights: &Weights, opts: ScoreOptions) -> Result<Scores> {
     let mut scores = Scores { ttt: cfg.eval.ttt, ..Scores::default() };
     let mut weights = weights.clone();
     if cfg.eval.ttt == TttMode::TrainThenScore {
         let start = Instant::now();
-        weights = ttt::train_then_score(cfg, backend, &val.set, &weights)?;
+        weights = ttt::train_then_score(cfg, device, &val.set, &weights)?;
         scores.ttt_secs = Some(start.elapsed().as_secs_f64());
     }
     if let Some(seqs) = opts.whole_seqs {
@@ -82,7 +85,7 @@ pub fn score(
                 scorer.load_weights(w)?;
                 sliding::score_targets(&mut scorer, tokens, luts, total, range, stride, &mut Progress::hidden())
             };
-            ttt::score_first(cfg, backend, &val.set, &weights, &mut score_chunk)?
+            ttt::score_first(cfg, device, &val.set, &weights, &mut score_chunk)?
         } else {
             scorer.load_weights(&weights)?;
             let total = sliding::scored_count(val.covered(cfg.eval_max_tokens()), cfg.train.seq_len, stride);
@@ -112,7 +115,6 @@ pub fn submit(
     plan: &crate::plan::Plan,
     ex: &mut dyn crate::exec::Executor,
     device: &Device,
-    backend: &Backend,
     val: &ValData,
     path: &std::path::Path,
 ) -> Result<Submission> {
@@ -124,6 +126,6 @@ pub fn submit(
     let art = crate::quant::artifact::read(path)?;
     let weights: Weights = art.weights.into_iter().map(|w| (w.name, w.values)).collect();
     let opts = ScoreOptions { whole_seqs: Some(cfg.train.val_seqs), sliding: cfg.eval.sliding };
-    let scores = score(&art.config, device, backend, val, &weights, opts)?;
+    let scores = score(&art.config, device, val, &weights, opts)?;
     Ok(Submission { sizes, pack_secs, scores })
 }

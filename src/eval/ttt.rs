@@ -1,6 +1,7 @@
 //! Test-time training (record-spec.md section 8): SGD with momentum on the validation tokens
-//! before or while they are scored, on its own executor running [`build_ttt_plan`] (the
-//! training run's executor is never touched; weights come in and go out by name).
+//! before or while they are scored, on its own executor running [`build_ttt_plan`] on the
+//! caller's device (the training run's executor is never touched; weights come in and go out
+//! by name).
 //!
 //! Two kinds:
 //! - [`train_then_score`], PR #317's: `eval.ttt_epochs` epochs over all the validation
@@ -20,7 +21,7 @@ use std::ops::Range;
 use crate::config::Config;
 use crate::data::{BpbAccumulator, ByteLuts, ValSet};
 use crate::exec::{Executor, HostData};
-use crate::host::{make_executor, write_inputs, Backend};
+use crate::host::{write_inputs, Device};
 use crate::model::{build_plan, build_ttt_plan};
 use crate::ops::sgd::SgdHyper;
 use crate::plan::{Phase, Plan, Role};
@@ -59,13 +60,13 @@ pub struct Ttt {
 }
 
 impl Ttt {
-    /// The TTT plan of `cfg` with `batch_seqs` sequences per step, on `backend`, loaded with
-    /// `weights` (momentum zero).
-    pub fn new(cfg: &Config, batch_seqs: usize, backend: &Backend, weights: &Weights) -> Result<Ttt> {
+    /// The TTT plan of `cfg` with `batch_seqs` sequences per step, on `device` (beside the
+    /// scorer's plan), loaded with `weights` (momentum zero).
+    pub fn new(cfg: &Config, batch_seqs: usize, device: &Device, weights: &Weights) -> Result<Ttt> {
         let mut cfg = cfg.clone();
         cfg.eval.ttt_batch_seqs = batch_seqs;
         let plan = build_ttt_plan(&cfg)?;
-        let ex = make_executor(&plan, backend)?;
+        let ex = device.executor(&plan)?;
         Ttt::with_executor(cfg, plan, ex, weights)
     }
 
@@ -134,7 +135,7 @@ impl Ttt {
                 let mean = loss_sum / batches.len() as f64;
                 // The loss read-backs waited for the device, so the time is real.
                 let ms = start.elapsed().as_secs_f64() * 1e3 / batches.len() as f64;
-                println!(
+                eprintln!(
                     "{label} epoch {}/{epochs}: loss {mean:.4} over {} steps, {ms:.1} ms/step",
                     epoch + 1,
                     batches.len()
@@ -159,13 +160,13 @@ fn covered(cfg: &Config, val: &ValSet) -> usize {
 /// first `eval.freeze_blocks()` blocks frozen) over the validation sequences in batches of
 /// `eval.ttt_batch_seqs`, then the adapted weights, to be scored. NOT valid under the
 /// challenge's rules: the tokens scored afterwards were trained on.
-pub fn train_then_score(cfg: &Config, backend: &Backend, val: &ValSet, weights: &Weights) -> Result<Weights> {
-    println!("ttt train-then-score (NOT valid under the challenge's rules: it trains on the tokens it then scores)");
-    let mut ttt = Ttt::new(cfg, cfg.eval.ttt_batch_seqs, backend, weights)?;
+pub fn train_then_score(cfg: &Config, device: &Device, val: &ValSet, weights: &Weights) -> Result<Weights> {
+    eprintln!("ttt train-then-score (NOT valid under the challenge's rules: it trains on the tokens it then scores)");
+    let mut ttt = Ttt::new(cfg, cfg.eval.ttt_batch_seqs, device, weights)?;
     let n = covered(cfg, val);
     let label = "ttt train-then-score (NOT valid under the rules)";
     let steps = ttt.train_on(val, 0..n, cfg.eval.ttt_epochs, cfg.eval.ttt_lr, label)?;
-    println!("{label}: {steps} SGD steps over {n} tokens");
+    eprintln!("{label}: {steps} SGD steps over {n} tokens");
     ttt.weights()
 }
 
@@ -179,7 +180,7 @@ pub type Scorer<'a> = dyn FnMut(&Weights, Range<usize>) -> Result<BpbAccumulator
 /// Batches are `min(eval.ttt_batch_seqs, sequences per chunk)`. Returns the summed score.
 pub fn score_first(
     cfg: &Config,
-    backend: &Backend,
+    device: &Device,
     val: &ValSet,
     weights: &Weights,
     score: &mut Scorer<'_>,
@@ -189,7 +190,7 @@ pub fn score_first(
     let chunk = cfg.eval.ttt_chunk_tokens;
     let chunks = n.div_ceil(chunk);
     let batch = cfg.eval.ttt_batch_seqs.min(chunk / t).max(1);
-    let mut ttt = Ttt::new(cfg, batch, backend, weights)?;
+    let mut ttt = Ttt::new(cfg, batch, device, weights)?;
     let mut total = BpbAccumulator::new();
     let mut progress = Progress::new("ttt score-first", chunks as u64, Unit::Count);
     for k in 0..chunks {
@@ -221,12 +222,12 @@ pub fn cosine_lr(lr: f32, k: usize, chunks: usize) -> f32 {
 /// Only tokens up to the scored position are read, so it keeps score-first legal.
 pub fn sequence_scorer<'a>(
     cfg: &'a Config,
-    backend: &Backend,
+    device: &Device,
     val: &'a ValSet,
     luts: &'a ByteLuts,
 ) -> Result<impl FnMut(&Weights, Range<usize>) -> Result<BpbAccumulator> + 'a> {
     let plan = build_plan(cfg)?;
-    let mut ex = make_executor(&plan, backend)?;
+    let mut ex = device.executor(&plan)?;
     let (b, t) = (cfg.train.batch_seqs, cfg.train.seq_len);
     Ok(move |weights: &Weights, range: Range<usize>| {
         write_weights(&plan, ex.as_mut(), weights)?;

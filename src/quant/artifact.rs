@@ -141,10 +141,22 @@ fn source_bundle(config_text: &str) -> Vec<u8> {
     b
 }
 
-/// The file's bytes for `weights` (the plan's parameters, the plan built from `cfg`).
-pub fn to_bytes(cfg: &Config, plan: &Plan, weights: &[(TensorId, Vec<f32>)]) -> Result<(Vec<u8>, Sizes)> {
-    let config = toml::to_string(cfg)?;
-    let entries: Vec<Entry> = weights
+/// The quantized tensors one after another in table order, each its q bytes then its fp16
+/// scales (or its fp16 values): the layout the artifact does *not* use, kept for
+/// [`layout_sizes`].
+fn tensor_order(tensors: &[(&Entry, Quantized)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (_, t) in tensors {
+        out.extend(t.q.iter().map(|&q| q as u8));
+        out.extend(t.scales.iter().flat_map(|s| s.to_le_bytes()));
+        out.extend(t.values.iter().flat_map(|s| s.to_le_bytes()));
+    }
+    out
+}
+
+/// The table entries of `weights`, checked (length, finite values), with each tensor's rule.
+fn entries_of(plan: &Plan, weights: &[(TensorId, Vec<f32>)]) -> Result<Vec<Entry>> {
+    weights
         .iter()
         .map(|(t, v)| {
             let d = plan.tensor(*t);
@@ -156,7 +168,36 @@ pub fn to_bytes(cfg: &Config, plan: &Plan, weights: &[(TensorId, Vec<f32>)]) -> 
             }
             Ok(Entry { name: d.name.clone(), shape: d.shape.clone(), kind: kind_of(&d.name, v.len()) })
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// The compressed weight bytes of `weights` under each candidate layout: tensor order or
+/// byte planes, zstd-22 with or without long-distance matching. `benches/artifact.rs` prints
+/// them; the format keeps the smallest (docs/perf.md has the figures).
+#[doc(hidden)]
+pub fn layout_sizes(plan: &Plan, weights: &[(TensorId, Vec<f32>)]) -> Result<Vec<(&'static str, usize)>> {
+    let entries = entries_of(plan, weights)?;
+    let quantized: Vec<(&Entry, Quantized)> =
+        entries.iter().zip(weights).map(|(e, (_, v))| (e, quantize(&e.name, &e.shape, v))).collect();
+    let ldm = |data: &[u8]| -> Result<usize> {
+        let mut c = zstd::bulk::Compressor::new(ZSTD_LEVEL)?;
+        c.set_parameter(zstd::stream::raw::CParameter::EnableLongDistanceMatching(true))?;
+        Ok(c.compress(data)?.len())
+    };
+    let (by_tensor, by_plane) = (tensor_order(&quantized), planes(&quantized));
+    Ok(vec![
+        ("uncompressed", by_plane.len()),
+        ("tensor order, zstd-22", zstd22(&by_tensor)?.len()),
+        ("tensor order, zstd-22 + long-distance matching", ldm(&by_tensor)?),
+        ("byte planes, zstd-22 (the format)", zstd22(&by_plane)?.len()),
+        ("byte planes, zstd-22 + long-distance matching", ldm(&by_plane)?),
+    ])
+}
+
+/// The file's bytes for `weights` (the plan's parameters, the plan built from `cfg`).
+pub fn to_bytes(cfg: &Config, plan: &Plan, weights: &[(TensorId, Vec<f32>)]) -> Result<(Vec<u8>, Sizes)> {
+    let config = toml::to_string(cfg)?;
+    let entries = entries_of(plan, weights)?;
     let quantized: Vec<(&Entry, Quantized)> =
         entries.iter().zip(weights).map(|(e, (_, v))| (e, quantize(&e.name, &e.shape, v))).collect();
     let weights_z = zstd22(&planes(&quantized))?;

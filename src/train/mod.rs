@@ -269,8 +269,7 @@ impl<'a> Run<'a> {
     fn submission(&mut self, elapsed_s: f64) -> Result<()> {
         let (cfg, step) = (self.cfg, self.step);
         let path = self.opts.out_dir.join(ARTIFACT_NAME);
-        let backend = self.opts.backend.clone();
-        let sub = eval::pipeline::submit(cfg, &self.plan, self.ex.as_mut(), &self.device, &backend, &self.val, &path)?;
+        let sub = eval::pipeline::submit(cfg, &self.plan, self.ex.as_mut(), &self.device, &self.val, &path)?;
         let sz = sub.sizes;
         let limit = crate::quant::artifact::LIMIT;
         let verdict = if sz.total <= limit { "under" } else { "OVER" };
@@ -286,26 +285,30 @@ impl<'a> Run<'a> {
         self.stages.push(("pack (artifact)".into(), sub.pack_secs));
         self.metrics.event(json!({"event": "artifact", "step": step, "bytes": sz.total, "weights_bytes": sz.weights, "code_bytes": sz.code, "header_bytes": sz.header, "limit": limit, "under_limit": sz.total <= limit, "seconds": sub.pack_secs, "elapsed_s": elapsed_s}))?;
         let s = &sub.scores;
-        let ttt = s.ttt_label();
+        let note = |ttt: Option<&str>| ttt.map(|n| format!(" ({n})")).unwrap_or_default();
         if let Some(secs) = s.ttt_secs {
             self.stages.push(("ttt train-then-score (NOT valid under the rules)".into(), secs));
             self.metrics.event(json!({"event": "ttt", "step": step, "kind": "train-then-score", "valid_under_rules": false, "seconds": secs}))?;
         }
         if let Some((acc, secs)) = &s.whole {
-            eprintln!("final_int6_roundtrip val_loss:{:.8} val_bpb:{:.8} ({secs:.1} s)", acc.val_loss(), acc.val_bpb());
+            let ttt = s.ttt_label_of(false);
+            eprintln!(
+                "final_int6_roundtrip val_loss:{:.8} val_bpb:{:.8}{} ({secs:.1} s)",
+                acc.val_loss(),
+                acc.val_bpb(),
+                note(ttt)
+            );
             self.stages.push(("roundtrip eval".into(), *secs));
             self.metrics.event(json!({"event": "roundtrip", "step": step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "ttt": ttt, "seconds": secs}))?;
         }
         if let Some((acc, secs)) = &s.sliding {
-            let stride = cfg.sliding_stride();
+            let (stride, ttt) = (cfg.sliding_stride(), s.ttt_label_of(true));
             eprintln!(
-                "final_sliding_s{stride} val_loss:{:.8} val_bpb:{:.8} ({secs:.1} s)",
+                "final_sliding_s{stride} val_loss:{:.8} val_bpb:{:.8}{} ({secs:.1} s)",
                 acc.val_loss(),
-                acc.val_bpb()
+                acc.val_bpb(),
+                note(ttt)
             );
-            if let Some(note) = ttt {
-                eprintln!("  {note}");
-            }
             self.stages.push((format!("sliding eval s{stride}"), *secs));
             self.metrics.event(json!({"event": "sliding", "step": step, "stride": stride, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "ttt": ttt, "seconds": secs}))?;
         }
