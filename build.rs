@@ -2,7 +2,7 @@
 //! "unknown" when there is no git or no repository (a source bundle). Reruns only when HEAD
 //! or the branch it points to moves.
 //!
-//! Also bundles the sources that build the binary (`src/`, `shaders/`, `benches/*.rs`, which
+//! Also bundles the sources that build the binary (`src/`, `shaders/`, `benches/*.rs` and `*.wgsl`, which
 //! Cargo.toml names, `configs/`, `Cargo.toml`, `Cargo.lock`, `build.rs`) into
 //! `$OUT_DIR/sources.bin`, which `quant::artifact` embeds, so `wgolf pack` needs no checkout.
 //! The format (also read by `quant::artifact`): per file, in path order, a u32 LE path
@@ -41,7 +41,7 @@ fn bundle_sources() {
     println!("cargo:rerun-if-changed=benches");
     let mut benches = Vec::new();
     files_under(Path::new("benches"), &mut benches);
-    files.extend(benches.into_iter().filter(|f| f.ends_with(".rs")));
+    files.extend(benches.into_iter().filter(|f| f.ends_with(".rs") || f.ends_with(".wgsl")));
     for f in ["Cargo.toml", "Cargo.lock", "build.rs"] {
         println!("cargo:rerun-if-changed={f}");
         if Path::new(f).exists() {

@@ -73,6 +73,32 @@ fn pack_then_read_gives_the_quantized_weights_back() {
         assert!(names.contains(&want), "{want} in the bundle: {names:?}");
     }
     assert!(names.iter().any(|n| n.starts_with("shaders/")));
+    // Exactly the files Cargo builds the crate from, byte for byte as on disk (so the unpacked
+    // tree builds: docs/perf.md records a release build of one and its identical scores):
+    // everything under src/, shaders/ and configs/, the benches' sources and kernels, and the
+    // manifest, lock file and build script.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut on_disk = vec!["Cargo.toml".to_string(), "Cargo.lock".into(), "build.rs".into()];
+    for dir in ["src", "shaders", "configs", "benches"] {
+        let mut stack = vec![root.join(dir)];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if dir != "benches" || path.extension().is_some_and(|e| e == "rs" || e == "wgsl") {
+                    on_disk.push(path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+    }
+    on_disk.sort();
+    let mut bundled: Vec<String> = names.iter().filter(|n| **n != "config.toml").map(|n| n.to_string()).collect();
+    bundled.sort();
+    assert_eq!(bundled, on_disk, "the bundle (left) and the crate's source files (right)");
+    for (name, bytes) in art.sources.iter().filter(|(n, _)| n != "config.toml") {
+        assert!(&std::fs::read(root.join(name)).unwrap() == bytes, "{name} differs from the file on disk");
+    }
 }
 
 #[test]

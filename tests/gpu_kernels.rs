@@ -125,9 +125,24 @@ fn attention_case(s: AttnShape, seed: u64) {
 
 #[test]
 fn attention_fwd_bwd_q_bwd_kv() {
-    for (batch, seq, heads, kv_heads, head_dim) in
-        [(1, 1, 4, 2, 8), (2, 7, 4, 2, 16), (1, 7, 2, 2, 8), (1, 33, 4, 2, 8), (2, 33, 2, 2, 16), (1, 33, 4, 1, 6)]
-    {
+    for (batch, seq, heads, kv_heads, head_dim) in [
+        (1, 1, 4, 2, 8),
+        (2, 7, 4, 2, 16),
+        (1, 7, 2, 2, 8),
+        (1, 33, 4, 2, 8),
+        (2, 33, 2, 2, 16),
+        (1, 33, 4, 1, 6),
+        // Several key tiles (30 rows at head_dim 64, a partial last one), several query and
+        // key blocks, a group of 3 (21 queries per workgroup, one idle invocation), and the
+        // largest head_dim (15-row tiles).
+        (2, 130, 4, 2, 64),
+        (1, 70, 6, 2, 16),
+        (1, 67, 2, 1, 128),
+        // A long sequence at the record's head_dim: on lavapipe a kernel that loops more
+        // than 65,535 times in one invocation silently stops writing (see attention.wgsl),
+        // which the short cases above cannot show.
+        (1, 1024, 2, 1, 64),
+    ] {
         attention_case(AttnShape { batch, seq, heads, kv_heads, head_dim }, (seq * 100 + heads * 10 + head_dim) as u64);
     }
 }

@@ -77,24 +77,26 @@ fn reductions() {
 
 #[test]
 fn attention_tiny() {
-    // One sequence of 3, 2 query heads over 1 KV head, head_dim 4. Query t sees t + 1 keys:
-    // 1 + 2 + 3 = 6 pairs per head, 12 in all; 6 queries.
+    // One sequence of 3, 2 query heads over 1 KV head, head_dim 4 (one vec4 per row); 6
+    // queries. One workgroup holds both heads (a group of 2, 32 queries per block) and stages
+    // keys 0..=2 once: K and V, 3 x 4 each, 24 loads; tiles are 480 / 1 -> 64 keys, one tile.
+    // All 64 invocations walk the 3 keys (masked past their query). Forward, per walked key:
+    // score (8) + vec4 sum (3) + scale + max, then subtract, exp, add and 4 multiply-adds: 24
+    // FLOPs; per invocation and tile the rescale (exp, subtract, l, 4 multiplies: 7). Per
+    // query: its q (4 loads), the end (log, add, 1 / l, 4 multiplies: 7); out (4) and lse
+    // stored.
     let s = AttnShape { batch: 1, seq: 3, heads: 2, kv_heads: 1, head_dim: 4 };
-    // Forward, per pair: three passes each loading q and k (8 loads), the third v too (4):
-    // 28 loads; FLOPs 10 (score 8 + scale + max) + 12 (score, subtract, exp, add) + 19
-    // (score, subtract, exp, 4 multiply-adds) = 41. Per query: log and add (2 FLOPs), out
-    // (4) and lse (1) stored.
-    assert_eq!(AttentionFwd(s).cost(), elems(12 * 41 + 6 * 2, 12 * 28, 6 * 5));
-    // bwd_q, per query: dout . out (8 loads, 8 FLOPs), lse (1 load), delta stored, and
-    // dq += scale acc (4 loads, 4 stores, 8 FLOPs). Per pair: two dots loading q, k, dout, v
-    // (16 loads, 16 FLOPs), p and ds (5 FLOPs), ds k accumulated loading k again (4 loads,
-    // 8 FLOPs).
-    assert_eq!(AttentionBwdQ(s).cost(), elems(6 * 16 + 12 * 29, 6 * 13 + 12 * 20, 6 * 5));
-    // bwd_kv: 3 invocations (one per key) over the same 12 pairs. Per pair: two dots (16
-    // loads, 16 FLOPs), lse and delta (2 loads), p and ds (5 FLOPs), dv and dk accumulated
-    // loading dout and q again (8 loads, 16 FLOPs). Per key: dv += (4 loads, 4 stores, 4
-    // FLOPs), dk += scale acc (4, 4, 8).
-    assert_eq!(AttentionBwdKv(s).cost(), elems(12 * 37 + 3 * 12, 12 * 26 + 3 * 8, 3 * 8));
+    assert_eq!(AttentionFwd(s).cost(), elems(64 * (3 * 24 + 7) + 6 * 7, 3 * 8 + 6 * 4, 6 * 5));
+    // bwd_q: the same staged 24 loads. Per query: q, dout, out (12 loads), dout . out (8 + 3
+    // FLOPs), lse (1 load), delta stored, and dq += scale acc (4 loads, 4 stores, 8 FLOPs).
+    // Per walked key: two dots (16) and their sums (6), p (3) and ds (2), ds k (8): 35.
+    assert_eq!(AttentionBwdQ(s).cost(), elems(64 * 3 * 35 + 6 * 19, 3 * 8 + 6 * 17, 6 * 5));
+    // bwd_kv: one workgroup of 64 keys (3 live). For each of the 2 heads it stages queries
+    // 0..=2: q and dout (8 loads per row) with lse and delta (2): 2 x 3 x 10. Per key: k and v
+    // (8 loads), dv += acc (4 loads, 4 stores, 4 FLOPs), dk += scale acc (4, 4, 8). Per
+    // invocation, head and walked query: two dots (16) and their sums (6), p (3) and ds (2),
+    // dv and dk accumulated (16): 43; per tile the last row's accumulations (16).
+    assert_eq!(AttentionBwdKv(s).cost(), elems(2 * 64 * (3 * 43 + 16) + 3 * 12, 2 * 3 * 10 + 3 * 16, 3 * 8));
     assert_eq!(cost::workgroups(&AttentionFwd(s).into()), 1);
 }
 

@@ -21,32 +21,71 @@ fn sizes(s: AttnShape) -> (usize, usize, usize) {
     (rows * s.heads * s.head_dim, rows * s.kv_heads * s.head_dim, s.batch * s.heads * s.seq)
 }
 
-/// The causal (query, key) pairs `batch heads seq (seq + 1) / 2`, the queries
-/// `batch heads seq`, and the head dimension, for the costs.
+/// The queries `batch heads seq`, the head dimension, and the head dimension padded to whole
+/// vec4s (the kernels read and multiply rows as vec4s), for the costs.
 fn counts(s: AttnShape) -> (u64, u64, u64) {
-    let (b, h, t) = (n64(s.batch), n64(s.heads), n64(s.seq));
-    (b * h * t * (t + 1) / 2, b * h * t, n64(s.head_dim))
+    (n64(s.batch * s.heads * s.seq), n64(s.head_dim), n64(4 * s.head_dim.div_ceil(4)))
+}
+
+/// The kernels' invocations per workgroup (`WG` in the shader).
+const WG: usize = 64;
+/// The vec4s of one staged matrix in workgroup memory (`TILE_VEC4` in the shader).
+const TILE_VEC4: usize = 480;
+
+/// The query heads that share a KV head.
+fn group(s: AttnShape) -> usize {
+    s.heads / s.kv_heads
+}
+
+/// Queries per forward / bwd_q workgroup: the group's heads fill its 64 invocations.
+fn q_block(s: AttnShape) -> usize {
+    (WG / group(s)).max(1)
+}
+
+/// Rows (keys, or queries in bwd_kv) per tile staged in workgroup memory.
+fn tile(s: AttnShape) -> usize {
+    (TILE_VEC4 / s.head_dim.div_ceil(4).max(1)).clamp(1, WG)
+}
+
+/// Per block of one sequence (of `block` queries, or keys in bwd_kv): the rows its workgroup
+/// stages and every invocation walks, keys `0..=last` of each query block (forward, bwd_q) or
+/// queries `first..seq` of each key block (bwd_kv), and the tiles they make.
+fn block_rows(s: AttnShape, block: usize, causal_prefix: bool) -> Vec<(u64, u64)> {
+    (0..s.seq.div_ceil(block))
+        .map(|i| if causal_prefix { ((i + 1) * block).min(s.seq) } else { s.seq - i * block })
+        .map(|rows| (n64(rows), n64(rows.div_ceil(tile(s)))))
+        .collect()
 }
 
 fn check(s: AttnShape) -> Result<(), String> {
     if s.kv_heads == 0 || !s.heads.is_multiple_of(s.kv_heads) {
         return Err(format!("heads {} is not a multiple of kv_heads {}", s.heads, s.kv_heads));
     }
-    if s.head_dim > 128 {
-        return Err(format!("head_dim {} is above the kernel's maximum 128", s.head_dim));
+    if group(s) > WG {
+        return Err(format!("{} query heads per KV head is above the kernel's maximum {WG}", group(s)));
+    }
+    if s.head_dim == 0 || s.head_dim > 128 {
+        return Err(format!("head_dim {} is outside the kernel's range 1..=128", s.head_dim));
     }
     Ok(())
 }
 
-fn call(entry: &'static str, s: AttnShape, invocations: usize) -> KernelCall {
+fn call(entry: &'static str, s: AttnShape, workgroups: usize) -> KernelCall {
     let consts = vec![
         ("BATCH", s.batch as f64),
         ("SEQ", s.seq as f64),
         ("HEADS", s.heads as f64),
         ("KV_HEADS", s.kv_heads as f64),
         ("HEAD_DIM", s.head_dim as f64),
+        ("Q_BLOCK", q_block(s) as f64),
+        ("TILE", tile(s) as f64),
     ];
-    KernelCall::new("attention", entry, consts, grid_1d(invocations))
+    KernelCall::new("attention", entry, consts, grid_1d(workgroups * WG))
+}
+
+/// Workgroups of the forward and bwd_q: one per (b, KV head, query block).
+fn query_workgroups(s: AttnShape) -> usize {
+    s.batch * s.kv_heads * s.seq.div_ceil(q_block(s))
 }
 
 /// Two sequences of 5, 4 query heads over 2 KV heads.
@@ -62,18 +101,28 @@ impl OpDef for AttentionFwd {
         check(self.0)
     }
     fn kernel(&self) -> KernelCall {
-        let s = self.0;
-        call("attention_fwd", s, s.batch * s.heads * s.seq)
+        call("attention_fwd", self.0, query_workgroups(self.0))
     }
-    /// Per query (its t + 1 keys): three passes over the keys, each recomputing the score
-    /// from q and k in global memory (2D loads, D multiply-adds, the scale); per key 2D + 2
-    /// FLOPs in the first (score, max), 2D + 4 in the second (score, subtract, exp, add),
-    /// 4D + 3 in the third (score, subtract, exp, and the v accumulation, which loads D
-    /// more): 8D + 9 FLOPs and 7D loads. Per query a log and an add, and out (D) and lse (1)
-    /// stored.
+    /// Counted with P = D rounded up to a multiple of 4 (rows are vec4s; the padding lanes
+    /// re-read the row's last element and are zeroed). Each workgroup stages K and V of keys
+    /// `0..=last` of its block (2P loads per key) and each query loads its q (P). Every one of
+    /// the 64 invocations walks every staged key (masked past its query): the score (2P, the
+    /// vec4 sum 3, the scale and the running max 2), then exp(score - max), the sum and the v
+    /// accumulation (2P + 3): 4P + 8. Per invocation and tile: the rescale by exp(m_old -
+    /// m_new) of the sum and the accumulator (P + 3). Per query: lse = m + log l, 1 / l and
+    /// out = acc / l (D + 3 FLOPs, D + 1 stores).
     fn cost(&self) -> Cost {
-        let (pairs, queries, d) = counts(self.0);
-        Cost::elems(pairs * (8 * d + 9) + 2 * queries, pairs * 7 * d, queries * (d + 1))
+        let s = self.0;
+        let (queries, d, p) = counts(s);
+        let per_seq = n64(s.batch * s.kv_heads);
+        let blocks = block_rows(s, q_block(s), true);
+        let walked: u64 = blocks.iter().map(|&(rows, tiles)| rows * (4 * p + 8) + tiles * (p + 3)).sum();
+        let staged: u64 = blocks.iter().map(|&(rows, _)| rows).sum();
+        Cost::elems(
+            per_seq * n64(WG) * walked + queries * (d + 3),
+            per_seq * staged * 2 * p + queries * p,
+            queries * (d + 1),
+        )
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let (o, l) = outs.split_at_mut(1);
@@ -94,16 +143,24 @@ impl OpDef for AttentionBwdQ {
         check(self.0)
     }
     fn kernel(&self) -> KernelCall {
-        let s = self.0;
-        call("attention_bwd_q", s, s.batch * s.heads * s.seq)
+        call("attention_bwd_q", self.0, query_workgroups(self.0))
     }
-    /// Per query: delta = dout . out (2D loads, 2D FLOPs, 1 store), lse (1 load), and at the
-    /// end dq += scale acc (D loads, D stores, 2D FLOPs). Per key: q . k and dout . v from
-    /// global memory (4D loads, 4D FLOPs), p and ds (5 FLOPs), and the accumulation of ds k,
-    /// which loads k again (D loads, 2D FLOPs).
+    /// With P as in the forward. Each workgroup stages K and V of keys `0..=last` of its
+    /// block (2P loads per key). Per query: q, dout and out (3P loads), delta = dout . out
+    /// (2P + 3 FLOPs, 1 store), lse (1 load), and at the end dq += scale acc (D loads, D
+    /// stores, 2D FLOPs). Every invocation walks every staged key (masked past its query):
+    /// q . k and dout . v (4P, the vec4 sums 6), p (3) and ds (2), and the accumulation of
+    /// ds k (2P): 6P + 11.
     fn cost(&self) -> Cost {
-        let (pairs, queries, d) = counts(self.0);
-        Cost::elems(queries * 4 * d + pairs * (6 * d + 5), queries * (3 * d + 1) + pairs * 5 * d, queries * (d + 1))
+        let s = self.0;
+        let (queries, d, p) = counts(s);
+        let per_seq = n64(s.batch * s.kv_heads);
+        let staged: u64 = block_rows(s, q_block(s), true).iter().map(|&(rows, _)| rows).sum();
+        Cost::elems(
+            per_seq * n64(WG) * staged * (6 * p + 11) + queries * (2 * p + 3 + 2 * d),
+            per_seq * staged * 2 * p + queries * (3 * p + 1 + d),
+            queries * (d + 1),
+        )
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let (dq, d) = outs.split_at_mut(1);
@@ -126,18 +183,28 @@ impl OpDef for AttentionBwdKv {
     }
     fn kernel(&self) -> KernelCall {
         let s = self.0;
-        call("attention_bwd_kv", s, s.batch * s.kv_heads * s.seq)
+        call("attention_bwd_kv", s, s.batch * s.kv_heads * s.seq.div_ceil(WG))
     }
-    /// One invocation per (b, g, s) walks the group's query heads and every t >= s: the same
-    /// causal pairs as the forward. Per pair: q . k and dout . v from global memory (4D
-    /// loads, 4D FLOPs), lse and delta (2 loads), p and ds (5 FLOPs), and the dv and dk
-    /// accumulations, which load dout and q again (2D loads, 4D FLOPs). Per key: dv += acc_v
-    /// (D loads, D stores, D FLOPs) and dk += scale acc_k (D, D, 2D).
+    /// With P as in the forward. One workgroup per (b, g, block of 64 keys); each key loads
+    /// its k and v (2P). For each head of the group the workgroup stages q and dout (2P loads
+    /// per query row) and lse and delta (2) of the queries from the block's first key to the
+    /// end, and every invocation walks them all (masked before its key): q . k and dout . v
+    /// (4P, the vec4 sums 6), p (3) and ds (2), and the dv and dk accumulations (4P): 8P + 11;
+    /// per tile the pipelined last row's accumulations (4P). Per key: dv += acc_v (D loads, D
+    /// stores, D FLOPs) and dk += scale acc_k (D, D, 2D).
     fn cost(&self) -> Cost {
         let s = self.0;
-        let (pairs, _, d) = counts(s);
+        let (_, d, p) = counts(s);
         let keys = n64(s.batch * s.kv_heads * s.seq);
-        Cost::elems(pairs * (8 * d + 5) + keys * 3 * d, pairs * (6 * d + 2) + keys * 2 * d, keys * 2 * d)
+        let per_seq = n64(s.batch * s.heads);
+        let blocks = block_rows(s, WG, false);
+        let walked: u64 = blocks.iter().map(|&(rows, tiles)| rows * (8 * p + 11) + tiles * 4 * p).sum();
+        let staged: u64 = blocks.iter().map(|&(rows, _)| rows).sum();
+        Cost::elems(
+            per_seq * n64(WG) * walked + keys * 3 * d,
+            per_seq * staged * (2 * p + 2) + keys * (2 * p + 2 * d),
+            keys * 2 * d,
+        )
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         let (dk, dv) = outs.split_at_mut(1);
