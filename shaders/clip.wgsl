@@ -1,48 +1,107 @@
 // Global gradient-norm clipping, as PyTorch's clip_grad_norm_ (record spec section 5: 0.3).
 // Deterministic, with no atomics and no read-back: the coefficient stays on the GPU.
 //
-// grad_sum_sq: norms[SLOT] = sum of g^2. One workgroup of 256 lanes: lane l sums the squares
-//   of elements l, l + 256, ... in order, then workgroup_sum's fixed pairwise tree
-//   (common/workgroup_sum.wgsl). (overwrites its slot)
-//   shapes: g [COUNT]; norms [SLOTS]. dispatch: (1, 1, 1).
-// clip_coef: coef[0] = min(1, MAX_NORM / (sqrt(sum of norms) + 1e-6)), the SLOTS partial sums
-//   added in slot order by one invocation. (overwrites)
-//   shapes: norms [SLOTS]; coef [1]. dispatch: (1, 1, 1).
+// grad_sum_sq: partials[PART_OFFSET + w] = the sum of g^2 over chunk w of the gradients bound
+//   here, g0 .. g6 (USED of them; the rest repeat one and are not read), each cut into chunks
+//   of 1024 elements (the last shorter), gradient k's chunks after gradient k - 1's. One
+//   workgroup of 256 lanes per chunk: lane l sums the squares of the chunk's elements l,
+//   l + 256, l + 512, l + 768 in order, then workgroup_sum's fixed pairwise tree
+//   (common/workgroup_sum.wgsl). A few dispatches of up to 7 gradients cover all of them.
+//   (overwrites its partials)
+//   shapes: gk [COUNTk]; partials [>= PART_OFFSET + chunks]. dispatch: one workgroup per chunk,
+//   folded into y beyond 65535 (w = x + y * num_workgroups.x; workgroups past the last chunk
+//   store nothing).
+// clip_coef: coef[0] = min(1, MAX_NORM / (sqrt(sum of partials) + 1e-6)). One workgroup of 256
+//   lanes: lane l adds partials l, l + 256, ... in order, then the tree. (overwrites)
+//   shapes: partials [PARTS]; coef [1]. dispatch: (1, 1, 1).
 // scale_by_coef: x *= coef[0]. (in place) shapes: x [COUNT]; coef [1]. dispatch: 1-D grid of
 //   64-wide workgroups folded into y.
 // CPU reference: src/ops/clip.rs (grad_sum_sq, clip_coef, scale_by_coef).
 
 override COUNT: u32;
-override SLOT: u32;
-override SLOTS: u32;
+override USED: u32;
+override COUNT0: u32;
+override COUNT1: u32;
+override COUNT2: u32;
+override COUNT3: u32;
+override COUNT4: u32;
+override COUNT5: u32;
+override COUNT6: u32;
+override PART_OFFSET: u32;
+override PARTS: u32;
 override MAX_NORM: f32;
 
-@group(0) @binding(0) var<storage, read_write> norms: array<f32>;
-@group(0) @binding(1) var<storage, read> g: array<f32>;
+const CHUNK: u32 = 1024u;
+
+@group(0) @binding(0) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(1) var<storage, read> g0: array<f32>;
+@group(0) @binding(2) var<storage, read> g1: array<f32>;
+@group(0) @binding(3) var<storage, read> g2: array<f32>;
+@group(0) @binding(4) var<storage, read> g3: array<f32>;
+@group(0) @binding(5) var<storage, read> g4: array<f32>;
+@group(0) @binding(6) var<storage, read> g5: array<f32>;
+@group(0) @binding(7) var<storage, read> g6: array<f32>;
+
+// Element j of gradient k (k is the same on every lane of a workgroup).
+fn grad_at(k: u32, j: u32) -> f32 {
+    switch k {
+        case 0u: { return g0[j]; }
+        case 1u: { return g1[j]; }
+        case 2u: { return g2[j]; }
+        case 3u: { return g3[j]; }
+        case 4u: { return g4[j]; }
+        case 5u: { return g5[j]; }
+        default: { return g6[j]; }
+    }
+}
 
 @compute @workgroup_size(256)
-fn grad_sum_sq(@builtin(local_invocation_index) lane: u32) {
+fn grad_sum_sq(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lane: u32,
+) {
+    let w = wid.x + wid.y * nwg.x;
+    var counts = array<u32, 7>(COUNT0, COUNT1, COUNT2, COUNT3, COUNT4, COUNT5, COUNT6);
+    // Which gradient chunk w belongs to, and where that gradient's chunks start.
+    var k = 0u;
+    var first = 0u;
+    var chunks = (counts[0] + CHUNK - 1u) / CHUNK;
+    while k + 1u < USED && w >= first + chunks {
+        first += chunks;
+        k += 1u;
+        chunks = (counts[k] + CHUNK - 1u) / CHUNK;
+    }
+    let valid = w < first + chunks;
+    let count = counts[k];
+    let start = (w - first) * CHUNK;
     var acc = 0.0;
-    for (var j = lane; j < COUNT; j += 256u) {
-        let v = g[j];
-        acc += v * v;
+    for (var i = 0u; i < CHUNK / 256u; i++) {
+        let j = start + lane + i * 256u;
+        if valid && j < count {
+            let v = grad_at(k, j);
+            acc += v * v;
+        }
     }
     let total = workgroup_sum(lane, acc, 256u);
-    if lane == 0u {
-        norms[SLOT] = total;
+    if valid && lane == 0u {
+        partials[PART_OFFSET + w] = total;
     }
 }
 
 @group(0) @binding(0) var<storage, read_write> coef_out: array<f32>;
-@group(0) @binding(1) var<storage, read> norms_in: array<f32>;
+@group(0) @binding(1) var<storage, read> partials_in: array<f32>;
 
-@compute @workgroup_size(1)
-fn clip_coef() {
-    var total = 0.0;
-    for (var s = 0u; s < SLOTS; s++) {
-        total += norms_in[s];
+@compute @workgroup_size(256)
+fn clip_coef(@builtin(local_invocation_index) lane: u32) {
+    var acc = 0.0;
+    for (var j = lane; j < PARTS; j += 256u) {
+        acc += partials_in[j];
     }
-    coef_out[0] = min(1.0, MAX_NORM / (sqrt(total) + 1e-6));
+    let total = workgroup_sum(lane, acc, 256u);
+    if lane == 0u {
+        coef_out[0] = min(1.0, MAX_NORM / (sqrt(total) + 1e-6));
+    }
 }
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;

@@ -6,18 +6,23 @@
 //   ROWS > COLS. mu = hyper.momentum. (overwrites matrix INDEX of the stack, updates buf)
 //   shapes: buf, g [ROWS, COLS]; stack [>= (INDEX + 1) ROWS COLS]. dispatch: one invocation per
 //   element of g, 1-D grid of 64-wide workgroups folded into y.
-// muon_normalize: every matrix X [A, B] of the stack <- X / (||X||_F + 1e-7). One workgroup of
-//   256 lanes per matrix: lane l sums the squares of elements l, l + 256, ... in order,
-//   workgroup_sum's fixed pairwise tree (common/workgroup_sum.wgsl) gives every lane the total,
-//   then every lane scales its elements. (in place)
-//   shapes: stack [count, A, B]. dispatch: (count, 1, 1).
+// muon_sum_sq: partials[m, k] = the sum of squares of chunk k (4096 elements, the last
+//   shorter) of matrix m [A, B] of the stack. One workgroup of 256 lanes per (chunk, matrix):
+//   lane l sums the squares of the chunk's elements l, l + 256, ... (16 of them) in order, then
+//   workgroup_sum's fixed pairwise tree (common/workgroup_sum.wgsl). (overwrites)
+//   shapes: stack [count, A, B]; partials [count, CHUNKS], CHUNKS = ceil(A B / 4096).
+//   dispatch: (CHUNKS, count, 1).
+// muon_normalize: every matrix X of the stack <- X / (||X||_F + 1e-7). The same grid: the
+//   workgroup of (chunk, matrix) adds the matrix's CHUNKS partials (lane l: partials l,
+//   l + 256, ... in order, then the tree; every workgroup of the matrix gets the same total),
+//   then every lane divides its elements of the chunk. (in place; reads muon_sum_sq's partials)
 // scale_copy: out = ALPHA x. (overwrites) shapes: out, x [COUNT]. dispatch: 1-D grid.
 // muon_apply: p <- p (1 - lr wd) - lr SHAPE_SCALE O, O = matrix INDEX of the stack (transposed
 //   back when ROWS > COLS); lr, wd from the uniform. (updates p)
 //   shapes: p [ROWS, COLS]; stack as above. dispatch: one invocation per element of p, 1-D grid.
 // The Newton-Schulz iterations themselves are batched matmuls (matmul.wgsl, BATCH and ALPHA);
 // src/optim.rs composes the whole update.
-// CPU reference: src/ops/muon.rs (muon_momentum, muon_normalize, scale_copy, muon_apply).
+// CPU reference: src/ops/muon.rs (muon_momentum, muon_sum_sq, muon_normalize, scale_copy, muon_apply).
 
 override ROWS: u32;
 override COLS: u32;
@@ -27,6 +32,10 @@ override B: u32;
 override COUNT: u32;
 override ALPHA: f32;
 override SHAPE_SCALE: f32;
+override CHUNKS: u32;
+
+// Elements per chunk of muon_sum_sq and muon_normalize (ops::muon::MUON_CHUNK).
+const CHUNK: u32 = 4096u;
 
 struct Hyper {
     lr: f32,
@@ -66,20 +75,46 @@ fn muon_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     stack_out[stacked(i / COLS, i % COLS)] = g + mu * b;
 }
 
+@group(0) @binding(0) var<storage, read_write> sum_sq_out: array<f32>;
+@group(0) @binding(1) var<storage, read> sum_sq_stack: array<f32>;
+
+@compute @workgroup_size(256)
+fn muon_sum_sq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
+    let size = A * B;
+    let start = wid.x * CHUNK;
+    let base = wid.y * size;
+    var acc = 0.0;
+    for (var i = 0u; i < CHUNK / 256u; i++) {
+        let j = start + lane + i * 256u;
+        if j < size {
+            let v = sum_sq_stack[base + j];
+            acc += v * v;
+        }
+    }
+    let total = workgroup_sum(lane, acc, 256u);
+    if lane == 0u {
+        sum_sq_out[wid.y * CHUNKS + wid.x] = total;
+    }
+}
+
 @group(0) @binding(0) var<storage, read_write> stack: array<f32>;
+@group(0) @binding(1) var<storage, read> norm_partials: array<f32>;
 
 @compute @workgroup_size(256)
 fn muon_normalize(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lane: u32) {
     let size = A * B;
-    let base = wid.x * size;
     var acc = 0.0;
-    for (var j = lane; j < size; j += 256u) {
-        let v = stack[base + j];
-        acc += v * v;
+    for (var k = lane; k < CHUNKS; k += 256u) {
+        acc += norm_partials[wid.y * CHUNKS + k];
     }
     let denom = sqrt(workgroup_sum(lane, acc, 256u)) + 1e-7;
-    for (var j = lane; j < size; j += 256u) {
-        stack[base + j] = stack[base + j] / denom;
+    let start = wid.x * CHUNK;
+    let base = wid.y * size;
+    for (var i = 0u; i < CHUNK / 256u; i++) {
+        let j = start + lane + i * 256u;
+        if j < size {
+            stack[base + j] = stack[base + j] / denom;
+        }
     }
 }
 

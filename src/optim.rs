@@ -4,8 +4,9 @@
 //! [`Phase::Optimizer`], in the order it is called: the spec's per-step order is clip, then
 //! the optimizers (tok-Adam, Muon, scalar-Adam), then the EMA, so a model calls them in
 //! that order around its AdamW steps. Nothing is read back to the host.
+use crate::ops::clip::sum_sq_chunks;
 use crate::ops::matmul::Layout;
-use crate::ops::muon::{shape_scale, stack_shape, NS_COEFFS};
+use crate::ops::muon::{muon_chunks, shape_scale, stack_shape, NS_COEFFS};
 use crate::plan::defs::*;
 use crate::plan::{DType, ParamSlot, Phase, PlanBuilder, PlanError, Role, TensorId};
 
@@ -13,22 +14,31 @@ fn numel(g: &PlanBuilder, t: TensorId) -> usize {
     g.shape(t).iter().product()
 }
 
-/// Clips the global norm of `grads` to `max_norm`, as PyTorch's `clip_grad_norm_`: one
-/// sum-of-squares step per gradient into `clip.norms [grads.len()]`, the coefficient
-/// `min(1, max_norm / (total norm + 1e-6))` into `clip.coef [1]` (both `Role::Scratch`), and
-/// one in-place scaling step per gradient. Does nothing for an empty list.
+/// Clips the global norm of `grads` to `max_norm`, as PyTorch's `clip_grad_norm_`, in two
+/// deterministic stages: [`GradSumSq`] dispatches over up to [`GRADS_PER_SUM`] gradients
+/// each (one workgroup per 1024-element chunk) write every chunk's sum of squares into
+/// `clip.partials` (the gradients' chunks in order), then one [`ClipCoef`] workgroup adds the
+/// partials in a fixed order into the coefficient `min(1, max_norm / (total norm + 1e-6))`
+/// `clip.coef [1]` (both `Role::Scratch`), and one in-place scaling step per gradient
+/// follows. Does nothing for an empty list.
 pub fn emit_clip(g: &mut PlanBuilder, grads: &[TensorId], max_norm: f32) -> Result<(), PlanError> {
     if grads.is_empty() {
         return Ok(());
     }
-    let slots = grads.len();
-    let norms = g.tensor("clip.norms", &[slots], DType::F32, Role::Scratch);
+    let counts: Vec<usize> = grads.iter().map(|&t| numel(g, t)).collect();
+    let parts: usize = counts.iter().map(|&c| sum_sq_chunks(c)).sum();
+    let partials = g.tensor("clip.partials", &[parts], DType::F32, Role::Scratch);
     let coef = g.tensor("clip.coef", &[1], DType::F32, Role::Scratch);
-    for (slot, &grad) in grads.iter().enumerate() {
-        let count = numel(g, grad);
-        g.push(Phase::Optimizer, GradSumSq { count, slot, slots }, &[norms, grad])?;
+    let mut offset = 0;
+    for (group, ids) in counts.chunks(GRADS_PER_SUM).zip(grads.chunks(GRADS_PER_SUM)) {
+        let op = GradSumSq::new(group, offset, parts);
+        // The bindings past the group's gradients repeat its last one (not read).
+        let mut args = vec![partials];
+        args.extend((0..GRADS_PER_SUM).map(|k| ids[k.min(ids.len() - 1)]));
+        g.push(Phase::Optimizer, op, &args)?;
+        offset += op.chunks();
     }
-    g.push(Phase::Optimizer, ClipCoef { slots, max_norm: max_norm as f64 }, &[coef, norms])?;
+    g.push(Phase::Optimizer, ClipCoef { parts, max_norm: max_norm as f64 }, &[coef, partials])?;
     for &grad in grads {
         let count = numel(g, grad);
         g.push(Phase::Optimizer, ScaleByCoef { count }, &[grad, coef])?;
@@ -51,9 +61,11 @@ struct Member {
 /// when rows > cols, so a matrix and its transpose's shape share a stack), in order of first
 /// appearance. It creates a momentum buffer `muon_buf.<param name>` per matrix
 /// (`Role::OptState`), and per shape two stacks `muon.x0.<a>x<b>`, `muon.x1.<a>x<b>`
-/// `[count, a, b]` and two `[count, a, a]` tensors `muon.gram.<a>x<b>`, `muon.poly.<a>x<b>`
-/// (all four `Role::Scratch`: every step overwrites them before reading). Per shape it
-/// pushes: one momentum step per matrix (into stack 0), one normalisation of the stack, per
+/// `[count, a, b]`, two `[count, a, a]` tensors `muon.gram.<a>x<b>`, `muon.poly.<a>x<b>` and
+/// the norms' partial sums `muon.norm_partials.<a>x<b>` (all `Role::Scratch`: every step
+/// overwrites them before reading). Per shape it pushes: one momentum step per matrix (into
+/// stack 0), the normalisation of the stack (partial sums of squares over chunks of every
+/// matrix, then the division, each combining its matrix's partials in a fixed order), per
 /// iteration five batched steps ping-ponging between the stacks
 /// (`A = X X^T`; `P = b A`; `P += c A A`; `Y = a X`; `Y += P X`), then one apply step per
 /// matrix. An error names a parameter that is not 2-D.
@@ -87,7 +99,9 @@ pub fn emit_muon(g: &mut PlanBuilder, slots: &[ParamSlot], hyper: TensorId, ns_s
             let buf = g.tensor(name, &[m.rows, m.cols], DType::F32, Role::OptState);
             g.push(opt, MuonMomentum { rows: m.rows, cols: m.cols, index, count }, &[buf, cur, m.slot.grad, hyper])?;
         }
-        g.push(opt, MuonNormalize { count, a, b }, &[cur])?;
+        let partials = state(g, "norm_partials", &[count, muon_chunks(a, b)]);
+        g.push(opt, MuonSumSq { count, a, b }, &[partials, cur])?;
+        g.push(opt, MuonNormalize { count, a, b }, &[cur, partials])?;
         let mm = |m, n, k, layout, alpha: f32, accumulate| BatchedMatmul {
             batch: count,
             m,

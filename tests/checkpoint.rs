@@ -50,7 +50,11 @@ fn checkpoints_hold_state_but_not_scratch() {
     let names = |ids: &[usize]| ids.iter().map(|&t| plan.tensor(t).name.clone()).collect::<Vec<_>>();
     let scratch_names = names(&scratch);
     assert!(scratch_names.iter().any(|n| n.starts_with("muon.x0.")), "Muon stacks are scratch: {scratch_names:?}");
-    assert!(scratch_names.iter().any(|n| n == "clip.norms"), "the clip's norms are scratch: {scratch_names:?}");
+    assert!(scratch_names.iter().any(|n| n == "clip.partials"), "the clip's partials are scratch: {scratch_names:?}");
+    assert!(
+        scratch_names.iter().any(|n| n.starts_with("reduce.partials.")),
+        "the channel reductions' partials are scratch: {scratch_names:?}"
+    );
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("checkpoint.safetensors");
     let mut ex = filled_executor(&plan);

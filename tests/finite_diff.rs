@@ -21,10 +21,10 @@ use wgolf::model::build_plan;
 use wgolf::ops::attention::{attention_bwd_kv, attention_bwd_q, attention_fwd, AttnShape};
 use wgolf::ops::cross_entropy::cross_entropy;
 use wgolf::ops::elementwise::{
-    add_into, channel_dot, mix_bwd, mix_fwd, relu2_bwd, relu2_fwd, scale_bwd, scale_fwd, scaled_add_bwd,
-    scaled_add_fwd, Channels,
+    add_into, channel_blocks, channel_dot, channel_dot_partial, channel_sum, mix_bwd, mix_fwd, relu2_bwd, relu2_fwd,
+    scale_bwd, scale_fwd, scaled_add_bwd, scaled_add_fwd, Channels,
 };
-use wgolf::ops::embedding::{embedding_bwd, embedding_fwd};
+use wgolf::ops::embedding::{embedding_bwd, embedding_bwd_indexed, embedding_fwd, id_index};
 use wgolf::ops::matmul::{matmul, Layout};
 use wgolf::ops::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd, RMS_EPS};
 use wgolf::ops::rope::{rope, rope_table};
@@ -75,6 +75,10 @@ fn embedding_bwd_is_the_gradient_of_the_table() {
     };
     let dtable = increment(9 * dim, 7, |d| embedding_bwd(d, &w, &tok, dim));
     check("embedding_bwd dtable (random ids)", &dtable, &table, f);
+    // The kernel's form, from the host's index of the ids' positions.
+    let index = id_index(&tok, 9).unwrap();
+    let dtable = increment(9 * dim, 7, |d| embedding_bwd_indexed(d, &w, &index, 9, dim));
+    check("embedding_bwd_indexed dtable", &dtable, &table, f);
 }
 
 #[test]
@@ -206,7 +210,34 @@ fn scale_bwd_and_channel_dot_are_the_gradients_of_scale() {
         check(&format!("scale_bwd dx {ch:?}"), &dx, &x, |x| fwd(x, &s));
         let ds = increment(s_len, 64, |d| channel_dot(d, &w, &x, ch));
         check(&format!("channel_dot d gain {ch:?}"), &ds, &s, |s| fwd(&x, s));
+        // The kernels' two stages: partials per block of each channel, then their sum.
+        let ds = increment(s_len, 64, |d| two_stage_channel_dot(d, &w, &x, ch));
+        check(&format!("channel_dot_partial + channel_sum d gain {ch:?}"), &ds, &s, |s| fwd(&x, s));
     }
+}
+
+/// `channel_dot` as the GPU runs it: `channel_dot_partial`, then `channel_sum`.
+fn two_stage_channel_dot(out: &mut [f64], a: &[f64], b: &[f64], ch: Channels) {
+    let mut partials = vec![0.0; channel_blocks(a.len(), ch) * ch.channels];
+    channel_dot_partial(&mut partials, a, b, ch);
+    channel_sum(out, &partials, ch.channels, ch.offset);
+}
+
+#[test]
+fn the_two_stage_channel_dot_over_many_blocks() {
+    // One value scaling 3 x 4096 + 5 elements (bigram.scale's shape): four blocks.
+    let (ch, count) = (Channels { group: 1, channels: 1, offset: 0 }, 3 * 4096 + 5);
+    assert_eq!(channel_blocks(count, ch), 4);
+    let x = uniform_f64(80, count, -1.0, 1.0);
+    let s = [0.7];
+    let w = uniform_f64(81, count, -1.0, 1.0);
+    let fwd = |s: &[f64]| {
+        let mut y = vec![0.0; count];
+        scale_fwd(&mut y, &x, s, ch);
+        weighted(&w, &y)
+    };
+    let ds = increment(1, 82, |d| two_stage_channel_dot(d, &w, &x, ch));
+    check("channel_dot_partial + channel_sum d scale (4 blocks)", &ds, &s, fwd);
 }
 
 #[test]

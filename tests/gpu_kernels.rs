@@ -53,8 +53,9 @@ fn matmul_all_layouts_ragged_shapes() {
 
 #[test]
 fn embedding_fwd_and_bwd() {
-    for (tokens, dim, vocab) in [(1, 1, 1), (9, 5, 11), (130, 70, 1024), (257, 3, 4)] {
-        // (257, 3, 4): every id repeats many times in the scatter-add.
+    for (tokens, dim, vocab) in [(1, 1, 1), (9, 5, 11), (130, 70, 1024), (257, 3, 4), (300, 130, 5)] {
+        // (257, 3, 4): every id repeats many times in the scatter-add; (300, 130, 5): three
+        // column blocks per table row, long runs.
         check_random(Op::EmbeddingFwd(EmbeddingFwd { tokens, dim, vocab }), tokens as u64);
         check_random(Op::EmbeddingBwd(EmbeddingBwd { tokens, dim, vocab }), tokens as u64 + 1);
     }
@@ -196,7 +197,7 @@ fn add_into() {
 }
 
 #[test]
-fn channel_dot_groups_offsets_and_long_channels() {
+fn channel_dot_one_and_two_stages_groups_offsets_and_long_channels() {
     for (rows, ch, out_len) in [
         // One row: fewer elements per channel than lanes.
         (1, Channels::per_channel(64, 0), 64),
@@ -206,10 +207,39 @@ fn channel_dot_groups_offsets_and_long_channels() {
         (33, Channels::per_head(4, 16), 4),
         // Group 3, 5 channels at offset 2, 67 rows: 201 elements per channel.
         (67, Channels { group: 3, channels: 5, offset: 2 }, 9),
+        // One channel over 3 x 4096 + 1 elements: four blocks, the last of one element.
+        (12289, Channels { group: 1, channels: 1, offset: 0 }, 1),
+        // Per head over 2 heads x group 64 x 70 rows: two blocks per head.
+        (70, Channels::per_head(2, 64), 2),
     ] {
         let count = rows * ch.group * ch.channels;
-        check_random(Op::ChannelDot(ChannelDot { count, ch, out_len }), rows as u64);
+        check_random(Op::ChannelDot(ChannelDot { count, ch, out_len }), rows as u64 + 2);
+        let partial = ChannelDotPartial::new(count, ch);
+        check_random(Op::from(partial), rows as u64);
+        let sum = ChannelSum { channels: ch.channels, blocks: partial.blocks(), offset: ch.offset, out_len };
+        check_random(Op::from(sum), rows as u64 + 1);
     }
+}
+
+#[test]
+fn channel_dot_stages_compose_to_the_one_stage_reference() {
+    // The two stages' CPU references against `channel_dot` itself, on the GPU: partials then
+    // the sum into a nonzero output.
+    let ch = Channels::per_head(3, 5);
+    let count = 9000 * 15;
+    let (a, b) = (uniform(1, count, -1.0, 1.0), uniform(2, count, -1.0, 1.0));
+    let out0 = uniform(3, 4, -1.0, 1.0);
+    let partial = ChannelDotPartial::new(count, ch);
+    let parts = common::run_gpu(
+        &Op::from(partial),
+        &[Data::F32(vec![0.0; 3 * partial.blocks()]), Data::F32(a.clone()), Data::F32(b.clone())],
+    );
+    let sum = ChannelSum { channels: 3, blocks: partial.blocks(), offset: 1, out_len: 4 };
+    let got = common::run_gpu(&Op::from(sum), &[Data::F32(out0.clone()), Data::F32(parts[0].1.clone())]);
+    let mut want = out0;
+    wgolf::ops::elementwise::channel_dot(&mut want, &a, &b, Channels { offset: 1, ..ch });
+    let tol = tolerance(Check::KernelF32);
+    assert_eq!(wgolf::tolerance::first_mismatch(&got[0].1, &want, tol), None, "{:?} vs {want:?}", got[0].1);
 }
 
 #[test]

@@ -169,14 +169,18 @@ fn embedding_bwd_and_channel_dot() {
     let tok = vec![3u32, 0, 3, 3, 1];
     let dtable = gpu_run(
         Op::EmbeddingBwd(EmbeddingBwd { tokens, dim, vocab }),
-        &[Data::F32(vec![0.0; vocab * dim]), Data::F32(dout.clone()), Data::U32(tok.clone())],
+        &[
+            Data::F32(vec![0.0; vocab * dim]),
+            Data::F32(dout.clone()),
+            Data::U32(wgolf::ops::embedding::id_index(&tok, vocab).unwrap()),
+        ],
     );
     let ch = wgolf::ops::elementwise::Channels { group: 2, channels: 2, offset: 1 };
     let (a, b) = (inputs(13, 8, -1.0, 1.0), inputs(14, 8, -1.0, 1.0));
-    let dot = gpu_run(
-        Op::ChannelDot(ChannelDot { count: 8, ch, out_len: 3 }),
-        &[Data::F32(vec![0.0; 3]), Data::F32(a.clone()), Data::F32(b.clone())],
-    );
+    let partial = ChannelDotPartial::new(8, ch);
+    let partials = gpu_run(Op::from(partial), &[Data::F32(vec![0.0; 2]), Data::F32(a.clone()), Data::F32(b.clone())]);
+    let sum = ChannelSum { channels: 2, blocks: partial.blocks(), offset: 1, out_len: 3 };
+    let dot = gpu_run(Op::from(sum), &[Data::F32(vec![0.0; 3]), Data::F32(partials[0].1.clone())]);
     let text = [
         format!("ids: {tok:?}\n"),
         block("dout [5, 2]", &dout, dim),

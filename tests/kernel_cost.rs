@@ -11,8 +11,9 @@ use wgolf::ops::elementwise::Channels;
 use wgolf::ops::matmul::Layout;
 use wgolf::plan::cost::{self, account, underfills, LARGE_GPU_SMS, NEGLIGIBLE_BYTES, NEGLIGIBLE_FLOPS};
 use wgolf::plan::{
-    AdamW, AddInto, AttentionBwdKv, AttentionBwdQ, AttentionFwd, BatchedMatmul, ChannelDot, ClipCoef, Cost, DType,
-    GradSumSq, Init, Matmul, Op, OpDef, ParamGroup, Phase, PlanBuilder, Relu2Bwd, Relu2Fwd, Role, Sgd, SumRows,
+    AdamW, AddInto, AttentionBwdKv, AttentionBwdQ, AttentionFwd, BatchedMatmul, ChannelDot, ChannelDotPartial,
+    ChannelSum, ClipCoef, Cost, DType, EmbeddingBwd, GradSumSq, Init, Matmul, MuonNormalize, MuonSumSq, Op, OpDef,
+    ParamGroup, Phase, PlanBuilder, Relu2Bwd, Relu2Fwd, Role, Sgd, SumRows,
 };
 
 /// A cost from element counts (4 bytes each), as the hand counts below are written.
@@ -71,8 +72,61 @@ fn reductions() {
     let dot = ChannelDot { count: 75, ch: Channels { group: 3, channels: 5, offset: 2 }, out_len: 9 };
     assert_eq!(dot.cost(), elems(150 + 5 * 64, 150 + 5, 5));
     assert_eq!(cost::workgroups(&dot.into()), 5);
-    // grad_sum_sq over 300: squares as multiply-adds (600 FLOPs), the 255-add tree, one store.
-    assert_eq!(GradSumSq { count: 300, slot: 1, slots: 3 }.cost(), elems(600 + 255, 300, 1));
+    // channel_dot_partial of 75 elements over 5 channels (15 each, one block): per element a
+    // and b loaded and a multiply-add (150 loads, 150 FLOPs); per (channel, block) workgroup a
+    // 64-lane tree (63 adds) and one store.
+    let dot = ChannelDotPartial::new(75, Channels { group: 3, channels: 5, offset: 2 });
+    assert_eq!(dot.blocks(), 1);
+    assert_eq!(dot.cost(), elems(150 + 5 * 63, 150, 5));
+    assert_eq!(cost::workgroups(&dot.into()), 5);
+    // One channel of 9,000 elements: blocks of 4,096, so 3 workgroups, 3 partials.
+    let long = ChannelDotPartial { count: 9000, group: 1, channels: 1 };
+    assert_eq!(long.blocks(), 3);
+    assert_eq!(long.cost(), elems(18_000 + 3 * 63, 18_000, 3));
+    assert_eq!(cost::workgroups(&long.into()), 3);
+    // channel_sum of 3 blocks into 5 channels: per channel the 3 partials loaded and added,
+    // the 63-add tree, out[c] += (1 load, 1 add, 1 store).
+    let sum = ChannelSum { channels: 5, blocks: 3, offset: 2, out_len: 9 };
+    assert_eq!(sum.cost(), elems(5 * (3 + 63 + 1), 5 * 4, 5));
+    assert_eq!(cost::workgroups(&sum.into()), 5);
+    // grad_sum_sq over gradients of 300 and 2,100 elements: chunks of 1,024, so 1 + 3 = 4
+    // workgroups; squares as multiply-adds (2 x 2,400 FLOPs), a 255-add tree and one store
+    // per chunk.
+    let sq = GradSumSq::new(&[300, 2100], 1, 6);
+    assert_eq!(sq.chunks(), 4);
+    assert_eq!(sq.cost(), elems(4800 + 4 * 255, 2400, 4));
+    assert_eq!(cost::workgroups(&sq.into()), 4);
+    // The padding bindings repeat the last gradient: seven gradient bindings of 300, 2100,
+    // 2100, ... elements after the 6 partials.
+    let lens: Vec<usize> = sq.bindings().iter().map(|b| b.len).collect();
+    assert_eq!(lens, [6, 300, 2100, 2100, 2100, 2100, 2100, 2100]);
+}
+
+#[test]
+fn embedding_backward_by_index() {
+    // 9 tokens, dim 70, vocab 11: workgroups of 64 columns, 2 per row, 22 in all. Per (row,
+    // column): two offsets, the table value loaded, one add and one store (770 of each); per
+    // (token, column): the position and dout loaded, one add (630).
+    let bwd = EmbeddingBwd { tokens: 9, dim: 70, vocab: 11 };
+    assert_eq!(bwd.cost(), elems(630 + 770, 2 * 630 + 3 * 770, 770));
+    assert_eq!(cost::workgroups(&bwd.into()), 22);
+    // The index binding: 11 + 1 offsets, then the 9 positions.
+    assert_eq!(bwd.bindings()[2].len, 21);
+}
+
+#[test]
+fn muon_normalization_stages() {
+    // Three 50 x 190 matrices (9,500 elements): chunks of 4,096, so 3 per matrix, 9
+    // workgroups. muon_sum_sq: per element a load and a multiply-add; per chunk the 255-add
+    // tree and one store.
+    let sq = MuonSumSq { count: 3, a: 50, b: 190 };
+    assert_eq!(sq.cost(), elems(2 * 28_500 + 9 * 255, 28_500, 9));
+    assert_eq!(cost::workgroups(&sq.into()), 9);
+    // muon_normalize: per workgroup the matrix's 3 partials loaded and added, the tree, sqrt
+    // and add on all 256 lanes; per element a load, a division and a store.
+    let norm = MuonNormalize { count: 3, a: 50, b: 190 };
+    assert_eq!(norm.cost(), elems(9 * (3 + 255 + 512) + 28_500, 9 * 3 + 28_500, 28_500));
+    assert_eq!(cost::workgroups(&norm.into()), 9);
 }
 
 #[test]
@@ -111,8 +165,11 @@ fn optimizer_ops() {
     let sgd = Sgd { count: 77 };
     assert_eq!(sgd.cost(), elems(4 * 77, 3 * 77, 2 * 77));
     assert_eq!(cost::workgroups(&sgd.into()), 2);
-    // clip_coef: 3 slots loaded and added, sqrt, add, div, min, one store.
-    assert_eq!(ClipCoef { slots: 3, max_norm: 0.3 }.cost(), elems(3 + 4, 3, 1));
+    // clip_coef: one 256-lane workgroup; 3 partials loaded and added, the 255-add tree, then
+    // sqrt, add, div, min, one store.
+    let coef = ClipCoef { parts: 3, max_norm: 0.3 };
+    assert_eq!(coef.cost(), elems(3 + 255 + 4, 3, 1));
+    assert_eq!(cost::workgroups(&coef.into()), 1);
 }
 
 #[test]
@@ -196,9 +253,11 @@ fn the_flag_rule() {
     assert!(underfills(cost::workgroups(&dw), &dw.cost()));
     let wide = Op::from(Matmul { m: 512, n: 512, k: 16384, layout: Layout::Tn, accumulate: true });
     assert!(!underfills(cost::workgroups(&wide), &wide.cost()));
-    let norm = Op::from(GradSumSq { count: 1 << 20, slot: 0, slots: 1 });
-    assert!(underfills(cost::workgroups(&norm), &norm.cost()));
-    for tiny in [Op::from(ClipCoef { slots: 100, max_norm: 0.3 }), Op::from(SumRows { count: 16384, scale: 1.0 })] {
+    // A 4 MiB gradient's sum of squares runs 1,024 chunks: not flagged.
+    let norm = Op::from(GradSumSq::new(&[1 << 20], 0, 1 << 10));
+    assert_eq!(cost::workgroups(&norm), 1 << 10);
+    assert!(!underfills(cost::workgroups(&norm), &norm.cost()));
+    for tiny in [Op::from(ClipCoef { parts: 100, max_norm: 0.3 }), Op::from(SumRows { count: 16384, scale: 1.0 })] {
         assert_eq!(cost::workgroups(&tiny), 1);
         assert!(!underfills(1, &tiny.cost()), "{}", tiny.kernel().label());
     }
@@ -207,19 +266,20 @@ fn the_flag_rule() {
     let a = g.tensor("a", &[16384, 256], DType::F32, Role::Input);
     let b = g.tensor("b", &[16384, 512], DType::F32, Role::Input);
     let c = g.activation("c", &[256, 512]);
-    let n = g.activation("norms", &[2]);
-    let gs = g.activation("g", &[1 << 20]);
+    let n = g.activation("n", &[256, 512]);
     g.push(Phase::Backward, Matmul { m: 256, n: 512, k: 16384, layout: Layout::Tn, accumulate: true }, &[c, a, b])
         .unwrap();
-    for slot in 0..2 {
-        g.push(Phase::Optimizer, GradSumSq { count: 1 << 20, slot, slots: 2 }, &[n, gs]).unwrap();
+    // Two batched matmuls of that shape differing only in their scale: one flagged shape.
+    for alpha in [1.0, 0.5] {
+        let mm = BatchedMatmul { batch: 1, m: 256, n: 512, k: 16384, layout: Layout::Tn, alpha, accumulate: true };
+        g.push(Phase::Optimizer, mm, &[n, a, b]).unwrap();
     }
     let acc = account(&g.finish_without_io().unwrap(), 3);
     assert_eq!(acc.flagged_dispatches(), 3 + 2);
     assert_eq!(acc.flagged.len(), 2);
-    let sums = acc.flagged.iter().find(|f| f.kind == "GradSumSq").unwrap();
-    assert_eq!((sums.dispatches, sums.workgroups), (2, 1));
-    assert_eq!(sums.label, "grad_sum_sq[COUNT=1048576,SLOT=*]");
+    let batched = acc.flagged.iter().find(|f| f.kind == "BatchedMatmul").unwrap();
+    assert_eq!((batched.dispatches, batched.workgroups), (2, 128));
+    assert!(batched.label.contains("ALPHA=*"), "{}", batched.label);
     assert_eq!(acc.rows.iter().find(|r| r.kind == "Matmul").unwrap().flagged, 3);
 }
 
@@ -247,4 +307,29 @@ fn model_plan_totals() {
     assert_eq!(acc.total, acc.phases.iter().fold(Cost::default(), |a, p| a + p.2));
     let flagged: u64 = acc.rows.iter().map(|r| r.flagged).sum();
     assert_eq!(flagged, acc.flagged_dispatches());
+}
+
+#[test]
+fn the_record_plans_reductions_fill_a_large_gpu() {
+    // The record's shape (11 x 512, 16,384 tokens per micro-batch): the reductions (the
+    // clip's and Muon's sums of squares, the channel reductions, the embedding and BigramHash
+    // table gradients) launch at least LARGE_GPU_SMS workgroups wherever their work is not
+    // negligible; only matmuls remain flagged.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/record.toml");
+    let cfg = Config::load(&path, &[]).unwrap();
+    let plan = build_plan(&cfg).unwrap();
+    let acc = account(&plan, cfg.train.grad_accum);
+    let kinds: Vec<&str> = acc.flagged.iter().map(|f| f.kind).collect();
+    assert!(kinds.iter().all(|k| ["Matmul", "BatchedMatmul"].contains(k)), "flagged: {kinds:?}");
+    // Only the few-channel reductions (q_gain per layer, bigram.scale) take two stages.
+    let sums = plan.steps(Phase::Backward).iter().filter(|s| s.op.kind() == "ChannelSum").count();
+    assert_eq!(sums, cfg.model.num_layers + 1);
+    // The clip reads every gradient in a few dispatches of seven, not one per tensor.
+    let grads = plan.params.len();
+    let sums = plan.steps(Phase::Optimizer).iter().filter(|s| s.op.kind() == "GradSumSq").count();
+    assert_eq!(sums, grads.div_ceil(7), "{grads} gradients");
+    for kind in ["GradSumSq", "ChannelDot", "ChannelDotPartial", "MuonSumSq", "MuonNormalize", "EmbeddingBwd"] {
+        let row = acc.rows.iter().find(|r| r.kind == kind).unwrap_or_else(|| panic!("{kind} row"));
+        assert!(row.max_workgroups >= LARGE_GPU_SMS, "{kind}: {row:?}");
+    }
 }

@@ -5,10 +5,10 @@ use wgolf::ops::adamw::{adamw, AdamHyper};
 use wgolf::ops::attention::{attention_fwd, AttnShape};
 use wgolf::ops::cross_entropy::{cross_entropy, loss_sum};
 use wgolf::ops::elementwise::{
-    add_into, channel_dot, mix_bwd, mix_fwd, relu2_bwd, relu2_fwd, scale_bwd, scale_fwd, scaled_add_bwd,
-    scaled_add_fwd, Channels,
+    add_into, channel_blocks, channel_dot, channel_dot_partial, channel_sum, mix_bwd, mix_fwd, relu2_bwd, relu2_fwd,
+    scale_bwd, scale_fwd, scaled_add_bwd, scaled_add_fwd, Channels,
 };
-use wgolf::ops::embedding::{embedding_bwd, embedding_fwd};
+use wgolf::ops::embedding::{embedding_bwd, embedding_bwd_indexed, embedding_fwd, id_index};
 use wgolf::ops::matmul::{matmul, Layout};
 use wgolf::ops::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd, RMS_EPS};
 use wgolf::ops::rope::{rope, rope_table};
@@ -159,6 +159,22 @@ fn embedding_bwd_scatter_adds_repeated_ids() {
     embedding_bwd(&mut dtable, &dout, &[2, 0, 2], 2);
     // id 2 appears twice: rows 0 and 2 of dout are summed; id 0 accumulates onto 100;
     // id 1 is untouched.
+    assert_exact(&dtable, &[103., 104., 0., 0., 6., 8.]);
+}
+
+#[test]
+fn id_index_groups_positions_by_id_in_order() {
+    // ids 2, 0, 2, 3, 0, 2 over a vocabulary of 5: id 0 at 1, 4; id 1 nowhere; id 2 at 0, 2,
+    // 5; id 3 at 3; id 4 nowhere. Offsets (6 of them), then the positions grouped by id.
+    let index = id_index(&[2, 0, 2, 3, 0, 2], 5).unwrap();
+    assert_eq!(index, [0, 2, 2, 5, 6, 6, 1, 4, 0, 2, 5, 3]);
+    // An id outside the vocabulary is an error naming it and its position.
+    let err = id_index(&[1, 7], 5).unwrap_err();
+    assert!(err.contains("id 7 at position 1") && err.contains("5 rows"), "{err}");
+    // The indexed backward is the scatter-add of the literal above.
+    let mut dtable = [100f32, 100., 0., 0., 0., 0.];
+    let dout = [1f32, 2., 3., 4., 5., 6.];
+    embedding_bwd_indexed(&mut dtable, &dout, &id_index(&[2, 0, 2], 3).unwrap(), 3, 2);
     assert_exact(&dtable, &[103., 104., 0., 0., 6., 8.]);
 }
 
@@ -391,6 +407,33 @@ fn scale_fwd_and_bwd_use_the_head_gain() {
     let mut ds = [0.5f32, 0.];
     channel_dot(&mut ds, &[1.; 8], &x, ch);
     assert_exact(&ds, &[14.5, 22.]);
+    // The same in the GPU's two stages: one block per head here, so the partials are the
+    // heads' sums [14, 22], then added onto ds.
+    assert_eq!(channel_blocks(8, ch), 1);
+    let mut partials = [9f32; 2];
+    channel_dot_partial(&mut partials, &[1.; 8], &x, ch);
+    assert_exact(&partials, &[14., 22.]);
+    let mut ds = [0.5f32, 0.];
+    channel_sum(&mut ds, &partials, 2, 0);
+    assert_exact(&ds, &[14.5, 22.]);
+}
+
+#[test]
+fn channel_dot_partials_split_each_channel_into_blocks_of_4096() {
+    // Two channels (group 1), 4097 rows: each channel's 4097 elements make two blocks, the
+    // second of one element (the last row). partials [2 blocks, 2 channels].
+    let ch = Channels { group: 1, channels: 2, offset: 1 };
+    let count = 2 * 4097;
+    assert_eq!(channel_blocks(count, ch), 2);
+    let a = vec![1f32; count];
+    let b: Vec<f32> = (0..count).map(|i| if i < count - 2 { 1.0 } else { 10.0 + i as f32 % 2.0 }).collect();
+    let mut partials = [0f32; 4];
+    channel_dot_partial(&mut partials, &a, &b, ch);
+    assert_exact(&partials, &[4096., 4096., 10., 11.]);
+    // The sum writes at the offset: out[1 + c] += 4096 + 10 (+ 1).
+    let mut out = [7f32, 1., 2.];
+    channel_sum(&mut out, &partials, 2, 1);
+    assert_exact(&out, &[7., 4107., 4109.]);
 }
 
 #[test]

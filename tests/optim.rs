@@ -97,9 +97,25 @@ fn muon_momentum_and_apply_kernels() {
 
 #[test]
 fn muon_normalize_and_scale_copy_kernels() {
-    // One matrix of one element; matrices smaller and larger than the 256 lanes.
-    for (count, a, b) in [(3, 1, 1), (2, 9, 37), (1, 20, 70), (4, 8, 12)] {
-        check_random(Op::MuonNormalize(MuonNormalize { count, a, b }), (count * a * b) as u64);
+    // One matrix of one element; matrices smaller and larger than the 256 lanes; matrices
+    // of several 4096-element chunks, the last partial (90 x 100: three chunks).
+    for (count, a, b) in [(3, 1, 1), (2, 9, 37), (1, 20, 70), (4, 8, 12), (2, 90, 100), (1, 64, 128)] {
+        let seed = (count * a * b) as u64;
+        check_random(Op::MuonSumSq(MuonSumSq { count, a, b }), seed);
+        check_random(Op::MuonNormalize(MuonNormalize { count, a, b }), seed + 1);
+        // The two stages on the GPU against the one-pass definition: X / (||X||_F + 1e-7).
+        let stack = uniform(seed + 2, count * a * b, -1.0, 1.0);
+        let chunks = wgolf::ops::muon::muon_chunks(a, b);
+        let sum_sq = Op::MuonSumSq(MuonSumSq { count, a, b });
+        let parts = common::run_gpu(&sum_sq, &[Data::F32(vec![0.0; count * chunks]), Data::F32(stack.clone())]);
+        let norm = Op::MuonNormalize(MuonNormalize { count, a, b });
+        let got = common::run_gpu(&norm, &[Data::F32(stack.clone()), Data::F32(parts[0].1.clone())]);
+        let mut want = stack.clone();
+        for x in want.chunks_mut(a * b) {
+            let n = x.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt() + 1e-7;
+            x.iter_mut().for_each(|v| *v = (*v as f64 / n) as f32);
+        }
+        common::assert_close(&format!("normalize {count}x{a}x{b}"), &got[0].1, &want, kernel_tol());
     }
     for count in [1, 77, 4097] {
         check_random(Op::ScaleCopy(ScaleCopy { count, alpha: -4.775 }), count as u64);
@@ -108,15 +124,24 @@ fn muon_normalize_and_scale_copy_kernels() {
 
 #[test]
 fn clip_and_ema_kernels() {
-    for (count, slot, slots) in [(1, 0, 1), (255, 2, 3), (257, 0, 2), (3000, 4, 5)] {
-        check_random(Op::GradSumSq(GradSumSq { count, slot, slots }), count as u64);
+    // One gradient of one element; chunk edges (1023, 1024, 1025); all seven slots with an
+    // offset into a longer output; a gradient of many chunks.
+    let cases: [(&[usize], usize, usize); 5] = [
+        (&[1], 0, 1),
+        (&[1023, 1024, 1025], 2, 7),
+        (&[255, 257, 3000, 1, 2048, 77, 4097], 3, 20),
+        (&[50_000], 0, 49),
+        (&[7, 9], 1, 3),
+    ];
+    for (i, (counts, offset, parts)) in cases.into_iter().enumerate() {
+        check_random(Op::GradSumSq(GradSumSq::new(counts, offset, parts)), 40 + i as u64);
     }
-    for slots in [1, 3, 70] {
-        check_random(Op::ClipCoef(ClipCoef { slots, max_norm: 0.3 }), slots as u64);
-        // Norms summing to far below the maximum: the coefficient is exactly 1.
-        let op = Op::ClipCoef(ClipCoef { slots, max_norm: 30.0 });
-        let mut inputs = random_inputs(&op, slots as u64);
-        inputs[1] = Data::F32(uniform(slots as u64, slots, 0.0, 1e-3));
+    for parts in [1, 3, 70, 1000] {
+        check_random(Op::ClipCoef(ClipCoef { parts, max_norm: 0.3 }), parts as u64);
+        // Partials summing to far below the maximum: the coefficient is exactly 1.
+        let op = Op::ClipCoef(ClipCoef { parts, max_norm: 30.0 });
+        let mut inputs = random_inputs(&op, parts as u64);
+        inputs[1] = Data::F32(uniform(parts as u64, parts, 0.0, 1e-3));
         check_gpu_vs_cpu(&op, &inputs, kernel_tol());
         assert_eq!(common::run_gpu(&op, &inputs)[0].1, vec![1.0]);
     }
@@ -144,11 +169,11 @@ fn muon_plan(ns_steps: usize) -> (Plan, Vec<TensorId>, TensorId) {
 #[test]
 fn muon_plan_structure() {
     let (plan, _, _) = muon_plan(NS_STEPS);
-    // Per shape: momentum per matrix, one normalisation, 5 steps per iteration, apply per
-    // matrix; two shapes.
+    // Per shape: momentum per matrix, the normalisation's two stages, 5 steps per iteration,
+    // apply per matrix; two shapes.
     let steps = plan.steps(Phase::Optimizer);
-    assert_eq!(steps.len(), 3 + 2 + 2 * 5 * NS_STEPS + 3);
-    for name in ["muon.x0.8x12", "muon.x1.8x12", "muon.x0.8x20", "muon.gram.8x20"] {
+    assert_eq!(steps.len(), 3 + 2 * 2 + 2 * 5 * NS_STEPS + 3);
+    for name in ["muon.x0.8x12", "muon.x1.8x12", "muon.x0.8x20", "muon.gram.8x20", "muon.norm_partials.8x20"] {
         assert!(plan.find(name).is_some(), "{name} missing");
     }
     assert_eq!(plan.tensor(plan.find("muon.x0.8x20").unwrap()).shape, [2, 8, 20]);
@@ -326,11 +351,12 @@ fn ns5_output_has_singular_values_near_one() {
     }
 }
 
-/// A plan clipping three gradients (one longer than a workgroup's 256 lanes, one of a single
-/// element) to 0.3, run on the GPU, against PyTorch's formula in f64.
+/// A plan clipping ten gradients (two sum-of-squares dispatches of up to seven; one of several
+/// 1024-element chunks, one of a single element) to 0.3, run on the GPU, against PyTorch's
+/// formula in f64; run twice, the coefficient is bit for bit the same.
 #[test]
 fn clip_plan_above_and_below_max_norm() {
-    let sizes = [300usize, 77, 1];
+    let sizes = [300usize, 77, 1, 5000, 1024, 3, 2049, 64, 1, 999];
     let mut g = PlanBuilder::new();
     for (i, &n) in sizes.iter().enumerate() {
         g.param(&format!("p{i}"), &[n], ParamGroup::Scalar, Init::Zeros);
@@ -339,6 +365,8 @@ fn clip_plan_above_and_below_max_norm() {
     emit_clip(&mut g, &grads, 0.3).expect("clip plan");
     let plan = g.finish_without_io().expect("plan");
     let coef_id = plan.find("clip.coef").expect("coef");
+    let sums = plan.steps(Phase::Optimizer).iter().filter(|s| s.op.kind() == "GradSumSq").count();
+    assert_eq!(sums, 2, "ten gradients, seven per dispatch");
     let mut gpu_ex = common::gpu_executor(&plan);
     for (case, scale) in [("above", 1.0f32), ("below", 1e-3)] {
         let gs: Vec<Vec<f32>> = sizes.iter().enumerate().map(|(i, &n)| uniform(i as u64, n, -scale, scale)).collect();
@@ -346,6 +374,12 @@ fn clip_plan_above_and_below_max_norm() {
             write(&mut gpu_ex, *t, v);
         }
         run_opt(&mut gpu_ex, &plan);
+        let first = gpu_ex.read(coef_id).unwrap()[0];
+        for (t, v) in grads.iter().zip(&gs) {
+            write(&mut gpu_ex, *t, v);
+        }
+        run_opt(&mut gpu_ex, &plan);
+        assert_eq!(gpu_ex.read(coef_id).unwrap()[0].to_bits(), first.to_bits(), "{case}: a second run differs");
         let total: f64 = gs.iter().flatten().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
         let want_coef = (0.3 / (total + 1e-6)).min(1.0);
         let coef = gpu_ex.read(coef_id).unwrap()[0];

@@ -152,8 +152,8 @@ fn grad_accumulation_matches_one_big_batch() {
         ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss))).unwrap();
         let n = cfg.micro_tokens();
         for micro in 0..accum {
-            ex.write(plan.io().ids, HostData::U32(&x[micro * n..(micro + 1) * n])).unwrap();
-            ex.write(plan.io().targets, HostData::U32(&y[micro * n..(micro + 1) * n])).unwrap();
+            let (ids, targets) = (&x[micro * n..(micro + 1) * n], &y[micro * n..(micro + 1) * n]);
+            wgolf::host::write_inputs(ex.as_mut(), &plan, &cfg, ids, targets).unwrap();
             ex.clear(&plan.with_role(|r| matches!(r, Role::ActGrad))).unwrap();
             ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len()).unwrap();
             ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len()).unwrap();

@@ -10,7 +10,7 @@
 //! function undoing it line by line, last line first. The gradient of a tensor is always
 //! `g.grad(tensor)`, so a backward only needs the forward's tensors.
 use super::params::{AttnParams, BlockParams, MlpParams};
-use super::{linear_bwd, linear_fwd, Dims};
+use super::{channel_grad, linear_bwd, linear_fwd, Dims};
 use crate::ops::elementwise::Channels;
 use crate::ops::rmsnorm::RMS_EPS;
 use crate::plan::defs::*;
@@ -72,9 +72,8 @@ pub(super) fn backward(
     let (dx_in, dxm) = (g.grad(a.x_in), g.grad(a.xm));
     g.push(BWD, MixBwd { count: n * d, ch: env.dims.per_channel(0) }, &[dx_in, dx0_mix, dxm, p.resid_mix])?;
     let d_mix = g.grad(p.resid_mix);
-    let dot = |row| ChannelDot { count: n * d, ch: env.dims.per_channel(row), out_len: 2 * d };
-    g.push(BWD, dot(0), &[d_mix, dxm, a.x_in])?;
-    g.push(BWD, dot(1), &[d_mix, dxm, env.x0])?;
+    channel_grad(g, n * d, env.dims.per_channel(0), 2 * d, [d_mix, dxm, a.x_in])?;
+    channel_grad(g, n * d, env.dims.per_channel(1), 2 * d, [d_mix, dxm, env.x0])?;
     Ok(())
 }
 
@@ -131,7 +130,7 @@ fn attn_backward(g: &mut PlanBuilder, env: &BlockEnv, p: &AttnParams, a: &AttnAc
     let ch = env.dims.per_channel(0);
     g.push(BWD, ScaledAddBwd { count: n * d, ch, s_len: d }, &[dxm, do_, dxa, p.scale])?;
     let d_attn_scale = g.grad(p.scale);
-    g.push(BWD, ChannelDot { count: n * d, ch, out_len: d }, &[d_attn_scale, dxa, a.o])?;
+    channel_grad(g, n * d, ch, d, [d_attn_scale, dxa, a.o])?;
     // o = y_out . W_o^T
     let y_out = a.xsa.unwrap_or(a.y);
     linear_bwd(g, y_out, p.proj, do_)?;
@@ -216,7 +215,7 @@ fn qkv_backward(g: &mut PlanBuilder, env: &BlockEnv, p: &AttnParams, a: &Qkv) ->
     let per_head = Channels::per_head(heads, hd);
     g.push(BWD, ScaleBwd { count: n * heads * hd, ch: per_head, s_len: heads }, &[dqr, dqg, p.q_gain])?;
     let d_q_gain = g.grad(p.q_gain);
-    g.push(BWD, ChannelDot { count: n * heads * hd, ch: per_head, out_len: heads }, &[d_q_gain, dqg, a.qr])?;
+    channel_grad(g, n * heads * hd, per_head, heads, [d_q_gain, dqg, a.qr])?;
     // qr = rope(qn), kr = rope(kn)
     let (dkr, dqn, dkn) = (g.grad(a.kr), g.grad(a.qn), g.grad(a.kn));
     g.push(BWD, Rope { rows: n, heads, head_dim: hd, seq_len: seq, inverse: true }, &[dqn, dqr, env.rope])?;
@@ -285,7 +284,7 @@ fn mlp_backward(g: &mut PlanBuilder, dims: &Dims, p: &MlpParams, a: &MlpActs) ->
     let (dx_out, dx, dmo) = (g.grad(a.x_out), g.grad(a.x), g.grad(a.mo));
     g.push(BWD, ScaledAddBwd { count: n * d, ch, s_len: d }, &[dx, dmo, dx_out, p.scale])?;
     let d_mlp_scale = g.grad(p.scale);
-    g.push(BWD, ChannelDot { count: n * d, ch, out_len: d }, &[d_mlp_scale, dx_out, a.mo])?;
+    channel_grad(g, n * d, ch, d, [d_mlp_scale, dx_out, a.mo])?;
     // mo = r . W_proj^T
     linear_bwd(g, a.r, p.proj, dmo)?;
     let dr = g.grad(a.r);

@@ -1,7 +1,7 @@
 //! The input stage: `x0 = smear(rmsnorm(tok_emb[ids] + bigram.scale * W_bp E_bg[bucket]))`,
 //! with BigramHash and SmearGate each present only when the config has them.
 use super::params::{BigramParams, Params};
-use super::{linear_bwd, linear_fwd, Dims};
+use super::{channel_grad, linear_bwd, linear_fwd, Dims};
 use crate::ops::elementwise::Channels;
 use crate::ops::rmsnorm::RMS_EPS;
 use crate::plan::defs::*;
@@ -15,7 +15,6 @@ const SCALAR: Channels = Channels { group: 1, channels: 1, offset: 0 };
 
 /// What the input stage's forward keeps for its backward.
 pub(super) struct InputActs {
-    ids: TensorId,
     emb: TensorId,
     bigram: Option<BigramActs>,
     /// `emb`, or `emb` plus the bigram term: what the x0 norm reads.
@@ -56,18 +55,21 @@ pub(super) fn forward(
         }
         None => x0n,
     };
-    Ok(InputActs { ids, emb, bigram, x_in, x0n, x0_rstd, x0 })
+    Ok(InputActs { emb, bigram, x_in, x0n, x0_rstd, x0 })
 }
 
 /// Its backward, from x0's two gradients: the stream's (`g.grad(x0)`, block 0's input) and
 /// the mix sources' (`dx0_mix`, summed over the blocks). Both flow back through the (linear)
-/// smear and rmsnorm backward passes, one after the other.
+/// smear and rmsnorm backward passes, one after the other. `index` holds the host's
+/// per-batch indices of the positions of each token id and of each bigram bucket (the
+/// second is unused without BigramHash), which the table gradients read.
 pub(super) fn backward(
     g: &mut PlanBuilder,
     dims: &Dims,
     p: &Params,
     a: &InputActs,
     dx0_mix: TensorId,
+    [ids_index, bigram_index]: [TensorId; 2],
 ) -> Result<(), PlanError> {
     let Dims { n, d, v, seq, .. } = *dims;
     let (dx0, dx_in) = (g.grad(a.x0), g.grad(a.x_in));
@@ -90,18 +92,17 @@ pub(super) fn backward(
     }
     // x_in = emb + bigram.scale * W_bp E_bg[bucket]
     if let (Some(b), Some(ba)) = (&p.bigram, &a.bigram) {
-        bigram_backward(g, dims, b, ba, a.emb)?;
+        bigram_backward(g, dims, b, ba, a.emb, bigram_index)?;
     }
     // emb = tok_emb[ids]
     let demb = g.grad(a.emb);
     let d_tok_emb = g.grad(p.tok_emb);
-    g.push(BWD, EmbeddingBwd { tokens: n, dim: d, vocab: v }, &[d_tok_emb, demb, a.ids])?;
+    g.push(BWD, EmbeddingBwd { tokens: n, dim: d, vocab: v }, &[d_tok_emb, demb, ids_index])?;
     Ok(())
 }
 
 /// BigramHash's tensors: `sum = emb + scale * p`, `p = e . W_bp^T`, `e = E_bg[bucket]`.
 struct BigramActs {
-    bids: TensorId,
     e: TensorId,
     p: TensorId,
     sum: TensorId,
@@ -124,7 +125,7 @@ fn bigram_forward(
     // sum = emb + scale * p
     let sum = g.activation("bigram.sum", &[n, d]);
     g.push(FWD, ScaledAddFwd { count: n * d, ch: SCALAR, s_len: 1 }, &[sum, emb, p, b.scale])?;
-    Ok(BigramActs { bids, e, p, sum })
+    Ok(BigramActs { e, p, sum })
 }
 
 fn bigram_backward(
@@ -133,18 +134,19 @@ fn bigram_backward(
     b: &BigramParams,
     a: &BigramActs,
     emb: TensorId,
+    bigram_index: TensorId,
 ) -> Result<(), PlanError> {
     let Dims { n, d, bigram_buckets, bigram_dim: bd, .. } = *dims;
     // sum = emb + scale * p
     let (dsum, demb, dp, de) = (g.grad(a.sum), g.grad(emb), g.grad(a.p), g.grad(a.e));
     g.push(BWD, ScaledAddBwd { count: n * d, ch: SCALAR, s_len: 1 }, &[demb, dp, dsum, b.scale])?;
     let dscale = g.grad(b.scale);
-    g.push(BWD, ChannelDot { count: n * d, ch: SCALAR, out_len: 1 }, &[dscale, dsum, a.p])?;
+    channel_grad(g, n * d, SCALAR, 1, [dscale, dsum, a.p])?;
     // p = e . W_bp^T
     linear_bwd(g, a.e, b.proj, dp)?;
     // e = E_bg[bucket]
     let dtable = g.grad(b.embed);
-    g.push(BWD, EmbeddingBwd { tokens: n, dim: bd, vocab: bigram_buckets }, &[dtable, de, a.bids])?;
+    g.push(BWD, EmbeddingBwd { tokens: n, dim: bd, vocab: bigram_buckets }, &[dtable, de, bigram_index])?;
     Ok(())
 }
 

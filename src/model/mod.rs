@@ -38,6 +38,7 @@ use crate::ops::elementwise::Channels;
 use crate::ops::matmul::Layout;
 use crate::ops::rope::rope_table;
 use crate::optim;
+use crate::plan::cost::LARGE_GPU_SMS;
 use crate::plan::defs::*;
 use crate::plan::{DType, ParamGroup, ParamSlot, Phase, Plan, PlanBuilder, PlanError, PlanIo, Role, TensorId};
 use block::{BlockActs, BlockEnv};
@@ -149,6 +150,10 @@ fn build_with(
     let ids = g.tensor("ids", &[n], DType::U32, Role::Input);
     let targets = g.tensor("targets", &[n], DType::U32, Role::Input);
     let bigram_ids = p.bigram.as_ref().map(|_| g.tensor("bigram_ids", &[n], DType::U32, Role::Input));
+    // The embedding backward's indices of the positions of each id (built by the host).
+    let ids_index = g.tensor("ids_index", &[dims.v + 1 + n], DType::U32, Role::Input);
+    let bigram_index =
+        p.bigram.as_ref().map(|_| g.tensor("bigram_index", &[dims.bigram_buckets + 1 + n], DType::U32, Role::Input));
     let rope = g.constant("rope_table", &[2, seq, hd / 2], rope_table(seq, hd, cfg.effective_rope_base()));
 
     // ================= forward =================
@@ -167,7 +172,7 @@ fn build_with(
             skip_backward(&mut g, &dims, p.skip_weights.expect("skips exist"), s)?;
         }
     }
-    input::backward(&mut g, &dims, &p, &inp, dx0_mix)?;
+    input::backward(&mut g, &dims, &p, &inp, dx0_mix, [ids_index, bigram_index.unwrap_or(ids_index)])?;
 
     optimizer(&mut g)?;
     let io = PlanIo {
@@ -177,6 +182,8 @@ fn build_with(
         loss_rows: head.loss_rows,
         loss_total: head.loss_total,
         bigram_ids,
+        ids_index: Some(ids_index),
+        bigram_index,
         scored: None,
     };
     g.finish(io)
@@ -213,6 +220,8 @@ pub fn build_eval_plan(cfg: &Config, batch: usize, scored_rows: usize) -> Result
         loss_rows: head.loss_rows,
         loss_total: head.loss_total,
         bigram_ids,
+        ids_index: None,
+        bigram_index: None,
         scored: Some(scored),
     };
     g.finish(io)
@@ -306,7 +315,7 @@ fn skip_backward(g: &mut PlanBuilder, dims: &Dims, sw: TensorId, s: &Skip) -> Re
     let dsrc = if src == x { g.tensor(format!("d.skip.{j}"), &[n, d], DType::F32, Role::ActGrad) } else { g.grad(src) };
     g.push(Phase::Backward, ScaledAddBwd { count: n * d, ch, s_len: n_skip * d }, &[dx, dsrc, dout, sw])?;
     let dsw = g.grad(sw);
-    g.push(Phase::Backward, ChannelDot { count: n * d, ch, out_len: n_skip * d }, &[dsw, dout, src])?;
+    channel_grad(g, n * d, ch, n_skip * d, [dsw, dout, src])?;
     if src == x {
         g.push(Phase::Backward, AddInto { count: n * d }, &[dx, dsrc])?;
     }
@@ -346,6 +355,35 @@ fn emit_optimizer(g: &mut PlanBuilder, t: &TrainConfig) -> Result<(), PlanError>
 }
 
 /// A linear layer without bias: `y = x . W^T` for `x [rows, in]`, `W [out, in]`.
+/// A per-channel parameter's gradient `out[ch(i)] += a[i] b[i]` over `count` elements (`out`
+/// of `out_len` values). With at least a large GPU's SMs' worth of channels (the per-channel
+/// scales, `resid_mix`, the skip weights) one workgroup per channel fills the GPU in one
+/// [`ChannelDot`]; fewer channels (the per-head `q_gain`, the one `bigram.scale`) run in two
+/// deterministic stages: partial sums over blocks of each channel's elements
+/// ([`ChannelDotPartial`], many workgroups), then their sum in block order into `out`
+/// ([`ChannelSum`]), the partials being a scratch shared by the sites of one shape. Nothing
+/// is pushed for a frozen parameter's gradient.
+fn channel_grad(
+    g: &mut PlanBuilder,
+    count: usize,
+    ch: Channels,
+    out_len: usize,
+    [out, a, b]: [TensorId; 3],
+) -> Result<(), PlanError> {
+    if !g.keeps(out) {
+        return Ok(());
+    }
+    if ch.channels as u64 >= LARGE_GPU_SMS {
+        return g.push(Phase::Backward, ChannelDot { count, ch, out_len }, &[out, a, b]);
+    }
+    let partial = ChannelDotPartial::new(count, ch);
+    let blocks = partial.blocks();
+    let partials = g.shared_scratch(&format!("reduce.partials.{blocks}x{}", ch.channels), &[blocks, ch.channels])?;
+    g.push(Phase::Backward, partial, &[partials, a, b])?;
+    let sum = ChannelSum { channels: ch.channels, blocks, offset: ch.offset, out_len };
+    g.push(Phase::Backward, sum, &[out, partials])
+}
+
 fn linear_fwd(g: &mut PlanBuilder, y: TensorId, x: TensorId, w: TensorId) -> Result<(), PlanError> {
     let (out, inp) = (g.shape(w)[0], g.shape(w)[1]);
     let rows = g.shape(x).iter().product::<usize>() / inp;

@@ -1,29 +1,50 @@
 //! Global gradient-norm clipping, as PyTorch's `clip_grad_norm_` (record spec section 5:
 //! max norm 0.3 over all parameters).
 //!
-//! Per gradient tensor `i`, `norms[i] = sum g^2` ([`grad_sum_sq`]); then
-//! `coef = min(1, max_norm / (sqrt(sum_i norms[i]) + 1e-6))`, summed in slot order
-//! ([`clip_coef`]); then every gradient is multiplied by `coef` ([`scale_by_coef`]), also when
-//! it is 1 (as PyTorch does). On the GPU the coefficient never leaves the device.
+//! Two stages, so that the sum of squares over every gradient runs on many workgroups and
+//! stays deterministic: every gradient is cut into chunks of [`SUM_SQ_CHUNK`] elements and
+//! each chunk's sum of squares is one partial ([`grad_sum_sq`], the gradients' chunks in
+//! order); then `coef = min(1, max_norm / (sqrt(sum of the partials) + 1e-6))`, the partials
+//! summed in a fixed order ([`clip_coef`]); then every gradient is multiplied by `coef`
+//! ([`scale_by_coef`]), also when it is 1 (as PyTorch does). On the GPU the coefficient never
+//! leaves the device.
 
 use super::Real;
 
 /// Added to the total norm before dividing by it (PyTorch's value).
 pub const CLIP_EPS: f64 = 1e-6;
 
-/// `norms[slot] = sum of grad^2` (overwrites that slot only; squares summed in order).
-pub fn grad_sum_sq<T: Real>(norms: &mut [T], grad: &[T], slot: usize) {
-    let mut acc = T::zero();
-    for &g in grad {
-        acc += g * g;
-    }
-    norms[slot] = acc;
+/// Elements of a gradient per partial sum of squares (one 256-lane workgroup of
+/// `shaders/clip.wgsl`'s `grad_sum_sq`, four elements per lane). Small enough that a dispatch
+/// moving more than a MiB launches more than a large GPU's 132 workgroups.
+pub const SUM_SQ_CHUNK: usize = 1024;
+
+/// The partial sums of squares of a gradient of `count` elements.
+pub fn sum_sq_chunks(count: usize) -> usize {
+    count.div_ceil(SUM_SQ_CHUNK)
 }
 
-/// `coef[0] = min(1, max_norm / (sqrt(sum norms) + 1e-6))`, the norms summed in slot order.
-pub fn clip_coef<T: Real>(coef: &mut [T], norms: &[T], max_norm: f64) {
+/// `partials[offset + ..]`: one sum of squares per [`SUM_SQ_CHUNK`] chunk of each of
+/// `grads`, the gradients' chunks in order (the last chunk of each may be shorter). Overwrites
+/// those partials only.
+pub fn grad_sum_sq<T: Real>(partials: &mut [T], grads: &[&[T]], offset: usize) {
+    let mut slot = offset;
+    for grad in grads {
+        for chunk in grad.chunks(SUM_SQ_CHUNK) {
+            let mut acc = T::zero();
+            for &g in chunk {
+                acc += g * g;
+            }
+            partials[slot] = acc;
+            slot += 1;
+        }
+    }
+}
+
+/// `coef[0] = min(1, max_norm / (sqrt(sum partials) + 1e-6))`, the partials summed in order.
+pub fn clip_coef<T: Real>(coef: &mut [T], partials: &[T], max_norm: f64) {
     let mut total = T::zero();
-    for &n in norms {
+    for &n in partials {
         total += n;
     }
     let c = T::from_f64(max_norm as f32 as f64) / (total.sqrt() + T::from_f64(CLIP_EPS as f32 as f64));

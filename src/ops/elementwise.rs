@@ -102,6 +102,46 @@ pub fn channel_dot<T: Real>(out: &mut [T], a: &[T], b: &[T], ch: Channels) {
     }
 }
 
+/// Elements of one channel per partial of [`channel_dot_partial`] (one 64-lane workgroup of
+/// `shaders/reduce.wgsl`, 64 elements per lane).
+pub const CHANNEL_BLOCK: usize = 4096;
+
+/// The partials per channel of [`channel_dot_partial`] over `count` elements.
+pub fn channel_blocks(count: usize, ch: Channels) -> usize {
+    (count / ch.channels).div_ceil(CHANNEL_BLOCK).max(1)
+}
+
+/// The first stage of [`channel_dot`] on the GPU: `partials [blocks, channels]`, entry
+/// `(k, c)` the sum, in order, of `a[i] * b[i]` over the elements `j` in
+/// `[k CHANNEL_BLOCK, (k + 1) CHANNEL_BLOCK)` of channel `c` (its `j`-th element being
+/// `i = (j / group) group channels + c group + j % group`). Overwrites. Channel `c` here is
+/// the parameter's entry `ch.offset + c`.
+pub fn channel_dot_partial<T: Real>(partials: &mut [T], a: &[T], b: &[T], ch: Channels) {
+    let Channels { group, channels, .. } = ch;
+    let per_channel = a.len() / channels;
+    for c in 0..channels {
+        for (k, start) in (0..per_channel).step_by(CHANNEL_BLOCK).enumerate() {
+            let mut acc = T::zero();
+            for j in start..(start + CHANNEL_BLOCK).min(per_channel) {
+                let i = (j / group) * group * channels + c * group + j % group;
+                acc += a[i] * b[i];
+            }
+            partials[k * channels + c] = acc;
+        }
+    }
+}
+
+/// The second stage: `out[offset + c] += sum over k, in order, of partials[k, c]`.
+pub fn channel_sum<T: Real>(out: &mut [T], partials: &[T], channels: usize, offset: usize) {
+    for c in 0..channels {
+        let mut acc = T::zero();
+        for row in partials.chunks(channels) {
+            acc += row[c];
+        }
+        out[offset + c] += acc;
+    }
+}
+
 /// `dst += src`.
 pub fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
     for (d, &s) in dst.iter_mut().zip(src) {

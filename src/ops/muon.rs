@@ -15,7 +15,8 @@
 //!
 //! On the GPU the matrices of one `[a, b]` shape are stacked (`[count, a, b]`) and the
 //! iterations run as batched matmuls (see `src/optim.rs`). This file holds the CPU references
-//! of the stack kernels ([`muon_momentum`], [`muon_normalize`], [`scale_copy`],
+//! of the stack kernels ([`muon_momentum`], [`muon_sum_sq`] and [`muon_normalize`],
+//! [`scale_copy`],
 //! [`muon_apply`]) and a whole-update reference written straight from the spec
 //! ([`muon_update`], with [`newton_schulz5`]), which the composition is tested against.
 use super::Real;
@@ -98,13 +99,40 @@ pub fn muon_momentum<T: Real>(
     }
 }
 
-/// Each `[a, b]` matrix of the stack divided by its Frobenius norm plus [`NORM_EPS`] (the
-/// squares summed in order).
-pub fn muon_normalize<T: Real>(stack: &mut [T], a: usize, b: usize) {
-    for x in stack.chunks_mut(a * b) {
+/// Elements of a stacked matrix per partial sum of squares, and per workgroup of the
+/// normalization (256 lanes, 16 elements each, in `shaders/muon.wgsl`): each normalization
+/// workgroup re-adds its matrix's partials, so the chunk is large enough that those
+/// `(size / chunk)^2` extra loads stay a few percent of the matrix's own.
+pub const MUON_CHUNK: usize = 4096;
+
+/// The partial sums of squares of one `[a, b]` matrix of a stack.
+pub fn muon_chunks(a: usize, b: usize) -> usize {
+    (a * b).div_ceil(MUON_CHUNK)
+}
+
+/// `partials [count, muon_chunks(a, b)]`: per matrix of the stack, the sum of squares of each
+/// [`MUON_CHUNK`] chunk of its elements (the last chunk may be shorter). Overwrites.
+pub fn muon_sum_sq<T: Real>(partials: &mut [T], stack: &[T], a: usize, b: usize) {
+    let chunks = muon_chunks(a, b);
+    for (x, part) in stack.chunks(a * b).zip(partials.chunks_mut(chunks)) {
+        for (chunk, p) in x.chunks(MUON_CHUNK).zip(part.iter_mut()) {
+            let mut ss = T::zero();
+            for &v in chunk {
+                ss += v * v;
+            }
+            *p = ss;
+        }
+    }
+}
+
+/// Each `[a, b]` matrix of the stack divided by its Frobenius norm plus [`NORM_EPS`], the
+/// norm's square being the sum, in order, of the matrix's partials from [`muon_sum_sq`].
+pub fn muon_normalize<T: Real>(stack: &mut [T], partials: &[T], a: usize, b: usize) {
+    let chunks = muon_chunks(a, b);
+    for (x, part) in stack.chunks_mut(a * b).zip(partials.chunks(chunks)) {
         let mut ss = T::zero();
-        for &v in x.iter() {
-            ss += v * v;
+        for &p in part {
+            ss += p;
         }
         let denom = ss.sqrt() + T::from_f64(NORM_EPS as f64);
         for v in x.iter_mut() {

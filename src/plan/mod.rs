@@ -68,8 +68,9 @@ pub enum Role {
     /// Persistent optimizer state (Adam moments, Muon momentum, the EMA): zero at start,
     /// saved in checkpoints.
     OptState,
-    /// Per-step optimizer scratch (Muon's Newton-Schulz stacks, the clip's norms): written
-    /// before it is read within each optimizer pass, so never cleared and never saved.
+    /// Per-pass scratch (Muon's Newton-Schulz stacks and norm partials, the clip's partial
+    /// sums, the channel reductions' partials in the backward pass): written before it is read
+    /// within each pass, so never cleared and never saved.
     Scratch,
     /// Written by the host before each micro-batch (token ids, targets).
     Input,
@@ -139,6 +140,11 @@ pub struct PlanIo {
     pub loss_total: TensorId,
     /// BigramHash bucket ids (computed by the host from `ids`), when the model has one.
     pub bigram_ids: Option<TensorId>,
+    /// The positions of `ids` grouped by id (`ops::embedding::id_index`, built by the host),
+    /// which the token embedding's backward reads; `None` in a forward-only plan.
+    pub ids_index: Option<TensorId>,
+    /// The same index of `bigram_ids`, for the BigramHash table's backward.
+    pub bigram_index: Option<TensorId>,
     /// An evaluation plan's scored positions (rows of the batch, written by the host): the
     /// head, `targets`, `logits` and `loss_rows` cover these rows only. `None`: every
     /// position (the training plan).
@@ -356,6 +362,26 @@ impl PlanBuilder {
         g
     }
 
+    /// A `Role::Scratch` tensor shared by every caller asking for `name` (created by the
+    /// first with `shape`; a later caller's shape must be the same). For partial sums that
+    /// each step overwrites and the next step consumes, so one tensor serves every site.
+    pub fn shared_scratch(&mut self, name: &str, shape: &[usize]) -> Result<TensorId, PlanError> {
+        match self.tensors.iter().position(|t| t.name == name) {
+            Some(id) if matches!(self.tensors[id].role, Role::Scratch) && self.tensors[id].shape == shape => Ok(id),
+            Some(id) => Err(PlanError::Other(format!(
+                "scratch {name} {shape:?} asked for, but the plan's {name} is {:?} {:?}",
+                self.tensors[id].role, self.tensors[id].shape
+            ))),
+            None => Ok(self.tensor(name, shape, DType::F32, Role::Scratch)),
+        }
+    }
+
+    /// Whether the plan keeps `t`: false for a frozen parameter's gradient placeholder, whose
+    /// steps are dropped (so a caller can skip the steps that would only feed them).
+    pub fn keeps(&self, t: TensorId) -> bool {
+        !self.discard.contains(&t)
+    }
+
     /// The parameters declared so far.
     pub fn params(&self) -> &[ParamSlot] {
         &self.params
@@ -476,6 +502,8 @@ impl PlanBuilder {
             loss_rows: map(io.loss_rows),
             loss_total: map(io.loss_total),
             bigram_ids: io.bigram_ids.map(map),
+            ids_index: io.ids_index.map(map),
+            bigram_index: io.bigram_index.map(map),
             scored: io.scored.map(map),
         }
     }

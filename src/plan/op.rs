@@ -46,6 +46,11 @@ pub enum Domain {
     Ids {
         bound: usize,
     },
+    /// A u32 [`id_index`](crate::ops::embedding::id_index) of ids below `vocab`: `vocab + 1`
+    /// ascending offsets from 0 to the id count, then the positions grouped by id.
+    IdIndex {
+        vocab: usize,
+    },
     /// An [`AdamHyper`](crate::ops::adamw::AdamHyper) uniform.
     AdamHyper,
     /// A [`MuonHyper`](crate::ops::muon::MuonHyper) uniform.
@@ -76,6 +81,12 @@ impl BindingSpec {
     /// A u32 id binding (read-only), every id below `bound`.
     pub fn ids(len: usize, bound: usize) -> Self {
         BindingSpec { access: Access::Read, dtype: DType::U32, len, domain: Domain::Ids { bound } }
+    }
+    /// An [`id_index`](crate::ops::embedding::id_index) of `tokens` ids below `vocab`
+    /// (read-only).
+    pub fn id_index(tokens: usize, vocab: usize) -> Self {
+        let domain = Domain::IdIndex { vocab };
+        BindingSpec { access: Access::Read, dtype: DType::U32, len: vocab + 1 + tokens, domain }
     }
     /// A hyperparameter uniform of [`HYPER_LEN`] f32 laid out as `domain` says.
     pub fn hyper(domain: Domain) -> Self {
@@ -189,9 +200,23 @@ pub const fn tree_flops(lanes: u64) -> u64 {
 /// A 1-D grid covering `count` invocations of [`WG_1D`]-wide workgroups, folded into y
 /// when there are more than [`MAX_GRID_DIM`] workgroups (kernels index `x + y * nx * 64`).
 pub fn grid_1d(count: usize) -> [u32; 3] {
-    let groups = count.div_ceil(WG_1D as usize).max(1) as u32;
+    grid_groups(count.div_ceil(WG_1D as usize))
+}
+
+/// A grid of `groups` workgroups (at least one), folded into y when there are more than
+/// [`MAX_GRID_DIM`] (kernels number them `x + y * nx`; the last row may run past `groups`).
+pub fn grid_groups(groups: usize) -> [u32; 3] {
+    let groups = groups.max(1) as u32;
     let x = groups.min(MAX_GRID_DIM);
     [x, groups.div_ceil(x), 1]
+}
+
+/// An error when a grid dimension of `n` workgroups exceeds [`MAX_GRID_DIM`].
+pub fn check_grid_dim(what: &str, n: usize) -> Result<(), String> {
+    if n > MAX_GRID_DIM as usize {
+        return Err(format!("{what}: {n} workgroups along one grid dimension exceed {MAX_GRID_DIM}"));
+    }
+    Ok(())
 }
 
 /// An override constant's value for a count or an index.
@@ -343,11 +368,14 @@ op_table! {
     MixBwd,
     AddInto,
     ChannelDot,
+    ChannelDotPartial,
+    ChannelSum,
     CrossEntropy,
     SumRows,
     AdamW,
     BatchedMatmul,
     MuonMomentum,
+    MuonSumSq,
     MuonNormalize,
     ScaleCopy,
     MuonApply,

@@ -73,7 +73,7 @@ pub fn ids(seed: u64, n: usize, bound: usize) -> Vec<u32> {
 /// Seeded data for every binding of `op`, drawn from the binding's [`Domain`]: f32 bindings
 /// uniform in [-1, 1) (read-write ones too, so that accumulating kernels are seen to add to
 /// what is there and overwriting ones to ignore it), non-negative ones in [0, 1), ids below
-/// their bound, hyperparameter uniforms a plausible step.
+/// their bound, id indices those of random ids, hyperparameter uniforms a plausible step.
 pub fn random_inputs(op: &Op, seed: u64) -> Vec<Data> {
     op.bindings()
         .iter()
@@ -94,6 +94,9 @@ pub fn random_inputs(op: &Op, seed: u64) -> Vec<Data> {
                     Data::F32(bytemuck::cast_slice(&[h]).to_vec())
                 }
                 Domain::Ids { bound } => Data::U32(ids(s, spec.len, bound)),
+                Domain::IdIndex { vocab } => {
+                    Data::U32(wgolf::ops::embedding::id_index(&ids(s, spec.len - vocab - 1, vocab), vocab).unwrap())
+                }
                 Domain::NonNegative => Data::F32(uniform(s, spec.len, 0.0, 1.0)),
                 Domain::Any => Data::F32(uniform(s, spec.len, -1.0, 1.0)),
             }

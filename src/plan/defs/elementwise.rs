@@ -1,10 +1,12 @@
 //! Elementwise and per-channel ops: relu² (`shaders/relu2.wgsl`), scales, scaled adds and
 //! mixes (`shaders/channel.wgsl`), the gradient sum `add_into` (`shaders/add.wgsl`) and the
-//! per-channel dot product of a scale's gradient (`shaders/reduce.wgsl`); the CPU
+//! per-channel dot product of a scale's gradient in two stages (`shaders/reduce.wgsl`); the CPU
 //! references are in `ops::elementwise`.
 use crate::ops::elementwise::{self as ew, Channels};
 use crate::ops::Real;
-use crate::plan::op::{grid_1d, n64, tree_flops, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef};
+use crate::plan::op::{
+    check_grid_dim, grid_1d, n64, tree_flops, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef,
+};
 
 /// `[y | x]`: `y = relu(x)^2`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -70,12 +72,49 @@ pub struct AddInto {
     pub count: usize,
 }
 
-/// `[out | a, b]`: `out[ch(i)] += a[i] b[i]` (one workgroup per channel).
+/// `[out | a, b]`: a per-channel parameter's gradient `out[ch(i)] += a[i] b[i]` in one stage
+/// (one workgroup per channel), for parameters with many channels; few channels over many
+/// elements take [`ChannelDotPartial`] and [`ChannelSum`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ChannelDot {
     pub count: usize,
     pub ch: Channels,
     pub out_len: usize,
+}
+
+/// `[partials | a, b]`: the first stage of a per-channel parameter's gradient
+/// `out[ch(i)] += a[i] b[i]`: `partials [blocks, channels]` (see
+/// [`ew::channel_dot_partial`]; `blocks` is [`ew::channel_blocks`]), one workgroup per
+/// (channel, block of 4096 of its elements). Elements are laid out as [`Channels`] says.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelDotPartial {
+    pub count: usize,
+    pub group: usize,
+    pub channels: usize,
+}
+
+/// `[out | partials]`: the second stage, `out[offset + c] += sum over blocks of
+/// partials[k, c]` in block order (one workgroup per channel).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChannelSum {
+    pub channels: usize,
+    pub blocks: usize,
+    pub offset: usize,
+    pub out_len: usize,
+}
+
+impl ChannelDotPartial {
+    /// The first stage for elements laid out as `ch` says (its offset is the second stage's).
+    pub fn new(count: usize, ch: Channels) -> Self {
+        ChannelDotPartial { count, group: ch.group, channels: ch.channels }
+    }
+    fn ch(&self) -> Channels {
+        Channels { group: self.group, channels: self.channels, offset: 0 }
+    }
+    /// The partials per channel.
+    pub fn blocks(&self) -> usize {
+        ew::channel_blocks(self.count, self.ch())
+    }
 }
 
 /// Channel 2.. of 8, three consecutive elements per channel: ragged on purpose.
@@ -344,5 +383,71 @@ impl OpDef for ChannelDot {
     }
     fn examples() -> Vec<Self> {
         vec![ChannelDot { count: 75, ch: EXAMPLE_CH, out_len: 9 }]
+    }
+}
+
+impl OpDef for ChannelDotPartial {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let (n, rw, rd) = (self.count, BindingSpec::rw, BindingSpec::rd);
+        vec![rw(self.blocks() * self.channels), rd(n), rd(n)]
+    }
+    fn check(&self) -> Result<(), String> {
+        let Self { count, group, channels } = *self;
+        if count == 0 || count % (group * channels) != 0 {
+            return Err(format!("channel_dot_partial: {count} elements are not whole rows of {channels} x {group}"));
+        }
+        check_grid_dim("channel_dot_partial (channels)", channels)?;
+        check_grid_dim("channel_dot_partial (blocks)", self.blocks())
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![("COUNT", u(self.count)), ("GROUP", u(self.group)), ("CHANNELS", u(self.channels))];
+        KernelCall::new("reduce", "channel_dot_partial", consts, [self.channels as u32, self.blocks() as u32, 1])
+    }
+    /// Per element: a and b loaded, one multiply-add. Per (channel, block) workgroup of 64
+    /// lanes: the tree and one store.
+    fn cost(&self) -> Cost {
+        let (c, wg) = (n64(self.count), n64(self.channels * self.blocks()));
+        Cost::elems(2 * c + wg * tree_flops(64), 2 * c, wg)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::channel_dot_partial(&mut outs[0], ins[0].f(), ins[1].f(), self.ch())
+    }
+    fn examples() -> Vec<Self> {
+        // Groups of three over five channels; one channel whose 9,000 elements span three
+        // blocks, the last partial.
+        vec![ChannelDotPartial::new(75, EXAMPLE_CH), ChannelDotPartial { count: 9000, group: 1, channels: 1 }]
+    }
+}
+
+impl OpDef for ChannelSum {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        vec![BindingSpec::rw(self.out_len), BindingSpec::rd(self.blocks * self.channels)]
+    }
+    fn check(&self) -> Result<(), String> {
+        let Self { channels, offset, out_len, .. } = *self;
+        if offset + channels > out_len {
+            return Err(format!("channel_sum writes {channels} values from {offset}, past its output of {out_len}"));
+        }
+        check_grid_dim("channel_sum (channels)", channels)
+    }
+    fn kernel(&self) -> KernelCall {
+        let consts = vec![("CHANNELS", u(self.channels)), ("BLOCKS", u(self.blocks)), ("OUT_OFFSET", u(self.offset))];
+        KernelCall::new("reduce", "channel_sum", consts, [self.channels as u32, 1, 1])
+    }
+    /// Per channel (one 64-lane workgroup): its partials loaded and added, the tree, and
+    /// `out[c] +=` (1 load, 1 add, 1 store).
+    fn cost(&self) -> Cost {
+        let (ch, blocks) = (n64(self.channels), n64(self.blocks));
+        Cost::elems(ch * (blocks + tree_flops(64) + 1), ch * (blocks + 1), ch)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        ew::channel_sum(&mut outs[0], ins[0].f(), self.channels, self.offset)
+    }
+    fn examples() -> Vec<Self> {
+        // Into entries 2..7 of 9; more blocks than the 64 lanes.
+        vec![
+            ChannelSum { channels: 5, blocks: 3, offset: 2, out_len: 9 },
+            ChannelSum { channels: 2, blocks: 150, offset: 0, out_len: 2 },
+        ]
     }
 }

@@ -1,6 +1,6 @@
 //! Token-table lookups (`shaders/embedding.wgsl`, `ops::embedding`).
 use crate::ops::{embedding, Real};
-use crate::plan::op::{grid_1d, n64, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef};
+use crate::plan::op::{check_grid_dim, grid_1d, n64, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef, WG_1D};
 
 /// `[out | table, ids]`: `out[t] = table[ids[t]]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -10,8 +10,9 @@ pub struct EmbeddingFwd {
     pub vocab: usize,
 }
 
-/// `[dtable | dout, ids]`: `dtable[ids[t]] += dout[t]` (one invocation per channel, so the
-/// sum over tokens runs in token order).
+/// `[dtable | dout, index]`: `dtable[ids[t]] += dout[t]`, from the host's
+/// [`id_index`](embedding::id_index) of the ids: one workgroup per (table row, 64 columns),
+/// each lane summing its column over the row's positions in token order.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EmbeddingBwd {
     pub tokens: usize,
@@ -44,22 +45,28 @@ impl OpDef for EmbeddingFwd {
 impl OpDef for EmbeddingBwd {
     fn bindings(&self) -> Vec<BindingSpec> {
         let Self { tokens, dim, vocab } = *self;
-        vec![BindingSpec::rw(vocab * dim), BindingSpec::rd(tokens * dim), BindingSpec::ids(tokens, vocab)]
+        vec![BindingSpec::rw(vocab * dim), BindingSpec::rd(tokens * dim), BindingSpec::id_index(tokens, vocab)]
+    }
+    fn check(&self) -> Result<(), String> {
+        check_grid_dim("embedding_bwd (one row of workgroups per table row)", self.vocab)
     }
     fn kernel(&self) -> KernelCall {
-        let consts = vec![("TOKENS", u(self.tokens)), ("DIM", u(self.dim))];
-        KernelCall::new("embedding", "embedding_bwd", consts, grid_1d(self.dim))
+        let consts = vec![("TOKENS", u(self.tokens)), ("DIM", u(self.dim)), ("VOCAB", u(self.vocab))];
+        let col_blocks = self.dim.div_ceil(WG_1D as usize) as u32;
+        KernelCall::new("embedding", "embedding_bwd", consts, [col_blocks, self.vocab as u32, 1])
     }
-    /// Per (channel, token): the id, the table gradient and dout loaded, one add, one store
-    /// (DIM invocations walk every token).
+    /// Per (row, column): the row's two offsets, then dtable loaded, one add, one store. Per
+    /// (token, column): the token's position and dout loaded, one add (every token is in
+    /// exactly one row's run).
     fn cost(&self) -> Cost {
-        let n = n64(self.tokens * self.dim);
-        Cost::elems(n, 3 * n, n)
+        let (n, rows) = (n64(self.tokens * self.dim), n64(self.vocab * self.dim));
+        Cost::elems(n + rows, 2 * n + 3 * rows, rows)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
-        embedding::embedding_bwd(&mut outs[0], ins[0].f(), ins[1].u(), self.dim)
+        embedding::embedding_bwd_indexed(&mut outs[0], ins[0].f(), ins[1].u(), self.vocab, self.dim)
     }
     fn examples() -> Vec<Self> {
-        vec![EmbeddingBwd { tokens: 9, dim: 5, vocab: 11 }]
+        // Columns past one 64-wide block; more tokens than rows, so ids repeat.
+        vec![EmbeddingBwd { tokens: 9, dim: 5, vocab: 11 }, EmbeddingBwd { tokens: 200, dim: 70, vocab: 7 }]
     }
 }

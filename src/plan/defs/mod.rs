@@ -11,13 +11,15 @@ mod record;
 
 pub use attention::{AttentionBwdKv, AttentionBwdQ, AttentionFwd};
 pub use elementwise::{
-    AddInto, ChannelDot, MixBwd, MixFwd, Relu2Bwd, Relu2Fwd, ScaleBwd, ScaleFwd, ScaledAddBwd, ScaledAddFwd,
+    AddInto, ChannelDot, ChannelDotPartial, ChannelSum, MixBwd, MixFwd, Relu2Bwd, Relu2Fwd, ScaleBwd, ScaleFwd,
+    ScaledAddBwd, ScaledAddFwd,
 };
 pub use embedding::{EmbeddingBwd, EmbeddingFwd};
 pub use loss::{CrossEntropy, SumRows};
 pub use matmul::{BatchedMatmul, Matmul};
 pub use norm::{RmsNormBwd, RmsNormFwd, Rope};
 pub use optimizer::{
-    AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, ScaleByCoef, ScaleCopy, Sgd,
+    AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, MuonSumSq, ScaleByCoef, ScaleCopy, Sgd,
+    GRADS_PER_SUM,
 };
 pub use record::{SmearBwd, SmearFwd, SmearGrad, XsaBwd, XsaFwd};

@@ -9,7 +9,8 @@ use crate::ops::muon::{self, MuonHyper};
 use crate::ops::sgd::{self, SgdHyper};
 use crate::ops::{clip, ema, Real};
 use crate::plan::op::{
-    grid_1d, n64, tree_flops, uconst as u, BindingSpec, Cost, Domain, In, KernelCall, OpDef, MAX_GRID_DIM,
+    check_grid_dim, grid_1d, grid_groups, n64, tree_flops, uconst as u, BindingSpec, Cost, Domain, In, KernelCall,
+    OpDef,
 };
 
 /// `[p, m, v | g, hyper]`: one AdamW step with decoupled weight decay.
@@ -29,8 +30,18 @@ pub struct MuonMomentum {
     pub count: usize,
 }
 
-/// `[stack]`: each `[a, b]` matrix of a `[count, a, b]` stack divided by its Frobenius norm
-/// plus 1e-7 (one workgroup per matrix).
+/// `[partials | stack]`: per `[a, b]` matrix of a `[count, a, b]` stack, the sums of squares
+/// of its chunks of 4096 elements into `partials [count, muon_chunks(a, b)]` (one workgroup
+/// per chunk; the first stage of [`MuonNormalize`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MuonSumSq {
+    pub count: usize,
+    pub a: usize,
+    pub b: usize,
+}
+
+/// `[stack | partials]`: each matrix of the stack divided by its Frobenius norm plus 1e-7,
+/// the norm from [`MuonSumSq`]'s partials added in order (one workgroup per chunk).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MuonNormalize {
     pub count: usize,
@@ -56,18 +67,46 @@ pub struct MuonApply {
     pub shape_scale: f64,
 }
 
-/// `[norms | grad]`: `norms[slot] = sum g^2` (one workgroup; overwrites its slot).
+/// The gradients one [`GradSumSq`] dispatch reads (with the partials, 8 storage bindings:
+/// every adapter's minimum).
+pub const GRADS_PER_SUM: usize = 7;
+
+/// `[partials | g0, .., g6]`: the sums of squares of the 1024-element chunks of the first
+/// `used` gradients, in order, into `partials[part_offset ..]` (one workgroup per chunk;
+/// see `ops::clip::grad_sum_sq`). The bindings past `used` repeat gradient `used - 1` and
+/// are not read; their `counts` are 0.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct GradSumSq {
-    pub count: usize,
-    pub slot: usize,
-    pub slots: usize,
+    pub counts: [usize; GRADS_PER_SUM],
+    pub used: usize,
+    pub part_offset: usize,
+    pub parts: usize,
 }
 
-/// `[coef | norms]`: `coef = min(1, max_norm / (sqrt(sum norms) + 1e-6))`.
+impl GradSumSq {
+    /// The partial sums of `counts` (1 to [`GRADS_PER_SUM`] gradients' element counts) from
+    /// `part_offset` of `parts`.
+    pub fn new(counts: &[usize], part_offset: usize, parts: usize) -> Self {
+        let mut padded = [0; GRADS_PER_SUM];
+        let used = counts.len().min(GRADS_PER_SUM);
+        padded[..used].copy_from_slice(&counts[..used]);
+        GradSumSq { counts: padded, used: counts.len(), part_offset, parts }
+    }
+    /// The partials (workgroups) of this dispatch.
+    pub fn chunks(&self) -> usize {
+        self.counts[..self.used.min(GRADS_PER_SUM)].iter().map(|&c| clip::sum_sq_chunks(c)).sum()
+    }
+    /// The element count of binding `1 + k`.
+    fn bound(&self, k: usize) -> usize {
+        self.counts[k.min(self.used.max(1) - 1)]
+    }
+}
+
+/// `[coef | partials]`: `coef = min(1, max_norm / (sqrt(sum partials) + 1e-6))` (one
+/// workgroup, fixed order).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ClipCoef {
-    pub slots: usize,
+    pub parts: usize,
     pub max_norm: f64,
 }
 
@@ -165,33 +204,65 @@ impl OpDef for MuonMomentum {
     }
 }
 
-impl OpDef for MuonNormalize {
+impl OpDef for MuonSumSq {
     fn bindings(&self) -> Vec<BindingSpec> {
-        vec![BindingSpec::rw(self.count * self.a * self.b)]
+        let chunks = muon::muon_chunks(self.a, self.b);
+        vec![BindingSpec::rw(self.count * chunks), BindingSpec::rd(self.count * self.a * self.b)]
     }
     fn check(&self) -> Result<(), String> {
-        if self.count as u32 > MAX_GRID_DIM {
-            return Err(format!("muon_normalize: {} matrices, one workgroup each, exceed {MAX_GRID_DIM}", self.count));
-        }
-        Ok(())
+        check_grid_dim("muon_sum_sq (chunks)", muon::muon_chunks(self.a, self.b))?;
+        check_grid_dim("muon_sum_sq (matrices)", self.count)
     }
     fn kernel(&self) -> KernelCall {
-        let consts = vec![("A", u(self.a)), ("B", u(self.b))];
-        KernelCall::new("muon", "muon_normalize", consts, [self.count as u32, 1, 1])
+        let chunks = muon::muon_chunks(self.a, self.b);
+        let consts = vec![("A", u(self.a)), ("B", u(self.b)), ("CHUNKS", u(chunks))];
+        KernelCall::new("muon", "muon_sum_sq", consts, [chunks as u32, self.count as u32, 1])
     }
-    /// Per matrix (one 256-lane workgroup): every element loaded for the sum of squares (a
-    /// multiply-add), the tree, the denominator on every lane (sqrt, add), then every element
-    /// loaded again, divided and stored.
+    /// Per element: one load, a multiply-add. Per chunk (one 256-lane workgroup): the tree
+    /// and one store.
     fn cost(&self) -> Cost {
-        let (count, size) = (n64(self.count), n64(self.a * self.b));
-        Cost::elems(count * (3 * size + tree_flops(256) + 2 * 256), count * 2 * size, count * size)
+        let (size, wg) = (n64(self.count * self.a * self.b), n64(self.count * muon::muon_chunks(self.a, self.b)));
+        Cost::elems(2 * size + wg * tree_flops(256), size, wg)
     }
-    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], _ins: &[In<'_, R>]) {
-        muon::muon_normalize(&mut outs[0], self.a, self.b)
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        muon::muon_sum_sq(&mut outs[0], ins[0].f(), self.a, self.b)
     }
     fn examples() -> Vec<Self> {
-        // Matrices larger than the kernel's 256 lanes.
-        vec![MuonNormalize { count: 2, a: 9, b: 37 }]
+        // Matrices of one partial chunk, and of three (the last partial).
+        vec![MuonSumSq { count: 2, a: 9, b: 37 }, MuonSumSq { count: 3, a: 50, b: 190 }]
+    }
+}
+
+impl OpDef for MuonNormalize {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let chunks = muon::muon_chunks(self.a, self.b);
+        vec![
+            BindingSpec::rw(self.count * self.a * self.b),
+            BindingSpec::rd(self.count * chunks).within(Domain::NonNegative),
+        ]
+    }
+    fn check(&self) -> Result<(), String> {
+        MuonSumSq { count: self.count, a: self.a, b: self.b }.check()
+    }
+    fn kernel(&self) -> KernelCall {
+        let chunks = muon::muon_chunks(self.a, self.b);
+        let consts = vec![("A", u(self.a)), ("B", u(self.b)), ("CHUNKS", u(chunks))];
+        KernelCall::new("muon", "muon_normalize", consts, [chunks as u32, self.count as u32, 1])
+    }
+    /// Per chunk (one 256-lane workgroup): the matrix's partials loaded and added, the tree,
+    /// the denominator on every lane (sqrt, add). Per element: one load, a division, one
+    /// store.
+    fn cost(&self) -> Cost {
+        let chunks = n64(muon::muon_chunks(self.a, self.b));
+        let (size, wg) = (n64(self.count * self.a * self.b), n64(self.count) * chunks);
+        Cost::elems(wg * (chunks + tree_flops(256) + 2 * 256) + size, wg * chunks + size, size)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        muon::muon_normalize(&mut outs[0], ins[0].f(), self.a, self.b)
+    }
+    fn examples() -> Vec<Self> {
+        // Matrices larger than the 256 lanes; matrices of three chunks.
+        vec![MuonNormalize { count: 2, a: 9, b: 37 }, MuonNormalize { count: 3, a: 50, b: 190 }]
     }
 }
 
@@ -254,51 +325,71 @@ impl OpDef for MuonApply {
 
 impl OpDef for GradSumSq {
     fn bindings(&self) -> Vec<BindingSpec> {
-        vec![BindingSpec::rw(self.slots), BindingSpec::rd(self.count)]
+        let mut specs = vec![BindingSpec::rw(self.parts)];
+        specs.extend((0..GRADS_PER_SUM).map(|k| BindingSpec::rd(self.bound(k))));
+        specs
     }
     fn check(&self) -> Result<(), String> {
-        if self.slot >= self.slots {
-            return Err(format!("grad_sum_sq: slot {} of {}", self.slot, self.slots));
+        let Self { counts, used, part_offset, parts } = *self;
+        if !(1..=GRADS_PER_SUM).contains(&used) {
+            return Err(format!("grad_sum_sq: {used} gradients, expected 1 to {GRADS_PER_SUM}"));
+        }
+        if counts[..used].contains(&0) || counts[used..].iter().any(|&c| c != 0) {
+            return Err(format!("grad_sum_sq: counts {counts:?} for {used} gradients"));
+        }
+        if part_offset + self.chunks() > parts {
+            return Err(format!(
+                "grad_sum_sq: {} partials from {part_offset} exceed the {parts} of its output",
+                self.chunks()
+            ));
         }
         Ok(())
     }
     fn kernel(&self) -> KernelCall {
-        let consts = vec![("COUNT", u(self.count)), ("SLOT", u(self.slot))];
-        KernelCall::new("clip", "grad_sum_sq", consts, [1, 1, 1])
+        let mut consts = vec![("USED", u(self.used))];
+        let names = ["COUNT0", "COUNT1", "COUNT2", "COUNT3", "COUNT4", "COUNT5", "COUNT6"];
+        consts.extend(names.iter().zip(self.counts).map(|(&name, c)| (name, u(c))));
+        consts.push(("PART_OFFSET", u(self.part_offset)));
+        KernelCall::new("clip", "grad_sum_sq", consts, grid_groups(self.chunks()))
     }
-    /// One 256-lane workgroup: every element loaded and squared into the lane's sum (a
-    /// multiply-add), the tree, one store.
+    /// Per element: one load, squared into the lane's sum (a multiply-add). Per chunk (one
+    /// 256-lane workgroup): the tree, one store.
     fn cost(&self) -> Cost {
-        let c = n64(self.count);
-        Cost::elems(2 * c + tree_flops(256), c, 1)
+        let c: u64 = self.counts.iter().map(|&c| n64(c)).sum();
+        let chunks = n64(self.chunks());
+        Cost::elems(2 * c + chunks * tree_flops(256), c, chunks)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
-        clip::grad_sum_sq(&mut outs[0], ins[0].f(), self.slot)
+        let grads: Vec<&[R]> = ins[..self.used].iter().map(|g| g.f()).collect();
+        clip::grad_sum_sq(&mut outs[0], &grads, self.part_offset)
     }
     fn examples() -> Vec<Self> {
-        vec![GradSumSq { count: 300, slot: 1, slots: 3 }]
+        // Two gradients (the rest padding) from an offset: a short one and one of three
+        // chunks, the last partial; all seven, each under one chunk.
+        vec![GradSumSq::new(&[300, 2100], 1, 6), GradSumSq::new(&[1, 5, 1024, 1025, 3, 77, 9], 0, 9)]
     }
 }
 
 impl OpDef for ClipCoef {
     fn bindings(&self) -> Vec<BindingSpec> {
-        // Per-gradient sums of squares.
-        vec![BindingSpec::rw(1), BindingSpec::rd(self.slots).within(Domain::NonNegative)]
+        // Partial sums of squares.
+        vec![BindingSpec::rw(1), BindingSpec::rd(self.parts).within(Domain::NonNegative)]
     }
     fn kernel(&self) -> KernelCall {
-        let consts = vec![("SLOTS", u(self.slots)), ("MAX_NORM", self.max_norm)];
+        let consts = vec![("PARTS", u(self.parts)), ("MAX_NORM", self.max_norm)];
         KernelCall::new("clip", "clip_coef", consts, [1, 1, 1])
     }
-    /// One invocation: the slots loaded and added, sqrt, add, div, min; one store.
+    /// One 256-lane workgroup: the partials loaded and added, the tree, then sqrt, add, div,
+    /// min; one store.
     fn cost(&self) -> Cost {
-        let s = n64(self.slots);
-        Cost::elems(s + 4, s, 1)
+        let p = n64(self.parts);
+        Cost::elems(p + tree_flops(256) + 4, p, 1)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
         clip::clip_coef(&mut outs[0], ins[0].f(), self.max_norm)
     }
     fn examples() -> Vec<Self> {
-        vec![ClipCoef { slots: 3, max_norm: 0.3 }]
+        vec![ClipCoef { parts: 3, max_norm: 0.3 }, ClipCoef { parts: 700, max_norm: 0.3 }]
     }
 }
 
