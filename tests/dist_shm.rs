@@ -95,6 +95,11 @@ impl Outcome {
         }
     }
 
+    fn err_owned(self) -> (String, String) {
+        let (kind, message) = self.err();
+        (kind.to_string(), message.to_string())
+    }
+
     fn err(&self) -> (&str, &str) {
         match self {
             Outcome::Err { kind, message } => {
@@ -421,6 +426,39 @@ fn abort_reaches_every_rank_with_its_reason() {
             "{message}"
         );
     }
+}
+
+#[test]
+fn a_rank_that_drops_its_group_fails_the_others_at_once() {
+    const TEST: &str = "a_rank_that_drops_its_group_fails_the_others_at_once";
+    if let Some(child) = as_child(TEST) {
+        finish_child(&child, |c| {
+            let mut group = ShmGroup::join_with(&c.run_id, c.rank, c.world, "same", &c.opts(Duration::from_secs(60)))?;
+            group.barrier()?;
+            if c.rank == 1 {
+                // As a rank returning from its work with an error of its own: the group is
+                // dropped while the process lives on.
+                drop(group);
+                std::thread::sleep(Duration::from_secs(60));
+                return Ok(Vec::new());
+            }
+            group.all_reduce_sum_f64(&mut [1.0])?;
+            Ok(Vec::new())
+        });
+    }
+    let mut group = spawn_group(TEST, 3, 64, "");
+    let mut lingering = group.children.remove(1);
+    let dir = group.out.path().to_path_buf();
+    let (first, last) = (group.children.remove(0), group.children.remove(0));
+    for (rank, mut child) in [(0, first), (2, last)] {
+        let status = child.wait().unwrap();
+        let (kind, message) = read_outcome(&dir, rank, status).err_owned();
+        assert!(kind == "PeerLeft" || kind == "Aborted", "rank {rank}: {kind}: {message}");
+        assert!(message.contains("rank 1 (pid") && message.contains("left the group"), "rank {rank}: {message}");
+    }
+    lingering.kill().unwrap();
+    lingering.wait().unwrap();
+    drop(group);
 }
 
 #[test]

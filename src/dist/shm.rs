@@ -250,6 +250,20 @@ impl Segment {
         }
     }
 
+    /// Writes the abort record, unless some rank already has (the first reason wins).
+    fn raise_abort(&self, rank: usize, reason: &str) {
+        let hdr = self.header();
+        if hdr.abort_state.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            let bytes = truncate_utf8(reason, REASON_BYTES);
+            for (cell, b) in hdr.abort_reason.iter().zip(bytes.bytes()) {
+                cell.store(b, Ordering::Relaxed);
+            }
+            hdr.abort_len.store(bytes.len() as u32, Ordering::Relaxed);
+            hdr.abort_rank.store(rank as u32, Ordering::Relaxed);
+            hdr.abort_state.store(2, Ordering::Release);
+        }
+    }
+
     /// A live process recorded in the segment (the creator or a joined rank), if any.
     fn live_member(&self) -> Option<(u32, String)> {
         let hdr = self.header();
@@ -279,6 +293,8 @@ pub struct ShmGroup {
     path: PathBuf,
     /// Rank 0's file identity (device, inode), so that it unlinks only its own segment.
     created: Option<(u64, u64)>,
+    /// Whether this process holds its rank's slot (false when another process had it).
+    claimed: bool,
     timeout: Duration,
     /// Barriers passed so far (this rank's sequence number).
     seq: u64,
@@ -362,17 +378,30 @@ impl ShmGroup {
             (open_existing(&path, rank, deadline)?, None)
         };
         if seg.world != world || seg.chunk_elems != opts.chunk_elems {
-            return Err(DistError::LayoutMismatch {
+            let e = DistError::LayoutMismatch {
                 path,
                 rank,
                 world,
                 chunk: opts.chunk_elems,
                 found_world: seg.world,
                 found_chunk: seg.chunk_elems,
-            });
+            };
+            // The ranks that did join learn of it now rather than at their join timeout.
+            seg.raise_abort(rank, &e.to_string());
+            return Err(e);
         }
-        let mut group =
-            ShmGroup { seg, rank, path, created, timeout: opts.timeout, seq: 0, ops: 0, failed: None, acc: Vec::new() };
+        let mut group = ShmGroup {
+            seg,
+            rank,
+            path,
+            created,
+            claimed: false,
+            timeout: opts.timeout,
+            seq: 0,
+            ops: 0,
+            failed: None,
+            acc: Vec::new(),
+        };
         group.claim_slot(digest)?;
         group.wait_joined(deadline)?;
         if let Some(id) = group.created {
@@ -412,8 +441,12 @@ impl ShmGroup {
         let pid = std::process::id();
         let slot = self.me();
         if let Err(holder) = slot.pid.compare_exchange(0, pid, Ordering::AcqRel, Ordering::Acquire) {
-            return Err(DistError::RankTaken { rank: self.rank, pid: holder });
+            let e = DistError::RankTaken { rank: self.rank, pid: holder };
+            self.raise_abort(&e.to_string());
+            return Err(e);
         }
+        self.claimed = true;
+        let slot = self.me();
         slot.start_time.store(own_start_time(), Ordering::Relaxed);
         for (cell, b) in slot.digest.iter().zip(digest.bytes()) {
             cell.store(b, Ordering::Relaxed);
@@ -525,16 +558,7 @@ impl ShmGroup {
     }
 
     fn raise_abort(&self, reason: &str) {
-        let hdr = self.seg.header();
-        if hdr.abort_state.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-            let bytes = truncate_utf8(reason, REASON_BYTES);
-            for (cell, b) in hdr.abort_reason.iter().zip(bytes.bytes()) {
-                cell.store(b, Ordering::Relaxed);
-            }
-            hdr.abort_len.store(bytes.len() as u32, Ordering::Relaxed);
-            hdr.abort_rank.store(self.rank as u32, Ordering::Relaxed);
-            hdr.abort_state.store(2, Ordering::Release);
-        }
+        self.seg.raise_abort(self.rank, reason);
     }
 
     /// The abort record, if some rank has aborted the group.
@@ -888,7 +912,9 @@ impl Drop for ShmGroup {
     fn drop(&mut self) {
         // Peers still waiting for this rank fail at once ("left the group") rather than at
         // their timeout.
-        self.me().joined.store(LEFT, Ordering::Release);
+        if self.claimed {
+            self.me().joined.store(LEFT, Ordering::Release);
+        }
         if let Some(id) = self.created.take() {
             if same_file(&self.path, id) {
                 let _ = std::fs::remove_file(&self.path);
