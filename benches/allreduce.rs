@@ -10,9 +10,12 @@
 //! two warm-up ones, in ms, and two bandwidths: `size / time` (the buffer's bytes, what a
 //! rank gets averaged per second) and the bus bandwidth `2 (P - 1) / P x size / time` (NCCL's
 //! convention: the bytes each rank must move in a ring all-reduce, comparable across P).
+#[cfg(target_os = "linux")]
 use std::process::{Command, Stdio};
+#[cfg(target_os = "linux")]
 use std::time::{Duration, Instant};
 
+#[cfg(target_os = "linux")]
 const ROLE: &str = "WGOLF_ALLREDUCE_RANK";
 
 fn main() -> anyhow::Result<()> {
@@ -30,6 +33,7 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+#[cfg(target_os = "linux")]
 struct Args {
     procs: Vec<usize>,
     elems: usize,
@@ -37,6 +41,7 @@ struct Args {
     chunk: usize,
 }
 
+#[cfg(target_os = "linux")]
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args { procs: vec![2, 4, 8], elems: 26_829_913, reps: 7, chunk: wgolf::dist::DEFAULT_CHUNK_ELEMS };
     let mut args = std::env::args().skip(1);
@@ -71,6 +76,10 @@ fn parent() -> anyhow::Result<()> {
     );
     println!("| processes | median ms | min ms | size/time GB/s | bus GB/s |");
     println!("|---:|---:|---:|---:|---:|");
+    // The machine's own pace for reference: one process copying the buffer (read + write).
+    let (median, min) = memcpy_ms(a.elems, a.reps);
+    let gbs = a.elems as f64 * 4.0 / (median * 1e-3) / 1e9;
+    println!("| memcpy, 1 process | {median:.1} | {min:.1} | {gbs:.2} | - |");
     for &p in &a.procs {
         let run_id = format!("bench-{}-{p}", std::process::id());
         let children: Vec<_> = (0..p)
@@ -103,6 +112,24 @@ fn parent() -> anyhow::Result<()> {
         println!("| {p} | {median:.1} | {min:.1} | {algbw:.2} | {busbw:.2} |");
     }
     Ok(())
+}
+
+/// Median and fastest time of copying `elems` f32 between two warm buffers, in ms.
+#[cfg(target_os = "linux")]
+fn memcpy_ms(elems: usize, reps: usize) -> (f64, f64) {
+    let src: Vec<f32> = (0..elems).map(|i| i as f32).collect();
+    let mut dst = vec![0.0f32; elems];
+    let mut times: Vec<f64> = (0..reps + 2)
+        .map(|_| {
+            let start = Instant::now();
+            dst.copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(&dst);
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .skip(2)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[0])
 }
 
 #[cfg(target_os = "linux")]
