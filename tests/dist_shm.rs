@@ -462,6 +462,46 @@ fn a_rank_that_drops_its_group_fails_the_others_at_once() {
 }
 
 #[test]
+fn ranks_started_with_other_launch_parameters_are_refused() {
+    const TEST: &str = "ranks_started_with_other_launch_parameters_are_refused";
+    if let Some(child) = as_child(TEST) {
+        finish_child(&child, |c| {
+            // "chunk": rank 1 expects another chunk size; "dup": rank 2 claims rank 1.
+            let (rank, chunk) = match (c.part.as_str(), c.rank) {
+                ("chunk", 1) => (1, 128),
+                ("dup", 2) => (1, c.chunk),
+                _ => (c.rank, c.chunk),
+            };
+            if c.part == "dup" && c.rank == 2 {
+                // Let the real rank 1 claim its slot first.
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let opts = JoinOptions { chunk_elems: chunk, timeout: Duration::from_secs(20) };
+            let mut group = ShmGroup::join_with(&c.run_id, rank, c.world, "same", &opts)?;
+            group.barrier()?;
+            Ok(Vec::new())
+        });
+    }
+    let outcomes = spawn_group(TEST, 2, 64, "chunk").outcomes();
+    let (kind, message) = outcomes[1].err();
+    assert_eq!(kind, "LayoutMismatch", "{message}");
+    assert!(message.contains("chunk 64 elements; rank 1 was started with world 2 and chunk 128"), "{message}");
+    let (kind, message) = outcomes[0].err();
+    assert_eq!(kind, "Aborted", "rank 0 learns of it at once: {message}");
+    assert!(message.contains("rank 1 aborted the group") && message.contains("chunk 128"), "{message}");
+
+    let outcomes = spawn_group(TEST, 3, 64, "dup").outcomes();
+    let (kind, message) = outcomes[2].err();
+    assert_eq!(kind, "RankTaken", "{message}");
+    assert!(message.contains("rank 1 is already taken by pid"), "{message}");
+    for rank in [0, 1] {
+        let (kind, message) = outcomes[rank].err();
+        assert_eq!(kind, "Aborted", "rank {rank}: {message}");
+        assert!(message.contains("rank 1 is already taken"), "rank {rank}: {message}");
+    }
+}
+
+#[test]
 fn ranks_calling_different_collectives_are_stopped() {
     const TEST: &str = "ranks_calling_different_collectives_are_stopped";
     if let Some(child) = as_child(TEST) {

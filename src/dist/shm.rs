@@ -1117,7 +1117,7 @@ impl Backoff {
 
     /// Whether the periodic checks (deadline, liveness, abort) are due; true on the first call.
     fn check_due(&mut self) -> bool {
-        if self.iter % 32 != 0 {
+        if !self.iter.is_multiple_of(32) {
             return false;
         }
         let now = Instant::now();
