@@ -1231,7 +1231,8 @@ mod tests {
     #[test]
     fn proc_stat_reads_this_process() {
         let (state, start) = proc_stat(std::process::id()).expect("own /proc entry");
-        assert_eq!(state, 'R');
+        // The leader thread's state: the harness's main thread waits on this one.
+        assert!(state == 'R' || state == 'S', "state {state}");
         assert!(start > 0);
         assert!(matches!(liveness(std::process::id(), start), Liveness::Alive));
         assert!(matches!(liveness(std::process::id(), start + 1), Liveness::Dead));
