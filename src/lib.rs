@@ -7,11 +7,10 @@
 //! what the host writes into it), [`eval`] (validation, the exported weights), [`train`]
 //! (the loop, which calls eval at the end), [`report`] (curves and report.md from a run's
 //! metrics) and [`progress`] (bars and plain progress lines); [`dist`] holds the collectives between the processes
-//! of a multi-GPU run (Linux). See ARCHITECTURE.md.
+//! of a multi-GPU run (Linux; elsewhere joining a group is an error). See ARCHITECTURE.md.
 pub mod checkpoint;
 pub mod config;
 pub mod data;
-#[cfg(target_os = "linux")]
 pub mod dist;
 pub mod eval;
 pub mod exec;

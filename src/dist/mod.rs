@@ -28,9 +28,14 @@
 //! all-gather here. Only the middle step crosses the network, carrying 1/P of the gradients
 //! per rank.
 //!
-//! Linux only (/dev/shm, /proc).
+//! Linux only (/dev/shm, /proc): elsewhere `ShmGroup` has no values and `join` fails saying
+//! so (`unsupported.rs`), so single-process builds are unaffected.
 
 mod error;
+#[cfg(target_os = "linux")]
+mod shm;
+#[cfg(not(target_os = "linux"))]
+#[path = "unsupported.rs"]
 mod shm;
 
 pub use error::DistError;
