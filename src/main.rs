@@ -250,7 +250,13 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train { config, out, resume, checkpoint_every, adapter, cpu, nproc_per_node } => {
             let backend = if cpu { Backend::Cpu } else { Backend::Gpu(adapter.adapter) };
             match worker_env()? {
-                Some(dist) => train(&config, out, resume, checkpoint_every, backend, Some(dist)),
+                Some(dist) => {
+                    let backend = match backend {
+                        Backend::Gpu(None) => Backend::Gpu(rank_adapter(dist.rank, dist.world)?),
+                        chosen => chosen,
+                    };
+                    train(&config, out, resume, checkpoint_every, backend, Some(dist))
+                }
                 None if nproc_per_node > 1 => launch(nproc_per_node),
                 None => train(&config, out, resume, checkpoint_every, backend, None),
             }
@@ -736,4 +742,23 @@ fn killed_by_signal(status: &std::process::ExitStatus) -> bool {
 #[cfg(not(unix))]
 fn killed_by_signal(_: &std::process::ExitStatus) -> bool {
     false
+}
+
+/// The adapter of local rank `rank` when none was chosen: the rank-th discrete GPU, or the
+/// default adapter for every rank when there is no discrete GPU (lavapipe, tests).
+fn rank_adapter(rank: usize, world: usize) -> Result<Option<String>> {
+    let discrete: Vec<usize> = wgolf::gpu::context::list_adapters()
+        .iter()
+        .filter(|a| a.info.device_type == wgpu::DeviceType::DiscreteGpu)
+        .map(|a| a.index)
+        .collect();
+    match discrete.get(rank) {
+        Some(index) => Ok(Some(index.to_string())),
+        None if discrete.is_empty() => Ok(None),
+        None => anyhow::bail!(
+            "rank {rank} of {world}: only {} discrete GPUs for {world} processes (one each); \
+             pass --adapter to put every rank on one adapter",
+            discrete.len()
+        ),
+    }
 }

@@ -10,6 +10,9 @@
 //! keeps one) on its own forward-only plan (sharing the training executor's device) and the
 //! loop writes a `val` event; the weights file is written last; [`crate::report`] then draws `curves.png` and writes `report.md`.
 //! Progress (a live bar on a terminal, plain lines elsewhere) is [`crate::progress`]'s.
+//! With [`DistOptions`] (`wgolf train --nproc-per-node N`) the process is one rank of a
+//! group: its own share of each step's micro-batches, gradients averaged over the ranks
+//! before every optimizer pass, and rank 0 alone writing and logging.
 use crate::checkpoint::{self, Loaded};
 use crate::config::Config;
 use crate::data::{BpbAccumulator, TrainStream};
