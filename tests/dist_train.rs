@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use wgolf::tolerance::{tolerance, Check};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wgolf"));
@@ -20,7 +21,9 @@ fn train_args(out: &Path, steps: usize) -> Vec<String> {
         format!("train.steps={steps}"),
         "train.grad_accum=2".into(),
         "train.log_every=1".into(),
-        "train.val_seqs=8".into(),
+        // 9 sequences: the ranks' shares of a periodic validation are 4 and 5.
+        "train.val_seqs=9".into(),
+        "eval.val_every=2".into(),
     ] {
         args.push("--set".into());
         args.push(set);
@@ -35,6 +38,20 @@ fn train_losses(run: &Path) -> Vec<f64> {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["event"] == "train")
         .map(|v| v["train_loss"].as_f64().unwrap())
+        .collect()
+}
+
+/// (step, val_loss, val_tokens, val_bytes) of every `val` event.
+fn val_events(run: &Path) -> Vec<(u64, f64, u64, u64)> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "val")
+        .map(|v| {
+            let int = |k: &str| v[k].as_u64().unwrap();
+            (int("step"), v["val_loss"].as_f64().unwrap(), int("val_tokens"), int("val_bytes"))
+        })
         .collect()
 }
 
@@ -68,6 +85,17 @@ fn two_processes_train_as_one_with_the_same_global_batch() {
     let (losses_one, losses_two) = (train_losses(&one), train_losses(&two));
     assert_eq!(losses_one.len(), 3);
     assert_eq!(losses_one, losses_two, "two processes differ from one");
+    // The periodic validation at step 2 is split between the ranks (4 and 5 sequences) and
+    // summed; the final one is rank 0's alone. Tokens and bytes are exact; the loss sums are
+    // f64 sums of the same terms grouped differently.
+    let (val_one, val_two) = (val_events(&one), val_events(&two));
+    assert_eq!(val_one.iter().map(|v| v.0).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(val_one.len(), val_two.len());
+    for (a, b) in val_one.iter().zip(&val_two) {
+        assert_eq!((a.0, a.2, a.3), (b.0, b.2, b.3), "val event at step {}", a.0);
+        let rtol = tolerance(Check::RankSums).rtol as f64;
+        assert!((a.1 - b.1).abs() <= rtol * a.1.abs(), "step {}: val_loss {} vs {}", a.0, a.1, b.1);
+    }
     // Rank 0 alone logs: one announcement, one summary line.
     assert_eq!(stderr.matches("wgolf train:").count(), 1, "{stderr}");
     assert!(stderr.contains("x 2 processes"), "{stderr}");

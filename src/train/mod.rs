@@ -246,9 +246,8 @@ impl<'a> Run<'a> {
         let val_every = cfg.eval.val_every;
         if val_every > 0 && step.is_multiple_of(val_every) && step < t.steps && !capped {
             let start = Instant::now();
-            // Every rank scores (the same weights, so the same figures) rather than waiting at
-            // the next step's all-reduce for longer than its timeout; rank 0 reports.
-            let acc = self.validate("val")?;
+            // Every rank scores its share of the sequences; rank 0 reports the sums.
+            let acc = self.validate("val", true)?;
             let secs = start.elapsed().as_secs_f64();
             self.clock.exclude(secs);
             self.throughput.exclude(secs);
@@ -324,12 +323,25 @@ impl<'a> Run<'a> {
     }
 
     /// Scores `train.val_seqs` validation sequences on the exported weights, through the
-    /// evaluation scorer (built on first use).
-    fn validate(&mut self, label: &str) -> Result<BpbAccumulator> {
+    /// evaluation scorer (built on first use). With several ranks each scores its contiguous
+    /// share of the sequences and the loss, token and byte sums are added over the ranks
+    /// (`all_reduce_sum_f64`) when `sharded` (every rank must call it then); the end of the
+    /// run scores on rank 0 alone (see `finish`).
+    fn validate(&mut self, label: &str, sharded: bool) -> Result<BpbAccumulator> {
         self.build_scorer()?;
         let scorer = self.scorer.as_mut().expect("built above");
         scorer.load_exported(&self.plan, self.ex.as_mut())?;
-        eval::validate(scorer, self.cfg, &self.val, label)
+        let Some(group) = self.group.as_mut().filter(|_| sharded) else {
+            return eval::validate(scorer, self.cfg, &self.val, label);
+        };
+        let n = self.val.scored(self.cfg.train.val_seqs);
+        let (world, rank) = (group.world(), group.rank());
+        let share = n * rank / world..n * (rank + 1) / world;
+        let mut progress = Progress::new(label, share.len() as u64, Unit::Count);
+        let acc = eval::evaluate_seqs(scorer, &self.val, share, &mut progress)?;
+        let mut sums = [acc.loss_sum, acc.tokens as f64, acc.bytes as f64];
+        group.all_reduce_sum_f64(&mut sums)?;
+        Ok(BpbAccumulator { loss_sum: sums[0], tokens: sums[1] as u64, bytes: sums[2] as u64 })
     }
 
     /// The same score on the trained parameters themselves rather than their EMA: `None`
@@ -463,7 +475,7 @@ impl<'a> Run<'a> {
             self.event(json!({"event": "val_raw", "step": self.step, "val_loss": raw.val_loss(), "val_bpb": raw.val_bpb(), "val_tokens": raw.tokens(), "val_bytes": raw.bytes(), "seconds": secs, "elapsed_s": train_secs}))?;
         }
         let val_start = Instant::now();
-        let acc = self.validate("validation")?;
+        let acc = self.validate("validation", false)?;
         self.stages.push(("validation".into(), val_start.elapsed().as_secs_f64()));
         eprintln!(
             "validation: {} tokens, {} bytes: val_loss {:.4} val_bpb {:.4} ({:.1} s)",
