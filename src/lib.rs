@@ -6,10 +6,12 @@
 //! wgpu), [`data`] (shards, loaders, tokenizer, bpb), [`host`] (the executor choice and
 //! what the host writes into it), [`eval`] (validation, the exported weights), [`train`]
 //! (the loop, which calls eval at the end), [`report`] (curves and report.md from a run's
-//! metrics) and [`progress`] (bars and plain progress lines). See ARCHITECTURE.md.
+//! metrics) and [`progress`] (bars and plain progress lines); [`dist`] holds the collectives between the processes
+//! of a multi-GPU run (Linux; elsewhere joining a group is an error). See ARCHITECTURE.md.
 pub mod checkpoint;
 pub mod config;
 pub mod data;
+pub mod dist;
 pub mod eval;
 pub mod exec;
 pub mod fsutil;

@@ -87,6 +87,11 @@ enum Command {
         /// Run on the CPU reference executor instead of the GPU (slow; for debugging).
         #[arg(long)]
         cpu: bool,
+        /// Train with N processes on this node (one per GPU): each runs grad_accum / N of every
+        /// step's micro-batches on its span of the data, and the gradients are averaged
+        /// through shared memory before each optimizer step. Rank 0 writes the run directory.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        nproc_per_node: usize,
     },
     /// Report val_loss and val_bpb of a checkpoint's weights (its EMA when it kept one) or
     /// of a weights file, on the first N validation sequences, or with --stride the
@@ -242,9 +247,19 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { adapter, config, overrides, kernels } => {
             info(adapter.adapter.as_deref(), config, &overrides, kernels)
         }
-        Command::Train { config, out, resume, checkpoint_every, adapter, cpu } => {
+        Command::Train { config, out, resume, checkpoint_every, adapter, cpu, nproc_per_node } => {
             let backend = if cpu { Backend::Cpu } else { Backend::Gpu(adapter.adapter) };
-            train(&config, out, resume, checkpoint_every, backend)
+            match worker_env()? {
+                Some(dist) => {
+                    let backend = match backend {
+                        Backend::Gpu(None) => Backend::Gpu(rank_adapter(dist.rank, dist.world)?),
+                        chosen => chosen,
+                    };
+                    train(&config, out, resume, checkpoint_every, backend, Some(dist))
+                }
+                None if nproc_per_node > 1 => launch(nproc_per_node),
+                None => train(&config, out, resume, checkpoint_every, backend, None),
+            }
         }
         Command::Eval { checkpoint, artifact, val_seqs, config, mut overrides, stride, json, ttt, adapter } => {
             overrides.extend(ttt.map(|t| format!("eval.ttt=\"{t}\"")));
@@ -351,7 +366,9 @@ fn train(
     resume: Option<PathBuf>,
     checkpoint_every: usize,
     backend: Backend,
+    dist: Option<wgolf::train::DistOptions>,
 ) -> Result<()> {
+    let leader = dist.as_ref().is_none_or(|d| d.rank == 0);
     let (cfg, out_dir, resume, config_source) = match resume {
         Some(dir) => {
             let ck = checkpoint::read(&checkpoint::checkpoint_path(&dir))?;
@@ -368,8 +385,11 @@ fn train(
             (cfg, out.unwrap_or_else(|| PathBuf::from("runs").join(stem)), None, Some(config.config.clone()))
         }
     };
-    let opts = TrainOptions { out_dir: out_dir.clone(), backend, resume, checkpoint_every, config_source };
+    let opts = TrainOptions { out_dir: out_dir.clone(), backend, resume, checkpoint_every, config_source, dist };
     let summary = wgolf::train::train(&cfg, opts)?;
+    if !leader {
+        return Ok(());
+    }
     println!(
         "done: {} steps, train_loss {:.4}, val_loss {:.4}, val_bpb {:.4}, {:.0} tok/s, {:.1} ms/step on {}; outputs in {}",
         summary.steps,
@@ -614,5 +634,131 @@ fn check(config: &ConfigArg, adapter: Option<&str>) -> Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// A worker of `wgolf train --nproc-per-node N`: its rank from the launcher's environment
+/// (WORLD_SIZE, RANK, LOCAL_RANK as torchrun sets them, and WGOLF_RUN_ID), or None.
+fn worker_env() -> Result<Option<wgolf::train::DistOptions>> {
+    let Ok(rank) = std::env::var("RANK") else { return Ok(None) };
+    let var = |k: &str| -> Result<usize> {
+        let v =
+            std::env::var(k).map_err(|_| anyhow::anyhow!("RANK is set, so {k} must be too (a launcher's worker)"))?;
+        v.trim().parse().map_err(|_| anyhow::anyhow!("{k}={v}: expected a non-negative integer"))
+    };
+    let rank: usize =
+        rank.trim().parse().map_err(|_| anyhow::anyhow!("RANK={rank}: expected a non-negative integer"))?;
+    let world = var("WORLD_SIZE")?;
+    let local = var("LOCAL_RANK")?;
+    anyhow::ensure!(
+        local == rank,
+        "LOCAL_RANK {local} differs from RANK {rank}: multi-node runs are not supported yet"
+    );
+    // The segment's name: the launcher's, or torchrun's run id; equal on every rank, unique per launch.
+    let run_id = std::env::var("WGOLF_RUN_ID").or_else(|_| std::env::var("TORCHELASTIC_RUN_ID")).map_err(|_| {
+        anyhow::anyhow!("RANK is set, so WGOLF_RUN_ID must be too (the same on every rank of a launch)")
+    })?;
+    let secs = match std::env::var("WGOLF_DIST_TIMEOUT_S") {
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .ok_or_else(|| anyhow::anyhow!("WGOLF_DIST_TIMEOUT_S={v}: expected positive seconds"))?,
+        Err(_) => 20.0,
+    };
+    Ok(Some(wgolf::train::DistOptions { rank, world, run_id, timeout: std::time::Duration::from_secs_f64(secs) }))
+}
+
+/// `wgolf train --nproc-per-node N`: runs N copies of this command, rank 0 first, with the
+/// launcher's environment (WORLD_SIZE, RANK, LOCAL_RANK, WGOLF_RUN_ID), and waits for them.
+/// Ranks other than 0 keep stderr (their errors) and lose stdout; when one fails, the others
+/// fail on their own within their timeout (the group's errors name the rank) and are killed
+/// if they have not after 30 s.
+fn launch(nproc: usize) -> Result<()> {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    let exe = std::env::current_exe()?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let millis = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let run_id = format!("train-{}-{millis}", std::process::id());
+    let mut children = Vec::with_capacity(nproc);
+    for rank in 0..nproc {
+        let mut cmd = Command::new(&exe);
+        cmd.args(&args)
+            .env("WORLD_SIZE", nproc.to_string())
+            .env("RANK", rank.to_string())
+            .env("LOCAL_RANK", rank.to_string())
+            .env("WGOLF_RUN_ID", &run_id);
+        if rank > 0 {
+            cmd.env("WGOLF_PROGRESS", "off").stdout(Stdio::null());
+        }
+        children.push(cmd.spawn().map_err(|e| anyhow::anyhow!("starting rank {rank} ({}): {e}", exe.display()))?);
+    }
+    let mut failed: Option<(usize, std::process::ExitStatus, Instant)> = None;
+    let mut done = vec![false; nproc];
+    loop {
+        for (rank, child) in children.iter_mut().enumerate() {
+            if done[rank] {
+                continue;
+            }
+            if let Some(status) = child.try_wait()? {
+                done[rank] = true;
+                if !status.success() && failed.is_none() {
+                    failed = Some((rank, status, Instant::now()));
+                }
+            }
+        }
+        if done.iter().all(|&d| d) {
+            break;
+        }
+        if let Some((_, _, at)) = failed {
+            if at.elapsed() > Duration::from_secs(30) {
+                for (rank, child) in children.iter_mut().enumerate() {
+                    if !done[rank] {
+                        eprintln!("wgolf train: rank {rank} still running 30 s after another failed; killing it");
+                        let _ = child.kill();
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match failed {
+        Some((rank, status, _)) if killed_by_signal(&status) => {
+            anyhow::bail!("rank {rank} of {nproc} was killed ({status}); the other ranks' errors are above")
+        }
+        Some((rank, status, _)) => anyhow::bail!("rank {rank} of {nproc} failed ({status}); its error is above"),
+        None => Ok(()),
+    }
+}
+
+#[cfg(unix)]
+fn killed_by_signal(status: &std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal().is_some()
+}
+
+#[cfg(not(unix))]
+fn killed_by_signal(_: &std::process::ExitStatus) -> bool {
+    false
+}
+
+/// The adapter of local rank `rank` when none was chosen: the rank-th discrete GPU, or the
+/// default adapter for every rank when there is no discrete GPU (lavapipe, tests).
+fn rank_adapter(rank: usize, world: usize) -> Result<Option<String>> {
+    let discrete: Vec<usize> = wgolf::gpu::context::list_adapters()
+        .iter()
+        .filter(|a| a.info.device_type == wgpu::DeviceType::DiscreteGpu)
+        .map(|a| a.index)
+        .collect();
+    match discrete.get(rank) {
+        Some(index) => Ok(Some(index.to_string())),
+        None if discrete.is_empty() => Ok(None),
+        None => anyhow::bail!(
+            "rank {rank} of {world}: only {} discrete GPUs for {world} processes (one each); \
+             pass --adapter to put every rank on one adapter",
+            discrete.len()
+        ),
     }
 }

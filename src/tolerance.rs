@@ -27,6 +27,9 @@ pub enum Check {
     FiniteDiff,
     /// An optimizer update kernel against its CPU reference over several steps.
     Optimizer,
+    /// An f64 sum over f32 terms (validation loss sums) split among ranks and added back,
+    /// against the same sum in one process: the same terms grouped differently.
+    RankSums,
 }
 
 /// The tolerance of each check.
@@ -39,6 +42,7 @@ pub const fn tolerance(check: Check) -> Tolerance {
         Check::Model => Tolerance { atol: 0.0, rtol: 2e-3, scale_rtol: 1e-4 },
         Check::FiniteDiff => Tolerance { atol: 1e-7, rtol: 1e-5, scale_rtol: 0.0 },
         Check::Optimizer => Tolerance { atol: 1e-6, rtol: 1e-4, scale_rtol: 0.0 },
+        Check::RankSums => Tolerance { atol: 0.0, rtol: 1e-9, scale_rtol: 0.0 },
     }
 }
 

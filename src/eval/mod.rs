@@ -67,11 +67,22 @@ pub fn evaluate_with(
     max_seqs: usize,
     progress: &mut Progress,
 ) -> Result<BpbAccumulator> {
-    let total = val.scored(max_seqs);
+    evaluate_seqs(scorer, val, 0..val.scored(max_seqs), progress)
+}
+
+/// The non-sliding pass over the validation sequences `seqs` (one rank's share of a
+/// multi-process validation; the ranks' accumulators add up to the whole pass's).
+pub fn evaluate_seqs(
+    scorer: &mut Scorer,
+    val: &ValData,
+    seqs: std::ops::Range<usize>,
+    progress: &mut Progress,
+) -> Result<BpbAccumulator> {
+    let total = seqs.end.min(val.set.num_seqs());
     let t = val.set.seq_len();
     let tokens = val.set.tokens();
     let mut acc = BpbAccumulator::new();
-    let mut start = 0;
+    let mut start = seqs.start;
     while start < total {
         let end = (start + scorer.batch()).min(total);
         let batch: Vec<Window<'_>> =
@@ -81,7 +92,7 @@ pub fn evaluate_with(
         start = end;
         // The read-back above waited for the device, so the position is real.
         if progress.due() {
-            progress.update(start as u64, &format!("loss {:.4}", acc.val_loss()));
+            progress.update((start - seqs.start) as u64, &format!("loss {:.4}", acc.val_loss()));
         }
     }
     progress.finish();

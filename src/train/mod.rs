@@ -10,6 +10,9 @@
 //! keeps one) on its own forward-only plan (sharing the training executor's device) and the
 //! loop writes a `val` event; the weights file is written last; [`crate::report`] then draws `curves.png` and writes `report.md`.
 //! Progress (a live bar on a terminal, plain lines elsewhere) is [`crate::progress`]'s.
+//! With [`DistOptions`] (`wgolf train --nproc-per-node N`) the process is one rank of a
+//! group: its own share of each step's micro-batches, gradients averaged over the ranks
+//! before every optimizer pass, and rank 0 alone writing and logging.
 use crate::checkpoint::{self, Loaded};
 use crate::config::Config;
 use crate::data::{BpbAccumulator, TrainStream};
@@ -44,12 +47,36 @@ pub struct TrainOptions {
     pub checkpoint_every: usize,
     /// The config file the config was loaded from, for the report's diff (None: not shown).
     pub config_source: Option<PathBuf>,
+    /// This process's place in a multi-process run on one node (None: a single process).
+    pub dist: Option<DistOptions>,
+}
+
+/// One rank of a run of `world` processes on one node (`wgolf train --nproc-per-node N`):
+/// each runs `grad_accum / world` of every step's micro-batches on its own device, on its
+/// span of the training stream, and the parameter gradients are averaged over the ranks
+/// ([`crate::dist::ShmGroup`]) before every optimizer pass. Rank 0 alone writes the run
+/// directory and logs; the others print only errors.
+#[derive(Clone, Debug)]
+pub struct DistOptions {
+    pub rank: usize,
+    pub world: usize,
+    /// Names the shared-memory segment: unique per launch.
+    pub run_id: String,
+    /// The bound on every wait for another rank.
+    pub timeout: std::time::Duration,
 }
 
 impl TrainOptions {
     /// A new run into `out_dir` on `backend`, checkpointed at the end only.
     pub fn new(out_dir: impl Into<PathBuf>, backend: Backend) -> Self {
-        TrainOptions { out_dir: out_dir.into(), backend, resume: None, checkpoint_every: 0, config_source: None }
+        TrainOptions {
+            out_dir: out_dir.into(),
+            backend,
+            resume: None,
+            checkpoint_every: 0,
+            config_source: None,
+            dist: None,
+        }
     }
 }
 
@@ -82,7 +109,12 @@ pub fn train(cfg: &Config, opts: TrainOptions) -> Result<TrainSummary> {
 
 /// A run in progress: what setup built, and what the loop carries from step to step.
 struct Run<'a> {
+    /// The run's config (what config.toml, the checkpoint and the logs show).
     cfg: &'a Config,
+    /// This rank's config: `cfg` with `grad_accum` divided by the world size.
+    local: Config,
+    /// The other ranks of a multi-process run.
+    group: Option<crate::dist::ShmGroup>,
     opts: &'a TrainOptions,
     plan: Plan,
     ex: Box<dyn Executor>,
@@ -92,7 +124,8 @@ struct Run<'a> {
     scorer: Option<Scorer>,
     stream: TrainStream,
     val: ValData,
-    metrics: Metrics,
+    /// None on ranks other than 0, which write nothing.
+    metrics: Option<Metrics>,
     adapter: String,
     first_step: usize,
     /// Steps done (the next step's 0-based index).
@@ -110,12 +143,20 @@ impl<'a> Run<'a> {
     /// initializes the state or restores it from the checkpoint.
     fn setup(cfg: &'a Config, opts: &'a TrainOptions) -> Result<Self> {
         let setup_start = Instant::now();
+        let local = local_config(cfg, opts.dist.as_ref())?;
         let mut stream = TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?;
         let val = ValData::open(cfg)?;
-        let plan = crate::model::build_plan(cfg)?;
+        let plan = crate::model::build_plan(&local)?;
+        let group = match &opts.dist {
+            Some(d) => Some(join_group(cfg, &plan, d)?),
+            None => None,
+        };
+        let leader = opts.dist.as_ref().is_none_or(|d| d.rank == 0);
         let out = &opts.out_dir;
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        crate::fsutil::write_atomic(&out.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
+        if leader {
+            std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+            crate::fsutil::write_atomic(&out.join("config.toml"), toml::to_string(cfg)?.as_bytes())?;
+        }
 
         let setup = Instant::now();
         let device = Device::open(&opts.backend)?;
@@ -132,12 +173,17 @@ impl<'a> Run<'a> {
                 (0, 0.0)
             }
         };
-        let (mut metrics, cut) = Metrics::open(&out.join("metrics.jsonl"), opts.resume.as_ref().map(|_| first_step))?;
-        if cut > 0 {
-            eprintln!("metrics.jsonl: cut {cut} lines logged after the checkpoint of step {first_step}");
+        let mut metrics = None;
+        if leader {
+            let (m, cut) = Metrics::open(&out.join("metrics.jsonl"), opts.resume.as_ref().map(|_| first_step))?;
+            if cut > 0 {
+                eprintln!("metrics.jsonl: cut {cut} lines logged after the checkpoint of step {first_step}");
+            }
+            announce(cfg, &plan, first_step, &adapter, setup.elapsed().as_secs_f64(), opts.dist.as_ref());
+            metrics = Some(m);
         }
-        announce(cfg, &plan, first_step, &adapter, setup.elapsed().as_secs_f64());
-        metrics.event(json!({"event": if opts.resume.is_some() { "resume" } else { "start" }, "step": first_step, "adapter": adapter, "device": ex.device(), "params": plan.param_count(), "step_tokens": cfg.step_tokens(), "config": cfg, "version": env!("CARGO_PKG_VERSION"), "commit": crate::report::COMMIT}))?;
+        let world = opts.dist.as_ref().map_or(1, |d| d.world);
+        metrics.as_mut().map_or(Ok(()), |m| m.event(json!({"event": if opts.resume.is_some() { "resume" } else { "start" }, "step": first_step, "adapter": adapter, "device": ex.device(), "params": plan.param_count(), "step_tokens": cfg.step_tokens(), "config": cfg, "version": env!("CARGO_PKG_VERSION"), "commit": crate::report::COMMIT, "world_size": world})))?;
         let mut progress = Progress::new("train", cfg.train.steps as u64, Unit::Count);
         progress.show_rate(cfg.step_tokens() as f64, "tok/s");
         if cfg.train.max_wallclock_s > 0.0 {
@@ -145,6 +191,8 @@ impl<'a> Run<'a> {
         }
         Ok(Run {
             cfg,
+            local,
+            group,
             opts,
             plan,
             ex,
@@ -168,14 +216,22 @@ impl<'a> Run<'a> {
     /// wall-clock cap stops the run here.
     fn advance(&mut self) -> Result<bool> {
         let (cfg, t) = (self.cfg, &self.cfg.train);
-        let scale = cfg.lr_scale_at(self.step, self.clock.elapsed());
-        train_step(self.ex.as_mut(), &self.plan, cfg, &mut self.stream, self.step, scale)?;
+        let scale = cfg.lr_scale_at(self.step, self.agreed_elapsed()?);
+        step::train_step_on(
+            self.ex.as_mut(),
+            &self.plan,
+            &self.local,
+            &mut self.stream,
+            self.step,
+            scale,
+            self.group.as_mut(),
+        )?;
         self.step += 1;
         if cfg.needs_wallclock() {
             self.ex.sync()?;
         }
         let step = self.step;
-        let capped = cfg.wallclock_reached(self.clock.elapsed());
+        let capped = cfg.wallclock_reached(self.agreed_elapsed()?);
         if step.is_multiple_of(t.log_every) || step == t.steps || step == self.first_step + 1 || capped {
             self.log(scale)?;
         }
@@ -183,16 +239,19 @@ impl<'a> Run<'a> {
             // Wait for the device so that the bar shows steps done, not steps submitted.
             self.ex.sync()?;
             let loss = if self.last_loss.is_finite() { format!("loss {:.4}", self.last_loss) } else { "loss -".into() };
-            self.progress.update(step as u64, &loss);
+            if self.leader() {
+                self.progress.update(step as u64, &loss);
+            }
         }
         let val_every = cfg.eval.val_every;
         if val_every > 0 && step.is_multiple_of(val_every) && step < t.steps && !capped {
             let start = Instant::now();
-            let acc = self.validate("val")?;
+            // Every rank scores its share of the sequences; rank 0 reports the sums.
+            let acc = self.validate("val", true)?;
             let secs = start.elapsed().as_secs_f64();
             self.clock.exclude(secs);
             self.throughput.exclude(secs);
-            self.progress.println(&format!(
+            self.println(&format!(
                 "step {step:>6}/{} val_loss {:.4} val_bpb {:.4} ({secs:.1} s)",
                 t.steps,
                 acc.val_loss(),
@@ -201,40 +260,88 @@ impl<'a> Run<'a> {
             self.val_event(&acc, self.clock.elapsed())?;
         }
         let every = self.opts.checkpoint_every;
-        if every > 0 && step.is_multiple_of(every) && step < t.steps && !capped {
+        if every > 0 && step.is_multiple_of(every) && step < t.steps && !capped && self.leader() {
             self.save_checkpoint(self.clock.elapsed())?;
         }
         if capped {
-            self.progress
-                .println(&format!("stopping at step {step}: the {} s training-time cap is reached", t.max_wallclock_s));
+            self.println(&format!("stopping at step {step}: the {} s training-time cap is reached", t.max_wallclock_s));
         }
         Ok(capped)
+    }
+
+    /// Whether this process writes the run directory and logs (rank 0, or a single process).
+    fn leader(&self) -> bool {
+        self.group.as_ref().is_none_or(|g| g.rank() == 0)
+    }
+
+    /// A log line, from rank 0 only.
+    fn println(&self, line: &str) {
+        if self.leader() {
+            self.progress.println(line);
+        }
+    }
+
+    /// A metrics event, from rank 0 only.
+    fn event(&mut self, value: serde_json::Value) -> Result<()> {
+        match self.metrics.as_mut() {
+            Some(m) => m.event(value),
+            None => Ok(()),
+        }
+    }
+
+    /// The training time the schedules and the stop rule see: on several ranks, the slowest
+    /// rank's (`all_reduce_max_f64`), so that every rank takes the same decisions.
+    fn agreed_elapsed(&mut self) -> Result<f64> {
+        let mut elapsed = [self.clock.elapsed()];
+        if let Some(group) = self.group.as_mut().filter(|_| self.cfg.needs_wallclock()) {
+            group.all_reduce_max_f64(&mut elapsed)?;
+        }
+        Ok(elapsed[0])
     }
 
     /// Reads the loss back (waiting for the GPU), ends the throughput window, and writes the
     /// log line and the `train` event. A non-finite loss ends the run with an error.
     fn log(&mut self, scale: f32) -> Result<()> {
         let (cfg, step) = (self.cfg, self.step);
-        let loss = self.ex.read(self.plan.io().loss_total)?[0];
+        let mut loss = self.ex.read(self.plan.io().loss_total)?[0];
+        if let Some(group) = self.group.as_mut() {
+            // Each rank's loss is the mean over its tokens; the step's is the mean over ranks.
+            let mut sum = [loss as f64];
+            group.all_reduce_sum_f64(&mut sum)?;
+            loss = (sum[0] / group.world() as f64) as f32;
+        }
         self.last_loss = loss;
         let (step_ms, tok_s) = self.throughput.lap(step, cfg.step_tokens());
         if !loss.is_finite() {
             anyhow::bail!("training diverged: loss {loss} at step {step}; lower the learning rates");
         }
-        self.progress.println(&format!(
+        self.println(&format!(
             "step {step:>6}/{} loss {loss:.4} lr x{scale:.3} {step_ms:8.1} ms/step {tok_s:10.0} tok/s",
             cfg.train.steps
         ));
-        self.metrics.event(json!({"event": "train", "step": step, "train_loss": loss, "lr_scale": scale, "step_ms": step_ms, "tokens_per_s": tok_s, "elapsed_s": self.clock.elapsed()}))
+        self.event(json!({"event": "train", "step": step, "train_loss": loss, "lr_scale": scale, "step_ms": step_ms, "tokens_per_s": tok_s, "elapsed_s": self.clock.elapsed()}))
     }
 
     /// Scores `train.val_seqs` validation sequences on the exported weights, through the
-    /// evaluation scorer (built on first use).
-    fn validate(&mut self, label: &str) -> Result<BpbAccumulator> {
+    /// evaluation scorer (built on first use). With several ranks each scores its contiguous
+    /// share of the sequences and the loss, token and byte sums are added over the ranks
+    /// (`all_reduce_sum_f64`) when `sharded` (every rank must call it then); the end of the
+    /// run scores on rank 0 alone (see `finish`).
+    fn validate(&mut self, label: &str, sharded: bool) -> Result<BpbAccumulator> {
         self.build_scorer()?;
         let scorer = self.scorer.as_mut().expect("built above");
         scorer.load_exported(&self.plan, self.ex.as_mut())?;
-        eval::validate(scorer, self.cfg, &self.val, label)
+        let Some(group) = self.group.as_mut().filter(|_| sharded) else {
+            return eval::validate(scorer, self.cfg, &self.val, label);
+        };
+        let n = self.val.scored(self.cfg.train.val_seqs);
+        let (world, rank) = (group.world(), group.rank());
+        let share = n * rank / world..n * (rank + 1) / world;
+        let mut progress = Progress::new(label, share.len() as u64, Unit::Count);
+        let acc = eval::evaluate_seqs(scorer, &self.val, share, &mut progress)?;
+        let mut sums = [acc.loss_sum, acc.tokens as f64, acc.bytes as f64];
+        group.all_reduce_sum_f64(&mut sums)?;
+        Ok(BpbAccumulator { loss_sum: sums[0], tokens: sums[1] as u64, bytes: sums[2] as u64 })
     }
 
     /// The same score on the trained parameters themselves rather than their EMA: `None`
@@ -283,12 +390,12 @@ impl<'a> Run<'a> {
             sub.pack_secs
         );
         self.stages.push(("pack (artifact)".into(), sub.pack_secs));
-        self.metrics.event(json!({"event": "artifact", "step": step, "bytes": sz.total, "weights_bytes": sz.weights, "code_bytes": sz.code, "header_bytes": sz.header, "limit": limit, "under_limit": sz.total <= limit, "seconds": sub.pack_secs, "elapsed_s": elapsed_s}))?;
+        self.event(json!({"event": "artifact", "step": step, "bytes": sz.total, "weights_bytes": sz.weights, "code_bytes": sz.code, "header_bytes": sz.header, "limit": limit, "under_limit": sz.total <= limit, "seconds": sub.pack_secs, "elapsed_s": elapsed_s}))?;
         let s = &sub.scores;
         let note = |ttt: Option<&str>| ttt.map(|n| format!(" ({n})")).unwrap_or_default();
         if let Some(secs) = s.ttt_secs {
             self.stages.push(("ttt train-then-score (NOT valid under the rules)".into(), secs));
-            self.metrics.event(json!({"event": "ttt", "step": step, "kind": "train-then-score", "valid_under_rules": false, "seconds": secs}))?;
+            self.event(json!({"event": "ttt", "step": step, "kind": "train-then-score", "valid_under_rules": false, "seconds": secs}))?;
         }
         if let Some((acc, secs)) = &s.whole {
             let ttt = s.ttt_label_of(false);
@@ -299,7 +406,7 @@ impl<'a> Run<'a> {
                 note(ttt)
             );
             self.stages.push(("roundtrip eval".into(), *secs));
-            self.metrics.event(json!({"event": "roundtrip", "step": step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "ttt": ttt, "seconds": secs}))?;
+            self.event(json!({"event": "roundtrip", "step": step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "ttt": ttt, "seconds": secs}))?;
         }
         if let Some((acc, secs)) = &s.sliding {
             let (stride, ttt) = (cfg.sliding_stride(), s.ttt_label_of(true));
@@ -310,14 +417,14 @@ impl<'a> Run<'a> {
                 note(ttt)
             );
             self.stages.push((format!("sliding eval s{stride}"), *secs));
-            self.metrics.event(json!({"event": "sliding", "step": step, "stride": stride, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "ttt": ttt, "seconds": secs}))?;
+            self.event(json!({"event": "sliding", "step": step, "stride": stride, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "ttt": ttt, "seconds": secs}))?;
         }
         Ok(())
     }
 
     /// The `val` event of a validation at the current step.
     fn val_event(&mut self, acc: &BpbAccumulator, elapsed_s: f64) -> Result<()> {
-        self.metrics.event(json!({"event": "val", "step": self.step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "elapsed_s": elapsed_s}))
+        self.event(json!({"event": "val", "step": self.step, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "val_tokens": acc.tokens(), "val_bytes": acc.bytes(), "elapsed_s": elapsed_s}))
     }
 
     /// Writes the checkpoint (state, step, `elapsed_s` of training, data position).
@@ -335,6 +442,20 @@ impl<'a> Run<'a> {
         let done_steps = self.step - self.first_step;
         let (tokens_per_s, step_ms) = self.throughput.mean(done_steps, run_secs, cfg.step_tokens());
         self.progress.finish();
+        if !self.leader() {
+            // Rank 0 saves, scores and exports; the others are done.
+            return Ok(TrainSummary {
+                steps: self.step,
+                last_train_loss: self.last_loss,
+                val_loss: f64::NAN,
+                val_bpb: f64::NAN,
+                val_tokens: 0,
+                val_bytes: 0,
+                tokens_per_s,
+                step_ms,
+                adapter: self.adapter,
+            });
+        }
         self.stages.push(("training".into(), run_secs));
         let save_start = Instant::now();
         self.save_checkpoint(train_secs)?;
@@ -351,10 +472,10 @@ impl<'a> Run<'a> {
                 raw.val_loss(),
                 raw.val_bpb()
             );
-            self.metrics.event(json!({"event": "val_raw", "step": self.step, "val_loss": raw.val_loss(), "val_bpb": raw.val_bpb(), "val_tokens": raw.tokens(), "val_bytes": raw.bytes(), "seconds": secs, "elapsed_s": train_secs}))?;
+            self.event(json!({"event": "val_raw", "step": self.step, "val_loss": raw.val_loss(), "val_bpb": raw.val_bpb(), "val_tokens": raw.tokens(), "val_bytes": raw.bytes(), "seconds": secs, "elapsed_s": train_secs}))?;
         }
         let val_start = Instant::now();
-        let acc = self.validate("validation")?;
+        let acc = self.validate("validation", false)?;
         self.stages.push(("validation".into(), val_start.elapsed().as_secs_f64()));
         eprintln!(
             "validation: {} tokens, {} bytes: val_loss {:.4} val_bpb {:.4} ({:.1} s)",
@@ -376,7 +497,7 @@ impl<'a> Run<'a> {
         if cfg.eval.submission {
             self.submission(train_secs)?;
         }
-        self.metrics.event(json!({"event": "end", "step": step, "train_loss": self.last_loss, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "tokens_per_s": tokens_per_s, "step_ms": step_ms, "elapsed_s": train_secs}))?;
+        self.event(json!({"event": "end", "step": step, "train_loss": self.last_loss, "val_loss": acc.val_loss(), "val_bpb": acc.val_bpb(), "tokens_per_s": tokens_per_s, "step_ms": step_ms, "elapsed_s": train_secs}))?;
         crate::report::finish_run(out, self.opts.config_source.clone(), std::mem::take(&mut self.stages));
         Ok(TrainSummary {
             steps: step,
@@ -396,10 +517,11 @@ impl<'a> Run<'a> {
 pub const ARTIFACT_NAME: &str = "final_model.wgolf";
 
 /// The run's first line: model size, steps, batch geometry, adapter, plan memory, setup time.
-fn announce(cfg: &Config, plan: &Plan, first_step: usize, adapter: &str, setup_s: f64) {
+fn announce(cfg: &Config, plan: &Plan, first_step: usize, adapter: &str, setup_s: f64, dist: Option<&DistOptions>) {
     let t = &cfg.train;
+    let ranks = dist.map(|d| format!(" x {} processes", d.world)).unwrap_or_default();
     eprintln!(
-        "wgolf train: {} parameters, steps {}..{} of {} tokens ({} x {} x {} micro-batches) on {adapter}; plan {:.1} MiB, setup {:.2} s",
+        "wgolf train: {} parameters, steps {}..{} of {} tokens ({} x {} x {} micro-batches) on {adapter}{ranks}; plan {:.1} MiB, setup {:.2} s",
         plan.param_count(),
         first_step,
         t.steps,
@@ -410,4 +532,38 @@ fn announce(cfg: &Config, plan: &Plan, first_step: usize, adapter: &str, setup_s
         plan.bytes() as f64 / (1 << 20) as f64,
         setup_s
     );
+}
+
+/// This rank's config: the run's, with `grad_accum` divided among the ranks.
+fn local_config(cfg: &Config, dist: Option<&DistOptions>) -> Result<Config> {
+    let mut local = cfg.clone();
+    if let Some(d) = dist {
+        let accum = cfg.train.grad_accum;
+        if d.world == 0 || !accum.is_multiple_of(d.world) {
+            anyhow::bail!(
+                "train.grad_accum = {accum} does not divide among {} processes: each rank runs grad_accum / processes \
+                 micro-batches of every step (set train.grad_accum to a multiple of {})",
+                d.world,
+                d.world
+            );
+        }
+        local.train.grad_accum = accum / d.world;
+    }
+    Ok(local)
+}
+
+/// Joins the node's group, presenting a digest of what must be equal on every rank: the
+/// config, the plan and the training data's files (names and sizes).
+fn join_group(cfg: &Config, plan: &Plan, d: &DistOptions) -> Result<crate::dist::ShmGroup> {
+    let config = crc32fast::hash(toml::to_string(cfg)?.as_bytes());
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(&cfg.data.dir)
+        .with_context(|| format!("listing {}", cfg.data.dir.display()))?
+        .flatten()
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+        .collect();
+    files.sort();
+    let data = crc32fast::hash(format!("{files:?}").as_bytes());
+    let digest = format!("config {config:08x} plan {} params data {data:08x}", plan.param_count());
+    crate::dist::ShmGroup::join(&d.run_id, d.rank, d.world, &digest, d.timeout)
+        .with_context(|| format!("rank {} of {}: forming the group", d.rank, d.world))
 }

@@ -56,16 +56,57 @@ pub fn train_step(
     step: usize,
     lr_scale: f32,
 ) -> Result<()> {
+    train_step_on(ex, plan, cfg, stream, step, lr_scale, None)
+}
+
+/// [`train_step`] on one rank of a group: this rank's span of every micro-batch, and the
+/// parameter gradients averaged over the ranks before the optimizer pass. `cfg` is the
+/// rank's config, whose `grad_accum` is its share of the step's micro-batches (so the
+/// plan's 1/tokens scale is per rank and the mean over ranks is the step's mean).
+pub(crate) fn train_step_on(
+    ex: &mut dyn Executor,
+    plan: &Plan,
+    cfg: &Config,
+    stream: &mut TrainStream,
+    step: usize,
+    lr_scale: f32,
+    group: Option<&mut crate::dist::ShmGroup>,
+) -> Result<()> {
+    let (world, rank) = group.as_ref().map_or((1, 0), |g| (g.world(), g.rank()));
     ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss)))?;
     let act_grads = plan.with_role(|r| matches!(r, Role::ActGrad));
     for _ in 0..cfg.train.grad_accum {
-        let (x, y) = stream.next_batch(cfg.micro_tokens(), cfg.train.seq_len, 1, 0)?;
+        let (x, y) = stream.next_batch(cfg.micro_tokens(), cfg.train.seq_len, world, rank)?;
         write_inputs(ex, plan, cfg, &x, &y)?;
         ex.clear(&act_grads)?;
         ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len())?;
         ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len())?;
     }
+    if let Some(group) = group {
+        average_gradients(ex, plan, group)?;
+    }
     write_hypers(ex, plan, cfg, step, lr_scale)?;
     ex.run(Phase::Optimizer, 0..plan.steps(Phase::Optimizer).len())?;
+    Ok(())
+}
+
+/// Replaces every parameter gradient by its mean over the group's ranks: read back, one
+/// `all_reduce_mean` over them all, written back. (Not yet bucketed or overlapped with the
+/// backward: the whole gradient set after the last micro-batch.)
+fn average_gradients(ex: &mut dyn Executor, plan: &Plan, group: &mut crate::dist::ShmGroup) -> Result<()> {
+    let grads = plan.with_role(|r| matches!(r, Role::Grad));
+    let mut flat = Vec::new();
+    let mut lens = Vec::with_capacity(grads.len());
+    for &g in &grads {
+        let v = ex.read(g)?;
+        lens.push(v.len());
+        flat.extend_from_slice(&v);
+    }
+    group.all_reduce_mean(&mut flat)?;
+    let mut at = 0;
+    for (&g, &n) in grads.iter().zip(&lens) {
+        ex.write(g, HostData::F32(&flat[at..at + n]))?;
+        at += n;
+    }
     Ok(())
 }

@@ -1,0 +1,164 @@
+//! The shared-memory all-reduce (`wgolf::dist::ShmGroup::all_reduce_mean`) across processes on
+//! this machine: by default the record's 26,829,913 f32 gradients with 2, 4 and 8 processes.
+//! No GPU.
+//!
+//! `cargo bench --bench allreduce -- [--procs 2,4,8] [--elems N] [--reps R] [--chunk ELEMS]`
+//!
+//! The bench re-executes itself once per rank. Each timed repetition starts at a barrier and
+//! ends when the slowest rank has its result (the ranks' times are combined with
+//! `all_reduce_max_f64`); the table gives the median and the fastest of R repetitions after
+//! two warm-up ones, in ms, and two bandwidths: `size / time` (the buffer's bytes, what a
+//! rank gets averaged per second) and the bus bandwidth `2 (P - 1) / P x size / time` (NCCL's
+//! convention: the bytes each rank must move in a ring all-reduce, comparable across P).
+#[cfg(target_os = "linux")]
+use std::process::{Command, Stdio};
+#[cfg(target_os = "linux")]
+use std::time::{Duration, Instant};
+
+#[cfg(target_os = "linux")]
+const ROLE: &str = "WGOLF_ALLREDUCE_RANK";
+
+fn main() -> anyhow::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        if let Ok(rank) = std::env::var(ROLE) {
+            return child(rank.parse()?);
+        }
+        parent()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        println!("the shared-memory group is Linux only");
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "linux")]
+struct Args {
+    procs: Vec<usize>,
+    elems: usize,
+    reps: usize,
+    chunk: usize,
+}
+
+#[cfg(target_os = "linux")]
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args { procs: vec![2, 4, 8], elems: 26_829_913, reps: 7, chunk: wgolf::dist::DEFAULT_CHUNK_ELEMS };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{arg} needs a value"));
+        match arg.as_str() {
+            "--procs" => a.procs = value()?.split(',').map(|p| p.trim().parse()).collect::<Result<_, _>>()?,
+            "--elems" => a.elems = value()?.parse()?,
+            "--reps" => a.reps = value()?.parse()?,
+            "--chunk" => a.chunk = value()?.parse()?,
+            "--bench" => {}
+            other => anyhow::bail!("unknown argument `{other}` (see the doc comment of benches/allreduce.rs)"),
+        }
+    }
+    anyhow::ensure!(
+        a.reps > 0 && a.elems > 0 && a.procs.iter().all(|&p| p > 0),
+        "--reps, --elems and --procs must be positive"
+    );
+    Ok(a)
+}
+
+#[cfg(target_os = "linux")]
+fn parent() -> anyhow::Result<()> {
+    let a = parse_args()?;
+    let mb = a.elems as f64 * 4.0 / 1e6;
+    println!(
+        "all_reduce_mean of {} f32 ({mb:.1} MB), chunk {} elements, {} cores, median (min) of {} reps\n",
+        a.elems,
+        a.chunk,
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        a.reps
+    );
+    println!("| processes | median ms | min ms | size/time GB/s | bus GB/s |");
+    println!("|---:|---:|---:|---:|---:|");
+    // The machine's own pace for reference: one process copying the buffer (read + write).
+    let (median, min) = memcpy_ms(a.elems, a.reps);
+    let gbs = a.elems as f64 * 4.0 / (median * 1e-3) / 1e9;
+    println!("| memcpy, 1 process | {median:.1} | {min:.1} | {gbs:.2} | - |");
+    for &p in &a.procs {
+        let run_id = format!("bench-{}-{p}", std::process::id());
+        let children: Vec<_> = (0..p)
+            .map(|rank| {
+                Command::new(std::env::current_exe()?)
+                    .env(ROLE, rank.to_string())
+                    .env("WGOLF_ALLREDUCE_WORLD", p.to_string())
+                    .env("WGOLF_ALLREDUCE_RUN", &run_id)
+                    .env("WGOLF_ALLREDUCE_ELEMS", a.elems.to_string())
+                    .env("WGOLF_ALLREDUCE_REPS", a.reps.to_string())
+                    .env("WGOLF_ALLREDUCE_CHUNK", a.chunk.to_string())
+                    .stdout(if rank == 0 { Stdio::piped() } else { Stdio::null() })
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()?;
+        let mut times = None;
+        for (rank, c) in children.into_iter().enumerate() {
+            let out = c.wait_with_output()?;
+            anyhow::ensure!(out.status.success(), "rank {rank} of {p} failed: {}", out.status);
+            if rank == 0 {
+                times = Some(String::from_utf8(out.stdout)?);
+            }
+        }
+        let line = times.unwrap_or_default();
+        let mut fields = line.split_whitespace().map(|f| f.parse::<f64>());
+        let (median, min) = (fields.next().unwrap_or(Ok(f64::NAN))?, fields.next().unwrap_or(Ok(f64::NAN))?);
+        let bytes = a.elems as f64 * 4.0;
+        let algbw = bytes / (median * 1e-3) / 1e9;
+        let busbw = algbw * 2.0 * (p as f64 - 1.0) / p as f64;
+        println!("| {p} | {median:.1} | {min:.1} | {algbw:.2} | {busbw:.2} |");
+    }
+    Ok(())
+}
+
+/// Median and fastest time of copying `elems` f32 between two warm buffers, in ms.
+#[cfg(target_os = "linux")]
+fn memcpy_ms(elems: usize, reps: usize) -> (f64, f64) {
+    let src: Vec<f32> = (0..elems).map(|i| i as f32).collect();
+    let mut dst = vec![0.0f32; elems];
+    let mut times: Vec<f64> = (0..reps + 2)
+        .map(|_| {
+            let start = Instant::now();
+            dst.copy_from_slice(std::hint::black_box(&src));
+            std::hint::black_box(&dst);
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .skip(2)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[0])
+}
+
+#[cfg(target_os = "linux")]
+fn child(rank: usize) -> anyhow::Result<()> {
+    let var = |k: &str| -> anyhow::Result<usize> { Ok(std::env::var(k)?.parse()?) };
+    let (world, elems, reps, chunk) = (
+        var("WGOLF_ALLREDUCE_WORLD")?,
+        var("WGOLF_ALLREDUCE_ELEMS")?,
+        var("WGOLF_ALLREDUCE_REPS")?,
+        var("WGOLF_ALLREDUCE_CHUNK")?,
+    );
+    let run_id = std::env::var("WGOLF_ALLREDUCE_RUN")?;
+    let opts = wgolf::dist::JoinOptions { chunk_elems: chunk, timeout: Duration::from_secs(120) };
+    let mut group = wgolf::dist::ShmGroup::join_with(&run_id, rank, world, "bench", &opts)?;
+    let mut values: Vec<f32> = (0..elems).map(|i| ((i % 1000) as f32 - 500.0) * 1e-3 + rank as f32).collect();
+    let mut times = Vec::with_capacity(reps);
+    for rep in 0..reps + 2 {
+        group.barrier()?;
+        let start = Instant::now();
+        group.all_reduce_mean(&mut values)?;
+        let mut ms = [start.elapsed().as_secs_f64() * 1e3];
+        group.all_reduce_max_f64(&mut ms)?;
+        if rep >= 2 {
+            times.push(ms[0]);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    if rank == 0 {
+        println!("{} {}", times[times.len() / 2], times[0]);
+    }
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! Collectives between the processes of one training run.
+//!
+//! One process per GPU, as in the reference's torchrun launch: each rank runs the whole step
+//! on its own device and the ranks average their gradients once per optimizer step. wgpu has
+//! no peer-to-peer path between devices, so gradients leave each GPU through host memory, and
+//! within a node the cheapest place to combine them is memory every rank maps: a
+//! `/dev/shm/wgolf-<run_id>` segment ([`ShmGroup`]). The all-reduce is a reduce-scatter (each
+//! rank sums its 1/P share over every rank) followed by an all-gather (each rank copies the
+//! whole result out), in chunks of a fixed staging size, with one atomic sequence counter per
+//! rank in the segment's header as the only synchronization.
+//!
+//! The sum runs in a fixed order, rank 0 first, for every element, and every rank copies the
+//! same result out, so the averaged gradients are bit-identical on every rank and from run to
+//! run: the ranks' weights never drift apart, and a run resumed from a checkpoint repeats the
+//! uninterrupted one.
+//!
+//! Failure is bounded: every wait has a timeout and checks its peers' processes, so a rank
+//! that dies or hangs makes the others fail with an error naming it and what it was doing
+//! ([`DistError`]). The first error is written into the segment, so the rest of the group
+//! fails at once with the same reason. A rank whose digest (config, data, plan) differs from
+//! rank 0's is refused when the group forms. The segment's name carries the run id; a stale
+//! one from a crashed run is cleared by the next rank 0, and the name is unlinked as soon as
+//! every rank has mapped it, so nothing is left behind however a run ends.
+//!
+//! Across nodes, MPI (or any library with an all-reduce) would sit beside this module, not
+//! replace it: a hierarchical all-reduce does the node's reduce-scatter here, one
+//! `MPI_Allreduce` per shard between the ranks of equal local rank on each node, and the
+//! all-gather here. Only the middle step crosses the network, carrying 1/P of the gradients
+//! per rank.
+//!
+//! Linux only (/dev/shm, /proc): elsewhere `ShmGroup` has no values and `join` fails saying
+//! so (`unsupported.rs`), so single-process builds are unaffected.
+
+mod error;
+#[cfg(target_os = "linux")]
+mod shm;
+#[cfg(not(target_os = "linux"))]
+#[path = "unsupported.rs"]
+mod shm;
+
+pub use error::DistError;
+pub use shm::{segment_path, JoinOptions, ShmGroup, DEFAULT_CHUNK_ELEMS, MAX_DIGEST_BYTES};
