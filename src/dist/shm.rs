@@ -23,7 +23,7 @@
 //! while waiting is written into the abort record, so every other rank fails at its next
 //! check with the same reason instead of at its own timeout.
 
-use super::DistError;
+use super::{DistError, JoinOptions, MAX_DIGEST_BYTES};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
@@ -37,37 +37,10 @@ const MAGIC: u64 = u64::from_le_bytes(*b"wgolfshm");
 const VERSION: u32 = 1;
 const PAGE: usize = 4096;
 const REASON_BYTES: usize = 512;
-/// The longest digest a rank may present (hex digests of config, data and plan fit easily).
-pub const MAX_DIGEST_BYTES: usize = 192;
 /// The smallest chunk: broadcasts carry an 8-byte length in the first chunk.
 const MIN_CHUNK_ELEMS: usize = 64;
 /// How often a waiting rank checks its peers' processes and the deadline.
 const CHECK_EVERY: Duration = Duration::from_millis(5);
-
-/// The default chunk: 1 Mi f32 (4 MiB) per slot, so a group of 8 maps 36 MiB whatever the
-/// size of the gradients, and a 26.8M-value all-reduce runs in 26 chunks. Chunks this size
-/// stay in the last-level cache between the copy-in and the reduction: on the 2-core
-/// development machine 1 Mi ran 26.8M values in 89 ms with 2 ranks against 131 ms with 4 Mi
-/// and 146 ms with 16 Mi (docs/perf.md).
-pub const DEFAULT_CHUNK_ELEMS: usize = 1 << 20;
-
-/// How a rank joins: the staging chunk and the bound on every wait.
-#[derive(Clone, Debug)]
-pub struct JoinOptions {
-    /// f32 elements per staging slot; larger buffers are reduced in chunks of this size. Every
-    /// rank must pass the same value (rank 0's segment records it and the others check).
-    pub chunk_elems: usize,
-    /// The longest any one wait (joining, or a barrier inside a collective) may take before the
-    /// rank that has not arrived is declared hung.
-    pub timeout: Duration,
-}
-
-impl JoinOptions {
-    /// The default chunk with the given timeout.
-    pub fn with_timeout(timeout: Duration) -> Self {
-        JoinOptions { chunk_elems: DEFAULT_CHUNK_ELEMS, timeout }
-    }
-}
 
 #[repr(C)]
 struct Header {
@@ -477,7 +450,8 @@ impl ShmGroup {
                     return Err(e);
                 }
                 if let Some(e) = self.dead_peer("joining the group", &|_| true) {
-                    return Err(self.fail(e));
+                    // As in `barrier_step`: an abort raised before the peer left wins.
+                    return Err(self.abort_error().unwrap_or_else(|| self.fail(e)));
                 }
                 if Instant::now() >= deadline {
                     let e = DistError::JoinTimeout {
@@ -589,6 +563,17 @@ impl ShmGroup {
         }
     }
 
+    /// The abort record as this rank's failure (later calls report it too), if some rank has
+    /// aborted the group.
+    fn take_abort(&mut self) -> Option<DistError> {
+        let e = self.abort_error()?;
+        if let DistError::Aborted { rank, reason } = &e {
+            self.failed = Some((*rank, reason.clone()));
+        }
+        self.set_doing(Doing::Failed);
+        Some(e)
+    }
+
     /// A peer this rank still waits for (`pending`) whose process is gone or that left the
     /// group, as an error. `pending` is asked after the peer's state is read, so a peer that
     /// arrived and then exited normally is not reported.
@@ -637,17 +622,15 @@ impl ShmGroup {
             }
             if backoff.check_due() {
                 self.me().heartbeat_ms.store(now_ms(), Ordering::Relaxed);
-                if let Some(e) = self.abort_error() {
-                    if let DistError::Aborted { rank, reason } = &e {
-                        self.failed = Some((*rank, reason.clone()));
-                    }
-                    self.set_doing(Doing::Failed);
+                if let Some(e) = self.take_abort() {
                     return Err(e);
                 }
                 let waiting = format!("{} #{} (barrier {target})", op.name(), self.ops);
                 let seg = &self.seg;
                 if let Some(e) = self.dead_peer(&waiting, &|r| seg.slot(r).seq.load(Ordering::Acquire) < target) {
-                    return Err(self.fail(e));
+                    // A peer that aborted and then left raised the abort before leaving, possibly
+                    // after the check above: its reason is the one to report.
+                    return Err(self.take_abort().unwrap_or_else(|| self.fail(e)));
                 }
                 let waited = start.elapsed();
                 if waited >= self.timeout {

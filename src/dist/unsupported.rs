@@ -1,28 +1,9 @@
 //! Off Linux there is no shared-memory group (it needs /dev/shm and /proc): `ShmGroup` has no
 //! values and `join` says so, so single-process training builds and runs everywhere.
 
-use super::DistError;
+use super::{DistError, JoinOptions};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The longest digest a rank may present.
-pub const MAX_DIGEST_BYTES: usize = 192;
-/// The default staging chunk in f32 elements.
-pub const DEFAULT_CHUNK_ELEMS: usize = 1 << 20;
-
-/// How a rank joins (see the Linux implementation).
-#[derive(Clone, Debug)]
-pub struct JoinOptions {
-    pub chunk_elems: usize,
-    pub timeout: Duration,
-}
-
-impl JoinOptions {
-    /// The default chunk with the given timeout.
-    pub fn with_timeout(timeout: Duration) -> Self {
-        JoinOptions { chunk_elems: DEFAULT_CHUNK_ELEMS, timeout }
-    }
-}
 
 /// No group can be formed on this platform: the type has no values.
 #[derive(Debug)]
