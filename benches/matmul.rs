@@ -81,7 +81,7 @@ struct Shape {
 }
 
 fn matmul(m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) -> Op {
-    Op::Matmul(Matmul { m, n, k, layout, accumulate })
+    Op::Matmul(Matmul { m, n, k, layout, accumulate, a_prescale_exp: 0 })
 }
 
 /// The record model's products at `tokens` rows, Newton-Schulz's, and a square one.

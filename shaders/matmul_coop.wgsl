@@ -9,6 +9,12 @@
 //   staged in workgroup memory, zero outside the matrices (so ragged M, N and K need no case
 //   of their own in the product); products accumulate in f32 cooperative matrices. Values
 //   beyond f16's range (65504) become infinities.
+// A_EXP (a power-of-two exponent, 0 by default): a is staged as ldexp(a, A_EXP) and every
+//   product stored as ldexp(product, -A_EXP), exact in f32. The backward sets it for the
+//   gradient operands, which carry the loss's 1/tokens factor (1.3e-6 at the record's
+//   786,432 tokens per step, below f16's smallest normal 6.1e-5): staged near 1 they keep
+//   f16's precision instead of flushing to zero. A cooperative matrix cannot be scaled, so
+//   with A_EXP != 0 every tile takes the scratch path below, where the scaling is scalar.
 // Entry points: matmul_coop16 (coop_mat16x16, needs TILE = 16) and matmul_coop8 (coop_mat8x8,
 //   needs TILE = 8). The kernel body below is written once against the tile types TileA,
 //   TileB, TileC and the tile edge T; common/coop_tile16.wgsl and common/coop_tile8.wgsl each
@@ -23,8 +29,8 @@
 // K loop: two staging buffers; slice k+1 is read into registers while slice k is multiplied,
 //   then written to the other buffer: one barrier per slice.
 // Stores: a workgroup whose whole tile lies inside c (and N % 4 == 0, for the 16-byte row
-//   alignment coopStore needs) stores its accumulators straight to c, after loading them from
-//   c when accumulating. An edge workgroup goes tile by tile through a per-subgroup f32 scratch
+//   alignment coopStore needs, and A_EXP == 0) stores its accumulators straight to c, after
+//   loading them from c when accumulating. An edge workgroup goes tile by tile through a per-subgroup f32 scratch
 //   tile in workgroup memory with guarded scalar stores (coopStore cannot be masked).
 // Control flow around every cooperative op is uniform: it branches only on override
 //   constants and on the workgroup id.
@@ -39,6 +45,8 @@ override K: u32;
 override TRANS_A: bool;
 override TRANS_B: bool;
 override ACCUMULATE: bool;
+// a is staged times 2^A_EXP and the product stored times 2^-A_EXP (see above).
+override A_EXP: i32 = 0;
 // Cooperative tile edge: 16 for matmul_coop16, 8 for matmul_coop8.
 override TILE: u32;
 // Invocations per subgroup on the adapter.
@@ -152,7 +160,7 @@ fn put(ra: ptr<function, array<f32, MAX_PER>>, rb: ptr<function, array<f32, MAX_
     for (var i = 0u; i < A_PER; i++) {
         let e = lid + i * THREADS;
         if e < BM * BK {
-            stage_a[buf * A_STAGE + a_slot(e)] = f16((*ra)[i]);
+            stage_a[buf * A_STAGE + a_slot(e)] = f16(ldexp((*ra)[i], A_EXP));
         }
     }
     for (var i = 0u; i < B_PER; i++) {
@@ -163,19 +171,21 @@ fn put(ra: ptr<function, array<f32, MAX_PER>>, rb: ptr<function, array<f32, MAX_
     }
 }
 
-// Whether this workgroup's whole output tile lies inside c and rows are 16-byte aligned:
-// then accumulators load from and store to c directly. Uniform (workgroup id, overrides).
+// Whether this workgroup's whole output tile lies inside c, rows are 16-byte aligned and the
+// products need no scaling back: then accumulators load from and store to c directly.
+// Uniform (workgroup id, overrides).
 fn inside(row0: u32, col0: u32) -> bool {
-    return row0 + BM <= M && col0 + BN <= N && N % 4u == 0u;
+    return row0 + BM <= M && col0 + BN <= N && N % 4u == 0u && A_EXP == 0;
 }
 
-// Guarded copy of this subgroup's scratch tile (rows r0.., columns c0.. of c) into c.
+// Guarded copy of this subgroup's scratch tile (rows r0.., columns c0.. of c) into c, scaled
+// back by 2^-A_EXP.
 fn drain(slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {
     for (var e = lane; e < TILE * TILE; e += sg_size) {
         let r = r0 + e / TILE;
         let col = c0 + e % TILE;
         if r < M && col < N {
-            let v = scratch[slot + e];
+            let v = ldexp(scratch[slot + e], -A_EXP);
             if ACCUMULATE {
                 c[r * N + col] += v;
             } else {

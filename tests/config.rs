@@ -5,7 +5,7 @@ use wgolf::config::Config;
 
 #[test]
 fn bundled_configs_load_and_build_plans() {
-    for name in ["tiny", "quick", "sample", "baseline", "record", "record-tiny"] {
+    for name in ["tiny", "quick", "sample", "baseline", "record", "record-1gpu", "record-tiny"] {
         let path = format!("configs/{name}.toml");
         let cfg = Config::load(Path::new(&path), &[]).unwrap_or_else(|e| panic!("{e}"));
         wgolf::model::build_plan(&cfg).unwrap_or_else(|e| panic!("{path}: {e}"));
@@ -129,6 +129,31 @@ fn wallclock_warmdown_and_momentum_warmup_follow_the_reference() {
     let err =
         Config::load(Path::new("configs/record.toml"), &["train.max_wallclock_s=0".into()]).unwrap_err().to_string();
     assert!(err.contains("train.warmdown"), "{err}");
+}
+
+#[test]
+fn record_1gpu_is_the_record_step_matched_on_one_gpu() {
+    let record = Config::load(Path::new("configs/record.toml"), &[]).unwrap();
+    let one = Config::load(Path::new("configs/record-1gpu.toml"), &[]).unwrap();
+    // The 8-GPU run: one micro-batch of 48 x 2048 per rank of 8.
+    assert_eq!((record.train.batch_seqs, record.train.grad_accum), (48, 8));
+    // The same model and optimizers, the same tokens per step.
+    assert_eq!(one.model, record.model);
+    assert_eq!(one.step_tokens(), record.step_tokens());
+    assert_eq!(one.step_tokens(), 786_432);
+    let (p1, p8) = (wgolf::model::build_plan(&one).unwrap(), wgolf::model::build_plan(&record).unwrap());
+    assert_eq!(p1.param_count(), p8.param_count());
+    for (a, b) in [(one.train.matrix_lr, record.train.matrix_lr), (one.train.ema_decay, record.train.ema_decay)] {
+        assert_eq!(a, b);
+    }
+    assert_eq!(one.train.grad_clip_norm, record.train.grad_clip_norm);
+    // Step-matched: no wall clock; flat, then linear to zero over the last 3000 of 7100 steps,
+    // whatever the time taken (a slow GPU's elapsed time does not decay it).
+    assert!(!one.needs_wallclock());
+    assert_eq!(one.lr_scale_at(0, 1e6), 1.0);
+    assert_eq!(one.lr_scale_at(4099, 1e6), 1.0);
+    assert!((one.lr_scale_at(5600, 1e6) - 0.5).abs() < 1e-6);
+    assert!((one.lr_scale_at(7099, 1e6) - 1.0 / 3000.0).abs() < 1e-6);
 }
 
 /// One case per validation rule: overrides of a bundled config, the field the error must

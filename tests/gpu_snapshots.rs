@@ -45,7 +45,7 @@ fn matmul_nt_4x5x3() {
     let a = quarters(1, m * k);
     let b = quarters(2, n * k);
     let out = gpu_run(
-        Op::Matmul(Matmul { m, n, k, layout: Layout::Nt, accumulate: false }),
+        Op::Matmul(Matmul { m, n, k, layout: Layout::Nt, accumulate: false, a_prescale_exp: 0 }),
         &[Data::F32(vec![0.0; m * n]), Data::F32(a.clone()), Data::F32(b.clone())],
     );
     let text = [block("a [4, 3]", &a, k), block("b [5, 3]", &b, k), block("c = a . b^T [4, 5]", &out[0].1, n)].concat();

@@ -28,7 +28,7 @@ fn matmul_every_layout() {
     // (32 x 3 = 96 FLOPs): 96 loads, 384 FLOPs. The 35 outputs are stored once, times ALPHA
     // (35 FLOPs); accumulating adds a load and an add each. The layout changes neither.
     for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
-        let plain = Matmul { m: 5, n: 7, k: 3, layout, accumulate: false };
+        let plain = Matmul { m: 5, n: 7, k: 3, layout, accumulate: false, a_prescale_exp: 0 };
         assert_eq!(plain.cost(), elems(384 + 35, 96, 35), "{layout:?}");
         let acc = Matmul { accumulate: true, ..plain };
         assert_eq!(acc.cost(), elems(384 + 70, 96 + 35, 35), "{layout:?}");
@@ -36,7 +36,7 @@ fn matmul_every_layout() {
     }
     // Without ragged edges the issued loads are 2 M N K bytes, 2 M N K FLOPs plus the scale.
     let (m, n, k) = (64u64, 32, 16);
-    let exact = Matmul { m: 64, n: 32, k: 16, layout: Layout::Nt, accumulate: false };
+    let exact = Matmul { m: 64, n: 32, k: 16, layout: Layout::Nt, accumulate: false, a_prescale_exp: 0 };
     assert_eq!(
         exact.cost(),
         Cost { flops: 2 * m * n * k + m * n, bytes_read: 2 * m * n * k, bytes_written: 4 * m * n }
@@ -191,13 +191,22 @@ fn small_plan() -> wgolf::plan::Plan {
     let w = g.param("w", &[6, 4], ParamGroup::Matrix, Init::Zeros);
     let h = g.activation("h", &[8, 6]);
     let y = g.activation("y", &[8, 6]);
-    g.push(Phase::Forward, Matmul { m: 8, n: 6, k: 4, layout: Layout::Nt, accumulate: false }, &[h, x, w]).unwrap();
+    g.push(
+        Phase::Forward,
+        Matmul { m: 8, n: 6, k: 4, layout: Layout::Nt, accumulate: false, a_prescale_exp: 0 },
+        &[h, x, w],
+    )
+    .unwrap();
     g.push(Phase::Forward, Relu2Fwd { count: 48 }, &[y, h]).unwrap();
     let (dy, dh) = (g.grad(y), g.grad(h));
     let slot = g.params()[0];
     g.push(Phase::Backward, Relu2Bwd { count: 48 }, &[dh, dy, h]).unwrap();
-    g.push(Phase::Backward, Matmul { m: 6, n: 4, k: 8, layout: Layout::Tn, accumulate: true }, &[slot.grad, dh, x])
-        .unwrap();
+    g.push(
+        Phase::Backward,
+        Matmul { m: 6, n: 4, k: 8, layout: Layout::Tn, accumulate: true, a_prescale_exp: 0 },
+        &[slot.grad, dh, x],
+    )
+    .unwrap();
     let hyper = g.hyper(ParamGroup::Matrix);
     g.push(Phase::Optimizer, AdamW { count: 24 }, &[w, slot.m, slot.v, slot.grad, hyper]).unwrap();
     g.finish_without_io().unwrap()
@@ -248,10 +257,10 @@ fn the_flag_rule() {
     // Ops: the record's K/V weight gradient (256 x 512 over 16,384 tokens) launches 8 x 16 =
     // 128 workgroups for 4 GFLOP; a 4 MiB one-workgroup sum of squares; the clip coefficient
     // and a short loss sum are tiny.
-    let dw = Op::from(Matmul { m: 256, n: 512, k: 16384, layout: Layout::Tn, accumulate: true });
+    let dw = Op::from(Matmul { m: 256, n: 512, k: 16384, layout: Layout::Tn, accumulate: true, a_prescale_exp: 0 });
     assert_eq!(cost::workgroups(&dw), 128);
     assert!(underfills(cost::workgroups(&dw), &dw.cost()));
-    let wide = Op::from(Matmul { m: 512, n: 512, k: 16384, layout: Layout::Tn, accumulate: true });
+    let wide = Op::from(Matmul { m: 512, n: 512, k: 16384, layout: Layout::Tn, accumulate: true, a_prescale_exp: 0 });
     assert!(!underfills(cost::workgroups(&wide), &wide.cost()));
     // A 4 MiB gradient's sum of squares runs 1,024 chunks: not flagged.
     let norm = Op::from(GradSumSq::new(&[1 << 20], 0, 1 << 10));
@@ -267,8 +276,12 @@ fn the_flag_rule() {
     let b = g.tensor("b", &[16384, 512], DType::F32, Role::Input);
     let c = g.activation("c", &[256, 512]);
     let n = g.activation("n", &[256, 512]);
-    g.push(Phase::Backward, Matmul { m: 256, n: 512, k: 16384, layout: Layout::Tn, accumulate: true }, &[c, a, b])
-        .unwrap();
+    g.push(
+        Phase::Backward,
+        Matmul { m: 256, n: 512, k: 16384, layout: Layout::Tn, accumulate: true, a_prescale_exp: 0 },
+        &[c, a, b],
+    )
+    .unwrap();
     // Two batched matmuls of that shape differing only in their scale: one flagged shape.
     for alpha in [1.0, 0.5] {
         let mm = BatchedMatmul { batch: 1, m: 256, n: 512, k: 16384, layout: Layout::Tn, alpha, accumulate: true };

@@ -64,7 +64,7 @@ fn batched_matmul_of_one_with_alpha_one_is_the_plain_matmul() {
     for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
         for accumulate in [false, true] {
             let (m, n, k) = (9, 13, 35);
-            let plain = Op::Matmul(Matmul { m, n, k, layout, accumulate });
+            let plain = Op::Matmul(Matmul { m, n, k, layout, accumulate, a_prescale_exp: 0 });
             let batched = Op::BatchedMatmul(BatchedMatmul { batch: 1, m, n, k, layout, alpha: 1.0, accumulate });
             let inputs = random_inputs(&plain, 5);
             if common::gpu_call(&plain) != plain.kernel() {

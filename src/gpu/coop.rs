@@ -7,7 +7,11 @@
 //!
 //! Today one op has a replacement: [`Op::Matmul`], by `shaders/matmul_coop.wgsl` (f16
 //! operands rounded from the f32 buffers while staging, f32 accumulation; checked against the
-//! f32 CPU reference with [`crate::tolerance::Check::KernelF16`]). It needs, all of them:
+//! f32 CPU reference with [`crate::tolerance::Check::KernelF16`]). A backward product's
+//! gradient operand is staged times the power of two its `a_prescale_exp` says, and the
+//! product scaled back in f32, so the 1/tokens factor the gradients carry does not flush them
+//! to zero in f16 (checked at the record's tokens per step with
+//! [`crate::tolerance::Check::GradF16`]). It needs, all of them:
 //! - the device's `EXPERIMENTAL_COOPERATIVE_MATRIX`, `SHADER_F16` (the shader says
 //!   `enable f16;`) and `SUBGROUP` (it finds its subgroup with `@builtin(subgroup_id)`);
 //! - an adapter configuration with f16 A and B and f32 C, square: 16x16x16 is preferred, else
@@ -199,7 +203,7 @@ pub fn choose(tile: u32, sg_size: u32, bounds: &DeviceBounds, op: &Op) -> Option
 /// The `matmul_coop` kernel call for a matmul op with configuration `p` (no device checks:
 /// [`select`] makes those). `None` for other ops.
 pub fn kernel(op: &Op, p: &CoopParams) -> Option<KernelCall> {
-    let Op::Matmul(crate::plan::Matmul { m, n, k, layout, accumulate }) = *op else {
+    let Op::Matmul(crate::plan::Matmul { m, n, k, layout, accumulate, a_prescale_exp }) = *op else {
         return None;
     };
     let u = |v: usize| v as f64;
@@ -214,6 +218,7 @@ pub fn kernel(op: &Op, p: &CoopParams) -> Option<KernelCall> {
             ("TRANS_A", b(layout.trans_a())),
             ("TRANS_B", b(layout.trans_b())),
             ("ACCUMULATE", b(accumulate)),
+            ("A_EXP", a_prescale_exp as f64),
             ("TILE", p.tile as f64),
             ("SG_SIZE", p.sg_size as f64),
             ("SG_M", p.sg_m as f64),

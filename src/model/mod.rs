@@ -145,6 +145,8 @@ fn build_with(
     let dims = Dims::new(cfg);
     let Dims { n, d, seq, hd, .. } = dims;
     let p = Params::declare(&mut g, m, &dims);
+    // The loss is the step's mean: its gradient carries 1/tokens into the whole backward.
+    g.set_grad_scale(1.0 / cfg.step_tokens() as f64);
 
     // ---- inputs and constants ----
     let ids = g.tensor("ids", &[n], DType::U32, Role::Input);
@@ -387,14 +389,20 @@ fn channel_grad(
 fn linear_fwd(g: &mut PlanBuilder, y: TensorId, x: TensorId, w: TensorId) -> Result<(), PlanError> {
     let (out, inp) = (g.shape(w)[0], g.shape(w)[1]);
     let rows = g.shape(x).iter().product::<usize>() / inp;
-    g.push(Phase::Forward, Matmul { m: rows, n: out, k: inp, layout: Layout::Nt, accumulate: false }, &[y, x, w])
+    let op = Matmul { m: rows, n: out, k: inp, layout: Layout::Nt, accumulate: false, a_prescale_exp: 0 };
+    g.push(Phase::Forward, op, &[y, x, w])
 }
 
-/// Its backward from the output gradient `dy`: `dx += dy . W` and `dW += dy^T . x`.
+/// Its backward from the output gradient `dy`: `dx += dy . W` and `dW += dy^T . x`. `dy` is
+/// the product's `a` in both, prescaled where it is staged in f16 (see
+/// [`PlanBuilder::grad_prescale_exp`]).
 fn linear_bwd(g: &mut PlanBuilder, x: TensorId, w: TensorId, dy: TensorId) -> Result<(), PlanError> {
     let (out, inp) = (g.shape(w)[0], g.shape(w)[1]);
     let rows = g.shape(x).iter().product::<usize>() / inp;
     let (dx, dw) = (g.grad(x), g.grad(w));
-    g.push(Phase::Backward, Matmul { m: rows, n: inp, k: out, layout: Layout::Nn, accumulate: true }, &[dx, dy, w])?;
-    g.push(Phase::Backward, Matmul { m: out, n: inp, k: rows, layout: Layout::Tn, accumulate: true }, &[dw, dy, x])
+    let a_prescale_exp = g.grad_prescale_exp();
+    let input_grad = Matmul { m: rows, n: inp, k: out, layout: Layout::Nn, accumulate: true, a_prescale_exp };
+    g.push(Phase::Backward, input_grad, &[dx, dy, w])?;
+    let weight_grad = Matmul { m: out, n: inp, k: rows, layout: Layout::Tn, accumulate: true, a_prescale_exp };
+    g.push(Phase::Backward, weight_grad, &[dw, dy, x])
 }

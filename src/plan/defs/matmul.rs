@@ -12,7 +12,19 @@ pub struct Matmul {
     pub k: usize,
     pub layout: Layout,
     pub accumulate: bool,
+    /// Where a kernel rounds `a` to f16 (the cooperative-matrix kernel), it stages
+    /// `2^a_prescale_exp a` and scales the product back by `2^-a_prescale_exp`. A power of
+    /// two, so both scalings are exact in f32: the f32 kernel and the CPU reference ignore
+    /// it, and the result only changes by what f16 can no longer lose. The backward sets it
+    /// for products whose `a` is a gradient carrying the loss's `1/tokens` factor
+    /// ([`PlanBuilder::grad_prescale_exp`](crate::plan::PlanBuilder::grad_prescale_exp)),
+    /// which f16 would otherwise flush to zero at the record's tokens per step; 0 elsewhere.
+    pub a_prescale_exp: i32,
 }
+
+/// The largest `|a_prescale_exp|` a plan may ask for (f32's exponent range is about 2^±126;
+/// tokens per step are far below 2^40).
+pub const MAX_PRESCALE_EXP: i32 = 40;
 
 /// `[c | a, b]`: `batch` products strided by matrix size,
 /// `c[z] (= or +=) alpha op(a[z]) op(b[z])` (`matmul.wgsl` with BATCH and ALPHA).
@@ -63,8 +75,15 @@ impl OpDef for Matmul {
         let Self { m, n, k, .. } = *self;
         vec![BindingSpec::rw(m * n), BindingSpec::rd(m * k), BindingSpec::rd(k * n)]
     }
+    fn check(&self) -> Result<(), String> {
+        if self.a_prescale_exp.abs() > MAX_PRESCALE_EXP {
+            return Err(format!("matmul: a_prescale_exp {} is beyond +-{MAX_PRESCALE_EXP}", self.a_prescale_exp));
+        }
+        Ok(())
+    }
+    /// The portable f32 kernel: `a_prescale_exp` does not apply (f32 keeps the gradients).
     fn kernel(&self) -> KernelCall {
-        let Self { m, n, k, layout, accumulate } = *self;
+        let Self { m, n, k, layout, accumulate, .. } = *self;
         KernelCall::new("matmul", "matmul", matmul_consts(m, n, k, layout, accumulate), grid(m, n, 1))
     }
     /// The portable kernel's cost (see [`matmul_cost`]), also where `gpu::coop` runs the
@@ -73,12 +92,12 @@ impl OpDef for Matmul {
         matmul_cost(1, self.m, self.n, self.k, self.accumulate)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
-        let Self { m, n, k, layout, accumulate } = *self;
+        let Self { m, n, k, layout, accumulate, .. } = *self;
         matmul::matmul(&mut outs[0], ins[0].f(), ins[1].f(), m, n, k, layout, accumulate)
     }
     fn examples() -> Vec<Self> {
         [(Layout::Nt, false), (Layout::Nn, true), (Layout::Tn, true)]
-            .map(|(layout, accumulate)| Matmul { m: 5, n: 7, k: 3, layout, accumulate })
+            .map(|(layout, accumulate)| Matmul { m: 5, n: 7, k: 3, layout, accumulate, a_prescale_exp: 0 })
             .to_vec()
     }
 }

@@ -16,7 +16,7 @@ pub use elementwise::{
 };
 pub use embedding::{EmbeddingBwd, EmbeddingFwd};
 pub use loss::{CrossEntropy, SumRows};
-pub use matmul::{BatchedMatmul, Matmul};
+pub use matmul::{BatchedMatmul, Matmul, MAX_PRESCALE_EXP};
 pub use norm::{RmsNormBwd, RmsNormFwd, Rope};
 pub use optimizer::{
     AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, MuonSumSq, ScaleByCoef, ScaleCopy, Sgd,
