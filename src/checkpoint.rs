@@ -33,7 +33,7 @@ pub fn checkpoint_path(run_dir: &Path) -> PathBuf {
 }
 
 /// The tensors a checkpoint must hold to resume: parameters and optimizer state.
-fn state_tensors(plan: &Plan) -> Vec<TensorId> {
+pub fn state_tensors(plan: &Plan) -> Vec<TensorId> {
     plan.with_role(|r| matches!(r, Role::Param { .. } | Role::OptState))
 }
 

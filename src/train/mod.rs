@@ -27,6 +27,7 @@ use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod agreement;
 mod metrics;
 mod schedule;
 mod step;
@@ -260,13 +261,30 @@ impl<'a> Run<'a> {
             self.val_event(&acc, self.clock.elapsed())?;
         }
         let every = self.opts.checkpoint_every;
-        if every > 0 && step.is_multiple_of(every) && step < t.steps && !capped && self.leader() {
-            self.save_checkpoint(self.clock.elapsed())?;
+        if every > 0 && step.is_multiple_of(every) && step < t.steps && !capped {
+            self.check_ranks_agree("the checkpoint")?;
+            if self.leader() {
+                self.save_checkpoint(self.clock.elapsed())?;
+            }
         }
         if capped {
             self.println(&format!("stopping at step {step}: the {} s training-time cap is reached", t.max_wallclock_s));
         }
         Ok(capped)
+    }
+
+    /// On several ranks: that every rank's parameters, optimizer state and EMA equal rank 0's
+    /// (see `agreement.rs`), before rank 0 writes them as the run's (`what`). Every rank calls
+    /// it at the same point; a single process has nothing to compare.
+    fn check_ranks_agree(&mut self, what: &str) -> Result<()> {
+        let Some(group) = self.group.as_mut() else { return Ok(()) };
+        let tensors = agreement::check_ranks_agree(group, &self.plan, self.ex.as_mut(), self.step, what)?;
+        let world = group.world();
+        self.println(&format!(
+            "step {}: the {world} ranks agree on all {tensors} state tensors (weights, optimizer state, EMA) before {what}",
+            self.step
+        ));
+        Ok(())
     }
 
     /// Whether this process writes the run directory and logs (rank 0, or a single process).
@@ -442,6 +460,7 @@ impl<'a> Run<'a> {
         let done_steps = self.step - self.first_step;
         let (tokens_per_s, step_ms) = self.throughput.mean(done_steps, run_secs, cfg.step_tokens());
         self.progress.finish();
+        self.check_ranks_agree("the final checkpoint and weights")?;
         if !self.leader() {
             // Rank 0 saves, scores and exports; the others are done.
             return Ok(TrainSummary {
