@@ -29,7 +29,10 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct AdapterArg {
     /// Adapter to use: an index from `wgolf info` or a substring of its name
-    /// (default: the first discrete GPU, else integrated, else any).
+    /// (default: the first discrete GPU, else integrated, else any). With `train
+    /// --nproc-per-node N`, a comma-separated list of N gives each local rank its own, in rank
+    /// order (default there: rank i takes the i-th discrete GPU; without discrete GPUs every
+    /// rank shares the default adapter).
     #[arg(long, env = "WGOLF_ADAPTER")]
     adapter: Option<String>,
 }
@@ -253,12 +256,30 @@ fn run(cli: Cli) -> Result<()> {
                 Some(dist) => {
                     let backend = match backend {
                         Backend::Gpu(None) => Backend::Gpu(rank_adapter(dist.rank, dist.world)?),
+                        Backend::Gpu(Some(list)) if list.contains(',') => {
+                            Backend::Gpu(Some(adapter_of_rank(&list, dist.rank, dist.world)?))
+                        }
                         chosen => chosen,
                     };
                     train(&config, out, resume, checkpoint_every, backend, Some(dist))
                 }
-                None if nproc_per_node > 1 => launch(nproc_per_node),
-                None => train(&config, out, resume, checkpoint_every, backend, None),
+                None if nproc_per_node > 1 => {
+                    if let Backend::Gpu(Some(list)) = &backend {
+                        if list.contains(',') {
+                            adapter_of_rank(list, 0, nproc_per_node)?;
+                        }
+                    }
+                    launch(nproc_per_node)
+                }
+                None => {
+                    if let Backend::Gpu(Some(list)) = &backend {
+                        anyhow::ensure!(
+                            !list.contains(','),
+                            "--adapter {list}: a list of adapters is one per process of --nproc-per-node N"
+                        );
+                    }
+                    train(&config, out, resume, checkpoint_every, backend, None)
+                }
             }
         }
         Command::Eval { checkpoint, artifact, val_seqs, config, mut overrides, stride, json, ttt, adapter } => {
@@ -744,6 +765,22 @@ fn killed_by_signal(_: &std::process::ExitStatus) -> bool {
     false
 }
 
+/// The adapter of local rank `rank` from `--adapter A,B,..`: one entry per process on this
+/// node, in rank order.
+fn adapter_of_rank(list: &str, rank: usize, local_world: usize) -> Result<String> {
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    anyhow::ensure!(
+        entries.iter().all(|e| !e.is_empty()),
+        "--adapter {list}: an empty entry (expected {local_world} adapters, an index or a name each)"
+    );
+    anyhow::ensure!(
+        entries.len() == local_world,
+        "--adapter {list}: {} adapters for {local_world} processes on this node (one per local rank, in rank order)",
+        entries.len()
+    );
+    Ok(entries[rank].to_string())
+}
+
 /// The adapter of local rank `rank` when none was chosen: the rank-th discrete GPU, or the
 /// default adapter for every rank when there is no discrete GPU (lavapipe, tests).
 fn rank_adapter(rank: usize, world: usize) -> Result<Option<String>> {
@@ -760,5 +797,20 @@ fn rank_adapter(rank: usize, world: usize) -> Result<Option<String>> {
              pass --adapter to put every rank on one adapter",
             discrete.len()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::adapter_of_rank;
+
+    #[test]
+    fn an_adapter_list_gives_each_local_rank_its_own() {
+        assert_eq!(adapter_of_rank("0, 2,NVIDIA", 1, 3).unwrap(), "2");
+        assert_eq!(adapter_of_rank("0,2,NVIDIA", 2, 3).unwrap(), "NVIDIA");
+        let err = adapter_of_rank("0,1", 0, 4).unwrap_err().to_string();
+        assert!(err.contains("2 adapters for 4 processes"), "{err}");
+        let err = adapter_of_rank("0,,1", 0, 3).unwrap_err().to_string();
+        assert!(err.contains("an empty entry"), "{err}");
     }
 }

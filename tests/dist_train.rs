@@ -241,3 +241,16 @@ fn record_tiny_on_two_processes_matches_one_with_muon_clip_and_ema() {
     }
     assert!(leftover_segments(launcher).is_empty(), "{:?}", leftover_segments(launcher));
 }
+
+#[test]
+fn an_adapter_list_of_the_wrong_length_is_refused_before_any_rank_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = train_args(dir.path(), 2);
+    args.retain(|a| a != "--cpu");
+    args.extend(["--adapter", "0,0,0", "--nproc-per-node", "2"].map(String::from));
+    let (out, _) = run(bin().args(args));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--adapter 0,0,0: 3 adapters for 2 processes on this node"), "{stderr}");
+    assert!(!stderr.contains("wgolf train:"), "a rank started: {stderr}");
+}
