@@ -2,7 +2,8 @@
 # The test command: installs lavapipe (and a font for the plots) if missing, then runs every
 # test (CPU references, finite differences, naga validation, GPU kernels against the CPU, the
 # whole model GPU vs CPU, short training runs, plots and reports, the data pipeline) and,
-# when run without arguments, the examples in examples/. Arguments go to `cargo test`.
+# when run without arguments, the examples in examples/ and the `mpi` feature's test (two
+# ranks under mpirun; installs OpenMPI and libclang if missing). Arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-vulkan.sh
@@ -16,4 +17,7 @@ if [ $# -eq 0 ]; then
     cargo run --locked --example kernel_vs_cpu
     cargo run --locked --example train_tiny -- "$run_dir/example-tiny" 30
     cargo run --locked --example score_text -- "$run_dir/example-tiny" README.md
+    echo "== the mpi feature (2 ranks under mpirun)"
+    scripts/ensure-mpi.sh
+    cargo test --locked --features mpi --test dist_mpi
 fi

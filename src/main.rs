@@ -254,10 +254,11 @@ fn run(cli: Cli) -> Result<()> {
             let backend = if cpu { Backend::Cpu } else { Backend::Gpu(adapter.adapter) };
             match worker_env()? {
                 Some(dist) => {
+                    let (local_rank, local_world) = local_rank_of(&dist);
                     let backend = match backend {
-                        Backend::Gpu(None) => Backend::Gpu(rank_adapter(dist.rank, dist.world)?),
+                        Backend::Gpu(None) => Backend::Gpu(rank_adapter(local_rank, local_world)?),
                         Backend::Gpu(Some(list)) if list.contains(',') => {
-                            Backend::Gpu(Some(adapter_of_rank(&list, dist.rank, dist.world)?))
+                            Backend::Gpu(Some(adapter_of_rank(&list, local_rank, local_world)?))
                         }
                         chosen => chosen,
                     };
@@ -661,7 +662,7 @@ fn check(config: &ConfigArg, adapter: Option<&str>) -> Result<()> {
 /// A worker of `wgolf train --nproc-per-node N`: its rank from the launcher's environment
 /// (WORLD_SIZE, RANK, LOCAL_RANK as torchrun sets them, and WGOLF_RUN_ID), or None.
 fn worker_env() -> Result<Option<wgolf::train::DistOptions>> {
-    let Ok(rank) = std::env::var("RANK") else { return Ok(None) };
+    let Ok(rank) = std::env::var("RANK") else { return mpi_worker_env() };
     let var = |k: &str| -> Result<usize> {
         let v =
             std::env::var(k).map_err(|_| anyhow::anyhow!("RANK is set, so {k} must be too (a launcher's worker)"))?;
@@ -679,6 +680,11 @@ fn worker_env() -> Result<Option<wgolf::train::DistOptions>> {
     let run_id = std::env::var("WGOLF_RUN_ID").or_else(|_| std::env::var("TORCHELASTIC_RUN_ID")).map_err(|_| {
         anyhow::anyhow!("RANK is set, so WGOLF_RUN_ID must be too (the same on every rank of a launch)")
     })?;
+    Ok(Some(wgolf::train::DistOptions { rank, world, run_id, timeout: dist_timeout()?, mpi: false }))
+}
+
+/// `WGOLF_DIST_TIMEOUT_S`, the bound on every wait for another rank (default 20 s).
+fn dist_timeout() -> Result<std::time::Duration> {
     let secs = match std::env::var("WGOLF_DIST_TIMEOUT_S") {
         Ok(v) => v
             .trim()
@@ -688,7 +694,28 @@ fn worker_env() -> Result<Option<wgolf::train::DistOptions>> {
             .ok_or_else(|| anyhow::anyhow!("WGOLF_DIST_TIMEOUT_S={v}: expected positive seconds"))?,
         Err(_) => 20.0,
     };
-    Ok(Some(wgolf::train::DistOptions { rank, world, run_id, timeout: std::time::Duration::from_secs_f64(secs) }))
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// A rank started by `mpirun` (OpenMPI's `OMPI_COMM_WORLD_*`, or the PMI variables of MPICH
+/// and Intel MPI), or None. Its collectives go through MPI (feature `mpi`; without it the run
+/// is refused when the group forms, rather than training every rank alone).
+fn mpi_worker_env() -> Result<Option<wgolf::train::DistOptions>> {
+    let pairs = [("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"), ("PMI_RANK", "PMI_SIZE")];
+    let Some((rank_var, size_var)) = pairs.into_iter().find(|(r, _)| std::env::var(r).is_ok()) else {
+        return Ok(None);
+    };
+    let var = |k: &str| -> Result<usize> {
+        let v =
+            std::env::var(k).map_err(|_| anyhow::anyhow!("{rank_var} is set, so {k} must be too (an MPI launch)"))?;
+        v.trim().parse().map_err(|_| anyhow::anyhow!("{k}={v}: expected a non-negative integer"))
+    };
+    let (rank, world) = (var(rank_var)?, var(size_var)?);
+    if world <= 1 {
+        return Ok(None);
+    }
+    let run_id = format!("mpi-{}", std::env::var("OMPI_MCA_orte_ess_jobid").unwrap_or_default());
+    Ok(Some(wgolf::train::DistOptions { rank, world, run_id, timeout: dist_timeout()?, mpi: true }))
 }
 
 /// `wgolf train --nproc-per-node N`: runs N copies of this command, rank 0 first, with the
@@ -710,6 +737,7 @@ fn launch(nproc: usize) -> Result<()> {
             .env("WORLD_SIZE", nproc.to_string())
             .env("RANK", rank.to_string())
             .env("LOCAL_RANK", rank.to_string())
+            .env("LOCAL_WORLD_SIZE", nproc.to_string())
             .env("WGOLF_RUN_ID", &run_id);
         if rank > 0 {
             cmd.env("WGOLF_PROGRESS", "off").stdout(Stdio::null());
@@ -763,6 +791,19 @@ fn killed_by_signal(status: &std::process::ExitStatus) -> bool {
 #[cfg(not(unix))]
 fn killed_by_signal(_: &std::process::ExitStatus) -> bool {
     false
+}
+
+/// This process's rank among the ranks on its node and their number: `LOCAL_RANK` and
+/// `LOCAL_WORLD_SIZE` (torchrun), OpenMPI's `OMPI_COMM_WORLD_LOCAL_RANK` and `_LOCAL_SIZE`, or
+/// else the global rank and world (one node).
+fn local_rank_of(dist: &wgolf::train::DistOptions) -> (usize, usize) {
+    let num = |k: &str| std::env::var(k).ok().and_then(|v| v.trim().parse::<usize>().ok());
+    let pairs = [("LOCAL_RANK", "LOCAL_WORLD_SIZE"), ("OMPI_COMM_WORLD_LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_SIZE")];
+    pairs
+        .into_iter()
+        .find_map(|(r, w)| Some((num(r)?, num(w)?)))
+        .filter(|(r, w)| r < w)
+        .unwrap_or((dist.rank, dist.world))
 }
 
 /// The adapter of local rank `rank` from `--adapter A,B,..`: one entry per process on this

@@ -6,6 +6,9 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+mod common;
+
+use common::{assert_same_final_state, train_losses};
 use wgolf::tolerance::{tolerance, Check};
 
 fn bin() -> Command {
@@ -29,16 +32,6 @@ fn train_args(out: &Path, steps: usize) -> Vec<String> {
         args.push(set);
     }
     args
-}
-
-fn train_losses(run: &Path) -> Vec<f64> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|v| v["event"] == "train")
-        .map(|v| v["train_loss"].as_f64().unwrap())
-        .collect()
 }
 
 /// (step, val_loss, val_tokens, val_bytes) of every `val` event.
@@ -195,50 +188,20 @@ fn train_losses_if_any(run: &Path) -> Vec<f64> {
 /// the single process's accumulation up to how the additions are grouped (some kernels add
 /// term by term into an accumulating gradient): the losses at every step and the whole final
 /// state (weights, Adam and Muon buffers, EMA) agree to f32 roundings (`Check::RankLoss`,
-/// `Check::RankState`). The two ranks also
-/// checked each other before the final checkpoint (`train/agreement.rs`).
+/// `Check::RankState`). The two ranks also checked each other before the final checkpoint
+/// (`train/agreement.rs`). tests/dist_mpi.rs runs the same under `mpirun` (feature `mpi`).
 #[test]
 fn record_tiny_on_two_processes_matches_one_with_muon_clip_and_ema() {
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    let args = |out: &Path| {
-        let mut a: Vec<String> = ["train", "--config", "configs/record-tiny.toml", "--out"].map(String::from).into();
-        a.push(out.display().to_string());
-        for set in ["train.steps=4", "train.grad_accum=2", "train.log_every=1", "train.val_seqs=2", "eval.val_every=0"]
-        {
-            a.extend(["--set".to_string(), set.to_string()]);
-        }
-        a
-    };
+    let args = common::record_tiny_equivalence_args;
     let (out, _) = run(bin().args(args(&one)));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (out, launcher) = run(bin().args(args(&two)).args(["--nproc-per-node", "2"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("step 4: the 2 ranks agree on all"), "{stderr}");
-    let (losses_one, losses_two) = (train_losses(&one), train_losses(&two));
-    assert_eq!(losses_one.len(), 4);
-    // The logged loss is summed differently (in f32 on one device, in f64 over the ranks).
-    let tol = tolerance(Check::RankLoss);
-    for (step, (a, b)) in losses_one.iter().zip(&losses_two).enumerate() {
-        assert!(wgolf::tolerance::within(*b as f32, *a as f32, tol), "step {}: loss {a} vs {b}", step + 1);
-    }
-    let [ck_one, ck_two] =
-        [&one, &two].map(|run| wgolf::checkpoint::read(&wgolf::checkpoint::checkpoint_path(run)).unwrap());
-    assert_eq!(ck_one.tensors.len(), ck_two.tensors.len());
-    let mut kinds = std::collections::BTreeSet::new();
-    for (name, (shape, a)) in &ck_one.tensors {
-        let (shape_two, b) =
-            ck_two.tensors.get(name).unwrap_or_else(|| panic!("{name} missing from the 2-process run"));
-        assert_eq!(shape, shape_two, "{name}");
-        if let Some((i, x, y)) = wgolf::tolerance::first_mismatch(b, a, tolerance(Check::RankState)) {
-            panic!("{name}[{i}]: 2 processes {x}, 1 process {y}");
-        }
-        kinds.insert(name.split('.').next().unwrap().to_string());
-    }
-    for kind in ["adam_m", "adam_v", "muon_buf", "ema"] {
-        assert!(kinds.contains(kind), "no {kind} tensors compared: {kinds:?}");
-    }
+    assert_same_final_state(&one, &two, 4);
     assert!(leftover_segments(launcher).is_empty(), "{:?}", leftover_segments(launcher));
 }
 
@@ -253,4 +216,20 @@ fn an_adapter_list_of_the_wrong_length_is_refused_before_any_rank_starts() {
     assert!(!out.status.success());
     assert!(stderr.contains("--adapter 0,0,0: 3 adapters for 2 processes on this node"), "{stderr}");
     assert!(!stderr.contains("wgolf train:"), "a rank started: {stderr}");
+}
+
+/// Started by `mpirun` (its environment, here faked) without the `mpi` feature: refused with
+/// a message saying how to build it, rather than every rank training alone into one run
+/// directory.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn an_mpi_launch_of_a_build_without_mpi_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = bin();
+    cmd.args(train_args(dir.path(), 2)).env("OMPI_COMM_WORLD_RANK", "0").env("OMPI_COMM_WORLD_SIZE", "2");
+    let (out, _) = run(&mut cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("built without MPI") && stderr.contains("--features mpi"), "{stderr}");
+    assert!(!dir.path().join("metrics.jsonl").exists());
 }

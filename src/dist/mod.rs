@@ -22,16 +22,19 @@
 //! one from a crashed run is cleared by the next rank 0, and the name is unlinked as soon as
 //! every rank has mapped it, so nothing is left behind however a run ends.
 //!
-//! Across nodes, MPI (or any library with an all-reduce) would sit beside this module, not
-//! replace it: a hierarchical all-reduce does the node's reduce-scatter here, one
-//! `MPI_Allreduce` per shard between the ranks of equal local rank on each node, and the
-//! all-gather here. Only the middle step crosses the network, carrying 1/P of the gradients
-//! per rank.
+//! Across nodes, MPI (feature `mpi`, `mpi.rs`) sits beside this module: under `mpirun` every
+//! collective is MPI's ([`Group`] is either). The hierarchical all-reduce that would combine
+//! them (the node's reduce-scatter here, one `MPI_Allreduce` per shard between the ranks of
+//! equal local rank on each node, the all-gather here, so that only 1/P of the gradients per
+//! rank crosses the network) is not built yet.
 //!
 //! Linux only (/dev/shm, /proc): elsewhere `ShmGroup` has no values and `join` fails saying
 //! so (`unsupported.rs`), so single-process builds are unaffected.
 
 mod error;
+mod group;
+#[cfg(feature = "mpi")]
+mod mpi;
 #[cfg(target_os = "linux")]
 mod shm;
 #[cfg(not(target_os = "linux"))]
@@ -39,6 +42,9 @@ mod shm;
 mod shm;
 
 pub use error::DistError;
+pub use group::Group;
+#[cfg(feature = "mpi")]
+pub use mpi::MpiGroup;
 pub use shm::{segment_path, ShmGroup};
 
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! tensor a checkpoint holds (CRC-32 of its f32 bytes), rank 0's list is broadcast, every rank
 //! compares its own against it, and the ranks agree on the outcome (a max all-reduce), so that
 //! either all go on or all fail, each differing rank naming its first differing tensor.
-use crate::dist::ShmGroup;
+use crate::dist::Group;
 use crate::exec::Executor;
 use crate::plan::Plan;
 use anyhow::Result;
@@ -39,7 +39,7 @@ pub fn first_disagreement(mine: &[(String, u32)], leader: &[u8]) -> Option<Strin
 /// written). Every rank of the group must call it at the same point. Returns the number of
 /// tensors compared; an error on every rank when any differs.
 pub fn check_ranks_agree(
-    group: &mut ShmGroup,
+    group: &mut Group,
     plan: &Plan,
     ex: &mut dyn Executor,
     step: usize,

@@ -55,7 +55,7 @@ pub struct TrainOptions {
 /// One rank of a run of `world` processes on one node (`wgolf train --nproc-per-node N`):
 /// each runs `grad_accum / world` of every step's micro-batches on its own device, on its
 /// span of the training stream, and the parameter gradients are averaged over the ranks
-/// ([`crate::dist::ShmGroup`]) before every optimizer pass. Rank 0 alone writes the run
+/// ([`crate::dist::Group`]: the node's shared memory, or MPI) before every optimizer pass. Rank 0 alone writes the run
 /// directory and logs; the others print only errors.
 #[derive(Clone, Debug)]
 pub struct DistOptions {
@@ -65,6 +65,9 @@ pub struct DistOptions {
     pub run_id: String,
     /// The bound on every wait for another rank.
     pub timeout: std::time::Duration,
+    /// The collectives go through MPI (launched by `mpirun`, feature `mpi`) rather than the
+    /// node's shared memory.
+    pub mpi: bool,
 }
 
 impl TrainOptions {
@@ -115,7 +118,7 @@ struct Run<'a> {
     /// This rank's config: `cfg` with `grad_accum` divided by the world size.
     local: Config,
     /// The other ranks of a multi-process run.
-    group: Option<crate::dist::ShmGroup>,
+    group: Option<crate::dist::Group>,
     opts: &'a TrainOptions,
     plan: Plan,
     ex: Box<dyn Executor>,
@@ -538,7 +541,8 @@ pub const ARTIFACT_NAME: &str = "final_model.wgolf";
 /// The run's first line: model size, steps, batch geometry, adapter, plan memory, setup time.
 fn announce(cfg: &Config, plan: &Plan, first_step: usize, adapter: &str, setup_s: f64, dist: Option<&DistOptions>) {
     let t = &cfg.train;
-    let ranks = dist.map(|d| format!(" x {} processes", d.world)).unwrap_or_default();
+    let ranks =
+        dist.map(|d| format!(" x {} processes{}", d.world, if d.mpi { " (MPI)" } else { "" })).unwrap_or_default();
     eprintln!(
         "wgolf train: {} parameters, steps {}..{} of {} tokens ({} x {} x {} micro-batches) on {adapter}{ranks}; plan {:.1} MiB, setup {:.2} s",
         plan.param_count(),
@@ -573,7 +577,7 @@ fn local_config(cfg: &Config, dist: Option<&DistOptions>) -> Result<Config> {
 
 /// Joins the node's group, presenting a digest of what must be equal on every rank: the
 /// config, the plan and the training data's files (names and sizes).
-fn join_group(cfg: &Config, plan: &Plan, d: &DistOptions) -> Result<crate::dist::ShmGroup> {
+fn join_group(cfg: &Config, plan: &Plan, d: &DistOptions) -> Result<crate::dist::Group> {
     let config = crc32fast::hash(toml::to_string(cfg)?.as_bytes());
     let mut files: Vec<(String, u64)> = std::fs::read_dir(&cfg.data.dir)
         .with_context(|| format!("listing {}", cfg.data.dir.display()))?
@@ -583,6 +587,36 @@ fn join_group(cfg: &Config, plan: &Plan, d: &DistOptions) -> Result<crate::dist:
     files.sort();
     let data = crc32fast::hash(format!("{files:?}").as_bytes());
     let digest = format!("config {config:08x} plan {} params data {data:08x}", plan.param_count());
-    crate::dist::ShmGroup::join(&d.run_id, d.rank, d.world, &digest, d.timeout)
-        .with_context(|| format!("rank {} of {}: forming the group", d.rank, d.world))
+    if d.mpi {
+        return join_mpi(&digest, d);
+    }
+    let group = crate::dist::ShmGroup::join(&d.run_id, d.rank, d.world, &digest, d.timeout)
+        .with_context(|| format!("rank {} of {}: forming the group", d.rank, d.world))?;
+    Ok(crate::dist::Group::Shm(group))
+}
+
+/// Joins MPI's world (the ranks `mpirun` started), which must be the world the environment
+/// announced.
+#[cfg(feature = "mpi")]
+fn join_mpi(digest: &str, d: &DistOptions) -> Result<crate::dist::Group> {
+    let group = crate::dist::MpiGroup::join(digest)?;
+    anyhow::ensure!(
+        (group.rank(), group.world()) == (d.rank, d.world),
+        "MPI says rank {} of {}, the launcher's environment rank {} of {}",
+        group.rank(),
+        group.world(),
+        d.rank,
+        d.world
+    );
+    Ok(crate::dist::Group::Mpi(group))
+}
+
+#[cfg(not(feature = "mpi"))]
+fn join_mpi(_: &str, d: &DistOptions) -> Result<crate::dist::Group> {
+    anyhow::bail!(
+        "rank {} of {}: started by an MPI launcher, but this wgolf was built without MPI: \
+         rebuild with `cargo build --release --features mpi` (needs an MPI library and libclang)",
+        d.rank,
+        d.world
+    )
 }

@@ -70,7 +70,7 @@ pub(crate) fn train_step_on(
     stream: &mut TrainStream,
     step: usize,
     lr_scale: f32,
-    group: Option<&mut crate::dist::ShmGroup>,
+    group: Option<&mut crate::dist::Group>,
 ) -> Result<()> {
     let (world, rank) = group.as_ref().map_or((1, 0), |g| (g.world(), g.rank()));
     ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss)))?;
@@ -93,7 +93,7 @@ pub(crate) fn train_step_on(
 /// Replaces every parameter gradient by its mean over the group's ranks: read back, one
 /// `all_reduce_mean` over them all, written back. (Not yet bucketed or overlapped with the
 /// backward: the whole gradient set after the last micro-batch.)
-fn average_gradients(ex: &mut dyn Executor, plan: &Plan, group: &mut crate::dist::ShmGroup) -> Result<()> {
+fn average_gradients(ex: &mut dyn Executor, plan: &Plan, group: &mut crate::dist::Group) -> Result<()> {
     let grads = plan.with_role(|r| matches!(r, Role::Grad));
     let mut flat = Vec::new();
     let mut lens = Vec::with_capacity(grads.len());

@@ -262,3 +262,57 @@ pub fn increment(n: usize, seed: u64, backward: impl FnOnce(&mut [f64])) -> Vec<
     backward(&mut buf);
     buf.iter().zip(&init).map(|(b, i)| b - i).collect()
 }
+
+/// The `train_loss` of every `train` event of a run's metrics.jsonl.
+pub fn train_losses(run: &std::path::Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "train")
+        .map(|v| v["train_loss"].as_f64().unwrap())
+        .collect()
+}
+
+/// Two runs of the same config, one by several ranks (`two`) and one by a single process
+/// accumulating the same micro-batches (`one`), logged the same losses at each of `steps`
+/// steps (`Check::RankLoss`: the log sums them differently) and ended with the same state:
+/// every tensor of the final checkpoint (weights, Adam and Muon buffers, EMA) within
+/// `Check::RankState`, and tensors of each of those kinds were compared.
+pub fn assert_same_final_state(one: &std::path::Path, two: &std::path::Path, steps: usize) {
+    let (losses_one, losses_two) = (train_losses(one), train_losses(two));
+    assert_eq!(losses_one.len(), steps, "{losses_one:?}");
+    assert_eq!(losses_two.len(), steps, "{losses_two:?}");
+    let tol = tolerance(Check::RankLoss);
+    for (step, (a, b)) in losses_one.iter().zip(&losses_two).enumerate() {
+        assert!(wgolf::tolerance::within(*b as f32, *a as f32, tol), "step {}: loss {a} vs {b}", step + 1);
+    }
+    let [ck_one, ck_two] =
+        [one, two].map(|run| wgolf::checkpoint::read(&wgolf::checkpoint::checkpoint_path(run)).unwrap());
+    assert_eq!(ck_one.tensors.len(), ck_two.tensors.len());
+    let mut kinds = std::collections::BTreeSet::new();
+    for (name, (shape, a)) in &ck_one.tensors {
+        let (shape_two, b) =
+            ck_two.tensors.get(name).unwrap_or_else(|| panic!("{name} missing from the multi-rank run"));
+        assert_eq!(shape, shape_two, "{name}");
+        if let Some((i, x, y)) = first_mismatch(b, a, tolerance(Check::RankState)) {
+            panic!("{name}[{i}]: several ranks {x}, one process {y}");
+        }
+        kinds.insert(name.split('.').next().unwrap().to_string());
+    }
+    for kind in ["adam_m", "adam_v", "muon_buf", "ema"] {
+        assert!(kinds.contains(kind), "no {kind} tensors compared: {kinds:?}");
+    }
+}
+
+/// `wgolf train` arguments of the data-parallel equivalence runs: `configs/record-tiny.toml`
+/// (Muon, clip, EMA and every model feature on) for 4 steps of 2 micro-batches, a loss logged
+/// at every step, no periodic validation.
+pub fn record_tiny_equivalence_args(out: &std::path::Path) -> Vec<String> {
+    let mut a: Vec<String> = ["train", "--config", "configs/record-tiny.toml", "--out"].map(String::from).into();
+    a.push(out.display().to_string());
+    for set in ["train.steps=4", "train.grad_accum=2", "train.log_every=1", "train.val_seqs=2", "eval.val_every=0"] {
+        a.extend(["--set".to_string(), set.to_string()]);
+    }
+    a
+}
