@@ -10,6 +10,10 @@
 //! two warm-up ones, in ms, and two bandwidths: `size / time` (the buffer's bytes, what a
 //! rank gets averaged per second) and the bus bandwidth `2 (P - 1) / P x size / time` (NCCL's
 //! convention: the bytes each rank must move in a ring all-reduce, comparable across P).
+//!
+//! Built with `--features mpi` (`cargo bench --features mpi --bench allreduce`), each P also
+//! runs under `mpirun -np P` with the same buffer through `MPI_Allreduce`
+//! (`wgolf::dist::MpiGroup`), in the same table.
 #[cfg(target_os = "linux")]
 use std::process::{Command, Stdio};
 #[cfg(target_os = "linux")]
@@ -21,8 +25,8 @@ const ROLE: &str = "WGOLF_ALLREDUCE_RANK";
 fn main() -> anyhow::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        if let Ok(rank) = std::env::var(ROLE) {
-            return child(rank.parse()?);
+        if let Ok(role) = std::env::var(ROLE) {
+            return child(&role);
         }
         parent()
     }
@@ -74,7 +78,7 @@ fn parent() -> anyhow::Result<()> {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         a.reps
     );
-    println!("| processes | median ms | min ms | size/time GB/s | bus GB/s |");
+    println!("| processes, path | median ms | min ms | size/time GB/s | bus GB/s |");
     println!("|---:|---:|---:|---:|---:|");
     // The machine's own pace for reference: one process copying the buffer (read + write).
     let (median, min) = memcpy_ms(a.elems, a.reps);
@@ -103,14 +107,33 @@ fn parent() -> anyhow::Result<()> {
                 times = Some(String::from_utf8(out.stdout)?);
             }
         }
-        let line = times.unwrap_or_default();
-        let mut fields = line.split_whitespace().map(|f| f.parse::<f64>());
-        let (median, min) = (fields.next().unwrap_or(Ok(f64::NAN))?, fields.next().unwrap_or(Ok(f64::NAN))?);
-        let bytes = a.elems as f64 * 4.0;
-        let algbw = bytes / (median * 1e-3) / 1e9;
-        let busbw = algbw * 2.0 * (p as f64 - 1.0) / p as f64;
-        println!("| {p} | {median:.1} | {min:.1} | {algbw:.2} | {busbw:.2} |");
+        row(&format!("{p}, shm"), &times.unwrap_or_default(), a.elems, p)?;
+        #[cfg(feature = "mpi")]
+        {
+            let out = Command::new("mpirun")
+                .args(["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", &p.to_string()])
+                .args(["-x", ROLE, "-x", "WGOLF_ALLREDUCE_ELEMS", "-x", "WGOLF_ALLREDUCE_REPS"])
+                .arg(std::env::current_exe()?)
+                .env(ROLE, "mpi")
+                .env("WGOLF_ALLREDUCE_ELEMS", a.elems.to_string())
+                .env("WGOLF_ALLREDUCE_REPS", a.reps.to_string())
+                .output()?;
+            anyhow::ensure!(out.status.success(), "mpirun -np {p} failed: {}", String::from_utf8_lossy(&out.stderr));
+            row(&format!("{p}, MPI_Allreduce"), &String::from_utf8(out.stdout)?, a.elems, p)?;
+        }
     }
+    Ok(())
+}
+
+/// One table row from rank 0's "median min" line.
+#[cfg(target_os = "linux")]
+fn row(label: &str, line: &str, elems: usize, p: usize) -> anyhow::Result<()> {
+    let mut fields = line.split_whitespace().map(|f| f.parse::<f64>());
+    let (median, min) = (fields.next().unwrap_or(Ok(f64::NAN))?, fields.next().unwrap_or(Ok(f64::NAN))?);
+    let bytes = elems as f64 * 4.0;
+    let algbw = bytes / (median * 1e-3) / 1e9;
+    let busbw = algbw * 2.0 * (p as f64 - 1.0) / p as f64;
+    println!("| {label} | {median:.1} | {min:.1} | {algbw:.2} | {busbw:.2} |");
     Ok(())
 }
 
@@ -133,17 +156,25 @@ fn memcpy_ms(elems: usize, reps: usize) -> (f64, f64) {
 }
 
 #[cfg(target_os = "linux")]
-fn child(rank: usize) -> anyhow::Result<()> {
+fn child(role: &str) -> anyhow::Result<()> {
     let var = |k: &str| -> anyhow::Result<usize> { Ok(std::env::var(k)?.parse()?) };
-    let (world, elems, reps, chunk) = (
-        var("WGOLF_ALLREDUCE_WORLD")?,
-        var("WGOLF_ALLREDUCE_ELEMS")?,
-        var("WGOLF_ALLREDUCE_REPS")?,
-        var("WGOLF_ALLREDUCE_CHUNK")?,
-    );
+    let (elems, reps) = (var("WGOLF_ALLREDUCE_ELEMS")?, var("WGOLF_ALLREDUCE_REPS")?);
+    #[cfg(feature = "mpi")]
+    if role == "mpi" {
+        return time_all_reduce(wgolf::dist::Group::Mpi(wgolf::dist::MpiGroup::join("bench")?), elems, reps);
+    }
+    let (rank, world, chunk) = (role.parse()?, var("WGOLF_ALLREDUCE_WORLD")?, var("WGOLF_ALLREDUCE_CHUNK")?);
     let run_id = std::env::var("WGOLF_ALLREDUCE_RUN")?;
     let opts = wgolf::dist::JoinOptions { chunk_elems: chunk, timeout: Duration::from_secs(120) };
-    let mut group = wgolf::dist::ShmGroup::join_with(&run_id, rank, world, "bench", &opts)?;
+    let group = wgolf::dist::ShmGroup::join_with(&run_id, rank, world, "bench", &opts)?;
+    time_all_reduce(wgolf::dist::Group::Shm(group), elems, reps)
+}
+
+/// Times `reps` all-reduces (after two warm-up ones) of `elems` values; rank 0 prints the
+/// median and the fastest, in ms.
+#[cfg(target_os = "linux")]
+fn time_all_reduce(mut group: wgolf::dist::Group, elems: usize, reps: usize) -> anyhow::Result<()> {
+    let rank = group.rank();
     let mut values: Vec<f32> = (0..elems).map(|i| ((i % 1000) as f32 - 500.0) * 1e-3 + rank as f32).collect();
     let mut times = Vec::with_capacity(reps);
     for rep in 0..reps + 2 {
