@@ -595,14 +595,31 @@ fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String], ke
             mib(live_bytes(&|r| matches!(r, Role::Scratch))),
             mib(peak - live_bytes(&|_| true)),
         );
-        let largest: Vec<String> = live
-            .iter()
-            .take(6)
-            .map(|&t| {
-                format!("{} {:?} {:.1} MiB", plan.tensor(t).name, plan.tensor(t).shape, mib(plan.tensor(t).numel() * 4))
-            })
-            .collect();
+        // Grouped by name with the block index left out (`blocks.*.mlp.h x 11`).
+        let mut groups: Vec<(String, usize, usize)> = Vec::new();
+        for &t in &live {
+            let name = plan.tensor(t).name.split('.').map(|p| if p.parse::<usize>().is_ok() { "*" } else { p });
+            let name = name.collect::<Vec<_>>().join(".");
+            match groups.iter_mut().find(|g| g.0 == name) {
+                Some(g) => (g.1, g.2) = (g.1 + 1, g.2 + plan.tensor(t).numel() * 4),
+                None => groups.push((name, 1, plan.tensor(t).numel() * 4)),
+            }
+        }
+        groups.sort_by_key(|g| std::cmp::Reverse(g.2));
+        let largest: Vec<String> =
+            groups.iter().take(8).map(|(name, n, b)| format!("{name} x {n} {:.1} MiB", mib(*b))).collect();
         println!("  largest live there:   {}", largest.join(", "));
+        let (mut clears, mut cleared) = (0, 0);
+        for phase in [Phase::Forward, Phase::Backward] {
+            for i in 0..plan.steps(phase).len() {
+                clears += plan.clears_before(phase, i).len();
+                cleared += plan.clears_before(phase, i).iter().map(|&t| plan.tensor(t).numel() * 4).sum::<usize>();
+            }
+        }
+        println!(
+            "  clears per micro-batch: {clears} ({:.1} MiB zeroed before accumulating first writes)",
+            mib(cleared)
+        );
         let largest = plan.tensors.iter().max_by_key(|t| t.numel()).expect("plans have tensors");
         println!(
             "  largest tensor:       {} {:?} ({:.1} MiB)",
