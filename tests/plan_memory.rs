@@ -164,20 +164,27 @@ fn the_chain_computes_the_same_with_and_without_reuse() {
     let c = chain();
     let xs: Vec<f32> = (0..N).map(|i| i as f32 * 0.3 - 0.7).collect();
     let douts: Vec<f32> = (0..N).map(|i| 1.0 - i as f32 * 0.2).collect();
-    let run = |plan: &Plan| {
-        let mut ex = CpuExecutor::new(plan);
+    let run = |ex: &mut dyn Executor| {
         ex.write(c.x, HostData::F32(&xs)).unwrap();
         ex.write(c.dout, HostData::F32(&douts)).unwrap();
         for _ in 0..2 {
             ex.run(Phase::Forward, 0..4).unwrap();
-            ex.run(Phase::Backward, 0..4).unwrap();
+            // The backward one step at a time too (each run starts with its step's clears).
+            ex.run(Phase::Backward, 0..1).unwrap();
+            ex.run(Phase::Backward, 1..4).unwrap();
         }
         (ex.read(c.out).unwrap(), ex.read(c.dx).unwrap())
     };
-    let (out, dx) = run(&c.plan);
-    let (out0, dx0) = run(&c.plan.clone().without_reuse());
+    let (out, dx) = run(&mut CpuExecutor::new(&c.plan));
+    let (out0, dx0) = run(&mut CpuExecutor::new(&c.plan.clone().without_reuse()));
     assert_eq!(out, out0);
     assert_eq!(dx, dx0);
+    // The GPU executor binds the shared tensors as ranges of their slots' buffers and
+    // clears between passes: the same values within the kernel tolerance.
+    let (gout, gdx) = run(&mut common::gpu_executor(&c.plan));
+    let tol = wgolf::tolerance::tolerance(wgolf::tolerance::Check::KernelF32);
+    common::assert_close("out", &gout, &out, tol);
+    common::assert_close("dx", &gdx, &dx, tol);
     assert!(dx.iter().any(|&v| v != 0.0), "a vacuous gradient");
     // dx accumulated twice the same gradient.
     let mut once = c.plan.clone().without_reuse();
