@@ -589,7 +589,59 @@ fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String], ke
             cfg.train.seq_len,
             cfg.train.grad_accum
         );
-        println!("  plan tensors:         {} ({:.1} MiB)", plan.tensors.len(), plan.bytes() as f64 / (1 << 20) as f64);
+        let mib = |b: usize| b as f64 / (1 << 20) as f64;
+        println!(
+            "  plan tensors:         {} ({:.1} MiB, each in its own buffer)",
+            plan.tensors.len(),
+            mib(plan.bytes_without_reuse())
+        );
+        let memory = plan.memory();
+        let (peak, at) = memory.peak();
+        let (phase, index) = wgolf::plan::memory::position(&plan, at);
+        println!(
+            "  plan memory:          {:.1} MiB in {} buffers with reuse; {:.1} MiB live at the peak ({})",
+            mib(plan.bytes()),
+            memory.slot_lens().len(),
+            mib(peak),
+            plan.step_name(phase, index)
+        );
+        let live = wgolf::plan::memory::live_at(&plan, at);
+        let live_bytes = |pred: &dyn Fn(&Role) -> bool| -> usize {
+            live.iter().filter(|&&t| pred(&plan.tensor(t).role)).map(|&t| plan.tensor(t).numel() * 4).sum()
+        };
+        println!(
+            "  live at the peak:     {} reused tensors: {:.1} MiB activations, {:.1} MiB activation gradients, {:.1} MiB scratch; {:.1} MiB in buffers of their own",
+            live.len(),
+            mib(live_bytes(&|r| matches!(r, Role::Activation))),
+            mib(live_bytes(&|r| matches!(r, Role::ActGrad))),
+            mib(live_bytes(&|r| matches!(r, Role::Scratch))),
+            mib(peak - live_bytes(&|_| true)),
+        );
+        // Grouped by name with the block index left out (`blocks.*.mlp.h x 11`).
+        let mut groups: Vec<(String, usize, usize)> = Vec::new();
+        for &t in &live {
+            let name = plan.tensor(t).name.split('.').map(|p| if p.parse::<usize>().is_ok() { "*" } else { p });
+            let name = name.collect::<Vec<_>>().join(".");
+            match groups.iter_mut().find(|g| g.0 == name) {
+                Some(g) => (g.1, g.2) = (g.1 + 1, g.2 + plan.tensor(t).numel() * 4),
+                None => groups.push((name, 1, plan.tensor(t).numel() * 4)),
+            }
+        }
+        groups.sort_by_key(|g| std::cmp::Reverse(g.2));
+        let largest: Vec<String> =
+            groups.iter().take(8).map(|(name, n, b)| format!("{name} x {n} {:.1} MiB", mib(*b))).collect();
+        println!("  largest live there:   {}", largest.join(", "));
+        let (mut clears, mut cleared) = (0, 0);
+        for phase in [Phase::Forward, Phase::Backward] {
+            for i in 0..plan.steps(phase).len() {
+                clears += plan.clears_before(phase, i).len();
+                cleared += plan.clears_before(phase, i).iter().map(|&t| plan.tensor(t).numel() * 4).sum::<usize>();
+            }
+        }
+        println!(
+            "  clears per micro-batch: {clears} ({:.1} MiB zeroed before accumulating first writes)",
+            mib(cleared)
+        );
         let largest = plan.tensors.iter().max_by_key(|t| t.numel()).expect("plans have tensors");
         println!(
             "  largest tensor:       {} {:?} ({:.1} MiB)",
@@ -606,9 +658,10 @@ fn info(adapter: Option<&str>, config: Option<PathBuf>, overrides: &[String], ke
         let b = cfg.eval.batch_seqs;
         let eval_plan = wgolf::model::build_eval_plan(&cfg, b, b * cfg.train.seq_len)?;
         println!(
-            "  eval plan:            {} tensors ({:.1} MiB), {} forward steps per batch of {b} x {}",
+            "  eval plan:            {} tensors ({:.1} MiB, {:.1} MiB with reuse), {} forward steps per batch of {b} x {}",
             eval_plan.tensors.len(),
-            eval_plan.bytes() as f64 / (1 << 20) as f64,
+            mib(eval_plan.bytes_without_reuse()),
+            mib(eval_plan.bytes()),
             eval_plan.steps(Phase::Forward).len(),
             cfg.train.seq_len
         );
@@ -632,7 +685,7 @@ fn check(config: &ConfigArg, adapter: Option<&str>) -> Result<()> {
     x.resize(cfg.micro_tokens(), 0);
     y.resize(cfg.micro_tokens(), 0);
 
-    let clear = plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss));
+    let clear = plan.with_role(|r| matches!(r, Role::Grad | Role::Loss));
     for ex in [&mut gpu as &mut dyn Executor, &mut cpu] {
         wgolf::train::init_state(ex, &plan, cfg.train.seed)?;
         wgolf::train::write_hypers(ex, &plan, &cfg, 0, 1.0)?;

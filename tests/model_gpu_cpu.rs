@@ -72,7 +72,8 @@ fn load(ex: &mut dyn Executor, s: &Setup) {
     }
     // Token ids, targets and (for BigramHash) the bucket ids derived from them.
     wgolf::host::write_inputs(ex, &s.plan, &s.cfg, &s.ids, &s.targets).unwrap();
-    ex.clear(&s.plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss | Role::OptState))).unwrap();
+    // Activation gradients are the plan's to clear (before their first accumulating write).
+    ex.clear(&s.plan.with_role(|r| matches!(r, Role::Grad | Role::Loss | Role::OptState))).unwrap();
     // The EMA starts from the weights, as in training.
     for (id, values) in &s.params {
         if let Some(ema) = wgolf::checkpoint::ema_of(&s.plan, *id) {

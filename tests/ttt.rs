@@ -123,7 +123,7 @@ fn frozen_blocks_have_no_gradient_and_no_steps() {
 fn load(ex: &mut dyn Executor, plan: &Plan, cfg: &Config, w: &Weights, x: &[u32], y: &[u32]) {
     wgolf::eval::ttt::write_weights(plan, ex, w).unwrap();
     write_inputs(ex, plan, cfg, x, y).unwrap();
-    ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss | Role::OptState))).unwrap();
+    ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss | Role::OptState))).unwrap();
 }
 
 #[test]

@@ -86,7 +86,7 @@ impl Ttt {
     /// targets): forward, backward, clip, SGD.
     pub fn step(&mut self, ids: &[u32], targets: &[u32], lr: f32) -> Result<()> {
         let (plan, ex) = (&self.plan, self.ex.as_mut());
-        ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::ActGrad | Role::Loss)))?;
+        ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss)))?;
         write_inputs(ex, plan, &self.cfg, ids, targets)?;
         let hyper = SgdHyper::new(lr, self.cfg.eval.ttt_momentum);
         for &(_, id) in &plan.hypers {

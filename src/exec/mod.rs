@@ -48,11 +48,15 @@ pub enum ExecError {
 pub trait Executor {
     /// Writes host data into a tensor (on the GPU it lands before the next run).
     fn write(&mut self, t: TensorId, data: HostData<'_>) -> Result<(), ExecError>;
-    /// Reads an f32 tensor back (waits for pending GPU work).
+    /// Reads an f32 tensor back (waits for pending GPU work). A tensor that shares storage
+    /// ([`Plan::is_shared`](crate::plan::Plan::is_shared)) holds its value only from the
+    /// step that writes it to the next write of another tensor of its slot.
     fn read(&mut self, t: TensorId) -> Result<Vec<f32>, ExecError>;
-    /// Zeroes tensors before the next run.
+    /// Zeroes tensors before the next run (for what accumulates across runs: parameter
+    /// gradients, the loss, optimizer state; the plan zeroes activation gradients itself).
     fn clear(&mut self, ts: &[TensorId]) -> Result<(), ExecError>;
-    /// Runs the steps `range` of a phase (the whole phase with `0..len`).
+    /// Runs the steps `range` of a phase (the whole phase with `0..len`), each preceded by
+    /// the plan's clears for it ([`Plan::clears_before`](crate::plan::Plan::clears_before)).
     fn run(&mut self, phase: Phase, range: std::ops::Range<usize>) -> Result<(), ExecError>;
     /// Waits until all submitted work is done (for timing).
     fn sync(&mut self) -> Result<(), ExecError> {

@@ -1,11 +1,14 @@
-//! The GPU executor: one wgpu buffer per tensor (so wgpu's per-dispatch usage tracking never
-//! serialises unrelated kernels), every pipeline and bind group built once when the plan is
-//! loaded, and each run re-encoding a tight set_pipeline / set_bind_group / dispatch loop in
+//! The GPU executor: one wgpu buffer per slot of the plan's memory (a tensor of its own, or
+//! tensors with disjoint lifetimes, each bound as the first `numel * 4` bytes of its slot's
+//! buffer; separate buffers, rather than ranges of one, so that wgpu's per-buffer usage
+//! tracking never serialises unrelated kernels), every pipeline and bind group built once
+//! when the plan is loaded, and each run re-encoding a tight set_pipeline / set_bind_group / dispatch loop in
 //! one compute pass. Nothing is allocated per step but the encoder and the pass; the loss is
 //! read back only when asked. Allocation runs inside an out-of-memory error scope and every
 //! run inside a validation scope, so a failure comes back as an error naming the tensor or
 //! the step, never through wgpu's panicking default handler; a lost device is reported by
-//! the poll that waits for it.
+//! the poll that waits for it. The plan's clears (a tensor first written by an
+//! accumulation) are encoded right before their steps, between compute passes.
 use super::context::{GpuContext, GpuError};
 use super::registry::{Kernel, KernelRegistry};
 use crate::exec::{ExecError, Executor, HostData};
@@ -25,6 +28,7 @@ struct Prepared {
 pub struct GpuExecutor {
     ctx: Arc<GpuContext>,
     plan: Plan,
+    /// One per slot of the plan's memory.
     buffers: Vec<wgpu::Buffer>,
     steps: [Vec<Prepared>; 3],
     pending_clears: Vec<TensorId>,
@@ -41,17 +45,32 @@ impl GpuExecutor {
         let limits = ctx.device.limits();
         check_fits(plan, &limits, ctx.report.device_memory, ctx.adapter_name())?;
         let device = &ctx.device;
-        let mut buffers = Vec::with_capacity(plan.tensors.len());
+        let memory = plan.memory();
+        let slots = memory.slot_lens();
+        // A slot is labelled by its first tensor (and how many share it); a uniform (always
+        // a slot of its own) gets a uniform buffer.
+        let mut labels: Vec<Option<String>> = vec![None; slots.len()];
+        let mut members = vec![0usize; slots.len()];
+        let mut uniform = vec![false; slots.len()];
+        for (t, desc) in plan.tensors.iter().enumerate() {
+            let s = memory.slot(t);
+            labels[s].get_or_insert_with(|| desc.name.clone());
+            members[s] += 1;
+            uniform[s] |= matches!(desc.role, Role::Hyper(_));
+        }
+        let mut buffers = Vec::with_capacity(slots.len());
         let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        for t in &plan.tensors {
-            let usage = if matches!(t.role, Role::Hyper(_)) {
+        for (s, &len) in slots.iter().enumerate() {
+            let usage = if uniform[s] {
                 wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST
             } else {
                 wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
             };
+            let name = labels[s].clone().unwrap_or_else(|| format!("slot {s}"));
+            let label = if members[s] > 1 { format!("{name} (+{} sharing)", members[s] - 1) } else { name };
             buffers.push(device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(&t.name),
-                size: buffer_bytes(t),
+                label: Some(&label),
+                size: elems_bytes(len),
                 usage,
                 mapped_at_creation: false,
             }));
@@ -74,7 +93,14 @@ impl GpuExecutor {
                     .args
                     .iter()
                     .enumerate()
-                    .map(|(i, &t)| wgpu::BindGroupEntry { binding: i as u32, resource: buffers[t].as_entire_binding() })
+                    .map(|(i, &t)| wgpu::BindGroupEntry {
+                        binding: i as u32,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &buffers[memory.slot(t)],
+                            offset: 0,
+                            size: std::num::NonZeroU64::new(buffer_bytes(&plan.tensors[t])),
+                        }),
+                    })
                     .collect();
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(&kernel.label),
@@ -96,9 +122,19 @@ impl GpuExecutor {
         };
         for (id, data) in &plan.constants {
             let bytes: &[u8] = bytemuck::cast_slice(data);
-            ex.ctx.queue.write_buffer(&ex.buffers[*id], 0, bytes);
+            ex.ctx.queue.write_buffer(ex.buffer(*id), 0, bytes);
         }
         Ok(ex)
+    }
+
+    /// The buffer holding tensor `t` (its first `numel * 4` bytes).
+    fn buffer(&self, t: TensorId) -> &wgpu::Buffer {
+        &self.buffers[self.plan.memory().slot(t)]
+    }
+
+    /// Zeroes tensor `t`'s bytes of its slot.
+    fn encode_clear(&self, encoder: &mut wgpu::CommandEncoder, t: TensorId) {
+        encoder.clear_buffer(self.buffer(t), 0, Some(buffer_bytes(&self.plan.tensors[t])));
     }
 
     pub fn context(&self) -> &Arc<GpuContext> {
@@ -106,8 +142,8 @@ impl GpuExecutor {
     }
 
     fn encode_clears(&mut self, encoder: &mut wgpu::CommandEncoder) {
-        for t in self.pending_clears.drain(..) {
-            encoder.clear_buffer(&self.buffers[t], 0, None);
+        for t in std::mem::take(&mut self.pending_clears) {
+            self.encode_clear(encoder, t);
         }
     }
 
@@ -143,9 +179,14 @@ impl GpuExecutor {
     }
 }
 
-/// The bytes of a tensor's buffer (wgpu buffers are never empty).
+/// The bytes of a tensor's binding (wgpu buffers are never empty).
 fn buffer_bytes(t: &crate::plan::TensorDesc) -> u64 {
-    ((t.numel() * 4).max(4)) as u64
+    elems_bytes(t.numel())
+}
+
+/// The bytes of a buffer of `n` f32 or u32 values.
+fn elems_bytes(n: usize) -> u64 {
+    ((n * 4).max(4)) as u64
 }
 
 /// Which part of the plan takes its memory, and the config fields that shrink it.
@@ -158,10 +199,12 @@ pub fn memory_hint(plan: &Plan) -> String {
         .sum();
     let mib = |b: usize| b as f64 / (1 << 20) as f64;
     format!(
-        "activations and their gradients take {:.1} MiB of the plan's {:.1} MiB (lower train.batch_seqs, the \
-         sequences per micro-batch, raising train.grad_accum to keep the step's tokens, or train.seq_len); the rest \
-         is parameters, gradients and optimizer state (lower model.num_layers or model.model_dim)",
+        "activations and their gradients take {:.1} MiB of the plan's {:.1} MiB before buffer reuse, {:.1} MiB \
+         after (lower train.batch_seqs, the sequences per micro-batch, raising train.grad_accum to keep the \
+         step's tokens, or train.seq_len); the rest is parameters, gradients and optimizer state (lower \
+         model.num_layers or model.model_dim)",
         mib(per_batch),
+        mib(plan.bytes_without_reuse()),
         mib(plan.bytes())
     )
 }
@@ -191,7 +234,7 @@ pub fn check_fits(
             });
         }
     }
-    let total: u64 = plan.tensors.iter().map(buffer_bytes).sum();
+    let total: u64 = plan.memory().slot_lens().iter().map(|&n| elems_bytes(n)).sum();
     match device_memory {
         Some(memory) if total > memory => Err(GpuError::Limit {
             what: format!("{} tensors ({})", plan.tensors.len(), memory_hint(plan)),
@@ -218,10 +261,15 @@ impl Executor for GpuExecutor {
             });
         }
         // Queue writes land before the next submission's commands, where pending clears are
-        // encoded: a clear asked for earlier would wipe this write. The write covers the
-        // whole tensor, so that clear is moot: drop it, and the calls keep their order.
-        self.pending_clears.retain(|&c| c != t);
-        self.ctx.queue.write_buffer(&self.buffers[t], 0, bytes);
+        // encoded: a clear asked for earlier (of this tensor, or of another sharing its
+        // slot) would wipe this write. Submit the clears first, so the calls keep their order.
+        if !self.pending_clears.is_empty() {
+            let mut encoder =
+                self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("clears") });
+            self.encode_clears(&mut encoder);
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        self.ctx.queue.write_buffer(self.buffer(t), 0, bytes);
         Ok(())
     }
 
@@ -243,7 +291,7 @@ impl Executor for GpuExecutor {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         self.encode_clears(&mut encoder);
-        encoder.copy_buffer_to_buffer(&self.buffers[t], 0, &staging, 0, bytes);
+        encoder.copy_buffer_to_buffer(self.buffer(t), 0, &staging, 0, bytes);
         self.ctx.queue.submit([encoder.finish()]);
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(ExecError::Readback { tensor: name, message: err.to_string() });
@@ -284,14 +332,25 @@ impl Executor for GpuExecutor {
         let mut encoder =
             self.ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgolf step") });
         self.encode_clears(&mut encoder);
-        {
+        // One compute pass per run of steps without clears; the plan's clears (buffer
+        // commands, which a pass cannot hold) go between passes, right before their step.
+        let mut i = range.start;
+        while i < range.end {
+            for &t in self.plan.clears_before(phase, i) {
+                self.encode_clear(&mut encoder, t);
+            }
             let mut pass = encoder
                 .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgolf pass"), timestamp_writes: None });
-            for s in &self.steps[phase as usize][range.clone()] {
+            loop {
+                let s = &self.steps[phase as usize][i];
                 pass.set_pipeline(&s.kernel.pipeline);
                 pass.set_bind_group(0, &s.bind_group, &[]);
                 let [x, y, z] = s.workgroups;
                 pass.dispatch_workgroups(x, y, z);
+                i += 1;
+                if i == range.end || !self.plan.clears_before(phase, i).is_empty() {
+                    break;
+                }
             }
         }
         self.ctx.queue.submit([encoder.finish()]);

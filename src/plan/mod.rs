@@ -2,9 +2,11 @@
 //! activations, inputs) in one table, and the list of steps for the forward pass, the
 //! hand-written backward pass and the optimizer. It is built once per config, checked for
 //! shapes and aliasing when built, and then replayed by an executor (CPU or GPU) every step.
-//! Nothing here touches wgpu.
+//! When it is finished, tensors whose lifetimes do not overlap are given shared storage and
+//! the clears an accumulation needs are placed ([`memory`]). Nothing here touches wgpu.
 pub mod cost;
 pub mod defs;
+pub mod memory;
 pub mod op;
 
 pub use defs::*;
@@ -63,14 +65,16 @@ pub enum Role {
     Grad,
     /// An activation, written by the forward pass.
     Activation,
-    /// An activation's gradient: cleared before each micro-batch's backward pass.
+    /// An activation's gradient: zeroed by the executor right before its first write in
+    /// each pass when that write accumulates (see [`memory`]).
     ActGrad,
     /// Persistent optimizer state (Adam moments, Muon momentum, the EMA): zero at start,
     /// saved in checkpoints.
     OptState,
     /// Per-pass scratch (Muon's Newton-Schulz stacks and norm partials, the clip's partial
     /// sums, the channel reductions' partials in the backward pass): written before it is read
-    /// within each pass, so never cleared and never saved.
+    /// within each pass (zeroed first, as an activation gradient is, when that write
+    /// accumulates), and never saved.
     Scratch,
     /// Written by the host before each micro-batch (token ids, targets).
     Input,
@@ -169,6 +173,7 @@ pub struct Plan {
     pub hypers: Vec<(ParamGroup, TensorId)>,
     pub constants: Vec<(TensorId, Vec<f32>)>,
     io: Option<PlanIo>,
+    memory: memory::Memory,
 }
 
 impl Plan {
@@ -188,6 +193,9 @@ impl Plan {
             args.push(g.tensor(format!("binding{i}"), &[spec.len], spec.dtype, role));
         }
         g.push(Phase::Forward, op, &args)?;
+        // Every binding in its own buffer and nothing cleared: the kernel tests write every
+        // binding (an accumulating output's old value too) before the step.
+        let memory = memory::Memory::separate(&g.tensors, &g.steps);
         Ok(Plan {
             tensors: g.tensors,
             steps: g.steps,
@@ -195,6 +203,7 @@ impl Plan {
             hypers: g.hypers,
             constants: g.constants,
             io: None,
+            memory,
         })
     }
 
@@ -221,9 +230,47 @@ impl Plan {
     pub fn find(&self, name: &str) -> Option<TensorId> {
         self.tensors.iter().position(|t| t.name == name)
     }
-    /// Total bytes of all tensors (what an executor allocates).
+    /// The bytes an executor allocates: every slot of [`Plan::memory`] (tensors with
+    /// disjoint lifetimes share one).
     pub fn bytes(&self) -> usize {
+        self.memory.bytes()
+    }
+    /// The bytes of all tensors, each in its own buffer (what [`Plan::bytes`] would be
+    /// without reuse).
+    pub fn bytes_without_reuse(&self) -> usize {
         self.tensors.iter().map(|t| t.numel() * 4).sum()
+    }
+    /// Where every tensor lives and which are zeroed before which step (see [`memory`]).
+    pub fn memory(&self) -> &memory::Memory {
+        &self.memory
+    }
+    /// Whether `t` shares storage with other tensors, so that its value lasts only from the
+    /// step that writes it to the next step that writes another tensor of its slot.
+    pub fn is_shared(&self, t: TensorId) -> bool {
+        self.memory.is_shared(t)
+    }
+    /// The tensors an executor zeroes right before step `index` of `phase`: those whose
+    /// first access in the pass accumulates.
+    pub fn clears_before(&self, phase: Phase, index: usize) -> &[TensorId] {
+        self.memory.clears(phase.index(), index)
+    }
+    /// The same plan with every tensor in its own buffer (the same clears), for tests that
+    /// read activations or scratch after a pass.
+    pub fn without_reuse(mut self) -> Plan {
+        self.memory = self.memory.without_reuse(&self.tensors);
+        self
+    }
+    /// The same plan with the slots given (`slot_of[t]` for every tensor), checked by
+    /// [`memory::verify`]: tests of the check build deliberately wrong assignments with it.
+    pub fn with_slots(mut self, slot_of: Vec<usize>) -> Result<Plan, PlanError> {
+        if slot_of.len() != self.tensors.len() {
+            return Err(PlanError::Other(format!("{} slots for {} tensors", slot_of.len(), self.tensors.len())));
+        }
+        let mut memory = memory::Memory::with_slots(&self.tensors, &self.steps, slot_of);
+        memory.keep_clears(&self.memory);
+        memory::verify(&self.tensors, &self.steps, &memory)?;
+        self.memory = memory;
+        Ok(self)
     }
     /// Every parameter tensor, trainable or frozen (a frozen one has no [`ParamSlot`]), in
     /// declaration order: what weights are copied through by name.
@@ -485,6 +532,7 @@ impl PlanBuilder {
         if self.tensors.iter().any(|t| t.numel() == 0) {
             return Err(PlanError::Other("a tensor has no elements".into()));
         }
+        let memory = memory::Memory::plan(&self.tensors, &self.steps, &[])?;
         Ok(Plan {
             tensors: self.tensors,
             steps: self.steps,
@@ -492,6 +540,7 @@ impl PlanBuilder {
             hypers: self.hypers,
             constants: self.constants,
             io: None,
+            memory,
         })
     }
 
@@ -538,6 +587,11 @@ impl PlanBuilder {
             return Err(PlanError::Other("a tensor has no elements".into()));
         }
         let io = self.remove_discarded(io);
+        let host: Vec<TensorId> = [io.ids, io.targets, io.logits, io.loss_rows, io.loss_total]
+            .into_iter()
+            .chain([io.bigram_ids, io.ids_index, io.bigram_index, io.scored].into_iter().flatten())
+            .collect();
+        let memory = memory::Memory::plan(&self.tensors, &self.steps, &host)?;
         Ok(Plan {
             tensors: self.tensors,
             steps: self.steps,
@@ -545,6 +599,7 @@ impl PlanBuilder {
             hypers: self.hypers,
             constants: self.constants,
             io: Some(io),
+            memory,
         })
     }
 }

@@ -59,38 +59,57 @@ pub enum Domain {
     SgdHyper,
 }
 
-/// One binding of a kernel: access, element type, the exact element count expected, and
-/// the values it may hold.
+/// One binding of a kernel: access, element type, the exact element count expected, the
+/// values it may hold, and for a written binding whether its old value survives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BindingSpec {
     pub access: Access,
     pub dtype: DType,
     pub len: usize,
     pub domain: Domain,
+    /// A [`ReadWrite`](Access::ReadWrite) binding whose every element the kernel writes
+    /// without reading the old value (`y = f(x)`). `false` (what [`BindingSpec::rw`] says)
+    /// means the kernel may read the old value or leave some of it in place (`dx += ..`, an
+    /// in-place update, a write of one slice): the plan then zeroes the tensor before its
+    /// first write in a pass when that write is its first access (see `plan::memory`).
+    /// Getting this wrong is the one way to mislead the plan's liveness, so `false` is the
+    /// safe default; [`BindingSpec::out`] is the claim that the old value is dead.
+    pub overwrites: bool,
 }
 
 impl BindingSpec {
-    /// An f32 binding the kernel writes (or reads and writes).
+    /// An f32 binding the kernel reads and writes, or writes only in part (accumulates,
+    /// updates in place).
     pub fn rw(len: usize) -> Self {
-        BindingSpec { access: Access::ReadWrite, dtype: DType::F32, len, domain: Domain::Any }
+        BindingSpec { access: Access::ReadWrite, dtype: DType::F32, len, domain: Domain::Any, overwrites: false }
+    }
+    /// An f32 binding the kernel overwrites entirely without reading it (see
+    /// [`BindingSpec::overwrites`]).
+    pub fn out(len: usize) -> Self {
+        BindingSpec { overwrites: true, ..Self::rw(len) }
+    }
+    /// [`BindingSpec::out`] when `overwrites`, else [`BindingSpec::rw`] (an op whose flag
+    /// decides, such as RoPE's inverse, which accumulates).
+    pub fn written(len: usize, overwrites: bool) -> Self {
+        BindingSpec { overwrites, ..Self::rw(len) }
     }
     /// An f32 binding the kernel only reads.
     pub fn rd(len: usize) -> Self {
-        BindingSpec { access: Access::Read, dtype: DType::F32, len, domain: Domain::Any }
+        BindingSpec { access: Access::Read, dtype: DType::F32, len, domain: Domain::Any, overwrites: false }
     }
     /// A u32 id binding (read-only), every id below `bound`.
     pub fn ids(len: usize, bound: usize) -> Self {
-        BindingSpec { access: Access::Read, dtype: DType::U32, len, domain: Domain::Ids { bound } }
+        BindingSpec { access: Access::Read, dtype: DType::U32, len, domain: Domain::Ids { bound }, overwrites: false }
     }
     /// An [`id_index`](crate::ops::embedding::id_index) of `tokens` ids below `vocab`
     /// (read-only).
     pub fn id_index(tokens: usize, vocab: usize) -> Self {
         let domain = Domain::IdIndex { vocab };
-        BindingSpec { access: Access::Read, dtype: DType::U32, len: vocab + 1 + tokens, domain }
+        BindingSpec { access: Access::Read, dtype: DType::U32, len: vocab + 1 + tokens, domain, overwrites: false }
     }
     /// A hyperparameter uniform of [`HYPER_LEN`] f32 laid out as `domain` says.
     pub fn hyper(domain: Domain) -> Self {
-        BindingSpec { access: Access::Uniform, dtype: DType::F32, len: HYPER_LEN, domain }
+        BindingSpec { access: Access::Uniform, dtype: DType::F32, len: HYPER_LEN, domain, overwrites: false }
     }
     /// The same binding with a narrower domain.
     pub fn within(self, domain: Domain) -> Self {

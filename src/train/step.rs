@@ -73,12 +73,13 @@ pub(crate) fn train_step_on(
     group: Option<&mut crate::dist::Group>,
 ) -> Result<()> {
     let (world, rank) = group.as_ref().map_or((1, 0), |g| (g.world(), g.rank()));
+    // Parameter gradients and the loss accumulate over the micro-batches; activation
+    // gradients are zeroed by the executor where the plan says (before an accumulating
+    // first write, in every micro-batch).
     ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss)))?;
-    let act_grads = plan.with_role(|r| matches!(r, Role::ActGrad));
     for _ in 0..cfg.train.grad_accum {
         let (x, y) = stream.next_batch(cfg.micro_tokens(), cfg.train.seq_len, world, rank)?;
         write_inputs(ex, plan, cfg, &x, &y)?;
-        ex.clear(&act_grads)?;
         ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len())?;
         ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len())?;
     }

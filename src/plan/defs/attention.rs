@@ -94,8 +94,8 @@ const EXAMPLE: AttnShape = AttnShape { batch: 2, seq: 5, heads: 4, kv_heads: 2, 
 impl OpDef for AttentionFwd {
     fn bindings(&self) -> Vec<BindingSpec> {
         let (q, kv, l) = sizes(self.0);
-        let (rw, rd) = (BindingSpec::rw, BindingSpec::rd);
-        vec![rw(q), rw(l), rd(q), rd(kv), rd(kv)]
+        let (out, rd) = (BindingSpec::out, BindingSpec::rd);
+        vec![out(q), out(l), rd(q), rd(kv), rd(kv)]
     }
     fn check(&self) -> Result<(), String> {
         check(self.0)
@@ -137,7 +137,7 @@ impl OpDef for AttentionBwdQ {
     fn bindings(&self) -> Vec<BindingSpec> {
         let (q, kv, l) = sizes(self.0);
         let (rw, rd) = (BindingSpec::rw, BindingSpec::rd);
-        vec![rw(q), rw(l), rd(q), rd(q), rd(q), rd(kv), rd(kv), rd(l)]
+        vec![rw(q), BindingSpec::out(l), rd(q), rd(q), rd(q), rd(kv), rd(kv), rd(l)]
     }
     fn check(&self) -> Result<(), String> {
         check(self.0)

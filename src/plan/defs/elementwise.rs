@@ -145,7 +145,7 @@ fn check_mix(ch: Channels) -> Result<(), String> {
 
 impl OpDef for Relu2Fwd {
     fn bindings(&self) -> Vec<BindingSpec> {
-        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count)]
+        vec![BindingSpec::out(self.count), BindingSpec::rd(self.count)]
     }
     fn kernel(&self) -> KernelCall {
         KernelCall::new("relu2", "relu2_fwd", vec![("COUNT", u(self.count))], grid_1d(self.count))
@@ -185,7 +185,7 @@ impl OpDef for Relu2Bwd {
 
 impl OpDef for ScaleFwd {
     fn bindings(&self) -> Vec<BindingSpec> {
-        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count), BindingSpec::rd(self.s_len)]
+        vec![BindingSpec::out(self.count), BindingSpec::rd(self.count), BindingSpec::rd(self.s_len)]
     }
     fn check(&self) -> Result<(), String> {
         check_scale(self.ch, self.s_len)
@@ -231,8 +231,8 @@ impl OpDef for ScaleBwd {
 
 impl OpDef for ScaledAddFwd {
     fn bindings(&self) -> Vec<BindingSpec> {
-        let (n, rw, rd) = (self.count, BindingSpec::rw, BindingSpec::rd);
-        vec![rw(n), rd(n), rd(n), rd(self.s_len)]
+        let (n, out, rd) = (self.count, BindingSpec::out, BindingSpec::rd);
+        vec![out(n), rd(n), rd(n), rd(self.s_len)]
     }
     fn check(&self) -> Result<(), String> {
         check_scale(self.ch, self.s_len)
@@ -280,8 +280,8 @@ impl OpDef for ScaledAddBwd {
 
 impl OpDef for MixFwd {
     fn bindings(&self) -> Vec<BindingSpec> {
-        let (n, rw, rd) = (self.count, BindingSpec::rw, BindingSpec::rd);
-        vec![rw(n), rd(n), rd(n), rd(2 * self.ch.channels)]
+        let (n, out, rd) = (self.count, BindingSpec::out, BindingSpec::rd);
+        vec![out(n), rd(n), rd(n), rd(2 * self.ch.channels)]
     }
     fn check(&self) -> Result<(), String> {
         check_mix(self.ch)
@@ -388,8 +388,8 @@ impl OpDef for ChannelDot {
 
 impl OpDef for ChannelDotPartial {
     fn bindings(&self) -> Vec<BindingSpec> {
-        let (n, rw, rd) = (self.count, BindingSpec::rw, BindingSpec::rd);
-        vec![rw(self.blocks() * self.channels), rd(n), rd(n)]
+        let (n, out, rd) = (self.count, BindingSpec::out, BindingSpec::rd);
+        vec![out(self.blocks() * self.channels), rd(n), rd(n)]
     }
     fn check(&self) -> Result<(), String> {
         let Self { count, group, channels } = *self;

@@ -23,7 +23,7 @@ pub struct EmbeddingBwd {
 impl OpDef for EmbeddingFwd {
     fn bindings(&self) -> Vec<BindingSpec> {
         let Self { tokens, dim, vocab } = *self;
-        vec![BindingSpec::rw(tokens * dim), BindingSpec::rd(vocab * dim), BindingSpec::ids(tokens, vocab)]
+        vec![BindingSpec::out(tokens * dim), BindingSpec::rd(vocab * dim), BindingSpec::ids(tokens, vocab)]
     }
     fn kernel(&self) -> KernelCall {
         let consts = vec![("TOKENS", u(self.tokens)), ("DIM", u(self.dim))];

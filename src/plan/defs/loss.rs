@@ -27,8 +27,9 @@ impl OpDef for CrossEntropy {
     fn bindings(&self) -> Vec<BindingSpec> {
         let Self { rows, vocab, write_grad, .. } = *self;
         vec![
-            BindingSpec::rw(if write_grad { rows * vocab } else { 1 }),
-            BindingSpec::rw(rows),
+            // Without `write_grad` the placeholder is never touched, so it keeps its value.
+            BindingSpec::written(if write_grad { rows * vocab } else { 1 }, write_grad),
+            BindingSpec::out(rows),
             BindingSpec::rd(rows * vocab),
             BindingSpec::ids(rows, vocab),
         ]

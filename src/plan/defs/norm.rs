@@ -32,7 +32,7 @@ pub struct Rope {
 impl OpDef for RmsNormFwd {
     fn bindings(&self) -> Vec<BindingSpec> {
         let n = self.rows * self.dim;
-        vec![BindingSpec::rw(n), BindingSpec::rw(self.rows), BindingSpec::rd(n)]
+        vec![BindingSpec::out(n), BindingSpec::out(self.rows), BindingSpec::rd(n)]
     }
     fn kernel(&self) -> KernelCall {
         let consts = vec![("ROWS", u(self.rows)), ("DIM", u(self.dim)), ("EPS", self.eps)];
@@ -79,7 +79,9 @@ impl OpDef for RmsNormBwd {
 impl OpDef for Rope {
     fn bindings(&self) -> Vec<BindingSpec> {
         let n = self.rows * self.heads * self.head_dim;
-        vec![BindingSpec::rw(n), BindingSpec::rd(n), BindingSpec::rd(self.seq_len * self.head_dim)]
+        // The forward overwrites `out`; the inverse (the backward) accumulates into it.
+        let out = BindingSpec::written(n, !self.inverse);
+        vec![out, BindingSpec::rd(n), BindingSpec::rd(self.seq_len * self.head_dim)]
     }
     fn check(&self) -> Result<(), String> {
         if !self.head_dim.is_multiple_of(2) {

@@ -207,7 +207,7 @@ impl OpDef for MuonMomentum {
 impl OpDef for MuonSumSq {
     fn bindings(&self) -> Vec<BindingSpec> {
         let chunks = muon::muon_chunks(self.a, self.b);
-        vec![BindingSpec::rw(self.count * chunks), BindingSpec::rd(self.count * self.a * self.b)]
+        vec![BindingSpec::out(self.count * chunks), BindingSpec::rd(self.count * self.a * self.b)]
     }
     fn check(&self) -> Result<(), String> {
         check_grid_dim("muon_sum_sq (chunks)", muon::muon_chunks(self.a, self.b))?;
@@ -268,7 +268,7 @@ impl OpDef for MuonNormalize {
 
 impl OpDef for ScaleCopy {
     fn bindings(&self) -> Vec<BindingSpec> {
-        vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count)]
+        vec![BindingSpec::out(self.count), BindingSpec::rd(self.count)]
     }
     fn kernel(&self) -> KernelCall {
         let consts = vec![("COUNT", u(self.count)), ("ALPHA", self.alpha)];
@@ -325,6 +325,7 @@ impl OpDef for MuonApply {
 
 impl OpDef for GradSumSq {
     fn bindings(&self) -> Vec<BindingSpec> {
+        // Each dispatch writes its own range of the partials: a partial write.
         let mut specs = vec![BindingSpec::rw(self.parts)];
         specs.extend((0..GRADS_PER_SUM).map(|k| BindingSpec::rd(self.bound(k))));
         specs
@@ -373,7 +374,7 @@ impl OpDef for GradSumSq {
 impl OpDef for ClipCoef {
     fn bindings(&self) -> Vec<BindingSpec> {
         // Partial sums of squares.
-        vec![BindingSpec::rw(1), BindingSpec::rd(self.parts).within(Domain::NonNegative)]
+        vec![BindingSpec::out(1), BindingSpec::rd(self.parts).within(Domain::NonNegative)]
     }
     fn kernel(&self) -> KernelCall {
         let consts = vec![("PARTS", u(self.parts)), ("MAX_NORM", self.max_norm)];

@@ -69,8 +69,9 @@ fn smear_call(entry: &'static str, rows: usize, dim: usize, seq_len: usize, grid
 }
 
 /// `[out | x, gate]` of the forward and `[dx | dout, gate]` of the backward.
-fn elementwise_bindings(rows: usize, dim: usize) -> Vec<BindingSpec> {
-    vec![BindingSpec::rw(rows * dim), BindingSpec::rd(rows * dim), BindingSpec::rd(dim)]
+/// The forward overwrites `out`; the backward accumulates into `dx`.
+fn elementwise_bindings(rows: usize, dim: usize, overwrites: bool) -> Vec<BindingSpec> {
+    vec![BindingSpec::written(rows * dim, overwrites), BindingSpec::rd(rows * dim), BindingSpec::rd(dim)]
 }
 
 /// Rows 7: two whole sequences of 3 and a partial one.
@@ -78,7 +79,7 @@ const SMEAR_EXAMPLE: (usize, usize, usize) = (7, 5, 3);
 
 impl OpDef for SmearFwd {
     fn bindings(&self) -> Vec<BindingSpec> {
-        elementwise_bindings(self.rows, self.dim)
+        elementwise_bindings(self.rows, self.dim, true)
     }
     fn check(&self) -> Result<(), String> {
         check_smear(self.dim, self.seq_len)
@@ -103,7 +104,7 @@ impl OpDef for SmearFwd {
 
 impl OpDef for SmearBwd {
     fn bindings(&self) -> Vec<BindingSpec> {
-        elementwise_bindings(self.rows, self.dim)
+        elementwise_bindings(self.rows, self.dim, false)
     }
     fn check(&self) -> Result<(), String> {
         check_smear(self.dim, self.seq_len)
@@ -175,7 +176,7 @@ impl OpDef for XsaFwd {
     fn bindings(&self) -> Vec<BindingSpec> {
         let Self { rows, heads, kv_heads, head_dim } = *self;
         let (ny, nv) = (rows * heads * head_dim, rows * kv_heads * head_dim);
-        vec![BindingSpec::rw(ny), BindingSpec::rd(ny), BindingSpec::rd(nv)]
+        vec![BindingSpec::out(ny), BindingSpec::rd(ny), BindingSpec::rd(nv)]
     }
     fn check(&self) -> Result<(), String> {
         check_xsa(self.heads, self.kv_heads, self.head_dim)
