@@ -396,5 +396,11 @@ fn linear_bwd(g: &mut PlanBuilder, x: TensorId, w: TensorId, dy: TensorId) -> Re
     let rows = g.shape(x).iter().product::<usize>() / inp;
     let (dx, dw) = (g.grad(x), g.grad(w));
     g.push(Phase::Backward, Matmul { m: rows, n: inp, k: out, layout: Layout::Nn, accumulate: true }, &[dx, dy, w])?;
-    g.push(Phase::Backward, Matmul { m: out, n: inp, k: rows, layout: Layout::Tn, accumulate: true }, &[dw, dy, x])
+    // The weight gradient sums over every token: split along K (`emit_matmul`).
+    emit_matmul(
+        g,
+        Phase::Backward,
+        Matmul { m: out, n: inp, k: rows, layout: Layout::Tn, accumulate: true },
+        [dw, dy, x],
+    )
 }

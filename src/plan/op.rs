@@ -354,6 +354,8 @@ op_table! {
     RmsNormFwd,
     RmsNormBwd,
     Matmul,
+    MatmulPartial,
+    MatmulSplitSum,
     Rope,
     AttentionFwd,
     AttentionBwdQ,
