@@ -285,8 +285,9 @@ impl OpDef for MatmulPartial {
     }
     fn examples() -> Vec<Self> {
         // Every layout; a ragged last split (K 75 in ranges of 32 and 16: 32 + 32 + 11, and
-        // 16 x 4 + 11); batched; the 64 x 64 tile (enough tiles times splits for it).
-        let mut out: Vec<Self> = [(Layout::Nt, 1, 32), (Layout::Nn, 2, 16), (Layout::Tn, 1, 32)]
+        // 16 x 4 + 11); ranges that end inside a K slice (20: 20 + 20 + 20 + 15); batched;
+        // the 64 x 64 tile (enough tiles times splits for it).
+        let mut out: Vec<Self> = [(Layout::Nt, 1, 32), (Layout::Nn, 2, 16), (Layout::Tn, 1, 32), (Layout::Nn, 1, 20)]
             .map(|(layout, batch, k_split)| MatmulPartial { batch, m: 9, n: 13, k: 75, k_split, layout })
             .to_vec();
         out.push(MatmulPartial { batch: 1, m: 130, n: 70, k: 2100, k_split: 512, layout: Layout::Tn });
