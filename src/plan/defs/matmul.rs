@@ -154,8 +154,9 @@ fn grid(m: usize, n: usize, z: usize, edge: u32) -> [u32; 3] {
 /// all the same), and each invocation does 16 multiply-adds per k of the slice (a ragged
 /// last slice runs whole, on zeros). Each output the dispatch writes (`batch m n` outputs
 /// per split) is stored once, scaled by ALPHA (1 FLOP), and with `accumulate` also loaded
-/// and added (1 load, 1 FLOP). So the loads per FLOP are `1 / (2 edge)` of the FLOPs' and
-/// the layout changes which loads are contiguous, not how many there are. Workgroup memory
+/// and added (1 load, 1 FLOP). So a tile issues one 4-byte load per `T` FLOPs (1/16 byte per
+/// FLOP on 64 x 64 tiles; the unstaged kernel before it issued 1 byte per FLOP), and the
+/// layout changes which loads are contiguous, not how many there are. Workgroup memory
 /// traffic is not counted (the [`Cost`] convention).
 pub fn matmul_cost(batch: usize, m: usize, n: usize, k: usize, k_split: usize, accumulate: bool, edge: u32) -> Cost {
     let t = 4 * edge as usize;
