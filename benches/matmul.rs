@@ -2,7 +2,9 @@
 //!
 //! `cargo bench --bench matmul -- [--quick] [--coop-all] [--filter TEXT]`
 //!
-//! Kernels: the portable f32 tiled kernel (`shaders/matmul.wgsl`) always; the
+//! Kernels: the portable f32 tiled kernel (`shaders/matmul.wgsl`) always, as one dispatch and,
+//! where the plan splits the product along K (`plan::split_k`, the weight gradients), also
+//! as the plan runs it: `MatmulPartial` then `MatmulSplitSum` (their medians added); the
 //! cooperative-matrix kernel (`shaders/matmul_coop.wgsl`, f16 operands, f32 accumulation) in
 //! the configuration `coop::select` picks, when the adapter has one (`--coop-all`: every
 //! configuration that fits the device, to tune the choice).
@@ -350,6 +352,40 @@ fn main() {
         }
         for b in buffers {
             b.destroy();
+        }
+        // The split product as the plan emits it (`plan::emit_matmul`): both stages.
+        let k_split = split_k(1, m, n, k);
+        if k_split < k {
+            let partial = Op::MatmulPartial(MatmulPartial { batch: 1, m, n, k, k_split, layout, a_prescale_exp: 0 });
+            let splits = k.div_ceil(k_split);
+            let sum = Op::MatmulSplitSum(MatmulSplitSum { batch: 1, m, n, splits, alpha: 1.0, accumulate: true });
+            let mut total = 0.0;
+            let mut failed = None;
+            for op in [&partial, &sum] {
+                let buffers: Vec<wgpu::Buffer> =
+                    op.bindings().iter().enumerate().map(|(i, b)| filled(&ctx.device, b.len, i * 13)).collect();
+                match time_call(&ctx, &mut registry, &op.kernel(), op, &buffers, args.warmup, args.runs) {
+                    Ok(times) => total += median(times),
+                    Err(e) => failed = Some(e),
+                }
+                for b in buffers {
+                    b.destroy();
+                }
+            }
+            if let Some(e) = failed {
+                notes.push(format!("f32 split-K failed on {}: {e}", shape.name));
+                continue;
+            }
+            let per_s = 2.0 * m as f64 * n as f64 * k as f64 / (total / 1e3);
+            let row = format!(
+                "| f32 split-K ({splits} x {k_split}) | {} | {m} | {n} | {k} | {total:.3} | {:.2} | {:.1} | {} |",
+                layout.name(),
+                per_s / 1e12,
+                per_s / 1e9,
+                shape.name
+            );
+            println!("{row}");
+            let _ = writeln!(out, "{row}");
         }
     }
     if !notes.is_empty() {

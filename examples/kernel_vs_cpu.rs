@@ -17,7 +17,7 @@ use wgolf::plan::{Op, Phase, Plan};
 use wgolf::tolerance::{first_mismatch, tolerance, Check};
 
 fn main() -> anyhow::Result<()> {
-    // c [m, n] = a [m, k] b [n, k]^T: shapes that are not multiples of the 32 x 32 tile.
+    // c [m, n] = a [m, k] b [n, k]^T: shapes that are not multiples of the matmul tile.
     let (m, n, k) = (70, 45, 33);
     let op = Matmul { m, n, k, layout: Layout::Nt, accumulate: false, a_prescale_exp: 0 };
     // A single-op plan: binding i of the op is tensor i (c, then a, then b).

@@ -1,17 +1,33 @@
-// Tiled f32 matrix product in the three layouts training needs (row-major storage).
+// Tiled f32 matrix product in the three layouts training needs (row-major storage), staged
+// through workgroup memory, with optional batching, scaling and split-K.
 //
-// c[M,N] (= or +=) opA(a) . opB(b), summing over K in order:
+// c[M,N] (= or +=) ALPHA opA(a) . opB(b), summing over K in order:
 //   TRANS_A = false: a is [M,K]; true: a is [K,M] (the weight-gradient layout, C = A^T B)
 //   TRANS_B = false: b is [K,N]; true: b is [N,K] (the linear-forward layout, C = A B^T)
 //   ACCUMULATE = true adds to c (gradients), false overwrites it.
-// Batched and scaled (Muon's Newton-Schulz iterations): c[z] (= or +=) ALPHA opA(a[z]) opB(b[z])
-//   for z < BATCH, each operand strided by its matrix size (a: M*K, b: K*N, c: M*N), z = gid.z.
-//   The defaults (BATCH = 1, ALPHA = 1.0) are the plain product: scaling by 1.0 is exact.
-// dispatch: workgroups of 8x8 invocations, each computing a 4x4 block of c held in
-//   registers, so one workgroup covers a 32x32 tile: grid (ceil(N/32), ceil(M/32), BATCH).
-//   Ragged edges clamp their loads and guard their stores. No workgroup memory: on lavapipe a register-blocked kernel
-//   beats a shared-memory tile (see the wgpu notes); the fast GPU variants come later.
-// CPU reference: src/ops/matmul.rs (matmul, matmul_batched).
+// Batched and scaled (Muon's Newton-Schulz iterations): BATCH products, each operand strided
+//   by its matrix size (a: M*K, b: K*N, c: M*N). The defaults (BATCH = 1, ALPHA = 1.0) are the
+//   plain product: scaling by 1.0 is exact.
+// Split-K (SPLITS > 1, the weight gradients): matrix z of the batch is cut along K into
+//   SPLITS ranges of K_SPLIT (the last one ragged); c is then the partial buffer
+//   [BATCH, SPLITS, M, N], slice (z, s) = the sum over k in [s K_SPLIT, min(K, (s+1) K_SPLIT))
+//   in order (called with ACCUMULATE = false, ALPHA = 1); matmul_split_sum.wgsl adds the
+//   slices in split order.
+// dispatch: workgroups of WG_N x WG_M invocations, each computing a 4x4 block of c held in
+//   registers, so one workgroup covers a BM x BN = 4 WG_M x 4 WG_N tile:
+//   grid (ceil(N/BN), ceil(M/BM), BATCH * SPLITS), z = batch index * SPLITS + split.
+//   Per BK-deep slice of k, the workgroup stages op(a)'s BM x BK and op(b)'s BK x BN block in
+//   workgroup memory (each element loaded from memory once per workgroup tile, consecutive
+//   invocations reading consecutive addresses in either layout), then every invocation runs
+//   BK steps of one vec4 of a and one vec4 of b from workgroup memory and 16 multiply-adds.
+//   Loads clamp their indices into the matrices (so every load is in range and issued); k
+//   beyond the split's range contributes zero; rows and columns beyond M, N are computed
+//   from clamped values and never stored.
+//   Tile sizes come from the override constants; src/plan/defs/matmul.rs picks them per shape
+//   (`tile_edge`) and sets SPLITS / K_SPLIT (`split_k`). The per-invocation loops run
+//   about (A_PER + B_PER + BK) times per slice: split-K also keeps them under llvmpipe's
+//   65,535-iteration limit.
+// CPU reference: src/ops/matmul.rs (matmul, matmul_batched, matmul_partial).
 
 override M: u32;
 override N: u32;
@@ -21,44 +37,82 @@ override TRANS_B: bool;
 override ACCUMULATE: bool;
 override BATCH: u32 = 1u;
 override ALPHA: f32 = 1.0;
+override SPLITS: u32 = 1u;
+override K_SPLIT: u32 = K;
+// Invocations per workgroup along M and N, and the slice depth. 4 BK must be a multiple of
+// WG_M and of WG_N (each invocation stages a whole number of elements).
+override WG_M: u32 = 8u;
+override WG_N: u32 = 8u;
+override BK: u32 = 16u;
+
+override BM: u32 = 4u * WG_M;
+override BN: u32 = 4u * WG_N;
+override THREADS: u32 = WG_M * WG_N;
+override A_PER: u32 = BM * BK / THREADS;
+override B_PER: u32 = BN * BK / THREADS;
 
 @group(0) @binding(0) var<storage, read_write> c: array<f32>;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 
-@compute @workgroup_size(8, 8)
-fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * 4u;
-    let col0 = gid.x * 4u;
-    let z = gid.z;
-    if row0 >= M || col0 >= N || z >= BATCH {
-        return;
-    }
-    // Element (i, p) of op(a) is at a0 + i * a_row + p * a_k; element (p, j) of op(b) at
-    // b0 + j * b_col + p * b_k.
-    let a_row = select(K, 1u, TRANS_A);
-    let a_k = select(1u, M, TRANS_A);
-    let b_col = select(1u, K, TRANS_B);
-    let b_k = select(N, 1u, TRANS_B);
-    // Edge blocks clamp their rows and columns into range: the duplicates they compute are
-    // never stored, and the k loop needs no bounds checks (3x faster on lavapipe).
-    let lanes = vec4<u32>(0u, 1u, 2u, 3u);
-    let rows = min(vec4<u32>(row0) + lanes, vec4<u32>(M - 1u));
-    let cols = min(vec4<u32>(col0) + lanes, vec4<u32>(N - 1u));
-    let ai = vec4<u32>(z * M * K) + rows * a_row;
-    let bj = vec4<u32>(z * K * N) + cols * b_col;
-    let c0 = z * M * N;
+// Staged slices, k-major: tile_a[p * WG_M + r] holds op(a) rows 4r..4r+3 of the tile at k p,
+// tile_b[p * WG_N + q] op(b) columns 4q..4q+3; so each step reads one vec4 of each.
+var<workgroup> tile_a: array<vec4<f32>, BK * WG_M>;
+var<workgroup> tile_b: array<vec4<f32>, BK * WG_N>;
+
+@compute @workgroup_size(WG_N, WG_M)
+fn matmul(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let tile_row = wg.y * BM;
+    let tile_col = wg.x * BN;
+    let mat = wg.z / SPLITS;
+    let k_begin = (wg.z % SPLITS) * K_SPLIT;
+    let k_end = min(K, k_begin + K_SPLIT);
+    let a0 = mat * M * K;
+    let b0 = mat * K * N;
     var acc: array<vec4<f32>, 4>;
-    for (var p = 0u; p < K; p++) {
-        let pa = p * a_k;
-        let pb = p * b_k;
-        let av = vec4<f32>(a[ai.x + pa], a[ai.y + pa], a[ai.z + pa], a[ai.w + pa]);
-        let bv = vec4<f32>(b[bj.x + pb], b[bj.y + pb], b[bj.z + pb], b[bj.w + pb]);
-        acc[0] += av.x * bv;
-        acc[1] += av.y * bv;
-        acc[2] += av.z * bv;
-        acc[3] += av.w * bv;
+    let slices = (k_end - k_begin + BK - 1u) / BK;
+    for (var s = 0u; s < slices; s++) {
+        let kb = k_begin + s * BK;
+        // Element e of each block: consecutive e are consecutive in memory (along the tile's
+        // rows when TRANS_A, along k otherwise; likewise for b), so the loads coalesce.
+        for (var r = 0u; r < A_PER; r++) {
+            let e = li + r * THREADS;
+            let i = select(e / BK, e % BM, TRANS_A);
+            let p = select(e % BK, e / BM, TRANS_A);
+            let row = min(tile_row + i, M - 1u);
+            let kk = kb + p;
+            let kc = min(kk, K - 1u);
+            let v = a[a0 + select(row * K + kc, kc * M + row, TRANS_A)];
+            tile_a[p * WG_M + i / 4u][i % 4u] = select(0.0, v, kk < k_end);
+        }
+        for (var r = 0u; r < B_PER; r++) {
+            let e = li + r * THREADS;
+            let j = select(e % BN, e / BK, TRANS_B);
+            let p = select(e / BN, e % BK, TRANS_B);
+            let col = min(tile_col + j, N - 1u);
+            let kk = kb + p;
+            let kc = min(kk, K - 1u);
+            let v = b[b0 + select(kc * N + col, col * K + kc, TRANS_B)];
+            tile_b[p * WG_N + j / 4u][j % 4u] = select(0.0, v, kk < k_end);
+        }
+        workgroupBarrier();
+        for (var p = 0u; p < BK; p++) {
+            let av = tile_a[p * WG_M + lid.y];
+            let bv = tile_b[p * WG_N + lid.x];
+            acc[0] += av.x * bv;
+            acc[1] += av.y * bv;
+            acc[2] += av.z * bv;
+            acc[3] += av.w * bv;
+        }
+        workgroupBarrier();
     }
+    let row0 = tile_row + lid.y * 4u;
+    let col0 = tile_col + lid.x * 4u;
+    let c0 = wg.z * M * N;
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + i;
         if row >= M {

@@ -26,6 +26,10 @@
 //   Subgroup s owns a SUB_M x SUB_N block of TILE x TILE output tiles at block row s / SG_N,
 //   block column s % SG_N, so a workgroup covers BM = SG_M*SUB_M*TILE rows by
 //   BN = SG_N*SUB_N*TILE columns of c: grid (ceil(N/BN), ceil(M/BM), 1).
+// Split-K (the first stage of a split product, src/plan/defs/matmul.rs's MatmulPartial; called
+//   with ACCUMULATE = false): grid z = split s sums k in [s K_SPLIT, min(K, (s+1) K_SPLIT)) into
+//   slice s of c, the partial buffer [SPLITS, M, N]. K_SPLIT = K (the default) is the plain
+//   product.
 // K loop: two staging buffers; slice k+1 is read into registers while slice k is multiplied,
 //   then written to the other buffer: one barrier per slice.
 // Stores: a workgroup whose whole tile lies inside c (and N % 4 == 0, for the 16-byte row
@@ -47,6 +51,7 @@ override TRANS_B: bool;
 override ACCUMULATE: bool;
 // a is staged times 2^A_EXP and the product stored times 2^-A_EXP (see above).
 override A_EXP: i32 = 0;
+override K_SPLIT: u32 = K;
 // Cooperative tile edge: 16 for matmul_coop16, 8 for matmul_coop8.
 override TILE: u32;
 // Invocations per subgroup on the adapter.
@@ -90,6 +95,9 @@ override LDC: u32 = select(16u, N, N % 4u == 0u);
 var<workgroup> stage_a: array<f16, A_LEN>;
 var<workgroup> stage_b: array<f16, B_LEN>;
 var<workgroup> scratch: array<f32, SCRATCH_LEN>;
+// This workgroup's split: the end of its K range, and where its slice of c starts.
+var<private> k_end: u32;
+var<private> c_base: u32;
 
 // ---- staging (no cooperative types) ----
 
@@ -105,7 +113,7 @@ fn a_value(e: u32, row0: u32, k0: u32) -> f32 {
         i = row0 + e / BK;
         p = k0 + e % BK;
     }
-    if i >= M || p >= K {
+    if i >= M || p >= k_end {
         return 0.0;
     }
     if TRANS_A {
@@ -125,7 +133,7 @@ fn b_value(e: u32, col0: u32, k0: u32) -> f32 {
         p = k0 + e / BN;
         j = col0 + e % BN;
     }
-    if j >= N || p >= K {
+    if j >= N || p >= k_end {
         return 0.0;
     }
     if TRANS_B {
@@ -187,9 +195,9 @@ fn drain(slot: u32, r0: u32, c0: u32, lane: u32, sg_size: u32) {
         if r < M && col < N {
             let v = ldexp(scratch[slot + e], -A_EXP);
             if ACCUMULATE {
-                c[r * N + col] += v;
+                c[c_base + r * N + col] += v;
             } else {
-                c[r * N + col] = v;
+                c[c_base + r * N + col] = v;
             }
         }
     }
@@ -214,7 +222,7 @@ fn b_tile(base: u32, n: u32, k: u32) -> TileB {
 }
 
 fn load_c(r: u32, col: u32) -> TileC {
-    return coopLoadT<TileC>(&c[r * LDC + col], LDC);
+    return coopLoadT<TileC>(&c[c_base + r * LDC + col], LDC);
 }
 
 // Edge store of one tile: through the subgroup's scratch tile, then guarded.
@@ -248,6 +256,11 @@ fn matmul_coop(ids: CoopIds) {
     let r = row0 + bm;
     let q = col0 + bn;
     let direct = inside(row0, col0);
+    // The split's range; the loop bound is computed here, where it is visibly uniform.
+    let k_begin = wg.z * K_SPLIT;
+    let k_stop = min(K, k_begin + K_SPLIT);
+    k_end = k_stop;
+    c_base = wg.z * M * N;
 
     var c00 = TileC();
     var c01 = TileC();
@@ -270,15 +283,15 @@ fn matmul_coop(ids: CoopIds) {
 
     var ra: array<f32, MAX_PER>;
     var rb: array<f32, MAX_PER>;
-    let slices = (K + BK - 1u) / BK;
-    fetch(&ra, &rb, lid, row0, col0, 0u);
+    let slices = (k_stop - k_begin + BK - 1u) / BK;
+    fetch(&ra, &rb, lid, row0, col0, k_begin);
     put(&ra, &rb, lid, 0u);
     workgroupBarrier();
     for (var s = 0u; s < slices; s++) {
         let cur = s % 2u;
         let more = s + 1u < slices;
         if more {
-            fetch(&ra, &rb, lid, row0, col0, (s + 1u) * BK);
+            fetch(&ra, &rb, lid, row0, col0, k_begin + (s + 1u) * BK);
         }
         let abase = cur * A_STAGE;
         let bbase = cur * B_STAGE;
@@ -305,14 +318,14 @@ fn matmul_coop(ids: CoopIds) {
     }
 
     if direct {
-        coopStoreT(c00, &c[r * LDC + q], LDC);
-        coopStoreT(c01, &c[r * LDC + q + T], LDC);
-        coopStoreT(c10, &c[(r + T) * LDC + q], LDC);
-        coopStoreT(c11, &c[(r + T) * LDC + q + T], LDC);
-        coopStoreT(c20, &c[(r + 2u * T) * LDC + q], LDC);
-        coopStoreT(c21, &c[(r + 2u * T) * LDC + q + T], LDC);
-        coopStoreT(c30, &c[(r + 3u * T) * LDC + q], LDC);
-        coopStoreT(c31, &c[(r + 3u * T) * LDC + q + T], LDC);
+        coopStoreT(c00, &c[c_base + r * LDC + q], LDC);
+        coopStoreT(c01, &c[c_base + r * LDC + q + T], LDC);
+        coopStoreT(c10, &c[c_base + (r + T) * LDC + q], LDC);
+        coopStoreT(c11, &c[c_base + (r + T) * LDC + q + T], LDC);
+        coopStoreT(c20, &c[c_base + (r + 2u * T) * LDC + q], LDC);
+        coopStoreT(c21, &c[c_base + (r + 2u * T) * LDC + q + T], LDC);
+        coopStoreT(c30, &c[c_base + (r + 3u * T) * LDC + q], LDC);
+        coopStoreT(c31, &c[c_base + (r + 3u * T) * LDC + q + T], LDC);
     } else {
         let slot = sg * T * T;
         spill(c00, slot, r, q, lane, sg_size);

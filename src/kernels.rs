@@ -75,6 +75,7 @@ pub const SHADERS: &[Shader] = &[
     shader!("embedding"),
     shader!("matmul"),
     Shader { entry_files: &[("matmul_coop16", COOP_TILE16), ("matmul_coop8", COOP_TILE8)], ..shader!("matmul_coop") },
+    shader!("matmul_split_sum"),
     shader!("muon", WORKGROUP_SUM),
     shader!("reduce", WORKGROUP_SUM),
     shader!("relu2"),

@@ -113,17 +113,17 @@ pub fn emit_muon(g: &mut PlanBuilder, slots: &[ParamSlot], hyper: TensorId, ns_s
         };
         for _ in 0..ns_steps {
             // A = X X^T
-            g.push(opt, mm(a, a, b, Layout::Nt, 1.0, false), &[gram, cur, cur])?;
+            emit_batched_matmul(g, opt, mm(a, a, b, Layout::Nt, 1.0, false), [gram, cur, cur])?;
             // P = b A + c A A
             let alpha = nb as f64;
             let n = count * a * a;
             g.push(opt, ScaleCopy { count: n, alpha }, &[poly, gram])?;
-            g.push(opt, mm(a, a, a, Layout::Nn, nc, true), &[poly, gram, gram])?;
+            emit_batched_matmul(g, opt, mm(a, a, a, Layout::Nn, nc, true), [poly, gram, gram])?;
             // X' = a X + P X
             let alpha = na as f64;
             let n = count * a * b;
             g.push(opt, ScaleCopy { count: n, alpha }, &[next, cur])?;
-            g.push(opt, mm(a, b, a, Layout::Nn, 1.0, true), &[next, poly, cur])?;
+            emit_batched_matmul(g, opt, mm(a, b, a, Layout::Nn, 1.0, true), [next, poly, cur])?;
             std::mem::swap(&mut cur, &mut next);
         }
         for (index, m) in members.iter().enumerate() {

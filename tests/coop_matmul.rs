@@ -33,6 +33,21 @@ fn matmul(m: usize, n: usize, k: usize, layout: Layout, accumulate: bool) -> Op 
     Op::Matmul(Matmul { m, n, k, layout, accumulate, a_prescale_exp: 0 })
 }
 
+/// The first stage of a split-K product of one matrix (the weight gradients).
+fn partial(m: usize, n: usize, k: usize, k_split: usize, layout: Layout) -> Op {
+    Op::MatmulPartial(MatmulPartial { batch: 1, m, n, k, k_split, layout, a_prescale_exp: 0 })
+}
+
+/// The output shape and layout of a matmul or a split partial.
+fn out_shape(op: &Op) -> (usize, usize, Layout) {
+    match *op {
+        Op::Matmul(Matmul { m, n, layout, .. }) | Op::MatmulPartial(MatmulPartial { m, n, layout, .. }) => {
+            (m, n, layout)
+        }
+        _ => unreachable!("{op:?}"),
+    }
+}
+
 // ---------------------------------------------------------------- naga (no GPU)
 
 /// The module naga builds for one pipeline: overrides applied, only `call.entry` kept.
@@ -111,6 +126,20 @@ fn every_variant_validates_with_naga() {
                     }
                 }
             }
+        }
+    }
+    // Split partials (grid z = split, K_SPLIT set), including the record's weight gradient.
+    for (m, n, k, k_split) in [(33, 17, 65, 32), (256, 512, 98_304, 8192)] {
+        for layout in LAYOUTS {
+            let p = CoopParams::candidates(16, 32)[0];
+            let call = coop::kernel(&partial(m, n, k, k_split, layout), &p).expect("a split partial has a coop kernel");
+            assert!(call.constants.contains(&("K_SPLIT", k_split as f64)), "{}", call.label());
+            assert_eq!(call.workgroups[2] as usize, k.div_ceil(k_split));
+            assert!(!call.constants.contains(&("ACCUMULATE", 1.0)), "partials overwrite: {}", call.label());
+            if let Err(e) = validate_with_naga(call.shader, call.entry, &call.constants) {
+                panic!("{e}");
+            }
+            checked += 1;
         }
     }
     println!("naga validated {checked} matmul_coop pipelines");
@@ -259,6 +288,26 @@ fn choose_respects_device_limits_and_grid_size() {
     // Not enough invocations for even one subgroup grid: nothing.
     let tiny = DeviceBounds { max_invocations: 16, max_workgroup_x: 16, ..h100 };
     assert_eq!(coop::choose(16, 32, &tiny, &matmul(64, 64, 64, Layout::Nn, false)), None);
+    // The record's 256 x 512 weight gradient, split into 12 ranges of 8,192: the workgroups
+    // counted are those of every split, so the largest tile that reaches the target with them.
+    let split = partial(256, 512, 98_304, 8192, Layout::Tn);
+    let p = coop::choose(16, 32, &h100, &split).unwrap();
+    let call = coop::kernel(&split, &p).unwrap();
+    let [x, y, z] = call.workgroups;
+    assert_eq!(z, 12);
+    assert!(u64::from(x * y * z) >= coop::TARGET_WORKGROUPS, "{p:?}");
+    // A batched partial (Newton-Schulz stacks) keeps the portable kernel.
+    let batched = Op::MatmulPartial(MatmulPartial {
+        batch: 2,
+        m: 64,
+        n: 64,
+        k: 512,
+        k_split: 128,
+        layout: Layout::Nn,
+        a_prescale_exp: 0,
+    });
+    assert_eq!(coop::choose(16, 32, &h100, &batched), None);
+    assert_eq!(coop::kernel(&batched, &p), None);
     // Only matmuls have a cooperative kernel.
     assert_eq!(coop::choose(16, 32, &h100, &Op::Relu2Fwd(Relu2Fwd { count: 4 })), None);
     assert_eq!(coop::kernel(&Op::Relu2Fwd(Relu2Fwd { count: 4 }), &CoopParams::candidates(16, 32)[0]), None);
@@ -327,10 +376,13 @@ const GPU_SHAPES: [(usize, usize, usize); 6] =
 #[test]
 fn coop_matmul_matches_the_cpu_reference() {
     let ctx = common::gpu();
-    let ops: Vec<Op> = GPU_SHAPES
+    let mut ops: Vec<Op> = GPU_SHAPES
         .iter()
         .flat_map(|&(m, n, k)| LAYOUTS.into_iter().flat_map(move |l| [false, true].map(|acc| matmul(m, n, k, l, acc))))
         .collect();
+    // Split partials: ragged splits, and outputs whose workgroups lie inside c.
+    ops.extend(LAYOUTS.map(|l| partial(33, 17, 200, 64, l)));
+    ops.extend(LAYOUTS.map(|l| partial(128, 132, 150, 48, l)));
     let (tile, sg_size) = match coop::device_support(&ctx) {
         Ok(support) => support,
         Err(why) => {
@@ -362,7 +414,7 @@ fn coop_matmul_matches_the_cpu_reference() {
     let mut runs = 0;
     for p in CoopParams::candidates(tile, sg_size) {
         for (i, op) in ops.iter().enumerate() {
-            let Op::Matmul(Matmul { m, n, layout, .. }) = *op else { unreachable!() };
+            let (m, n, layout) = out_shape(op);
             if !p.fits(&bounds, layout, m, n) {
                 continue;
             }
@@ -495,7 +547,8 @@ var<private> emu_base: u32;
 var<private> emu_next: u32;
 fn emu_init(wg: vec3<u32>, lid: u32) {
     let groups_x = (N + BN - 1u) / BN;
-    emu_base = ((wg.y * groups_x + wg.x) * THREADS + lid) * (EMU_ACC + EMU_RING) * 256u;
+    let groups_y = (M + BM - 1u) / BM;
+    emu_base = (((wg.z * groups_y + wg.y) * groups_x + wg.x) * THREADS + lid) * (EMU_ACC + EMU_RING) * 256u;
     emu_next = 0u;
 }
 // The tile edge, opaque to the driver's compiler (c is never empty).
@@ -724,6 +777,7 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
     // ragged slices. Every layout, both modes. Each case is its own pipeline, which lavapipe
     // takes several seconds to compile (Mesa caches them on disk for later runs).
     let mut runs = 0;
+    let mut split_runs = 0;
     for (tile, module) in &modules {
         let tile = *tile;
         let candidates = CoopParams::candidates(tile, lo);
@@ -747,9 +801,24 @@ fn emulated_coop_matmul_matches_the_cpu_reference() {
                 runs += 1;
             }
         }
+        // A split partial (grid z = split, each over its K range, the last one ragged, into
+        // its own slice of c) on the largest configuration, in the weight-gradient layout.
+        let p = largest;
+        let (m, n, k_split) = (p.bm() as usize * 3 / 2 + 4, p.bn() as usize * 2 + 4, p.bk as usize * 2);
+        let op = partial(m, n, k_split * 2 + p.bk as usize + 3, k_split, Layout::Tn);
+        let call = coop::kernel(&op, &p).unwrap();
+        assert_eq!(call.workgroups[2], 3);
+        let inputs = random_inputs(&op, (m * 13 + n) as u64);
+        let want = run_cpu(&op, &inputs);
+        let started = std::time::Instant::now();
+        let got = run_emulated(&ctx, module, &call, &p, &inputs);
+        println!("{:.1} s {}", started.elapsed().as_secs_f64(), call.label());
+        common::assert_close(&format!("emulated {} (gpu vs cpu)", call.label()), &got, &want[0].1, tol);
+        split_runs += 1;
     }
-    println!("emulated matmul_coop: {runs} runs on {}", ctx.adapter_name());
+    println!("emulated matmul_coop: {runs} runs and {split_runs} split runs on {}", ctx.adapter_name());
     assert!(runs >= 2 * 3, "only {runs} emulated runs");
+    assert_eq!(split_runs, 2);
 }
 
 /// Issue 9 item 6: at the record's 786,432 tokens per step every activation gradient carries
@@ -769,14 +838,19 @@ fn record_scale_gradients_survive_f16_staging() {
     let mut backward_products = 0;
     for phase in Phase::ALL {
         for step in plan.steps(phase) {
-            let Op::Matmul(mm) = step.op else { continue };
+            // A weight gradient is split along K: its first stage is the product.
+            let a_prescale_exp = match step.op {
+                Op::Matmul(mm) => mm.a_prescale_exp,
+                Op::MatmulPartial(p) => p.a_prescale_exp,
+                _ => continue,
+            };
             let a_role = plan.tensor(step.args[1]).role;
             if phase == Phase::Backward {
                 assert!(matches!(a_role, Role::ActGrad), "a backward product's a is a gradient: {:?}", step.op);
-                assert_eq!(mm.a_prescale_exp, exp, "{:?}", step.op);
+                assert_eq!(a_prescale_exp, exp, "{:?}", step.op);
                 backward_products += 1;
             } else {
-                assert_eq!(mm.a_prescale_exp, 0, "{phase:?} {:?}", step.op);
+                assert_eq!(a_prescale_exp, 0, "{phase:?} {:?}", step.op);
             }
         }
     }

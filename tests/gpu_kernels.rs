@@ -1,6 +1,7 @@
 //! Every GPU kernel against its CPU reference, on fixed lists of shapes including ragged ones
-//! (sizes that are not multiples of the 4-wide register blocks, the 32x32 matmul tiles or
-//! the 64-wide workgroups), from the same seeded inputs on both executors.
+//! (sizes that are not multiples of the 4-wide register blocks, the 16-, 32- or 64-wide
+//! matmul tiles and their 16-deep K slices, or the 64-wide workgroups), from the same seeded
+//! inputs on both executors.
 //!
 //! Read-write bindings start from random values, so an accumulating kernel must add to them
 //! and an overwriting one must ignore them. Comparisons use `tolerance(Check::KernelF32)`

@@ -12,8 +12,8 @@ use wgolf::ops::matmul::Layout;
 use wgolf::plan::cost::{self, account, underfills, LARGE_GPU_SMS, NEGLIGIBLE_BYTES, NEGLIGIBLE_FLOPS};
 use wgolf::plan::{
     AdamW, AddInto, AttentionBwdKv, AttentionBwdQ, AttentionFwd, BatchedMatmul, ChannelDot, ChannelDotPartial,
-    ChannelSum, ClipCoef, Cost, DType, EmbeddingBwd, GradSumSq, Init, Matmul, MuonNormalize, MuonSumSq, Op, OpDef,
-    ParamGroup, Phase, PlanBuilder, Relu2Bwd, Relu2Fwd, Role, Sgd, SumRows,
+    ChannelSum, ClipCoef, Cost, DType, EmbeddingBwd, GradSumSq, Init, Matmul, MatmulPartial, MatmulSplitSum,
+    MuonNormalize, MuonSumSq, Op, OpDef, ParamGroup, Phase, PlanBuilder, Relu2Bwd, Relu2Fwd, Role, Sgd, SumRows,
 };
 
 /// A cost from element counts (4 bytes each), as the hand counts below are written.
@@ -23,29 +23,85 @@ fn elems(flops: u64, loads: u64, stores: u64) -> Cost {
 
 #[test]
 fn matmul_every_layout() {
-    // M 5, N 7, K 3: blocks of 4 x 4 outputs, ceil(5/4) ceil(7/4) = 4 invocations, each
-    // loading 4 of a and 4 of b per k (8 x 3 = 24 loads) and doing 16 multiply-adds per k
-    // (32 x 3 = 96 FLOPs): 96 loads, 384 FLOPs. The 35 outputs are stored once, times ALPHA
-    // (35 FLOPs); accumulating adds a load and an add each. The layout changes neither.
+    // M 5, N 7, K 3: too small for more than the 4 x 4-invocation workgroup (16 x 16 tile),
+    // one workgroup. Per BK = 16 slice (one, K ragged) it stages 16 x 16 of op(a) and of
+    // op(b) (512 loads, clamped rows loaded like real ones) and each of its 16 invocations
+    // does 16 multiply-adds per k of the slice (16 x 16 x 32 = 8,192 FLOPs). The 35 outputs
+    // are stored once, times ALPHA (35 FLOPs); accumulating adds a load and an add each. The
+    // layout changes neither.
     for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
         let plain = Matmul { m: 5, n: 7, k: 3, layout, accumulate: false, a_prescale_exp: 0 };
-        assert_eq!(plain.cost(), elems(384 + 35, 96, 35), "{layout:?}");
+        assert_eq!(plain.cost(), elems(8192 + 35, 512, 35), "{layout:?}");
         let acc = Matmul { accumulate: true, ..plain };
-        assert_eq!(acc.cost(), elems(384 + 70, 96 + 35, 35), "{layout:?}");
+        assert_eq!(acc.cost(), elems(8192 + 70, 512 + 35, 35), "{layout:?}");
         assert_eq!(cost::workgroups(&plain.into()), 1);
+        let call = plain.kernel();
+        assert!(call.constants.contains(&("WG_M", 4.0)) && call.constants.contains(&("WG_N", 4.0)));
     }
-    // Without ragged edges the issued loads are 2 M N K bytes, 2 M N K FLOPs plus the scale.
-    let (m, n, k) = (64u64, 32, 16);
-    let exact = Matmul { m: 64, n: 32, k: 16, layout: Layout::Nt, accumulate: false, a_prescale_exp: 0 };
+    // Without ragged edges, on 64 x 64 tiles (16 x 16 invocations: enough tiles for them),
+    // every element of a and b is loaded once per tile of c it meets: 4 (2 M N K / 64)
+    // bytes, 2 M N K FLOPs plus the scale.
+    let (m, n, k) = (2048u64, 2048, 32);
+    let exact = Matmul { m: 2048, n: 2048, k: 32, layout: Layout::Nt, accumulate: false, a_prescale_exp: 0 };
+    assert_eq!(wgolf::plan::tile_edge(1, 2048, 2048, 32), 16);
     assert_eq!(
         exact.cost(),
-        Cost { flops: 2 * m * n * k + m * n, bytes_read: 2 * m * n * k, bytes_written: 4 * m * n }
+        Cost { flops: 2 * m * n * k + m * n, bytes_read: 4 * 2 * m * n * k / 64, bytes_written: 4 * m * n }
     );
-    assert_eq!(cost::workgroups(&exact.into()), 2);
+    assert_eq!(cost::workgroups(&exact.into()), 32 * 32);
     // Batched: the same per matrix, BATCH times; grid z = BATCH.
     let batched = BatchedMatmul { batch: 3, m: 5, n: 7, k: 3, layout: Layout::Nn, alpha: -0.5, accumulate: true };
-    assert_eq!(batched.cost(), elems(3 * (384 + 70), 3 * (96 + 35), 3 * 35));
+    assert_eq!(batched.cost(), elems(3 * (8192 + 70), 3 * (512 + 35), 3 * 35));
     assert_eq!(cost::workgroups(&batched.into()), 3);
+}
+
+#[test]
+fn split_k_matmul() {
+    // 9 x 13 over K 75 in ranges of 32: splits of 32, 32 and 11 (2 + 2 + 1 slices of 16)
+    // on one 16 x 16 tile each, grid z = split. Per slice 512 loads and 16 x 16 x 32 FLOPs;
+    // each split stores its 117 partial outputs, times ALPHA = 1 as written.
+    let partial = MatmulPartial { batch: 1, m: 9, n: 13, k: 75, k_split: 32, layout: Layout::Tn, a_prescale_exp: 0 };
+    assert_eq!(partial.splits(), 3);
+    assert_eq!(partial.cost(), elems(5 * 8192 + 3 * 117, 5 * 512, 3 * 117));
+    assert_eq!(partial.kernel().workgroups, [1, 1, 3]);
+    // Batched: z = batch x splits.
+    let batched = MatmulPartial { batch: 2, ..partial };
+    assert_eq!(batched.cost(), partial.cost().times(2));
+    assert_eq!(batched.kernel().workgroups, [1, 1, 6]);
+    // The combine: per output 5 partials loaded and added from zero, the scale, a store
+    // (and with accumulate a load and an add); 234 outputs in 4 workgroups of 64.
+    let sum = MatmulSplitSum { batch: 2, m: 9, n: 13, splits: 5, alpha: 0.5, accumulate: false };
+    assert_eq!(sum.cost(), elems(234 * 6, 234 * 5, 234));
+    assert_eq!(MatmulSplitSum { accumulate: true, ..sum }.cost(), elems(234 * 7, 234 * 6, 234));
+    assert_eq!(cost::workgroups(&sum.into()), 4);
+}
+
+#[test]
+fn the_split_rule_fills_a_large_gpu_at_the_record_shapes() {
+    // The record's weight gradients over 98,304 tokens: 64 x 64 tiles, K cut into ranges of
+    // at most MAX_SPLIT_K, at least 2 x 132 workgroups.
+    use wgolf::plan::{split_k, tile_edge};
+    for (m, n, want_split, want_splits) in
+        [(256, 512, 8192, 12), (512, 128, 5792, 17), (512, 512, 8192, 12), (1536, 512, 8192, 12), (1024, 512, 8192, 12)]
+    {
+        let k = 98_304;
+        assert_eq!(tile_edge(1, m, n, k), 16, "{m} x {n}");
+        let k_split = split_k(1, m, n, k);
+        assert_eq!(k_split, want_split, "{m} x {n}");
+        let partial = MatmulPartial { batch: 1, m, n, k, k_split, layout: Layout::Tn, a_prescale_exp: 0 };
+        assert_eq!(partial.splits(), want_splits, "{m} x {n}");
+        assert!(cost::workgroups(&partial.into()) >= 2 * LARGE_GPU_SMS, "{m} x {n}");
+    }
+    // Products with tiles enough keep K whole: the forward and the input gradient.
+    assert_eq!(split_k(1, 98_304, 512, 512), 512);
+    assert_eq!(split_k(1, 98_304, 512, 1536), 1536);
+    // The Newton-Schulz products of one 128 x 512 matrix: 16 x 16 tiles, K cut to 112 and 32.
+    assert_eq!((tile_edge(1, 128, 128, 512), split_k(1, 128, 128, 512)), (4, 112));
+    assert_eq!((tile_edge(1, 128, 128, 128), split_k(1, 128, 128, 128)), (4, 32));
+    // A product of negligible work stays whole (latency, not a grid to widen), and so does
+    // one whose K is at most MIN_SPLIT_K (two slices).
+    assert_eq!(split_k(1, 5, 7, 4000), 4000);
+    assert_eq!(split_k(1, 128, 128, 32), 32);
 }
 
 #[test]
@@ -224,11 +280,12 @@ fn small_plan_with_two_micro_batches() {
     assert_eq!(row("AdamW").dispatches, 1);
     assert_eq!(acc.rows.len(), 4);
     assert_eq!(acc.dispatches, 9);
-    // The two matmuls: 8 x 6 x 4 nt (2 x 2 blocks, 4 x 32 x 4 FLOPs + 48 outputs; 4 x 8 x 4
-    // loads) and 6 x 4 x 8 tn accumulating (2 x 1 blocks, 2 x 32 x 8 FLOPs + 2 x 24; 2 x 8 x 8
-    // loads + 24), each twice.
-    let fwd = elems(512 + 48, 128, 48);
-    let bwd = elems(512 + 48, 128 + 24, 24);
+    // The two matmuls: 8 x 6 x 4 nt and 6 x 4 x 8 tn accumulating, each one 16 x 16 tile of
+    // 16 invocations, one K slice of 16 (16 x 16 x 32 FLOPs, 2 x 16 x 16 loads; see
+    // matmul_every_layout) + the outputs' scale (48 and 24) and the accumulation (24 loads
+    // and adds), each twice.
+    let fwd = elems(8192 + 48, 512, 48);
+    let bwd = elems(8192 + 48, 512 + 24, 24);
     assert_eq!(row("Matmul").cost, (fwd + bwd).times(2));
     assert_eq!((row("Matmul").min_workgroups, row("Matmul").max_workgroups), (1, 1));
     assert_eq!(row("AdamW").cost, elems(19 * 24, 4 * 24, 3 * 24));
@@ -254,13 +311,15 @@ fn the_flag_rule() {
     assert!(underfills(1, &busy));
     assert!(!underfills(LARGE_GPU_SMS, &big), "132 workgroups fill the GPU");
     assert!(!underfills(1, &at_limit), "work at the limits is negligible");
-    // Ops: the record's K/V weight gradient (256 x 512 over 16,384 tokens) launches 8 x 16 =
-    // 128 workgroups for 4 GFLOP; a 4 MiB one-workgroup sum of squares; the clip coefficient
-    // and a short loss sum are tiny.
+    // Ops: the record's K/V weight gradient (256 x 512 over 16,384 tokens) as one unsplit
+    // Matmul launches 4 x 8 = 32 workgroups of 64 x 64 for 4 GFLOP (the model splits it
+    // along K: `emit_matmul`); a forward of 16,384 rows launches 2,048; a 4 MiB
+    // one-workgroup sum of squares; the clip coefficient and a short loss sum are tiny.
     let dw = Op::from(Matmul { m: 256, n: 512, k: 16384, layout: Layout::Tn, accumulate: true, a_prescale_exp: 0 });
-    assert_eq!(cost::workgroups(&dw), 128);
+    assert_eq!(cost::workgroups(&dw), 32);
     assert!(underfills(cost::workgroups(&dw), &dw.cost()));
-    let wide = Op::from(Matmul { m: 512, n: 512, k: 16384, layout: Layout::Tn, accumulate: true, a_prescale_exp: 0 });
+    let wide = Op::from(Matmul { m: 16384, n: 512, k: 512, layout: Layout::Nt, accumulate: false, a_prescale_exp: 0 });
+    assert_eq!(cost::workgroups(&wide), 2048);
     assert!(!underfills(cost::workgroups(&wide), &wide.cost()));
     // A 4 MiB gradient's sum of squares runs 1,024 chunks: not flagged.
     let norm = Op::from(GradSumSq::new(&[1 << 20], 0, 1 << 10));
@@ -291,7 +350,7 @@ fn the_flag_rule() {
     assert_eq!(acc.flagged_dispatches(), 3 + 2);
     assert_eq!(acc.flagged.len(), 2);
     let batched = acc.flagged.iter().find(|f| f.kind == "BatchedMatmul").unwrap();
-    assert_eq!((batched.dispatches, batched.workgroups), (2, 128));
+    assert_eq!((batched.dispatches, batched.workgroups), (2, 32));
     assert!(batched.label.contains("ALPHA=*"), "{}", batched.label);
     assert_eq!(acc.rows.iter().find(|r| r.kind == "Matmul").unwrap().flagged, 3);
 }
@@ -327,13 +386,15 @@ fn the_record_plans_reductions_fill_a_large_gpu() {
     // The record's shape (11 x 512, 16,384 tokens per micro-batch): the reductions (the
     // clip's and Muon's sums of squares, the channel reductions, the embedding and BigramHash
     // table gradients) launch at least LARGE_GPU_SMS workgroups wherever their work is not
-    // negligible; only matmuls remain flagged.
+    // negligible, and so do the matmuls (the weight gradients and the Newton-Schulz products
+    // of the lone 128 x 512 matrix split along K): nothing is flagged.
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/record.toml");
     let cfg = Config::load(&path, &[]).unwrap();
     let plan = build_plan(&cfg).unwrap();
     let acc = account(&plan, cfg.train.grad_accum);
-    let kinds: Vec<&str> = acc.flagged.iter().map(|f| f.kind).collect();
-    assert!(kinds.iter().all(|k| ["Matmul", "BatchedMatmul"].contains(k)), "flagged: {kinds:?}");
+    let flagged: Vec<&str> = acc.flagged.iter().map(|f| f.label.as_str()).collect();
+    assert!(flagged.is_empty(), "flagged: {flagged:?}");
+    assert!(acc.rows.iter().any(|r| r.kind == "MatmulPartial"), "the weight gradients are split");
     // Only the few-channel reductions (q_gain per layer, bigram.scale) take two stages.
     let sums = plan.steps(Phase::Backward).iter().filter(|s| s.op.kind() == "ChannelSum").count();
     assert_eq!(sums, cfg.model.num_layers + 1);

@@ -9,7 +9,7 @@ use wgolf::ops::elementwise::{
     scale_bwd, scale_fwd, scaled_add_bwd, scaled_add_fwd, Channels,
 };
 use wgolf::ops::embedding::{embedding_bwd, embedding_bwd_indexed, embedding_fwd, id_index};
-use wgolf::ops::matmul::{matmul, Layout};
+use wgolf::ops::matmul::{matmul, matmul_partial, split_sum, Layout};
 use wgolf::ops::rmsnorm::{rmsnorm_bwd, rmsnorm_fwd, RMS_EPS};
 use wgolf::ops::rope::{rope, rope_table};
 
@@ -90,6 +90,36 @@ fn matmul_rectangular_3x2_by_2x3() {
     let mut c = [0f32; 9];
     matmul(&mut c, &a, &b, 3, 3, 2, Layout::Nn, false);
     assert_exact(&c, &[1., 2., 3., 4., 5., 6., 5., 7., 9.]);
+}
+
+#[test]
+fn split_k_partials_are_the_k_ranges_and_their_sum_is_the_product() {
+    // Nn, M = 1, N = 2, K = 5 in ranges of 2: k in {0, 1}, {2, 3}, {4}.
+    let a = [1., 2., 3., 4., 5.];
+    let b = [1., 10., 1., 20., 1., 30., 1., 40., 1., 50.];
+    let mut p = [0f64; 6];
+    matmul_partial(&mut p, &a, &b, 1, 1, 2, 5, 2, Layout::Nn);
+    assert_eq!(p, [3., 50., 7., 250., 5., 250.]);
+    // Added in split order, scaled once; accumulating onto c.
+    let mut c = [1., 1.];
+    split_sum(&mut c, &p, 1, 2, 3, 0.5, true);
+    assert_eq!(c, [1. + 7.5, 1. + 275.]);
+    // Any split and layout sums to the whole product (exact here: small integers).
+    let (m, n, k) = (3, 4, 11);
+    let a: Vec<f64> = (0..m * k).map(|i| (i % 7) as f64 - 3.0).collect();
+    let b: Vec<f64> = (0..k * n).map(|i| (i % 5) as f64 - 2.0).collect();
+    for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {
+        let mut whole = vec![0.0; m * n];
+        matmul(&mut whole, &a, &b, m, n, k, layout, false);
+        for k_split in [1, 3, 4, 11] {
+            let splits = k.div_ceil(k_split);
+            let mut p = vec![f64::NAN; splits * m * n];
+            matmul_partial(&mut p, &a, &b, 1, m, n, k, k_split, layout);
+            let mut c = vec![f64::NAN; m * n];
+            split_sum(&mut c, &p, 1, m * n, splits, 1.0, false);
+            assert_eq!(c, whole, "{layout:?} k_split {k_split}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------- rmsnorm

@@ -5,7 +5,9 @@
 //! and `None` otherwise (the portable f32 kernels then run). No adapter without the feature
 //! ever reaches a cooperative-matrix shader.
 //!
-//! Today one op has a replacement: [`Op::Matmul`], by `shaders/matmul_coop.wgsl` (f16
+//! Today two ops have a replacement: [`Op::Matmul`] and the first stage of a split-K product
+//! of one matrix, [`Op::MatmulPartial`] with `batch == 1` (the weight gradients; grid z =
+//! split, each summing its K range), both by `shaders/matmul_coop.wgsl` (f16
 //! operands rounded from the f32 buffers while staging, f32 accumulation; checked against the
 //! f32 CPU reference with [`crate::tolerance::Check::KernelF16`]). A backward product's
 //! gradient operand is staged times the power of two its `a_prescale_exp` says, and the
@@ -181,17 +183,18 @@ impl CoopParams {
 /// `None` for ops other than a matmul, or when nothing fits.
 ///
 /// A weight gradient (`Tn`, K = tokens) with a small output, e.g. 512 x 512, gets few
-/// workgroups whatever the tile; splitting K across workgroups would need a scratch binding
-/// the op does not have. `cargo bench --bench matmul -- --coop-all` times every candidate.
+/// workgroups per split; the plan splits it along K ([`crate::plan::split_k`]), and the
+/// workgroups counted here are those of all its splits. `cargo bench --bench matmul --
+/// --coop-all` times every candidate.
 pub fn choose(tile: u32, sg_size: u32, bounds: &DeviceBounds, op: &Op) -> Option<CoopParams> {
-    let Op::Matmul(crate::plan::Matmul { m, n, layout, .. }) = *op else {
-        return None;
-    };
-    let fitting: Vec<CoopParams> =
-        CoopParams::candidates(tile, sg_size).into_iter().filter(|p| p.fits(bounds, layout, m, n)).collect();
+    let (m, n, layout, splits) = replaced(op)?;
+    let fitting: Vec<CoopParams> = CoopParams::candidates(tile, sg_size)
+        .into_iter()
+        .filter(|p| p.fits(bounds, layout, m, n) && splits as u32 <= bounds.max_workgroups_per_dim)
+        .collect();
     let count = |p: &CoopParams| {
         let [x, y, _] = p.grid(m, n);
-        x as u64 * y as u64
+        x as u64 * y as u64 * splits as u64
     };
     fitting
         .iter()
@@ -200,33 +203,51 @@ pub fn choose(tile: u32, sg_size: u32, bounds: &DeviceBounds, op: &Op) -> Option
         .copied()
 }
 
-/// The `matmul_coop` kernel call for a matmul op with configuration `p` (no device checks:
-/// [`select`] makes those). `None` for other ops.
+/// The output shape, layout and split count of an op `matmul_coop` can replace: a
+/// [`Matmul`](crate::plan::Matmul) (one split) or a one-matrix
+/// [`MatmulPartial`](crate::plan::MatmulPartial). `None` for every other op.
+fn replaced(op: &Op) -> Option<(usize, usize, Layout, usize)> {
+    match *op {
+        Op::Matmul(crate::plan::Matmul { m, n, layout, .. }) => Some((m, n, layout, 1)),
+        Op::MatmulPartial(p) if p.batch == 1 => Some((p.m, p.n, p.layout, p.splits())),
+        _ => None,
+    }
+}
+
+/// The `matmul_coop` kernel call for an op [`choose`] accepts with configuration `p` (no
+/// device checks: [`select`] makes those). `None` for other ops. A split product sets
+/// `K_SPLIT` and runs its splits along grid z, overwriting its partials.
 pub fn kernel(op: &Op, p: &CoopParams) -> Option<KernelCall> {
-    let Op::Matmul(crate::plan::Matmul { m, n, k, layout, accumulate, a_prescale_exp }) = *op else {
-        return None;
+    let (m, n, k, layout, accumulate, k_split, splits, a_exp) = match *op {
+        Op::Matmul(crate::plan::Matmul { m, n, k, layout, accumulate, a_prescale_exp }) => {
+            (m, n, k, layout, accumulate, k, 1, a_prescale_exp)
+        }
+        Op::MatmulPartial(q) if q.batch == 1 => {
+            (q.m, q.n, q.k, q.layout, false, q.k_split, q.splits(), q.a_prescale_exp)
+        }
+        _ => return None,
     };
     let u = |v: usize| v as f64;
     let b = |v: bool| if v { 1.0 } else { 0.0 };
-    Some(KernelCall {
-        shader: SHADER,
-        entry: p.entry(),
-        constants: vec![
-            ("M", u(m)),
-            ("N", u(n)),
-            ("K", u(k)),
-            ("TRANS_A", b(layout.trans_a())),
-            ("TRANS_B", b(layout.trans_b())),
-            ("ACCUMULATE", b(accumulate)),
-            ("A_EXP", a_prescale_exp as f64),
-            ("TILE", p.tile as f64),
-            ("SG_SIZE", p.sg_size as f64),
-            ("SG_M", p.sg_m as f64),
-            ("SG_N", p.sg_n as f64),
-            ("BK", p.bk as f64),
-        ],
-        workgroups: p.grid(m, n),
-    })
+    let [x, y, _] = p.grid(m, n);
+    let mut constants = vec![
+        ("M", u(m)),
+        ("N", u(n)),
+        ("K", u(k)),
+        ("TRANS_A", b(layout.trans_a())),
+        ("TRANS_B", b(layout.trans_b())),
+        ("ACCUMULATE", b(accumulate)),
+        ("A_EXP", a_exp as f64),
+        ("TILE", p.tile as f64),
+        ("SG_SIZE", p.sg_size as f64),
+        ("SG_M", p.sg_m as f64),
+        ("SG_N", p.sg_n as f64),
+        ("BK", p.bk as f64),
+    ];
+    if splits > 1 {
+        constants.push(("K_SPLIT", u(k_split)));
+    }
+    Some(KernelCall { shader: SHADER, entry: p.entry(), constants, workgroups: [x, y, splits as u32] })
 }
 
 /// Whether `WGOLF_COOP` turns cooperative-matrix kernels off.
@@ -263,11 +284,10 @@ pub fn device_support(ctx: &GpuContext) -> Result<(u32, u32), String> {
 }
 
 /// A replacement kernel for `op` on this adapter, if one applies: the cooperative-matrix
-/// matmul for [`Op::Matmul`] when [`device_support`] and [`choose`] find a configuration.
+/// matmul for [`Op::Matmul`] and a one-matrix [`Op::MatmulPartial`] when
+/// [`device_support`] and [`choose`] find a configuration.
 pub fn select(ctx: &GpuContext, op: &Op) -> Option<KernelCall> {
-    if !matches!(op, Op::Matmul(_)) {
-        return None;
-    }
+    replaced(op)?;
     let (tile, sg_size) = device_support(ctx).ok()?;
     let p = choose(tile, sg_size, &DeviceBounds::from(&ctx.device.limits()), op)?;
     kernel(op, &p)

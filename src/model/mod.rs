@@ -403,6 +403,7 @@ fn linear_bwd(g: &mut PlanBuilder, x: TensorId, w: TensorId, dy: TensorId) -> Re
     let a_prescale_exp = g.grad_prescale_exp();
     let input_grad = Matmul { m: rows, n: inp, k: out, layout: Layout::Nn, accumulate: true, a_prescale_exp };
     g.push(Phase::Backward, input_grad, &[dx, dy, w])?;
+    // The weight gradient sums over every token: split along K (`emit_matmul`).
     let weight_grad = Matmul { m: out, n: inp, k: rows, layout: Layout::Tn, accumulate: true, a_prescale_exp };
-    g.push(Phase::Backward, weight_grad, &[dw, dy, x])
+    emit_matmul(g, Phase::Backward, weight_grad, [dw, dy, x])
 }

@@ -5,7 +5,8 @@
 //! the plan alone (no wgpu, no adapter), so a record-scale config can be judged on any
 //! machine: `wgolf info --config C --kernels` prints [`Account::markdown`].
 //!
-//! Where `gpu::coop` runs the cooperative-matrix kernel in place of a [`Matmul`](super::Matmul),
+//! Where `gpu::coop` runs the cooperative-matrix kernel in place of a [`Matmul`](super::Matmul) or a
+//! [`MatmulPartial`](super::MatmulPartial),
 //! the numbers here are still the portable `matmul.wgsl`'s: the accounting describes the
 //! plan's kernels, not the adapter's choice.
 use super::op::{Cost, Op};

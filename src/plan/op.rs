@@ -373,6 +373,8 @@ op_table! {
     RmsNormFwd,
     RmsNormBwd,
     Matmul,
+    MatmulPartial,
+    MatmulSplitSum,
     Rope,
     AttentionFwd,
     AttentionBwdQ,

@@ -16,7 +16,10 @@ pub use elementwise::{
 };
 pub use embedding::{EmbeddingBwd, EmbeddingFwd};
 pub use loss::{CrossEntropy, SumRows};
-pub use matmul::{BatchedMatmul, Matmul, MAX_PRESCALE_EXP};
+pub use matmul::{
+    emit_batched_matmul, emit_matmul, split_k, tile_edge, BatchedMatmul, Matmul, MatmulPartial, MatmulSplitSum,
+    MAX_PRESCALE_EXP,
+};
 pub use norm::{RmsNormBwd, RmsNormFwd, Rope};
 pub use optimizer::{
     AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, MuonSumSq, ScaleByCoef, ScaleCopy, Sgd,
