@@ -1,11 +1,12 @@
 //! The gradients' way out of the GPU and back, as a data-parallel step takes it
 //! (`train/step.rs` `average_gradients`): every parameter gradient of a config's plan read
-//! back (`Executor::read`: a copy into a mapped staging buffer, a wait, a host copy), then
+//! back (`Executor::read_many`: copies into one mapped staging buffer, one wait, host copies;
+//! `--one-by-one`: `Executor::read` per tensor, a submission and a wait each), then
 //! written back (`Executor::write`, one queue write each) and the writes waited on. Only the
 //! gradient tensors are allocated (an executor of the plan's `Role::Grad` tensors alone), so
 //! the record's 26,829,913 values fit an adapter that could not hold its activations.
 //!
-//! `cargo bench --bench staging -- [--config configs/record.toml] [--reps R] [--adapter A]`
+//! `cargo bench --bench staging -- [--config configs/record.toml] [--reps R] [--adapter A] [--one-by-one]`
 //!
 //! Prints the median and fastest of R repetitions (after one warm-up) of the read-back, the
 //! write-back and both, in ms and GB/s, with the adapter's name.
@@ -14,7 +15,7 @@ use wgolf::exec::{Executor, HostData};
 use wgolf::plan::{DType, PlanBuilder, Role};
 
 fn main() -> anyhow::Result<()> {
-    let (mut config, mut reps, mut adapter) = ("configs/record.toml".to_string(), 5usize, None);
+    let (mut config, mut reps, mut adapter, mut one_by_one) = ("configs/record.toml".to_string(), 5usize, None, false);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or_else(|| anyhow::anyhow!("{arg} needs a value"));
@@ -22,6 +23,7 @@ fn main() -> anyhow::Result<()> {
             "--config" => config = value()?,
             "--reps" => reps = value()?.parse()?,
             "--adapter" => adapter = Some(value()?),
+            "--one-by-one" => one_by_one = true,
             "--bench" => {}
             other => anyhow::bail!("unknown argument `{other}` (see the doc comment of benches/staging.rs)"),
         }
@@ -44,7 +46,11 @@ fn main() -> anyhow::Result<()> {
     let (mut down, mut up) = (Vec::new(), Vec::new());
     for rep in 0..reps + 1 {
         let start = Instant::now();
-        let read: Vec<Vec<f32>> = ids.iter().map(|&t| ex.read(t)).collect::<Result<_, _>>()?;
+        let read = if one_by_one {
+            ids.iter().map(|&t| ex.read(t)).collect::<Result<Vec<_>, _>>()?
+        } else {
+            ex.read_many(&ids)?
+        };
         let mid = Instant::now();
         for (&t, v) in ids.iter().zip(&host) {
             ex.write(t, HostData::F32(v))?;
@@ -59,7 +65,11 @@ fn main() -> anyhow::Result<()> {
     }
     let both: Vec<f64> = down.iter().zip(&up).map(|(a, b)| a + b).collect();
     let mb = values as f64 * 4.0 / 1e6;
-    println!("{config}: {} gradients, {values} f32 ({mb:.1} MB), on {name}, median (min) of {reps}\n", ids.len());
+    let how = if one_by_one { "read one by one" } else { "read in one submission" };
+    println!(
+        "{config}: {} gradients, {values} f32 ({mb:.1} MB), {how}, on {name}, median (min) of {reps}\n",
+        ids.len()
+    );
     println!("| direction | median ms | min ms | GB/s (median) |");
     println!("|---|---:|---:|---:|");
     for (label, mut times) in [("GPU to host (read)", down), ("host to GPU (write)", up), ("both", both)] {

@@ -306,3 +306,32 @@ fn adamw_three_steps_with_changing_hyperparameters() {
         }
     }
 }
+
+/// `Executor::read_many` (one submission, one staging buffer for every tensor) returns what
+/// reading each tensor alone returns, in the order asked, for tensors of several odd sizes.
+#[test]
+fn read_many_returns_each_tensor_as_read_does() {
+    use wgolf::exec::{Executor, HostData};
+    use wgolf::plan::{DType, PlanBuilder, Role};
+    let mut g = PlanBuilder::new();
+    let sizes = [1usize, 77, 4099, 3];
+    let ids: Vec<usize> =
+        sizes.iter().enumerate().map(|(i, &n)| g.tensor(format!("t{i}"), &[n], DType::F32, Role::Grad)).collect();
+    let plan = g.finish_without_io().unwrap();
+    let mut ex = common::gpu_executor(&plan);
+    let values: Vec<Vec<f32>> =
+        sizes.iter().enumerate().map(|(i, &n)| common::uniform(i as u64, n, -1.0, 1.0)).collect();
+    for (&t, v) in ids.iter().zip(&values) {
+        ex.write(t, HostData::F32(v)).unwrap();
+    }
+    let many = ex.read_many(&ids).unwrap();
+    let reversed: Vec<usize> = ids.iter().rev().copied().collect();
+    let many_reversed = ex.read_many(&reversed).unwrap();
+    for (i, &t) in ids.iter().enumerate() {
+        let one = ex.read(t).unwrap();
+        assert_eq!(one, values[i], "t{i} read alone");
+        assert_eq!(many[i], values[i], "t{i} read with the others");
+        assert_eq!(many_reversed[ids.len() - 1 - i], values[i], "t{i} read with the others, reversed");
+    }
+    assert!(ex.read_many(&[]).unwrap().is_empty());
+}

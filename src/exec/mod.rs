@@ -52,6 +52,11 @@ pub trait Executor {
     /// ([`Plan::is_shared`](crate::plan::Plan::is_shared)) holds its value only from the
     /// step that writes it to the next write of another tensor of its slot.
     fn read(&mut self, t: TensorId) -> Result<Vec<f32>, ExecError>;
+    /// [`Executor::read`] of several tensors, in order (on the GPU in one submission and one
+    /// wait, which is what makes reading every gradient of a step cheap).
+    fn read_many(&mut self, ts: &[TensorId]) -> Result<Vec<Vec<f32>>, ExecError> {
+        ts.iter().map(|&t| self.read(t)).collect()
+    }
     /// Zeroes tensors before the next run (for what accumulates across runs: parameter
     /// gradients, the loss, optimizer state; the plan zeroes activation gradients itself).
     fn clear(&mut self, ts: &[TensorId]) -> Result<(), ExecError>;

@@ -274,9 +274,22 @@ impl Executor for GpuExecutor {
     }
 
     fn read(&mut self, t: TensorId) -> Result<Vec<f32>, ExecError> {
-        let bytes = (self.plan.tensors[t].numel() * 4) as u64;
-        let name = self.plan.tensors[t].name.clone();
+        Ok(self.read_many(&[t])?.remove(0))
+    }
+
+    /// One submission copying every tensor into one staging buffer, one map, one wait: the
+    /// per-tensor submission and wait is most of the cost of reading many small tensors.
+    fn read_many(&mut self, ts: &[TensorId]) -> Result<Vec<Vec<f32>>, ExecError> {
+        let lens: Vec<u64> = ts.iter().map(|&t| (self.plan.tensors[t].numel() * 4) as u64).collect();
+        let bytes: u64 = lens.iter().sum();
+        let name = match ts {
+            [t] => self.plan.tensors[*t].name.clone(),
+            _ => format!("{} tensors", ts.len()),
+        };
         self.check_device(|| format!("reading {name} back"))?;
+        if ts.is_empty() {
+            return Ok(Vec::new());
+        }
         let ctx = self.ctx.clone();
         let device = &ctx.device;
         if self.staging.as_ref().is_none_or(|s| s.size() < bytes) {
@@ -291,7 +304,12 @@ impl Executor for GpuExecutor {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         self.encode_clears(&mut encoder);
-        encoder.copy_buffer_to_buffer(self.buffer(t), 0, &staging, 0, bytes);
+        let mut at = 0;
+        for (&t, &len) in ts.iter().zip(&lens) {
+            // Every tensor is a whole number of f32: offsets stay 4-aligned, as copies need.
+            encoder.copy_buffer_to_buffer(self.buffer(t), 0, &staging, at, len);
+            at += len;
+        }
         self.ctx.queue.submit([encoder.finish()]);
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(ExecError::Readback { tensor: name, message: err.to_string() });
@@ -315,7 +333,15 @@ impl Executor for GpuExecutor {
             let view = slice
                 .get_mapped_range()
                 .map_err(|e| ExecError::Readback { tensor: name.clone(), message: e.to_string() })?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+            let all: &[f32] = bytemuck::cast_slice::<u8, f32>(&view);
+            let mut at = 0;
+            lens.iter()
+                .map(|&len| {
+                    let n = len as usize / 4;
+                    at += n;
+                    all[at - n..at].to_vec()
+                })
+                .collect()
         };
         staging.unmap();
         Ok(out)

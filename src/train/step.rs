@@ -98,8 +98,7 @@ fn average_gradients(ex: &mut dyn Executor, plan: &Plan, group: &mut crate::dist
     let grads = plan.with_role(|r| matches!(r, Role::Grad));
     let mut flat = Vec::new();
     let mut lens = Vec::with_capacity(grads.len());
-    for &g in &grads {
-        let v = ex.read(g)?;
+    for v in ex.read_many(&grads)? {
         lens.push(v.len());
         flat.extend_from_slice(&v);
     }
