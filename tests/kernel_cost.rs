@@ -297,9 +297,14 @@ fn small_plan_with_two_micro_batches() {
     assert_eq!(acc.phases.iter().map(|p| p.1).sum::<u64>(), 9);
     // Everything here is tiny: nothing flagged.
     assert!(acc.flagged.is_empty());
+    // Pipelines: the two matmuls differ in their constants; each other kind has one.
+    assert_eq!(row("Matmul").pipelines, 2);
+    assert_eq!([row("Relu2Fwd"), row("Relu2Bwd"), row("AdamW")].map(|r| r.pipelines), [1, 1, 1]);
+    assert_eq!(acc.pipelines, 5);
     let md = acc.markdown();
     assert!(md.contains("| Matmul | `matmul` | 4 | 1 |"), "{md}");
     assert!(md.contains("| **step** | | **9** |"), "{md}");
+    assert!(md.contains("| **0** | **5** |\n"), "{md}");
 }
 
 #[test]

@@ -68,6 +68,10 @@ pub struct KindRow {
     pub cost: Cost,
     /// How many of the dispatches are flagged by [`underfills`].
     pub flagged: u64,
+    /// Distinct pipelines among them (shader, entry point and override constants): each is
+    /// compiled when the executor is built, and override constants that differ per site
+    /// (sizes, offsets) multiply them.
+    pub pipelines: u64,
 }
 
 /// One flagged kernel shape: the dispatches of one phase and kind with the same grid and
@@ -99,6 +103,8 @@ pub struct Account {
     pub total: Cost,
     /// Sorted by bytes moved per step (most first).
     pub flagged: Vec<Flagged>,
+    /// Distinct pipelines of the whole plan (see [`KindRow::pipelines`]).
+    pub pipelines: u64,
 }
 
 /// Accounts for one optimizer step of `plan` with `grad_accum` micro-batches.
@@ -106,6 +112,7 @@ pub fn account(plan: &Plan, grad_accum: usize) -> Account {
     let mut rows: Vec<KindRow> = Vec::new();
     let mut phases = Vec::new();
     let mut flagged: Vec<Flagged> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for phase in Phase::ALL {
         let runs = runs_per_step(phase, grad_accum);
         let mut phase_cost = Cost::default();
@@ -128,11 +135,15 @@ pub fn account(plan: &Plan, grad_accum: usize) -> Account {
                         max_workgroups: wg,
                         cost: Cost::default(),
                         flagged: 0,
+                        pipelines: 0,
                     });
                     rows.last_mut().expect("just pushed")
                 }
             };
             row.dispatches += runs;
+            if seen.insert((call.shader, call.entry, call.label())) {
+                row.pipelines += 1;
+            }
             row.min_workgroups = row.min_workgroups.min(wg);
             row.max_workgroups = row.max_workgroups.max(wg);
             row.cost += cost.times(runs);
@@ -165,7 +176,8 @@ pub fn account(plan: &Plan, grad_accum: usize) -> Account {
     });
     let total = rows.iter().fold(Cost::default(), |acc, r| acc + r.cost);
     let dispatches = rows.iter().map(|r| r.dispatches).sum();
-    Account { grad_accum, rows, phases, dispatches, total, flagged }
+    let pipelines = seen.len() as u64;
+    Account { grad_accum, rows, phases, dispatches, total, flagged, pipelines }
 }
 
 impl Account {
@@ -186,9 +198,9 @@ impl Account {
              even where the cooperative-matrix kernel replaces it.\n\n"
         ));
         s.push_str(
-            "| op kind | entry | dispatches | workgroups (min-max) | GFLOP | GB read | GB written | FLOP/byte | flagged |\n",
+            "| op kind | entry | dispatches | workgroups (min-max) | GFLOP | GB read | GB written | FLOP/byte | flagged | pipelines |\n",
         );
-        s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        s.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for r in &self.rows {
             let wg = if r.min_workgroups == r.max_workgroups {
                 thousands(r.min_workgroups)
@@ -196,7 +208,7 @@ impl Account {
                 format!("{}-{}", thousands(r.min_workgroups), thousands(r.max_workgroups))
             };
             s.push_str(&format!(
-                "| {} | `{}` | {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | `{}` | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 r.kind,
                 r.entry,
                 thousands(r.dispatches),
@@ -205,18 +217,20 @@ impl Account {
                 giga(r.cost.bytes_read),
                 giga(r.cost.bytes_written),
                 intensity(&r.cost),
-                thousands(r.flagged)
+                thousands(r.flagged),
+                thousands(r.pipelines)
             ));
         }
         let t = &self.total;
         s.push_str(&format!(
-            "| **step** | | **{}** | | **{}** | **{}** | **{}** | **{}** | **{}** |\n\n",
+            "| **step** | | **{}** | | **{}** | **{}** | **{}** | **{}** | **{}** | **{}** |\n\n",
             thousands(self.dispatches),
             giga(t.flops),
             giga(t.bytes_read),
             giga(t.bytes_written),
             intensity(t),
-            thousands(self.flagged_dispatches())
+            thousands(self.flagged_dispatches()),
+            thousands(self.pipelines)
         ));
         s.push_str("| phase | runs per step | dispatches | GFLOP | GB read | GB written |\n");
         s.push_str("|---|---:|---:|---:|---:|---:|\n");
