@@ -108,16 +108,7 @@ impl Memory {
     /// Every tensor in a slot of its own and no clears (single-op plans, whose tests set
     /// every binding themselves).
     pub(super) fn separate(tensors: &[TensorDesc], steps: &[Vec<Step>; 3]) -> Memory {
-        let clears = [0, 1, 2].map(|p| vec![Vec::new(); steps[p].len()]);
-        let total = tensors.iter().map(|t| t.numel() * 4).sum();
-        Memory {
-            slot_of: (0..tensors.len()).collect(),
-            slot_len: tensors.iter().map(TensorDesc::numel).collect(),
-            slot_members: vec![1; tensors.len()],
-            reusable: vec![false; tensors.len()],
-            clears,
-            peak: (total, 0),
-        }
+        Self::own_slots(tensors, [0, 1, 2].map(|p| vec![Vec::new(); steps[p].len()]), 0)
     }
 
     /// Liveness, the assignment to slots, the clears, and the check (see the module doc);
@@ -185,14 +176,20 @@ impl Memory {
 
     /// The same clears with every tensor in a slot of its own.
     pub(super) fn without_reuse(&self, tensors: &[TensorDesc]) -> Memory {
+        Self::own_slots(tensors, self.clears.clone(), self.peak.1)
+    }
+
+    /// Every tensor in a slot of its own, with `clears`; the peak is then everything, at
+    /// `peak_step`.
+    fn own_slots(tensors: &[TensorDesc], clears: [Vec<Vec<TensorId>>; 3], peak_step: usize) -> Memory {
         let total = tensors.iter().map(|t| t.numel() * 4).sum();
         Memory {
             slot_of: (0..tensors.len()).collect(),
             slot_len: tensors.iter().map(TensorDesc::numel).collect(),
             slot_members: vec![1; tensors.len()],
             reusable: vec![false; tensors.len()],
-            clears: self.clears.clone(),
-            peak: (total, self.peak.1),
+            clears,
+            peak: (total, peak_step),
         }
     }
 
