@@ -52,12 +52,4 @@ impl Group {
     pub fn abort(&mut self, reason: &str) {
         each!(self, g => g.abort(reason))
     }
-    /// Which transport this is, for the logs.
-    pub fn transport(&self) -> &'static str {
-        match self {
-            Group::Shm(_) => "shared memory",
-            #[cfg(feature = "mpi")]
-            Group::Mpi(_) => "MPI",
-        }
-    }
 }
