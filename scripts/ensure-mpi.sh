@@ -7,8 +7,11 @@ set -euo pipefail
 has_mpi() {
     command -v mpirun >/dev/null && command -v mpicc >/dev/null
 }
+# libclang itself, not libclang-cpp (which Mesa's LLVM pulls in without the C library bindgen
+# loads).
 has_libclang() {
-    ldconfig -p 2>/dev/null | grep -q 'libclang' || compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null
+    ldconfig -p 2>/dev/null | grep -Eq 'libclang(-[0-9.]+)?\.so' \
+        || compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null
 }
 packages=()
 if ! has_mpi; then packages+=(openmpi-bin libopenmpi-dev); fi
