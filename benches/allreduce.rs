@@ -12,8 +12,12 @@
 //! convention: the bytes each rank must move in a ring all-reduce, comparable across P).
 //!
 //! Built with `--features mpi` (`cargo bench --features mpi --bench allreduce`), each P also
-//! runs under `mpirun -np P` with the same buffer through `MPI_Allreduce`
-//! (`wgolf::dist::MpiGroup`), in the same table.
+//! runs under `mpirun -np P` through `wgolf::dist::MpiGroup` with the same buffer, in the same
+//! table: flat (every rank its own node: one `MPI_Allreduce` over the world), and for even
+//! P >= 4 hierarchical as 2 simulated nodes of P/2 (the node's shared-memory reduce-scatter,
+//! an `MPI_Allreduce` of each share between the nodes, the node's all-gather). On one machine
+//! the MPI between "nodes" is MPI's own shared-memory transport, so that row is the
+//! hierarchical path's overhead over the shm one, not a network.
 #[cfg(target_os = "linux")]
 use std::process::{Command, Stdio};
 #[cfg(target_os = "linux")]
@@ -110,16 +114,28 @@ fn parent() -> anyhow::Result<()> {
         row(&format!("{p}, shm"), &times.unwrap_or_default(), a.elems, p)?;
         #[cfg(feature = "mpi")]
         {
-            let out = Command::new("mpirun")
-                .args(["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", &p.to_string()])
-                .args(["-x", ROLE, "-x", "WGOLF_ALLREDUCE_ELEMS", "-x", "WGOLF_ALLREDUCE_REPS"])
-                .arg(std::env::current_exe()?)
-                .env(ROLE, "mpi")
-                .env("WGOLF_ALLREDUCE_ELEMS", a.elems.to_string())
-                .env("WGOLF_ALLREDUCE_REPS", a.reps.to_string())
-                .output()?;
-            anyhow::ensure!(out.status.success(), "mpirun -np {p} failed: {}", String::from_utf8_lossy(&out.stderr));
-            row(&format!("{p}, MPI_Allreduce"), &String::from_utf8(out.stdout)?, a.elems, p)?;
+            let mut layouts = vec![(1, format!("{p}, MPI_Allreduce"))];
+            if p >= 4 && p % 2 == 0 {
+                layouts.push((p / 2, format!("{p}, MPI as 2 nodes of {} (shm + MPI)", p / 2)));
+            }
+            for (ranks_per_node, label) in layouts {
+                let out = Command::new("mpirun")
+                    .args(["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", &p.to_string()])
+                    .args(["-x", ROLE, "-x", "WGOLF_ALLREDUCE_ELEMS", "-x", "WGOLF_ALLREDUCE_REPS"])
+                    .args(["-x", "WGOLF_ALLREDUCE_NODE_RANKS"])
+                    .arg(std::env::current_exe()?)
+                    .env(ROLE, "mpi")
+                    .env("WGOLF_ALLREDUCE_ELEMS", a.elems.to_string())
+                    .env("WGOLF_ALLREDUCE_REPS", a.reps.to_string())
+                    .env("WGOLF_ALLREDUCE_NODE_RANKS", ranks_per_node.to_string())
+                    .output()?;
+                anyhow::ensure!(
+                    out.status.success(),
+                    "mpirun -np {p} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                row(&label, &String::from_utf8(out.stdout)?, a.elems, p)?;
+            }
         }
     }
     Ok(())
@@ -161,7 +177,9 @@ fn child(role: &str) -> anyhow::Result<()> {
     let (elems, reps) = (var("WGOLF_ALLREDUCE_ELEMS")?, var("WGOLF_ALLREDUCE_REPS")?);
     #[cfg(feature = "mpi")]
     if role == "mpi" {
-        return time_all_reduce(wgolf::dist::Group::Mpi(wgolf::dist::MpiGroup::join("bench")?), elems, reps);
+        let nodes = wgolf::dist::MpiNodes::Consecutive(var("WGOLF_ALLREDUCE_NODE_RANKS")?);
+        let group = wgolf::dist::MpiGroup::join("bench", nodes, Duration::from_secs(120))?;
+        return time_all_reduce(wgolf::dist::Group::Mpi(group), elems, reps);
     }
     let (rank, world, chunk) = (role.parse()?, var("WGOLF_ALLREDUCE_WORLD")?, var("WGOLF_ALLREDUCE_CHUNK")?);
     let run_id = std::env::var("WGOLF_ALLREDUCE_RUN")?;

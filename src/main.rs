@@ -93,6 +93,10 @@ enum Command {
         /// Train with N processes on this node (one per GPU): each runs grad_accum / N of every
         /// step's micro-batches on its span of the data, and the gradients are averaged
         /// through shared memory before each optimizer step. Rank 0 writes the run directory.
+        /// Across nodes, start `wgolf train` with `mpirun` instead (a build with `--features
+        /// mpi`): the mean is then shared memory within each node and MPI between nodes
+        /// (WGOLF_MPI_RANKS_PER_NODE=N makes every N consecutive ranks a node; 1 sends every
+        /// mean through MPI). WGOLF_DIST_TIMEOUT_S bounds every wait for another rank (20 s).
         #[arg(long, value_name = "N", default_value_t = 1)]
         nproc_per_node: usize,
     },
@@ -733,7 +737,7 @@ fn worker_env() -> Result<Option<wgolf::train::DistOptions>> {
     let run_id = std::env::var("WGOLF_RUN_ID").or_else(|_| std::env::var("TORCHELASTIC_RUN_ID")).map_err(|_| {
         anyhow::anyhow!("RANK is set, so WGOLF_RUN_ID must be too (the same on every rank of a launch)")
     })?;
-    Ok(Some(wgolf::train::DistOptions { rank, world, run_id, timeout: dist_timeout()?, mpi: false }))
+    Ok(Some(wgolf::train::DistOptions { rank, world, run_id, timeout: dist_timeout()?, mpi: None }))
 }
 
 /// `WGOLF_DIST_TIMEOUT_S`, the bound on every wait for another rank (default 20 s).
@@ -768,7 +772,20 @@ fn mpi_worker_env() -> Result<Option<wgolf::train::DistOptions>> {
         return Ok(None);
     }
     let run_id = format!("mpi-{}", std::env::var("OMPI_MCA_orte_ess_jobid").unwrap_or_default());
-    Ok(Some(wgolf::train::DistOptions { rank, world, run_id, timeout: dist_timeout()?, mpi: true }))
+    let nodes = mpi_nodes()?;
+    Ok(Some(wgolf::train::DistOptions { rank, world, run_id, timeout: dist_timeout()?, mpi: Some(nodes) }))
+}
+
+/// `WGOLF_MPI_RANKS_PER_NODE`: unset, the nodes MPI finds (the ranks that share memory);
+/// N, every N consecutive ranks form a node (1: every mean through MPI alone).
+fn mpi_nodes() -> Result<wgolf::dist::MpiNodes> {
+    match std::env::var("WGOLF_MPI_RANKS_PER_NODE") {
+        Err(_) => Ok(wgolf::dist::MpiNodes::Shared),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(wgolf::dist::MpiNodes::Consecutive(n)),
+            _ => anyhow::bail!("WGOLF_MPI_RANKS_PER_NODE={v}: expected a positive number of ranks"),
+        },
+    }
 }
 
 /// `wgolf train --nproc-per-node N`: runs N copies of this command, rank 0 first, with the

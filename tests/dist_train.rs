@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 mod common;
 
-use common::{assert_same_final_state, train_losses};
+use common::{assert_same_final_state, child_with_env, train_losses, train_losses_if_any};
 use wgolf::tolerance::{tolerance, Check};
 
 fn bin() -> Command {
@@ -111,18 +111,6 @@ fn a_grad_accum_that_does_not_divide_among_the_processes_is_refused() {
     assert!(stderr.contains("of 2 failed"), "{stderr}");
 }
 
-/// The pid of the launcher's worker with RANK=`rank`.
-fn worker_pid(launcher: u32, rank: usize) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let ppid: u32 = stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()?;
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        let is_rank = environ.split(|&b| b == 0).any(|kv| kv == format!("RANK={rank}").as_bytes());
-        (ppid == launcher && is_rank).then_some(pid)
-    })
-}
-
 #[test]
 fn a_rank_killed_mid_run_fails_the_run_naming_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,7 +135,7 @@ fn a_rank_killed_mid_run_fails_the_run_naming_it() {
         assert!(Instant::now() < until, "the run never logged a step");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let victim = worker_pid(launcher, 1).expect("rank 1's process");
+    let victim = child_with_env(launcher, "RANK=1").expect("rank 1's process");
     // SAFETY: kills a process this test started (through the launcher).
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     let killed_at = Instant::now();
@@ -166,18 +154,6 @@ fn a_rank_killed_mid_run_fails_the_run_naming_it() {
     assert!(stderr.contains(&format!("rank 1 (pid {victim}) died")), "{stderr}");
     assert!(stderr.contains("rank 1 of 2 was killed"), "{stderr}");
     assert!(leftover_segments(launcher).is_empty());
-}
-
-fn train_losses_if_any(run: &Path) -> Vec<f64> {
-    match std::fs::read_to_string(run.join("metrics.jsonl")) {
-        Ok(text) => text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["event"] == "train")
-            .map(|v| v["train_loss"].as_f64().unwrap_or(f64::NAN))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
 }
 
 /// Issue 11's equivalence on the GPU executor (lavapipe in CI): `configs/record-tiny.toml`,

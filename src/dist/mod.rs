@@ -22,11 +22,12 @@
 //! one from a crashed run is cleared by the next rank 0, and the name is unlinked as soon as
 //! every rank has mapped it, so nothing is left behind however a run ends.
 //!
-//! Across nodes, MPI (feature `mpi`, `mpi.rs`) sits beside this module: under `mpirun` every
-//! collective is MPI's ([`Group`] is either). The hierarchical all-reduce that would combine
-//! them (the node's reduce-scatter here, one `MPI_Allreduce` per shard between the ranks of
-//! equal local rank on each node, the all-gather here, so that only 1/P of the gradients per
-//! rank crosses the network) is not built yet.
+//! Across nodes, MPI (feature `mpi`, `mpi.rs`): under `mpirun` the gradients' mean is
+//! hierarchical, the node's reduce-scatter through its segment, one `MPI_Allreduce` of each
+//! rank's share between the ranks of equal local rank on every node, then the node's
+//! all-gather, so only 1/P of the gradients per rank crosses the network and the node's
+//! traffic stays in shared memory ([`MpiNodes`] says what a node is). The small collectives
+//! (the wall-clock agreement, validation sums, broadcasts) are MPI's over the whole world.
 //!
 //! Linux only (/dev/shm, /proc): elsewhere `ShmGroup` has no values and `join` fails saying
 //! so (`unsupported.rs`), so single-process builds are unaffected.
@@ -58,6 +59,17 @@ pub const MAX_DIGEST_BYTES: usize = 192;
 /// development machine 1 Mi ran 26.8M values in 89 ms with 2 ranks against 131 ms with 4 Mi
 /// and 146 ms with 16 Mi (docs/perf.md).
 pub const DEFAULT_CHUNK_ELEMS: usize = 1 << 20;
+
+/// What a node is, for the hierarchical mean of an MPI job (`WGOLF_MPI_RANKS_PER_NODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MpiNodes {
+    /// The ranks that can share memory, as MPI finds them (`MPI_Comm_split_type`): a real
+    /// node. The default.
+    Shared,
+    /// Every `n` consecutive ranks form a node: 1 sends every mean through MPI alone (the flat
+    /// path), more simulates nodes on one machine (how the tests run the cross-node path).
+    Consecutive(usize),
+}
 
 /// How a rank joins: the staging chunk and the bound on every wait.
 #[derive(Clone, Debug)]

@@ -292,6 +292,9 @@ impl std::fmt::Debug for ShmGroup {
     }
 }
 
+/// What finishes a rank's share of a hierarchical mean ([`ShmGroup::all_reduce_mean_across`]).
+type AcrossNodes<'a> = &'a mut dyn FnMut(&mut [f32]) -> Result<(), DistError>;
+
 /// The path of the segment for a run id.
 pub fn segment_path(run_id: &str) -> PathBuf {
     Path::new(SHM_DIR).join(format!("wgolf-{run_id}"))
@@ -723,11 +726,35 @@ impl ShmGroup {
     /// the segment: each rank copies its chunk in, sums its 1/P share of it over all ranks into
     /// the result slot, and copies the whole reduced chunk out.
     pub fn all_reduce_mean(&mut self, values: &mut [f32]) -> Result<(), DistError> {
+        self.reduce_scatter_gather(values, None)
+    }
+
+    /// The node's part of a hierarchical mean (`MpiGroup` across nodes): as
+    /// [`ShmGroup::all_reduce_mean`], except that each rank's share of each chunk is the sum
+    /// over this node's ranks (in rank order), which `across` then replaces, in place, by the
+    /// mean over every node before the all-gather copies it out. `across` is called once per
+    /// chunk on every rank, also with an empty share (a chunk shorter than the group), in the
+    /// same order on every node, so it may run a collective between the ranks of equal rank
+    /// on each node: their shares are the same elements.
+    pub fn all_reduce_mean_across(
+        &mut self,
+        values: &mut [f32],
+        across: &mut dyn FnMut(&mut [f32]) -> Result<(), DistError>,
+    ) -> Result<(), DistError> {
+        self.reduce_scatter_gather(values, Some(across))
+    }
+
+    fn reduce_scatter_gather(
+        &mut self,
+        values: &mut [f32],
+        mut across: Option<AcrossNodes<'_>>,
+    ) -> Result<(), DistError> {
         self.begin(Op::Mean, values.len() as u64)?;
         let world = self.seg.world;
         let chunk = self.seg.chunk_elems;
         let chunks = values.len().div_ceil(chunk).max(1);
-        let divisor = world as f32;
+        // The node's sum when another stage finishes the mean (x / 1 is exact).
+        let divisor = if across.is_some() { 1.0 } else { world as f32 };
         for k in 0..chunks {
             let lo = k * chunk;
             let hi = (lo + chunk).min(values.len());
@@ -745,16 +772,20 @@ impl ShmGroup {
             }
             self.set_doing(Doing::Reduce);
             let (a, b) = share(n, world, self.rank);
+            // SAFETY: between the two barriers every staging slot is read-only, and the range
+            // [a, b) of the result slot is written by this rank alone.
+            let out = unsafe { std::slice::from_raw_parts_mut((self.seg.data_ptr(world) as *mut f32).add(a), b - a) };
             if a < b {
                 self.acc.resize(REDUCE_BLOCK, 0.0);
-                // SAFETY: between the two barriers every staging slot is read-only, and the
-                // range [a, b) of the result slot is written by this rank alone.
                 let inputs: Vec<&[f32]> = (0..world)
                     .map(|r| unsafe { std::slice::from_raw_parts((self.seg.data_ptr(r) as *const f32).add(a), b - a) })
                     .collect();
-                let out =
-                    unsafe { std::slice::from_raw_parts_mut((self.seg.data_ptr(world) as *mut f32).add(a), b - a) };
                 mean_in_rank_order(&inputs, out, divisor, &mut self.acc);
+            }
+            if let Some(across) = across.as_mut() {
+                if let Err(e) = across(out) {
+                    return Err(self.fail(e));
+                }
             }
             self.barrier_step(Op::Mean)?;
             self.set_doing(Doing::CopyOut);

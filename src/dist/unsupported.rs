@@ -43,6 +43,13 @@ impl ShmGroup {
     pub fn all_reduce_mean(&mut self, _: &mut [f32]) -> Result<(), DistError> {
         match *self {}
     }
+    pub fn all_reduce_mean_across(
+        &mut self,
+        _: &mut [f32],
+        _: &mut dyn FnMut(&mut [f32]) -> Result<(), DistError>,
+    ) -> Result<(), DistError> {
+        match *self {}
+    }
     pub fn all_reduce_max_f64(&mut self, _: &mut [f64]) -> Result<(), DistError> {
         match *self {}
     }

@@ -65,9 +65,9 @@ pub struct DistOptions {
     pub run_id: String,
     /// The bound on every wait for another rank.
     pub timeout: std::time::Duration,
-    /// The collectives go through MPI (launched by `mpirun`, feature `mpi`) rather than the
-    /// node's shared memory.
-    pub mpi: bool,
+    /// Launched by `mpirun` (feature `mpi`): the collectives go through MPI, with the nodes
+    /// grouped as this says for the hierarchical mean. None: the node's shared memory alone.
+    pub mpi: Option<crate::dist::MpiNodes>,
 }
 
 impl TrainOptions {
@@ -541,8 +541,9 @@ pub const ARTIFACT_NAME: &str = "final_model.wgolf";
 /// The run's first line: model size, steps, batch geometry, adapter, plan memory, setup time.
 fn announce(cfg: &Config, plan: &Plan, first_step: usize, adapter: &str, setup_s: f64, dist: Option<&DistOptions>) {
     let t = &cfg.train;
-    let ranks =
-        dist.map(|d| format!(" x {} processes{}", d.world, if d.mpi { " (MPI)" } else { "" })).unwrap_or_default();
+    let ranks = dist
+        .map(|d| format!(" x {} processes{}", d.world, if d.mpi.is_some() { " (MPI)" } else { "" }))
+        .unwrap_or_default();
     eprintln!(
         "wgolf train: {} parameters, steps {}..{} of {} tokens ({} x {} x {} micro-batches) on {adapter}{ranks}; plan {:.1} MiB, setup {:.2} s",
         plan.param_count(),
@@ -587,8 +588,8 @@ fn join_group(cfg: &Config, plan: &Plan, d: &DistOptions) -> Result<crate::dist:
     files.sort();
     let data = crc32fast::hash(format!("{files:?}").as_bytes());
     let digest = format!("config {config:08x} plan {} params data {data:08x}", plan.param_count());
-    if d.mpi {
-        return join_mpi(&digest, d);
+    if let Some(nodes) = d.mpi {
+        return join_mpi(&digest, nodes, d);
     }
     let group = crate::dist::ShmGroup::join(&d.run_id, d.rank, d.world, &digest, d.timeout)
         .with_context(|| format!("rank {} of {}: forming the group", d.rank, d.world))?;
@@ -598,8 +599,8 @@ fn join_group(cfg: &Config, plan: &Plan, d: &DistOptions) -> Result<crate::dist:
 /// Joins MPI's world (the ranks `mpirun` started), which must be the world the environment
 /// announced.
 #[cfg(feature = "mpi")]
-fn join_mpi(digest: &str, d: &DistOptions) -> Result<crate::dist::Group> {
-    let group = crate::dist::MpiGroup::join(digest)?;
+fn join_mpi(digest: &str, nodes: crate::dist::MpiNodes, d: &DistOptions) -> Result<crate::dist::Group> {
+    let group = crate::dist::MpiGroup::join(digest, nodes, d.timeout)?;
     anyhow::ensure!(
         (group.rank(), group.world()) == (d.rank, d.world),
         "MPI says rank {} of {}, the launcher's environment rank {} of {}",
@@ -608,11 +609,14 @@ fn join_mpi(digest: &str, d: &DistOptions) -> Result<crate::dist::Group> {
         d.rank,
         d.world
     );
+    if d.rank == 0 {
+        eprintln!("MPI: {}", group.layout());
+    }
     Ok(crate::dist::Group::Mpi(group))
 }
 
 #[cfg(not(feature = "mpi"))]
-fn join_mpi(_: &str, d: &DistOptions) -> Result<crate::dist::Group> {
+fn join_mpi(_: &str, _: crate::dist::MpiNodes, d: &DistOptions) -> Result<crate::dist::Group> {
     anyhow::bail!(
         "rank {} of {}: started by an MPI launcher, but this wgolf was built without MPI: \
          rebuild with `cargo build --release --features mpi` (needs an MPI library and libclang)",

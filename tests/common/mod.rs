@@ -316,3 +316,28 @@ pub fn record_tiny_equivalence_args(out: &std::path::Path) -> Vec<String> {
     }
     a
 }
+
+/// The pid of a child process of `parent` whose environment holds `var` (such as `RANK=1`).
+pub fn child_with_env(parent: u32, var: &str) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let ppid: u32 = stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()?;
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let has = environ.split(|&b| b == 0).any(|kv| kv == var.as_bytes());
+        (ppid == parent && has).then_some(pid)
+    })
+}
+
+/// The `train_loss` of every `train` event in `run`'s metrics so far (none before the file exists).
+pub fn train_losses_if_any(run: &std::path::Path) -> Vec<f64> {
+    match std::fs::read_to_string(run.join("metrics.jsonl")) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["event"] == "train")
+            .map(|v| v["train_loss"].as_f64().unwrap_or(f64::NAN))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
