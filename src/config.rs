@@ -173,6 +173,16 @@ pub struct TrainConfig {
     /// "steps" or "wallclock" (needs max_wallclock_s).
     #[serde(default)]
     pub warmdown: Warmdown,
+    /// With several processes: the gradients are averaged in buckets of about this many MB,
+    /// each as soon as the last micro-batch's backward has finished it, while the device runs
+    /// the backward of the layers before (0 = all at once after the backward).
+    #[serde(default = "default_allreduce_bucket_mb")]
+    pub allreduce_bucket_mb: f64,
+}
+
+/// PyTorch DDP's default bucket (25 MB): the record's 107 MB of gradients in 5 buckets.
+fn default_allreduce_bucket_mb() -> f64 {
+    25.0
 }
 
 /// Where the data lives (paths relative to the working directory).
@@ -484,6 +494,7 @@ fn validate_train(c: &Checker, t: &TrainConfig) -> Result<(), ConfigError> {
     c.at_least("train.steps", t.steps, 1)?;
     c.at_least("train.log_every", t.log_every, 1)?;
     c.non_negative("train.max_wallclock_s", t.max_wallclock_s)?;
+    c.non_negative("train.allreduce_bucket_mb", t.allreduce_bucket_mb)?;
     if t.warmdown == Warmdown::Wallclock && t.max_wallclock_s <= 0.0 {
         return Err(c.bad("train.warmdown", "is \"wallclock\", which needs train.max_wallclock_s > 0".into()));
     }

@@ -335,3 +335,32 @@ fn read_many_returns_each_tensor_as_read_does() {
     }
     assert!(ex.read_many(&[]).unwrap().is_empty());
 }
+
+/// `Executor::begin_read_many` copies the tensors as they are when it is called: a run
+/// submitted afterwards, which rewrites one of them, changes neither the pending read nor
+/// another read begun before it, and both finish (in either order) with their own values,
+/// each from its own staging buffer. (What lets a data-parallel step reduce a bucket of
+/// gradients while the backward after it runs.)
+#[test]
+fn a_begun_read_sees_the_tensors_as_they_were_when_it_began() {
+    use wgolf::exec::{Executor, HostData};
+    use wgolf::plan::{DType, Phase, PlanBuilder, Role, ScaleCopy};
+    let n = 1000;
+    let mut g = PlanBuilder::new();
+    let x = g.tensor("x", &[n], DType::F32, Role::Grad);
+    let y = g.tensor("y", &[n], DType::F32, Role::Grad);
+    g.push(Phase::Forward, ScaleCopy { count: n, alpha: 2.0 }, &[y, x]).unwrap();
+    let plan = g.finish_without_io().unwrap();
+    let mut ex = common::gpu_executor(&plan);
+    let xs = common::uniform(1, n, -1.0, 1.0);
+    let ys = common::uniform(2, n, -1.0, 1.0);
+    ex.write(x, HostData::F32(&xs)).unwrap();
+    ex.write(y, HostData::F32(&ys)).unwrap();
+    let before = ex.begin_read_many(&[y, x]).unwrap();
+    ex.run(Phase::Forward, 0..1).unwrap();
+    let after = ex.begin_read_many(&[y]).unwrap();
+    let twice: Vec<f32> = xs.iter().map(|v| 2.0 * v).collect();
+    assert_eq!(after.finish().unwrap(), vec![twice.clone()], "the read begun after the run");
+    assert_eq!(before.finish().unwrap(), vec![ys, xs], "the read begun before the run");
+    assert_eq!(ex.read(y).unwrap(), twice);
+}

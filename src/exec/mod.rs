@@ -57,6 +57,13 @@ pub trait Executor {
     fn read_many(&mut self, ts: &[TensorId]) -> Result<Vec<Vec<f32>>, ExecError> {
         ts.iter().map(|&t| self.read(t)).collect()
     }
+    /// Starts [`Executor::read_many`] without waiting for it: the work submitted after this
+    /// call may run on the device while the host waits in [`PendingRead::finish`] (how the
+    /// gradients of a data-parallel step are reduced bucket by bucket while the backward of
+    /// the layers before them runs). Executors that do not run asynchronously read at once.
+    fn begin_read_many(&mut self, ts: &[TensorId]) -> Result<PendingRead, ExecError> {
+        Ok(PendingRead::ready(self.read_many(ts)?))
+    }
     /// Zeroes tensors before the next run (for what accumulates across runs: parameter
     /// gradients, the loss, optimizer state; the plan zeroes activation gradients itself).
     fn clear(&mut self, ts: &[TensorId]) -> Result<(), ExecError>;
@@ -72,6 +79,25 @@ pub trait Executor {
     /// The device in full (adapter, backend, type, driver), for run reports.
     fn device(&self) -> String {
         self.describe()
+    }
+}
+
+/// A read-back under way ([`Executor::begin_read_many`]): its values, in the order asked,
+/// once [`PendingRead::finish`] has waited for the copy.
+pub struct PendingRead(Box<dyn FnOnce() -> Result<Vec<Vec<f32>>, ExecError>>);
+
+impl PendingRead {
+    /// A read whose values are already on the host.
+    pub fn ready(values: Vec<Vec<f32>>) -> Self {
+        PendingRead(Box::new(move || Ok(values)))
+    }
+    /// A read that `wait` completes.
+    pub fn new(wait: impl FnOnce() -> Result<Vec<Vec<f32>>, ExecError> + 'static) -> Self {
+        PendingRead(Box::new(wait))
+    }
+    /// Waits for the copy and returns the values.
+    pub fn finish(self) -> Result<Vec<Vec<f32>>, ExecError> {
+        (self.0)()
     }
 }
 

@@ -11,7 +11,7 @@
 //! accumulation) are encoded right before their steps, between compute passes.
 use super::context::{GpuContext, GpuError};
 use super::registry::{Kernel, KernelRegistry};
-use crate::exec::{ExecError, Executor, HostData};
+use crate::exec::{ExecError, Executor, HostData, PendingRead};
 use crate::plan::{Phase, Plan, Role, TensorId};
 use std::sync::Arc;
 
@@ -32,7 +32,8 @@ pub struct GpuExecutor {
     buffers: Vec<wgpu::Buffer>,
     steps: [Vec<Prepared>; 3],
     pending_clears: Vec<TensorId>,
-    staging: Option<wgpu::Buffer>,
+    /// Read-back staging buffers not in use (one per read in flight at most).
+    staging: Arc<std::sync::Mutex<Vec<wgpu::Buffer>>>,
     /// Distinct pipelines the plan uses.
     pub pipelines: usize,
 }
@@ -117,7 +118,7 @@ impl GpuExecutor {
             buffers,
             steps,
             pending_clears: Vec::new(),
-            staging: None,
+            staging: Default::default(),
             pipelines,
         };
         for (id, data) in &plan.constants {
@@ -280,6 +281,13 @@ impl Executor for GpuExecutor {
     /// One submission copying every tensor into one staging buffer, one map, one wait: the
     /// per-tensor submission and wait is most of the cost of reading many small tensors.
     fn read_many(&mut self, ts: &[TensorId]) -> Result<Vec<Vec<f32>>, ExecError> {
+        self.begin_read_many(ts)?.finish()
+    }
+
+    /// The copies into a staging buffer (from the pool, or a new one) in one submission, and
+    /// its map requested; `finish` waits for that submission only, so work submitted later
+    /// keeps the device busy meanwhile.
+    fn begin_read_many(&mut self, ts: &[TensorId]) -> Result<PendingRead, ExecError> {
         let lens: Vec<u64> = ts.iter().map(|&t| (self.plan.tensors[t].numel() * 4) as u64).collect();
         let bytes: u64 = lens.iter().sum();
         let name = match ts {
@@ -288,19 +296,22 @@ impl Executor for GpuExecutor {
         };
         self.check_device(|| format!("reading {name} back"))?;
         if ts.is_empty() {
-            return Ok(Vec::new());
+            return Ok(PendingRead::ready(Vec::new()));
         }
         let ctx = self.ctx.clone();
         let device = &ctx.device;
-        if self.staging.as_ref().is_none_or(|s| s.size() < bytes) {
-            self.staging = Some(device.create_buffer(&wgpu::BufferDescriptor {
+        let free = {
+            let mut pool = self.staging.lock().unwrap_or_else(|e| e.into_inner());
+            pool.iter().position(|s| s.size() >= bytes).map(|i| pool.swap_remove(i))
+        };
+        let staging = free.unwrap_or_else(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback staging"),
                 size: bytes.next_power_of_two().max(256),
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
-            }));
-        }
-        let staging = self.staging.clone().expect("just made");
+            })
+        });
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
         self.encode_clears(&mut encoder);
@@ -310,41 +321,54 @@ impl Executor for GpuExecutor {
             encoder.copy_buffer_to_buffer(self.buffer(t), 0, &staging, at, len);
             at += len;
         }
-        self.ctx.queue.submit([encoder.finish()]);
+        let submission = self.ctx.queue.submit([encoder.finish()]);
         if let Some(err) = pollster::block_on(scope.pop()) {
             return Err(ExecError::Readback { tensor: name, message: err.to_string() });
         }
-        let slice = staging.slice(0..bytes);
         let (sender, receiver) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            // The receiver lives until the poll below returns.
+        staging.slice(0..bytes).map_async(wgpu::MapMode::Read, move |r| {
+            // The receiver lives until the wait below has its answer or gives up.
             let _ = sender.send(r);
         });
-        self.wait(|| format!("reading {name} back"))?;
-        // The callback runs in whichever thread's poll finds the map ready (tests share one
-        // device across threads), possibly just after this poll returned: wait for it, but
-        // not forever.
-        let mapped = receiver.recv_timeout(MAP_TIMEOUT).map_err(|_| ExecError::Readback {
-            tensor: name.clone(),
-            message: format!("the map did not complete within {MAP_TIMEOUT:?} of the device going idle"),
-        })?;
-        mapped.map_err(|e| ExecError::Readback { tensor: name.clone(), message: e.to_string() })?;
-        let out = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| ExecError::Readback { tensor: name.clone(), message: e.to_string() })?;
-            let all: &[f32] = bytemuck::cast_slice::<u8, f32>(&view);
-            let mut at = 0;
-            lens.iter()
-                .map(|&len| {
-                    let n = len as usize / 4;
-                    at += n;
-                    all[at - n..at].to_vec()
-                })
-                .collect()
-        };
-        staging.unmap();
-        Ok(out)
+        let pool = self.staging.clone();
+        Ok(PendingRead::new(move || {
+            let lost = |message: String| ExecError::DeviceLost { during: format!("reading {name} back"), message };
+            if let Some(m) = ctx.lost() {
+                return Err(lost(m));
+            }
+            ctx.device
+                .poll(wgpu::PollType::Wait { submission_index: Some(submission), timeout: None })
+                .map_err(|e| lost(e.to_string()))?;
+            if let Some(m) = ctx.lost() {
+                return Err(lost(m));
+            }
+            // The callback runs in whichever thread's poll finds the map ready (tests share one
+            // device across threads), possibly just after this poll returned: wait for it, but
+            // not forever.
+            let mapped = receiver.recv_timeout(MAP_TIMEOUT).map_err(|_| ExecError::Readback {
+                tensor: name.clone(),
+                message: format!("the map did not complete within {MAP_TIMEOUT:?} of its copy finishing"),
+            })?;
+            mapped.map_err(|e| ExecError::Readback { tensor: name.clone(), message: e.to_string() })?;
+            let slice = staging.slice(0..bytes);
+            let out = {
+                let view = slice
+                    .get_mapped_range()
+                    .map_err(|e| ExecError::Readback { tensor: name.clone(), message: e.to_string() })?;
+                let all: &[f32] = bytemuck::cast_slice::<u8, f32>(&view);
+                let mut at = 0;
+                lens.iter()
+                    .map(|&len| {
+                        let n = len as usize / 4;
+                        at += n;
+                        all[at - n..at].to_vec()
+                    })
+                    .collect()
+            };
+            staging.unmap();
+            pool.lock().unwrap_or_else(|e| e.into_inner()).push(staging);
+            Ok(out)
+        }))
     }
 
     fn clear(&mut self, ts: &[TensorId]) -> Result<(), ExecError> {

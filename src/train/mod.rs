@@ -28,6 +28,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 mod agreement;
+mod buckets;
 mod metrics;
 mod schedule;
 mod step;
@@ -119,6 +120,8 @@ struct Run<'a> {
     local: Config,
     /// The other ranks of a multi-process run.
     group: Option<crate::dist::Group>,
+    /// The parameter gradients in the buckets they are averaged in (empty without a group).
+    buckets: Vec<step::GradBucket>,
     opts: &'a TrainOptions,
     plan: Plan,
     ex: Box<dyn Executor>,
@@ -193,10 +196,15 @@ impl<'a> Run<'a> {
         if cfg.train.max_wallclock_s > 0.0 {
             progress.set_deadline(cfg.train.max_wallclock_s - elapsed_before);
         }
+        let buckets = match group {
+            Some(_) => buckets::gradient_buckets(&plan, (cfg.train.allreduce_bucket_mb * 1e6) as usize),
+            None => Vec::new(),
+        };
         Ok(Run {
             cfg,
             local,
             group,
+            buckets,
             opts,
             plan,
             ex,
@@ -228,7 +236,7 @@ impl<'a> Run<'a> {
             &mut self.stream,
             self.step,
             scale,
-            self.group.as_mut(),
+            self.group.as_mut().map(|group| step::DataParallel { group, buckets: &self.buckets }),
         )?;
         self.step += 1;
         if cfg.needs_wallclock() {

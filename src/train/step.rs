@@ -3,12 +3,14 @@
 use crate::checkpoint;
 use crate::config::{Config, MatrixOptimizer};
 use crate::data::TrainStream;
-use crate::exec::{Executor, HostData};
+use crate::exec::{Executor, HostData, PendingRead};
 use crate::host::write_inputs;
 use crate::ops::adamw::AdamHyper;
 use crate::ops::muon::MuonHyper;
 use crate::plan::{ParamGroup, Phase, Plan, Role};
 use anyhow::Result;
+
+pub(crate) use super::buckets::GradBucket;
 
 /// Initializes every parameter (seeded) and the EMA copies to the same values.
 pub fn init_state(ex: &mut dyn Executor, plan: &Plan, seed: u64) -> Result<()> {
@@ -59,10 +61,18 @@ pub fn train_step(
     train_step_on(ex, plan, cfg, stream, step, lr_scale, None)
 }
 
+/// A rank's part in a data-parallel step: its group, and the buckets its gradients are
+/// averaged in (`buckets.rs`).
+pub(crate) struct DataParallel<'a> {
+    pub group: &'a mut crate::dist::Group,
+    pub buckets: &'a [GradBucket],
+}
+
 /// [`train_step`] on one rank of a group: this rank's span of every micro-batch, and the
-/// parameter gradients averaged over the ranks before the optimizer pass. `cfg` is the
-/// rank's config, whose `grad_accum` is its share of the step's micro-batches (so the
-/// plan's 1/tokens scale is per rank and the mean over ranks is the step's mean).
+/// parameter gradients averaged over the ranks before the optimizer pass, bucket by bucket
+/// during the last micro-batch's backward. `cfg` is the rank's config, whose `grad_accum` is
+/// its share of the step's micro-batches (so the plan's 1/tokens scale is per rank and the
+/// mean over ranks is the step's mean).
 pub(crate) fn train_step_on(
     ex: &mut dyn Executor,
     plan: &Plan,
@@ -70,41 +80,71 @@ pub(crate) fn train_step_on(
     stream: &mut TrainStream,
     step: usize,
     lr_scale: f32,
-    group: Option<&mut crate::dist::Group>,
+    mut dist: Option<DataParallel<'_>>,
 ) -> Result<()> {
-    let (world, rank) = group.as_ref().map_or((1, 0), |g| (g.world(), g.rank()));
+    let (world, rank) = dist.as_ref().map_or((1, 0), |d| (d.group.world(), d.group.rank()));
     // Parameter gradients and the loss accumulate over the micro-batches; activation
     // gradients are zeroed by the executor where the plan says (before an accumulating
     // first write, in every micro-batch).
     ex.clear(&plan.with_role(|r| matches!(r, Role::Grad | Role::Loss)))?;
-    for _ in 0..cfg.train.grad_accum {
+    let backward = plan.steps(Phase::Backward).len();
+    for m in 0..cfg.train.grad_accum {
         let (x, y) = stream.next_batch(cfg.micro_tokens(), cfg.train.seq_len, world, rank)?;
         write_inputs(ex, plan, cfg, &x, &y)?;
         ex.run(Phase::Forward, 0..plan.steps(Phase::Forward).len())?;
-        ex.run(Phase::Backward, 0..plan.steps(Phase::Backward).len())?;
-    }
-    if let Some(group) = group {
-        average_gradients(ex, plan, group)?;
+        match dist.as_mut() {
+            Some(d) if m + 1 == cfg.train.grad_accum => backward_averaging(ex, backward, d)?,
+            _ => ex.run(Phase::Backward, 0..backward)?,
+        }
     }
     write_hypers(ex, plan, cfg, step, lr_scale)?;
     ex.run(Phase::Optimizer, 0..plan.steps(Phase::Optimizer).len())?;
     Ok(())
 }
 
-/// Replaces every parameter gradient by its mean over the group's ranks: read back, one
-/// `all_reduce_mean` over them all, written back. (Not yet bucketed or overlapped with the
-/// backward: the whole gradient set after the last micro-batch.)
-fn average_gradients(ex: &mut dyn Executor, plan: &Plan, group: &mut crate::dist::Group) -> Result<()> {
-    let grads = plan.with_role(|r| matches!(r, Role::Grad));
+/// The last micro-batch's backward, with every parameter gradient replaced by its mean over
+/// the ranks: the backward up to the end of each bucket is submitted, then the bucket's
+/// read-back, and the bucket before it is reduced on the host (and written back) while the
+/// device runs those steps.
+fn backward_averaging(ex: &mut dyn Executor, backward: usize, d: &mut DataParallel<'_>) -> Result<()> {
+    let mut at = 0;
+    let mut in_flight: Option<(&GradBucket, PendingRead)> = None;
+    for bucket in d.buckets {
+        if bucket.end > at {
+            ex.run(Phase::Backward, at..bucket.end)?;
+            at = bucket.end;
+        }
+        let read = ex.begin_read_many(&bucket.grads)?;
+        if let Some((done, read)) = in_flight.replace((bucket, read)) {
+            average_bucket(ex, done, read, d.group)?;
+        }
+    }
+    if at < backward {
+        ex.run(Phase::Backward, at..backward)?;
+    }
+    if let Some((done, read)) = in_flight {
+        average_bucket(ex, done, read, d.group)?;
+    }
+    Ok(())
+}
+
+/// Waits for a bucket's read-back, averages it over the group in one `all_reduce_mean`, and
+/// writes it back.
+fn average_bucket(
+    ex: &mut dyn Executor,
+    bucket: &GradBucket,
+    read: PendingRead,
+    group: &mut crate::dist::Group,
+) -> Result<()> {
     let mut flat = Vec::new();
-    let mut lens = Vec::with_capacity(grads.len());
-    for v in ex.read_many(&grads)? {
+    let mut lens = Vec::with_capacity(bucket.grads.len());
+    for v in read.finish()? {
         lens.push(v.len());
         flat.extend_from_slice(&v);
     }
     group.all_reduce_mean(&mut flat)?;
     let mut at = 0;
-    for (&g, &n) in grads.iter().zip(&lens) {
+    for (&g, &n) in bucket.grads.iter().zip(&lens) {
         ex.write(g, HostData::F32(&flat[at..at + n]))?;
         at += n;
     }
