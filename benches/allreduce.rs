@@ -88,6 +88,11 @@ fn parent() -> anyhow::Result<()> {
     let (median, min) = memcpy_ms(a.elems, a.reps);
     let gbs = a.elems as f64 * 4.0 / (median * 1e-3) / 1e9;
     println!("| memcpy, 1 process | {median:.1} | {min:.1} | {gbs:.2} | - |");
+    // What a bf16 wire format would add per rank: the gradients to bf16 before the reduce and
+    // back after it (the reduce itself would move half the bytes).
+    let (median, min) = bf16_round_trip_ms(a.elems, a.reps);
+    let gbs = a.elems as f64 * 4.0 / (median * 1e-3) / 1e9;
+    println!("| f32 -> bf16 -> f32, 1 process | {median:.1} | {min:.1} | {gbs:.2} | - |");
     for &p in &a.procs {
         let run_id = format!("bench-{}-{p}", std::process::id());
         let children: Vec<_> = (0..p)
@@ -163,6 +168,31 @@ fn memcpy_ms(elems: usize, reps: usize) -> (f64, f64) {
             let start = Instant::now();
             dst.copy_from_slice(std::hint::black_box(&src));
             std::hint::black_box(&dst);
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .skip(2)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], times[0])
+}
+
+/// Median and fastest time of converting `elems` f32 to bf16 (round to nearest even) and
+/// back, in ms.
+#[cfg(target_os = "linux")]
+fn bf16_round_trip_ms(elems: usize, reps: usize) -> (f64, f64) {
+    let src: Vec<f32> = (0..elems).map(|i| ((i % 1000) as f32 - 500.0) * 1e-3).collect();
+    let mut wire = vec![half::bf16::ZERO; elems];
+    let mut back = vec![0.0f32; elems];
+    let mut times: Vec<f64> = (0..reps + 2)
+        .map(|_| {
+            let start = Instant::now();
+            for (w, &v) in wire.iter_mut().zip(std::hint::black_box(&src)) {
+                *w = half::bf16::from_f32(v);
+            }
+            for (b, w) in back.iter_mut().zip(std::hint::black_box(&wire)) {
+                *b = w.to_f32();
+            }
+            std::hint::black_box(&back);
             start.elapsed().as_secs_f64() * 1e3
         })
         .skip(2)
