@@ -276,8 +276,9 @@ impl Account {
     }
 }
 
-/// Two labels of one entry point with `*` for each override value that differs
-/// (`grad_sum_sq[COUNT=8,SLOT=1]` and `..SLOT=2]` give `grad_sum_sq[COUNT=8,SLOT=*]`).
+/// Two labels of one entry point with `*` for each override value or parameter that differs
+/// (`channel_dot[COUNT=8,out_offset=1]` and `..out_offset=2]` give
+/// `channel_dot[COUNT=8,out_offset=*]`).
 fn common_label(a: &str, b: &str) -> String {
     let split = |l: &str| -> (String, Vec<String>) {
         let (entry, rest) = l.split_once('[').unwrap_or((l, "]"));
