@@ -3,11 +3,16 @@
 // p <- p (1 - lr wd); m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
 // p <- p - lr (m / bc1) / (sqrt(v / bc2) + eps)             (updates p, m, v in place)
 // The step's hyperparameters come from a uniform written before each optimizer pass.
-// shapes: p, m, v, g [COUNT]. dispatch: one invocation per element, 1-D grid of 64-wide
-//   workgroups folded into y beyond 65535 workgroups.
+// shapes: p, m, v, g [count]. dispatch: one invocation per element, 1-D grid of 64-wide
+//   workgroups folded into y beyond 65535 workgroups (the bound check on count stays).
+// count is a per-dispatch uniform (`site`, the binding after the tensors; written once when
+//   the plan is loaded, KernelCall::params), so one pipeline serves every parameter.
 // CPU reference: src/ops/adamw.rs (adamw).
 
-override COUNT: u32;
+// The element count.
+struct Site {
+    count: u32,
+}
 
 struct Hyper {
     lr: f32,
@@ -25,11 +30,12 @@ struct Hyper {
 @group(0) @binding(2) var<storage, read_write> v: array<f32>;
 @group(0) @binding(3) var<storage, read> g: array<f32>;
 @group(0) @binding(4) var<uniform> hyper: Hyper;
+@group(0) @binding(5) var<uniform> site: Site;
 
 @compute @workgroup_size(64)
 fn adamw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= COUNT {
+    if i >= site.count {
         return;
     }
     let grad = g[i];

@@ -1,33 +1,26 @@
 // Global gradient-norm clipping, as PyTorch's clip_grad_norm_ (record spec section 5: 0.3).
 // Deterministic, with no atomics and no read-back: the coefficient stays on the GPU.
 //
-// grad_sum_sq: partials[PART_OFFSET + w] = the sum of g^2 over chunk w of the gradients bound
-//   here, g0 .. g6 (USED of them; the rest repeat one and are not read), each cut into chunks
+// grad_sum_sq: partials[part_offset + w] = the sum of g^2 over chunk w of the gradients bound
+//   here, g0 .. g6 (used of them; the rest repeat one and are not read), each cut into chunks
 //   of 1024 elements (the last shorter), gradient k's chunks after gradient k - 1's. One
 //   workgroup of 256 lanes per chunk: lane l sums the squares of the chunk's elements l,
 //   l + 256, l + 512, l + 768 in order, then workgroup_sum's fixed pairwise tree
 //   (common/workgroup_sum.wgsl). A few dispatches of up to 7 gradients cover all of them.
 //   (overwrites its partials)
-//   shapes: gk [COUNTk]; partials [>= PART_OFFSET + chunks]. dispatch: one workgroup per chunk,
+//   shapes: gk [countk]; partials [>= part_offset + chunks]. dispatch: one workgroup per chunk,
 //   folded into y beyond 65535 (w = x + y * num_workgroups.x; workgroups past the last chunk
 //   store nothing).
 // clip_coef: coef[0] = min(1, MAX_NORM / (sqrt(sum of partials) + 1e-6)). One workgroup of 256
 //   lanes: lane l adds partials l, l + 256, ... in order, then the tree. (overwrites)
 //   shapes: partials [PARTS]; coef [1]. dispatch: (1, 1, 1).
-// scale_by_coef: x *= coef[0]. (in place) shapes: x [COUNT]; coef [1]. dispatch: 1-D grid of
-//   64-wide workgroups folded into y.
+// scale_by_coef: x *= coef[0]. (in place) shapes: x [count]; coef [1]. dispatch: 1-D grid of
+//   64-wide workgroups folded into y (the bound check on count stays).
+// grad_sum_sq's and scale_by_coef's counts and offset are a per-dispatch uniform (`sum_site`,
+//   `scale_site`, the binding after the tensors; written once when the plan is loaded,
+//   KernelCall::params): they only pick the data, so one pipeline each serves every gradient.
 // CPU reference: src/ops/clip.rs (grad_sum_sq, clip_coef, scale_by_coef).
 
-override COUNT: u32;
-override USED: u32;
-override COUNT0: u32;
-override COUNT1: u32;
-override COUNT2: u32;
-override COUNT3: u32;
-override COUNT4: u32;
-override COUNT5: u32;
-override COUNT6: u32;
-override PART_OFFSET: u32;
 override PARTS: u32;
 override MAX_NORM: f32;
 
@@ -41,6 +34,21 @@ const CHUNK: u32 = 1024u;
 @group(0) @binding(5) var<storage, read> g4: array<f32>;
 @group(0) @binding(6) var<storage, read> g5: array<f32>;
 @group(0) @binding(7) var<storage, read> g6: array<f32>;
+@group(0) @binding(8) var<uniform> sum_site: SumSite;
+
+// grad_sum_sq's gradients: how many are bound, their element counts, and where its partials
+// start.
+struct SumSite {
+    used: u32,
+    count0: u32,
+    count1: u32,
+    count2: u32,
+    count3: u32,
+    count4: u32,
+    count5: u32,
+    count6: u32,
+    part_offset: u32,
+}
 
 // Element j of gradient k (k is the same on every lane of a workgroup).
 fn grad_at(k: u32, j: u32) -> f32 {
@@ -62,12 +70,14 @@ fn grad_sum_sq(
     @builtin(local_invocation_index) lane: u32,
 ) {
     let w = wid.x + wid.y * nwg.x;
-    var counts = array<u32, 7>(COUNT0, COUNT1, COUNT2, COUNT3, COUNT4, COUNT5, COUNT6);
+    let c = sum_site;
+    var counts = array<u32, 7>(c.count0, c.count1, c.count2, c.count3, c.count4, c.count5, c.count6);
+    let used = c.used;
     // Which gradient chunk w belongs to, and where that gradient's chunks start.
     var k = 0u;
     var first = 0u;
     var chunks = (counts[0] + CHUNK - 1u) / CHUNK;
-    while k + 1u < USED && w >= first + chunks {
+    while k + 1u < used && w >= first + chunks {
         first += chunks;
         k += 1u;
         chunks = (counts[k] + CHUNK - 1u) / CHUNK;
@@ -85,7 +95,7 @@ fn grad_sum_sq(
     }
     let total = workgroup_sum(lane, acc, 256u);
     if valid && lane == 0u {
-        partials[PART_OFFSET + w] = total;
+        partials[c.part_offset + w] = total;
     }
 }
 
@@ -106,11 +116,17 @@ fn clip_coef(@builtin(local_invocation_index) lane: u32) {
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
 @group(0) @binding(1) var<storage, read> coef: array<f32>;
+@group(0) @binding(2) var<uniform> scale_site: ScaleSite;
+
+// scale_by_coef's element count.
+struct ScaleSite {
+    count: u32,
+}
 
 @compute @workgroup_size(64)
 fn scale_by_coef(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= COUNT {
+    if i >= scale_site.count {
         return;
     }
     x[i] = x[i] * coef[0];

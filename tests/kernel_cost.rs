@@ -412,3 +412,44 @@ fn the_record_plans_reductions_fill_a_large_gpu() {
         assert!(row.max_workgroups >= LARGE_GPU_SMS, "{kind}: {row:?}");
     }
 }
+
+#[test]
+fn per_site_values_do_not_multiply_the_record_plans_pipelines() {
+    // Which matrix, offset or count a dispatch works on is a per-dispatch parameter
+    // (KernelCall::params), not an override constant: one pipeline serves every site of these
+    // kinds (67 Muon matrices, 17 clip groups, 116 gradients and EMA weights, 49 AdamW
+    // tensors), and the record plan stays under a hundred (283 when they were constants).
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/record.toml");
+    let cfg = Config::load(&path, &[]).unwrap();
+    let plan = build_plan(&cfg).unwrap();
+    let acc = account(&plan, cfg.train.grad_accum);
+    let row = |kind: &str| acc.rows.iter().find(|r| r.kind == kind).unwrap_or_else(|| panic!("{kind} row"));
+    let one = ["MuonMomentum", "MuonApply", "MuonSumSq", "MuonNormalize", "GradSumSq", "Ema", "ScaleByCoef", "AdamW"];
+    for kind in one.into_iter().chain(["ChannelDot"]) {
+        assert!(row(kind).dispatches > 1, "{kind}");
+        assert_eq!(row(kind).pipelines, 1, "{kind}");
+    }
+    // The pipelines are the distinct (shader, entry, constants) of the steps.
+    let labels: std::collections::BTreeSet<String> =
+        plan.all_steps().map(|(_, s)| s.op.kernel().pipeline_label()).collect();
+    assert_eq!(acc.pipelines as usize, labels.len());
+    assert!(acc.pipelines < 100, "{} pipelines", acc.pipelines);
+}
+
+#[test]
+fn a_calls_parameters_label_it_but_not_its_pipeline() {
+    use wgolf::plan::defs::{Ema, MuonApply};
+    let a = Op::MuonApply(MuonApply { rows: 7, cols: 5, index: 1, count: 3, shape_scale: 1.5 }).kernel();
+    let b = Op::MuonApply(MuonApply { rows: 5, cols: 13, index: 0, count: 2, shape_scale: 1.0 }).kernel();
+    assert_eq!(a.label(), "muon_apply[rows=7,cols=5,index=1,shape_scale=1.5]");
+    assert_eq!(a.pipeline_label(), "muon:muon_apply[]");
+    assert_eq!(a.pipeline_label(), b.pipeline_label());
+    assert_eq!(a.param_words(), vec![7, 5, 1, 1.5f32.to_bits()]);
+    // Constants stay in both labels; the site record is padded to 16 bytes.
+    let e = Op::Ema(Ema { count: 77, decay: 0.5 }).kernel();
+    assert_eq!(e.label(), "ema[DECAY=0.5,count=77]");
+    assert_eq!(e.pipeline_label(), "ema:ema[DECAY=0.5]");
+    assert_eq!(e.param_words(), vec![77, 0, 0, 0]);
+    // A kernel without parameters has no site record.
+    assert!(Op::Relu2Fwd(Relu2Fwd { count: 9 }).kernel().param_words().is_empty());
+}

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use wgolf::config::Config;
 use wgolf::kernels::{validate_with_naga, Module, Shader, COMMON, SHADERS};
 use wgolf::model::build_plan;
-use wgolf::plan::{KernelCall, Op, Plan};
+use wgolf::plan::{KernelCall, Op, Param, Plan};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -118,6 +118,68 @@ fn every_test_op_kernel_validates() {
     for op in Op::examples() {
         for call in kernels_of(&op) {
             validate(&call, &format!("{op:?}"));
+        }
+    }
+}
+
+/// Checks that `op`'s kernel reads its per-dispatch parameters where the GPU executor binds
+/// them: with parameters, the entry point uses a uniform at the binding after the op's
+/// tensors whose struct has exactly the parameters' names, in order, with their types (u32
+/// or f32); without, it uses nothing there. No entry point uses a binding beyond that one.
+fn check_site(op: &Op, context: &str) {
+    let call = op.kernel();
+    let site = op.bindings().len() as u32;
+    let module = wgolf::kernels::module(call.shader, call.entry).unwrap_or_else(|e| panic!("{context}: {e}"));
+    let (module, info) = module.validate().unwrap_or_else(|e| panic!("{context}: {e}"));
+    let index = module.entry_points.iter().position(|e| e.name == call.entry).expect("entry point");
+    let uses = info.get_entry_point(index);
+    let used: Vec<(u32, &naga::GlobalVariable)> = module
+        .global_variables
+        .iter()
+        .filter(|(h, _)| !uses[*h].is_empty())
+        .filter_map(|(_, v)| v.binding.as_ref().filter(|b| b.group == 0).map(|b| (b.binding, v)))
+        .collect();
+    let label = call.label();
+    assert!(used.iter().all(|(b, _)| *b <= site), "{context}: {label} uses a binding past {site}");
+    let at_site: Vec<&naga::GlobalVariable> = used.iter().filter(|(b, _)| *b == site).map(|(_, v)| *v).collect();
+    if call.params.is_empty() {
+        assert!(at_site.is_empty(), "{context}: {label} has no parameters but reads binding {site}");
+        return;
+    }
+    let [var] = at_site[..] else {
+        panic!("{context}: {label} has parameters but its entry point reads no uniform at binding {site}")
+    };
+    assert_eq!(var.space, naga::AddressSpace::Uniform, "{context}: {label}: binding {site}");
+    let naga::TypeInner::Struct { members, .. } = &module.types[var.ty].inner else {
+        panic!("{context}: {label}: the site uniform is not a struct")
+    };
+    let fields: Vec<(String, naga::TypeInner)> =
+        members.iter().map(|m| (m.name.clone().unwrap_or_default(), module.types[m.ty].inner.clone())).collect();
+    let want: Vec<(String, naga::TypeInner)> = call
+        .params
+        .iter()
+        .map(|(name, v)| {
+            let scalar = match v {
+                Param::U32(_) => naga::Scalar::U32,
+                Param::F32(_) => naga::Scalar::F32,
+            };
+            (name.to_string(), naga::TypeInner::Scalar(scalar))
+        })
+        .collect();
+    assert_eq!(fields, want, "{context}: {label}: the site struct's fields and the call's parameters");
+}
+
+#[test]
+fn every_site_uniform_matches_its_parameters() {
+    for op in Op::examples() {
+        check_site(&op, &format!("{op:?}"));
+    }
+    // And every op kind of the record plan, at one of its sites each.
+    let plan = plan_of(&root().join("configs/record.toml"));
+    let mut seen = BTreeSet::new();
+    for (_, step) in plan.all_steps() {
+        if seen.insert(step.op.kind()) {
+            check_site(&step.op, "configs/record.toml");
         }
     }
 }

@@ -151,6 +151,64 @@ fn clip_and_ema_kernels() {
     }
 }
 
+/// Two Muon matrices of different shapes at different indices of stacks of different sizes
+/// (a tall one stored transposed at index 1 of 3, a wide one at index 0 of 2), momentum then
+/// apply for each, in one plan: the GPU runs all four dispatches with one pipeline per
+/// kernel (their matrices come from per-dispatch uniforms), and every tensor they write
+/// matches the CPU reference.
+#[test]
+fn muon_matrices_of_two_shapes_share_one_pipeline_and_match_cpu() {
+    use wgolf::plan::{DType, Role};
+    let mut g = PlanBuilder::new();
+    let hyper = g.hyper(ParamGroup::Matrix);
+    let sites = [(7, 5, 1, 3), (5, 13, 0, 2)];
+    let mut written = Vec::new();
+    for (k, &(rows, cols, index, count)) in sites.iter().enumerate() {
+        let (a, b) = wgolf::ops::muon::stack_shape(rows, cols);
+        let mut t = |name: &str, shape: &[usize]| g.tensor(format!("{name}{k}"), shape, DType::F32, Role::OptState);
+        let (param, grad, buf, stack) =
+            (t("w", &[rows, cols]), t("g", &[rows, cols]), t("buf", &[rows, cols]), t("x", &[count, a, b]));
+        g.push(Phase::Optimizer, MuonMomentum { rows, cols, index, count }, &[buf, stack, grad, hyper]).unwrap();
+        let shape_scale = shape_scale(rows, cols);
+        g.push(Phase::Optimizer, MuonApply { rows, cols, index, count, shape_scale }, &[param, stack, hyper]).unwrap();
+        written.extend([param, grad, buf, stack]);
+    }
+    let plan = g.finish_without_io().expect("plan");
+    let (mut cpu_ex, mut gpu_ex) = executors(&plan);
+    assert_eq!(gpu_ex.pipelines, 2, "one pipeline for the momentums, one for the applies");
+    let h = hyper_data(MuonHyper::new(0.02, 0.9, 0.04));
+    for ex in [&mut cpu_ex as &mut dyn Executor, &mut gpu_ex] {
+        write(ex, hyper, &h);
+        for (i, &t) in written.iter().enumerate() {
+            write(ex, t, &uniform(70 + i as u64, plan.tensor(t).numel(), -1.0, 1.0));
+        }
+        run_opt(ex, &plan);
+    }
+    for &t in &written {
+        let name = &plan.tensor(t).name;
+        common::assert_close(name, &gpu_ex.read(t).unwrap(), &cpu_ex.read(t).unwrap(), kernel_tol());
+    }
+}
+
+/// The Muon plan's pipelines, counted from the plan (`wgolf info --kernels`): one per kernel
+/// whatever the matrices, and the GPU executor builds as many as the calls it runs have
+/// distinct pipeline labels.
+#[test]
+fn muon_plan_pipelines_do_not_grow_with_matrices() {
+    let (plan, _, _) = muon_plan(NS_STEPS);
+    let acc = wgolf::plan::cost::account(&plan, 1);
+    let row = |kind: &str| acc.rows.iter().find(|r| r.kind == kind).unwrap_or_else(|| panic!("{kind} row"));
+    for kind in ["MuonMomentum", "MuonApply", "MuonSumSq", "MuonNormalize"] {
+        assert!(row(kind).dispatches >= 2, "{kind}: {} dispatches", row(kind).dispatches);
+        assert_eq!(row(kind).pipelines, 1, "{kind}");
+    }
+    // Two Newton-Schulz coefficients, whatever the stacks' sizes.
+    assert_eq!(row("ScaleCopy").pipelines, 2);
+    let labels: std::collections::BTreeSet<String> =
+        plan.all_steps().map(|(_, s)| common::gpu_call(&s.op).pipeline_label()).collect();
+    assert_eq!(common::gpu_executor(&plan).pipelines, labels.len());
+}
+
 /// The three matrices of the Muon tests: a tall one (stored transposed, shape scale
 /// sqrt(1.5)) and two wide ones sharing a stack.
 const MUON_SHAPES: [(&str, usize, usize); 3] = [("w.tall", 12, 8), ("w.wide0", 8, 20), ("w.wide1", 8, 20)];

@@ -247,7 +247,7 @@ pub fn kernel(op: &Op, p: &CoopParams) -> Option<KernelCall> {
     if splits > 1 {
         constants.push(("K_SPLIT", u(k_split)));
     }
-    Some(KernelCall { shader: SHADER, entry: p.entry(), constants, workgroups: [x, y, splits as u32] })
+    Some(KernelCall::new(SHADER, p.entry(), constants, [x, y, splits as u32]))
 }
 
 /// Whether `WGOLF_COOP` turns cooperative-matrix kernels off.

@@ -9,10 +9,14 @@
 //! the step, never through wgpu's panicking default handler; a lost device is reported by
 //! the poll that waits for it. The plan's clears (a tensor first written by an
 //! accumulation) are encoded right before their steps, between compute passes.
+//!
+//! A kernel's per-dispatch parameters ([`KernelCall::params`]: which matrix, offset or count
+//! a site works on) are each dispatch's own record in one uniform buffer, written once with
+//! the constants and bound after the step's tensors; the pipeline is shared by every site.
 use super::context::{GpuContext, GpuError};
 use super::registry::{Kernel, KernelRegistry};
 use crate::exec::{ExecError, Executor, HostData, PendingRead};
-use crate::plan::{Phase, Plan, Role, TensorId};
+use crate::plan::{KernelCall, Phase, Plan, Role, TensorId};
 use std::sync::Arc;
 
 /// How long a read-back waits for its map callback once the device is idle.
@@ -20,6 +24,8 @@ const MAP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Prepared {
     kernel: Arc<Kernel>,
+    /// The dispatch's [`KernelCall::label`] (its parameters included), its bind group's label.
+    label: String,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
 }
@@ -34,6 +40,8 @@ pub struct GpuExecutor {
     pending_clears: Vec<TensorId>,
     /// Read-back staging buffers not in use (one per read in flight at most).
     staging: Arc<std::sync::Mutex<Vec<wgpu::Buffer>>>,
+    /// Every dispatch's site uniform (see the module doc), when some kernel has one.
+    sites: Option<wgpu::Buffer>,
     /// Distinct pipelines the plan uses.
     pub pipelines: usize,
 }
@@ -83,14 +91,32 @@ impl GpuExecutor {
                 message: format!("{err}; {}", memory_hint(plan)),
             });
         }
+        // A cooperative-matrix kernel replaces the portable one where the adapter has one.
+        let calls: Vec<Vec<KernelCall>> = Phase::ALL
+            .iter()
+            .map(|&phase| {
+                plan.steps(phase)
+                    .iter()
+                    .map(|step| super::coop::select(&ctx, &step.op).unwrap_or_else(|| step.op.kernel()))
+                    .collect()
+            })
+            .collect();
+        let (site_bytes, site_ranges) = site_records(&calls, limits.min_uniform_buffer_offset_alignment);
+        let site_buffer = (!site_bytes.is_empty()).then(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("per-dispatch parameters"),
+                size: site_bytes.len() as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        });
         let mut registry = KernelRegistry::new();
         let mut steps: [Vec<Prepared>; 3] = Default::default();
         for phase in Phase::ALL {
-            for step in plan.steps(phase) {
-                // A cooperative-matrix kernel replaces the portable one where the adapter has one.
-                let call = super::coop::select(&ctx, &step.op).unwrap_or_else(|| step.op.kernel());
-                let kernel = registry.get(&ctx, &call, &step.op.bindings())?;
-                let entries: Vec<wgpu::BindGroupEntry> = step
+            let p = phase as usize;
+            for (i, (step, call)) in plan.steps(phase).iter().zip(&calls[p]).enumerate() {
+                let kernel = registry.get(&ctx, call, &step.op.bindings())?;
+                let mut entries: Vec<wgpu::BindGroupEntry> = step
                     .args
                     .iter()
                     .enumerate()
@@ -103,12 +129,23 @@ impl GpuExecutor {
                         }),
                     })
                     .collect();
+                if let (Some(buffer), Some((offset, size))) = (&site_buffer, site_ranges[p][i]) {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: step.args.len() as u32,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer,
+                            offset,
+                            size: std::num::NonZeroU64::new(size),
+                        }),
+                    });
+                }
+                let label = call.label();
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&kernel.label),
+                    label: Some(&label),
                     layout: &kernel.layout,
                     entries: &entries,
                 });
-                steps[phase as usize].push(Prepared { kernel, bind_group, workgroups: call.workgroups });
+                steps[p].push(Prepared { kernel, label, bind_group, workgroups: call.workgroups });
             }
         }
         let pipelines = registry.len();
@@ -119,11 +156,15 @@ impl GpuExecutor {
             steps,
             pending_clears: Vec::new(),
             staging: Default::default(),
+            sites: site_buffer,
             pipelines,
         };
         for (id, data) in &plan.constants {
             let bytes: &[u8] = bytemuck::cast_slice(data);
             ex.ctx.queue.write_buffer(ex.buffer(*id), 0, bytes);
+        }
+        if let Some(sites) = &ex.sites {
+            ex.ctx.queue.write_buffer(sites, 0, &site_bytes);
         }
         Ok(ex)
     }
@@ -152,7 +193,11 @@ impl GpuExecutor {
     /// kernel label the message quotes (wgpu names the pipeline and bind group), else the
     /// range itself.
     fn step_of(&self, phase: Phase, range: std::ops::Range<usize>, message: &str) -> String {
-        let named = range.clone().find(|&i| message.contains(&self.steps[phase as usize][i].kernel.label));
+        let steps = &self.steps[phase as usize];
+        let named = range
+            .clone()
+            .find(|&i| message.contains(&steps[i].label))
+            .or_else(|| range.clone().find(|&i| message.contains(&steps[i].kernel.label)));
         match named {
             Some(i) => self.plan.step_name(phase, i),
             None if range.len() == 1 => self.plan.step_name(phase, range.start),
@@ -178,6 +223,38 @@ impl GpuExecutor {
             .map_err(|e| ExecError::DeviceLost { during: during(), message: e.to_string() })?;
         self.check_device(&during)
     }
+}
+
+/// Per phase and step, the `(offset, size)` of the step's site uniform, if it has one.
+type SiteRanges = Vec<Vec<Option<(u64, u64)>>>;
+
+/// The site uniforms of `calls` (per phase, per step) laid out in one buffer: each call with
+/// parameters gets its [`KernelCall::param_words`] at an offset that is a multiple of
+/// `align` (the adapter's `min_uniform_buffer_offset_alignment`). Returns the buffer's bytes
+/// (empty when no call has parameters) and per phase and step the `(offset, size)` of its
+/// record.
+fn site_records(calls: &[Vec<KernelCall>], align: u32) -> (Vec<u8>, SiteRanges) {
+    let align = align.max(4) as usize;
+    let mut bytes: Vec<u8> = Vec::new();
+    let ranges = calls
+        .iter()
+        .map(|phase| {
+            phase
+                .iter()
+                .map(|call| {
+                    let words = call.param_words();
+                    if words.is_empty() {
+                        return None;
+                    }
+                    let offset = bytes.len().next_multiple_of(align);
+                    bytes.resize(offset, 0);
+                    bytes.extend_from_slice(bytemuck::cast_slice(&words));
+                    Some((offset as u64, (words.len() * 4) as u64))
+                })
+                .collect()
+        })
+        .collect();
+    (bytes, ranges)
 }
 
 /// The bytes of a tensor's binding (wgpu buffers are never empty).

@@ -1,6 +1,8 @@
 //! The kernel registry: builds each (shader, entry point, override constants) pipeline once,
 //! with an explicit bind group layout and a readable label such as
-//! `matmul[M=64,N=32,K=16,TRANS_A=0,TRANS_B=1,ACCUMULATE=0]`, and caches it. Shader modules
+//! `matmul:matmul[M=64,N=32,K=16,TRANS_A=0,TRANS_B=1,ACCUMULATE=0]`
+//! ([`KernelCall::pipeline_label`]: a call's per-dispatch parameters are not part of it, so
+//! every site of a kernel with a site uniform shares one pipeline), and caches it. Shader modules
 //! are composed from their files ([`crate::kernels`]) and compiled once each. Validation
 //! errors are captured and name the kernel.
 use super::context::{GpuContext, GpuError};
@@ -44,14 +46,15 @@ impl KernelRegistry {
         self.pipelines.is_empty()
     }
 
-    /// The pipeline for `call` with the binding table `bindings` (built on first use).
+    /// The pipeline for `call` with the binding table `bindings` (built on first use), plus
+    /// the site uniform at binding `bindings.len()` when the call has parameters.
     pub fn get(
         &mut self,
         ctx: &GpuContext,
         call: &KernelCall,
         bindings: &[BindingSpec],
     ) -> Result<Arc<Kernel>, GpuError> {
-        let label = format!("{}:{}", call.shader, call.label());
+        let label = call.pipeline_label();
         if let Some(k) = self.pipelines.get(&label) {
             return Ok(k.clone());
         }
@@ -79,14 +82,17 @@ impl KernelRegistry {
                 m
             }
         };
+        let site = (!call.params.is_empty()).then_some(Access::Uniform);
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
+            .map(|b| b.access)
+            .chain(site)
             .enumerate()
-            .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+            .map(|(i, access)| wgpu::BindGroupLayoutEntry {
                 binding: i as u32,
                 visibility: wgpu::ShaderStages::COMPUTE,
                 ty: wgpu::BindingType::Buffer {
-                    ty: match b.access {
+                    ty: match access {
                         Access::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                         Access::Read => wgpu::BufferBindingType::Storage { read_only: true },
                         Access::Uniform => wgpu::BufferBindingType::Uniform,

@@ -68,9 +68,11 @@ pub struct KindRow {
     pub cost: Cost,
     /// How many of the dispatches are flagged by [`underfills`].
     pub flagged: u64,
-    /// Distinct pipelines among them (shader, entry point and override constants): each is
-    /// compiled when the executor is built, and override constants that differ per site
-    /// (sizes, offsets) multiply them.
+    /// Distinct pipelines among them (shader, entry point and override constants,
+    /// [`KernelCall::pipeline_label`](super::KernelCall::pipeline_label)): each is compiled
+    /// when the executor is built, and override constants that differ per site (sizes,
+    /// offsets) multiply them; per-dispatch parameters
+    /// ([`KernelCall::params`](super::KernelCall::params)) do not.
     pub pipelines: u64,
 }
 
@@ -80,8 +82,9 @@ pub struct KindRow {
 pub struct Flagged {
     pub phase: Phase,
     pub kind: &'static str,
-    /// [`KernelCall::label`](super::KernelCall::label), with `*` for an override constant
-    /// that differs between the dispatches grouped here (`grad_sum_sq[COUNT=786432,SLOT=*]`).
+    /// [`KernelCall::label`](super::KernelCall::label), with `*` for an override constant or
+    /// parameter that differs between the dispatches grouped here
+    /// (`channel_dot[COUNT=50331648,GROUP=1,CHANNELS=512,out_offset=*]`).
     pub label: String,
     /// Dispatches of it per optimizer step.
     pub dispatches: u64,
@@ -141,7 +144,7 @@ pub fn account(plan: &Plan, grad_accum: usize) -> Account {
                 }
             };
             row.dispatches += runs;
-            if seen.insert((call.shader, call.entry, call.label())) {
+            if seen.insert(call.pipeline_label()) {
                 row.pipelines += 1;
             }
             row.min_workgroups = row.min_workgroups.min(wg);
@@ -273,8 +276,9 @@ impl Account {
     }
 }
 
-/// Two labels of one entry point with `*` for each override value that differs
-/// (`grad_sum_sq[COUNT=8,SLOT=1]` and `..SLOT=2]` give `grad_sum_sq[COUNT=8,SLOT=*]`).
+/// Two labels of one entry point with `*` for each override value or parameter that differs
+/// (`channel_dot[COUNT=8,out_offset=1]` and `..out_offset=2]` give
+/// `channel_dot[COUNT=8,out_offset=*]`).
 fn common_label(a: &str, b: &str) -> String {
     let split = |l: &str| -> (String, Vec<String>) {
         let (entry, rest) = l.split_once('[').unwrap_or((l, "]"));

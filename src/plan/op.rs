@@ -117,14 +117,51 @@ impl BindingSpec {
     }
 }
 
-/// What the GPU needs to run an op: shader file, entry point, overrides and grid.
+/// A per-dispatch value of a [`KernelCall`] (see [`KernelCall::params`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Param {
+    U32(u32),
+    F32(f32),
+}
+
+impl Param {
+    /// The 4 bytes the kernel's uniform field holds.
+    pub fn bits(self) -> u32 {
+        match self {
+            Param::U32(v) => v,
+            Param::F32(v) => v.to_bits(),
+        }
+    }
+}
+
+impl std::fmt::Display for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Param::U32(v) => write!(f, "{v}"),
+            Param::F32(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// What the GPU needs to run an op: shader file, entry point, overrides, per-dispatch
+/// parameters and grid.
 #[derive(Clone, Debug, PartialEq)]
 pub struct KernelCall {
     /// Shader file stem under `shaders/` (see [`crate::kernels::SHADERS`]).
     pub shader: &'static str,
     pub entry: &'static str,
-    /// Override constants, in the order they appear in labels.
+    /// Override constants, in the order they appear in labels: values that shape the kernel
+    /// (tiles, layouts, loop bounds worth folding). Each distinct set is a pipeline.
     pub constants: Vec<(&'static str, f64)>,
+    /// Per-dispatch values that only select the data (a matrix's index and shape in its
+    /// stack, an offset, an element count), named as the fields of the kernel's
+    /// `var<uniform>` site struct at the binding after the op's [`bindings`](OpDef::bindings),
+    /// in field order (lower-case, so labels tell them from constants). They are known when
+    /// the plan is built: the GPU executor writes each dispatch's values once into a small
+    /// uniform buffer, so one pipeline serves every site. A uniform works on every backend;
+    /// immediates (push constants) would need `Features::IMMEDIATES` and a non-zero
+    /// `max_immediate_size`, which WebGPU-level adapters lack. Empty for a kernel without one.
+    pub params: Vec<(&'static str, Param)>,
     pub workgroups: [u32; 3],
 }
 
@@ -135,13 +172,36 @@ impl KernelCall {
         constants: Vec<(&'static str, f64)>,
         workgroups: [u32; 3],
     ) -> Self {
-        KernelCall { shader, entry, constants, workgroups }
+        KernelCall { shader, entry, constants, params: Vec::new(), workgroups }
     }
 
-    /// A readable label such as `matmul[M=64,N=32,K=16,TRANS_A=0,...]`.
+    /// The same call with per-dispatch parameters (see [`KernelCall::params`]).
+    pub fn with_params(self, params: Vec<(&'static str, Param)>) -> Self {
+        KernelCall { params, ..self }
+    }
+
+    /// A readable label of this dispatch such as `matmul[M=64,N=32,K=16,TRANS_A=0,...]` or
+    /// `muon_apply[rows=7,cols=5,index=1,shape_scale=1.18]`: the constants, then the
+    /// parameters.
     pub fn label(&self) -> String {
+        let consts = self.constants.iter().map(|(k, v)| format!("{k}={v}"));
+        let params = self.params.iter().map(|(k, v)| format!("{k}={v}"));
+        format!("{}[{}]", self.entry, consts.chain(params).collect::<Vec<_>>().join(","))
+    }
+
+    /// The label of the pipeline this dispatch runs: [`label`](KernelCall::label) without the
+    /// parameters, `shader:entry[constants]`. Dispatches with the same one share a pipeline.
+    pub fn pipeline_label(&self) -> String {
         let consts: Vec<String> = self.constants.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{}[{}]", self.entry, consts.join(","))
+        format!("{}:{}[{}]", self.shader, self.entry, consts.join(","))
+    }
+
+    /// The site uniform's contents: the parameters' bits, zero-padded to a whole number of
+    /// 16 bytes (a uniform binding's granularity). Empty without parameters.
+    pub fn param_words(&self) -> Vec<u32> {
+        let mut words: Vec<u32> = self.params.iter().map(|(_, v)| v.bits()).collect();
+        words.resize(words.len().next_multiple_of(4), 0);
+        words
     }
 }
 
@@ -241,6 +301,17 @@ pub fn check_grid_dim(what: &str, n: usize) -> Result<(), String> {
 /// An override constant's value for a count or an index.
 pub fn uconst(v: usize) -> f64 {
     v as f64
+}
+
+/// A [`Param`] for a count, an index or an offset (the plan's tensors have fewer than 2^32
+/// elements: their bindings are checked against the adapter's limits).
+pub fn uparam(v: usize) -> Param {
+    Param::U32(u32::try_from(v).expect("a per-dispatch parameter fits in u32"))
+}
+
+/// A [`Param`] for a real value, rounded to f32 as the kernel reads it.
+pub fn fparam(v: f64) -> Param {
+    Param::F32(v as f32)
 }
 
 /// An override constant's value for a flag.

@@ -5,7 +5,7 @@
 use crate::ops::elementwise::{self as ew, Channels};
 use crate::ops::Real;
 use crate::plan::op::{
-    check_grid_dim, grid_1d, n64, tree_flops, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef,
+    check_grid_dim, grid_1d, n64, tree_flops, uconst as u, uparam as p, BindingSpec, Cost, In, KernelCall, OpDef,
 };
 
 /// `[y | x]`: `y = relu(x)^2`.
@@ -123,9 +123,9 @@ const MIX_CH: Channels = Channels { group: 1, channels: 5, offset: 0 };
 
 /// A `channel.wgsl` call over `count` elements.
 fn channel_call(entry: &'static str, count: usize, ch: Channels) -> KernelCall {
-    let consts =
-        vec![("COUNT", u(count)), ("GROUP", u(ch.group)), ("CHANNELS", u(ch.channels)), ("S_OFFSET", u(ch.offset))];
-    KernelCall::new("channel", entry, consts, grid_1d(count))
+    let consts = vec![("COUNT", u(count)), ("GROUP", u(ch.group)), ("CHANNELS", u(ch.channels))];
+    // The row of the parameter is a per-dispatch parameter: one pipeline for every row.
+    KernelCall::new("channel", entry, consts, grid_1d(count)).with_params(vec![("s_offset", p(ch.offset))])
 }
 
 /// The scale ops read `s[offset .. offset + channels]`.
@@ -364,13 +364,10 @@ impl OpDef for ChannelDot {
     }
     fn kernel(&self) -> KernelCall {
         let ch = self.ch;
-        let consts = vec![
-            ("COUNT", u(self.count)),
-            ("GROUP", u(ch.group)),
-            ("CHANNELS", u(ch.channels)),
-            ("OUT_OFFSET", u(ch.offset)),
-        ];
-        KernelCall::new("reduce", "channel_dot", consts, [ch.channels as u32, 1, 1])
+        let consts = vec![("COUNT", u(self.count)), ("GROUP", u(ch.group)), ("CHANNELS", u(ch.channels))];
+        // Where the sums go is a per-dispatch parameter: one pipeline for every row.
+        let params = vec![("out_offset", p(ch.offset))];
+        KernelCall::new("reduce", "channel_dot", consts, [ch.channels as u32, 1, 1]).with_params(params)
     }
     /// Per element: a and b loaded, one multiply-add. Per channel (one 64-lane workgroup):
     /// the tree, and `out[c] +=` (1 load, 1 store, 1 add).
@@ -431,8 +428,9 @@ impl OpDef for ChannelSum {
         check_grid_dim("channel_sum (channels)", channels)
     }
     fn kernel(&self) -> KernelCall {
-        let consts = vec![("CHANNELS", u(self.channels)), ("BLOCKS", u(self.blocks)), ("OUT_OFFSET", u(self.offset))];
-        KernelCall::new("reduce", "channel_sum", consts, [self.channels as u32, 1, 1])
+        let consts = vec![("CHANNELS", u(self.channels)), ("BLOCKS", u(self.blocks))];
+        let params = vec![("out_offset", p(self.offset))];
+        KernelCall::new("reduce", "channel_sum", consts, [self.channels as u32, 1, 1]).with_params(params)
     }
     /// Per channel (one 64-lane workgroup): its partials loaded and added, the tree, and
     /// `out[c] +=` (1 load, 1 add, 1 store).

@@ -9,8 +9,8 @@ use crate::ops::muon::{self, MuonHyper};
 use crate::ops::sgd::{self, SgdHyper};
 use crate::ops::{clip, ema, Real};
 use crate::plan::op::{
-    check_grid_dim, grid_1d, grid_groups, n64, tree_flops, uconst as u, BindingSpec, Cost, Domain, In, KernelCall,
-    OpDef,
+    check_grid_dim, fparam, grid_1d, grid_groups, n64, tree_flops, uconst as u, uparam as p, BindingSpec, Cost, Domain,
+    In, KernelCall, OpDef,
 };
 
 /// `[p, m, v | g, hyper]`: one AdamW step with decoupled weight decay.
@@ -142,7 +142,8 @@ impl OpDef for AdamW {
         ]
     }
     fn kernel(&self) -> KernelCall {
-        KernelCall::new("adamw", "adamw", vec![("COUNT", u(self.count))], grid_1d(self.count))
+        // The count is a per-dispatch parameter: one pipeline for every parameter tensor.
+        KernelCall::new("adamw", "adamw", vec![], grid_1d(self.count)).with_params(vec![("count", p(self.count))])
     }
     /// Per element: g, p, m, v loaded, p, m, v stored, 19 FLOPs (the hyperparameters are a
     /// uniform, so `1 - beta1` and the like are computed per element).
@@ -182,8 +183,9 @@ impl OpDef for MuonMomentum {
         check_index(self.index, self.count)
     }
     fn kernel(&self) -> KernelCall {
-        let consts = vec![("ROWS", u(self.rows)), ("COLS", u(self.cols)), ("INDEX", u(self.index))];
-        KernelCall::new("muon", "muon_momentum", consts, grid_1d(self.rows * self.cols))
+        // The matrix is a per-dispatch parameter: one pipeline for every matrix.
+        let params = vec![("rows", p(self.rows)), ("cols", p(self.cols)), ("index", p(self.index))];
+        KernelCall::new("muon", "muon_momentum", vec![], grid_1d(self.rows * self.cols)).with_params(params)
     }
     /// Per element: grad and buf loaded, buf and the stack stored, two multiply-adds.
     fn cost(&self) -> Cost {
@@ -215,8 +217,9 @@ impl OpDef for MuonSumSq {
     }
     fn kernel(&self) -> KernelCall {
         let chunks = muon::muon_chunks(self.a, self.b);
-        let consts = vec![("A", u(self.a)), ("B", u(self.b)), ("CHUNKS", u(chunks))];
-        KernelCall::new("muon", "muon_sum_sq", consts, [chunks as u32, self.count as u32, 1])
+        // The stack's shape is a per-dispatch parameter: one pipeline for every stack.
+        let params = vec![("a", p(self.a)), ("b", p(self.b)), ("chunks", p(chunks))];
+        KernelCall::new("muon", "muon_sum_sq", vec![], [chunks as u32, self.count as u32, 1]).with_params(params)
     }
     /// Per element: one load, a multiply-add. Per chunk (one 256-lane workgroup): the tree
     /// and one store.
@@ -246,8 +249,8 @@ impl OpDef for MuonNormalize {
     }
     fn kernel(&self) -> KernelCall {
         let chunks = muon::muon_chunks(self.a, self.b);
-        let consts = vec![("A", u(self.a)), ("B", u(self.b)), ("CHUNKS", u(chunks))];
-        KernelCall::new("muon", "muon_normalize", consts, [chunks as u32, self.count as u32, 1])
+        let params = vec![("a", p(self.a)), ("b", p(self.b)), ("chunks", p(chunks))];
+        KernelCall::new("muon", "muon_normalize", vec![], [chunks as u32, self.count as u32, 1]).with_params(params)
     }
     /// Per chunk (one 256-lane workgroup): the matrix's partials loaded and added, the tree,
     /// the denominator on every lane (sqrt, add). Per element: one load, a division, one
@@ -271,8 +274,9 @@ impl OpDef for ScaleCopy {
         vec![BindingSpec::out(self.count), BindingSpec::rd(self.count)]
     }
     fn kernel(&self) -> KernelCall {
-        let consts = vec![("COUNT", u(self.count)), ("ALPHA", self.alpha)];
-        KernelCall::new("muon", "scale_copy", consts, grid_1d(self.count))
+        // One pipeline per coefficient, the count a per-dispatch parameter.
+        let params = vec![("count", p(self.count))];
+        KernelCall::new("muon", "scale_copy", vec![("ALPHA", self.alpha)], grid_1d(self.count)).with_params(params)
     }
     /// Per element: one load, one product, one store.
     fn cost(&self) -> Cost {
@@ -296,13 +300,14 @@ impl OpDef for MuonApply {
         check_index(self.index, self.count)
     }
     fn kernel(&self) -> KernelCall {
-        let consts = vec![
-            ("ROWS", u(self.rows)),
-            ("COLS", u(self.cols)),
-            ("INDEX", u(self.index)),
-            ("SHAPE_SCALE", self.shape_scale),
+        // As MuonMomentum's: one pipeline for every matrix.
+        let params = vec![
+            ("rows", p(self.rows)),
+            ("cols", p(self.cols)),
+            ("index", p(self.index)),
+            ("shape_scale", fparam(self.shape_scale)),
         ];
-        KernelCall::new("muon", "muon_apply", consts, grid_1d(self.rows * self.cols))
+        KernelCall::new("muon", "muon_apply", vec![], grid_1d(self.rows * self.cols)).with_params(params)
     }
     /// Per element: the stack and p loaded, p stored, 6 FLOPs (the decay and `lr shape_scale`
     /// from the uniform, then two products and a subtraction).
@@ -347,11 +352,13 @@ impl OpDef for GradSumSq {
         Ok(())
     }
     fn kernel(&self) -> KernelCall {
-        let mut consts = vec![("USED", u(self.used))];
-        let names = ["COUNT0", "COUNT1", "COUNT2", "COUNT3", "COUNT4", "COUNT5", "COUNT6"];
-        consts.extend(names.iter().zip(self.counts).map(|(&name, c)| (name, u(c))));
-        consts.push(("PART_OFFSET", u(self.part_offset)));
-        KernelCall::new("clip", "grad_sum_sq", consts, grid_groups(self.chunks()))
+        // Which gradients and where their partials go are per-dispatch parameters: one
+        // pipeline for every group of gradients.
+        let mut params = vec![("used", p(self.used))];
+        let names = ["count0", "count1", "count2", "count3", "count4", "count5", "count6"];
+        params.extend(names.iter().zip(self.counts).map(|(&name, c)| (name, p(c))));
+        params.push(("part_offset", p(self.part_offset)));
+        KernelCall::new("clip", "grad_sum_sq", vec![], grid_groups(self.chunks())).with_params(params)
     }
     /// Per element: one load, squared into the lane's sum (a multiply-add). Per chunk (one
     /// 256-lane workgroup): the tree, one store.
@@ -399,7 +406,8 @@ impl OpDef for ScaleByCoef {
         vec![BindingSpec::rw(self.count), BindingSpec::rd(1)]
     }
     fn kernel(&self) -> KernelCall {
-        KernelCall::new("clip", "scale_by_coef", vec![("COUNT", u(self.count))], grid_1d(self.count))
+        let params = vec![("count", p(self.count))];
+        KernelCall::new("clip", "scale_by_coef", vec![], grid_1d(self.count)).with_params(params)
     }
     /// Per element: x and the coefficient loaded, one product, one store.
     fn cost(&self) -> Cost {
@@ -419,8 +427,10 @@ impl OpDef for Ema {
         vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count)]
     }
     fn kernel(&self) -> KernelCall {
-        let consts = vec![("COUNT", u(self.count)), ("DECAY", self.decay)];
-        KernelCall::new("ema", "ema", consts, grid_1d(self.count))
+        // The decay is the same for every parameter and folds as a constant; the count is a
+        // per-dispatch parameter.
+        let params = vec![("count", p(self.count))];
+        KernelCall::new("ema", "ema", vec![("DECAY", self.decay)], grid_1d(self.count)).with_params(params)
     }
     /// Per element: e and w loaded, two products and an add (`1 - DECAY` is folded), e
     /// stored.
