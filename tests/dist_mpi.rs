@@ -10,8 +10,11 @@
 
 mod common;
 
-use common::{assert_same_final_state, child_with_env, record_tiny_equivalence_args, train_losses_if_any};
-use std::process::{Command, Output, Stdio};
+use common::{
+    assert_same_final_state, child_with_env, exit_within, record_tiny_equivalence_args, spawn_draining_stderr,
+    wait_for_a_logged_step,
+};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 fn wgolf() -> &'static str {
@@ -94,35 +97,15 @@ fn a_rank_killed_under_mpirun_ends_the_job() {
     let mut args = record_tiny_equivalence_args(dir.path());
     args.extend(["--set".into(), "train.steps=100000".into()]);
     // The nodes MPI finds: both ranks on this one, so the mean waits in the node's segment.
-    let mut child = mpirun(2, None, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let (mut child, reader) = spawn_draining_stderr(&mut mpirun(2, None, &args));
     let launcher = child.id();
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut pipe, &mut text).unwrap();
-        text
-    });
-    let until = Instant::now() + Duration::from_secs(180);
-    while train_losses_if_any(dir.path()).is_empty() {
-        assert!(Instant::now() < until, "the run never logged a step");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_a_logged_step(dir.path(), Duration::from_secs(180));
     let ranks: Vec<u32> = (0..2)
         .map(|r| child_with_env(launcher, &format!("OMPI_COMM_WORLD_RANK={r}")).expect("a rank's process under mpirun"))
         .collect();
     // SAFETY: kills a process this test started (through mpirun).
     unsafe { libc::kill(ranks[1] as i32, libc::SIGKILL) };
-    let killed_at = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if killed_at.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("mpirun did not end within 30 s of rank 1's death");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(30), "rank 1's death");
     let stderr = reader.join().unwrap();
     assert!(!status.success(), "{stderr}");
     assert!(stderr.contains("MPI: 1 node of 2 ranks: every mean through shared memory"), "{stderr}");

@@ -5,10 +5,12 @@
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 mod common;
 
-use common::{assert_same_final_state, child_with_env, train_losses, train_losses_if_any};
+use common::{
+    assert_same_final_state, child_with_env, exit_within, spawn_draining_stderr, train_losses, wait_for_a_logged_step,
+};
 use wgolf::tolerance::{tolerance, Check};
 
 fn bin() -> Command {
@@ -114,41 +116,14 @@ fn a_grad_accum_that_does_not_divide_among_the_processes_is_refused() {
 #[test]
 fn a_rank_killed_mid_run_fails_the_run_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = bin()
-        .args(train_args(dir.path(), 100_000))
-        .args(["--nproc-per-node", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let (mut child, reader) =
+        spawn_draining_stderr(bin().args(train_args(dir.path(), 100_000)).args(["--nproc-per-node", "2"]));
     let launcher = child.id();
-    // Drained as it comes, so rank 0's log lines never block on a full pipe.
-    let mut pipe = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut pipe, &mut text).unwrap();
-        text
-    });
-    // Training has begun once rank 0 has logged a step.
-    let until = Instant::now() + Duration::from_secs(120);
-    while train_losses_if_any(dir.path()).is_empty() {
-        assert!(Instant::now() < until, "the run never logged a step");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_a_logged_step(dir.path(), Duration::from_secs(120));
     let victim = child_with_env(launcher, "RANK=1").expect("rank 1's process");
     // SAFETY: kills a process this test started (through the launcher).
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
-    let killed_at = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if killed_at.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("the run did not fail within 30 s of rank 1's death");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(30), "rank 1's death");
     let stderr = reader.join().unwrap();
     assert!(!status.success());
     assert!(stderr.contains(&format!("rank 1 (pid {victim}) died")), "{stderr}");

@@ -349,3 +349,47 @@ pub fn train_losses_if_any(run: &std::path::Path) -> Vec<f64> {
         Err(_) => Vec::new(),
     }
 }
+
+/// Spawns `cmd` with stderr piped and drained as it comes by a thread (so a chatty process
+/// never blocks on a full pipe), which returns the text once the process has closed it.
+pub fn spawn_draining_stderr(
+    cmd: &mut std::process::Command,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut pipe, &mut text).unwrap();
+        text
+    });
+    (child, reader)
+}
+
+/// Waits until the run in `run` has logged a training step, failing after `limit`.
+pub fn wait_for_a_logged_step(run: &std::path::Path, limit: std::time::Duration) {
+    let until = std::time::Instant::now() + limit;
+    while train_losses_if_any(run).is_empty() {
+        assert!(std::time::Instant::now() < until, "the run never logged a step");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Waits for `child` to exit; after `limit` kills it and fails, saying that `what` did not
+/// end it.
+pub fn exit_within(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+    what: &str,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the run did not end within {limit:?} of {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
