@@ -158,22 +158,30 @@ fn row(label: &str, line: &str, elems: usize, p: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Median and fastest time of copying `elems` f32 between two warm buffers, in ms.
+/// Median and fastest of `reps` runs of `work` after two warm-up ones, in ms.
 #[cfg(target_os = "linux")]
-fn memcpy_ms(elems: usize, reps: usize) -> (f64, f64) {
-    let src: Vec<f32> = (0..elems).map(|i| i as f32).collect();
-    let mut dst = vec![0.0f32; elems];
+fn median_min_ms(reps: usize, mut work: impl FnMut()) -> (f64, f64) {
     let mut times: Vec<f64> = (0..reps + 2)
         .map(|_| {
             let start = Instant::now();
-            dst.copy_from_slice(std::hint::black_box(&src));
-            std::hint::black_box(&dst);
+            work();
             start.elapsed().as_secs_f64() * 1e3
         })
         .skip(2)
         .collect();
     times.sort_by(f64::total_cmp);
     (times[times.len() / 2], times[0])
+}
+
+/// Median and fastest time of copying `elems` f32 between two warm buffers, in ms.
+#[cfg(target_os = "linux")]
+fn memcpy_ms(elems: usize, reps: usize) -> (f64, f64) {
+    let src: Vec<f32> = (0..elems).map(|i| i as f32).collect();
+    let mut dst = vec![0.0f32; elems];
+    median_min_ms(reps, || {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&dst);
+    })
 }
 
 /// Median and fastest time of converting `elems` f32 to bf16 (round to nearest even) and
@@ -183,22 +191,15 @@ fn bf16_round_trip_ms(elems: usize, reps: usize) -> (f64, f64) {
     let src: Vec<f32> = (0..elems).map(|i| ((i % 1000) as f32 - 500.0) * 1e-3).collect();
     let mut wire = vec![half::bf16::ZERO; elems];
     let mut back = vec![0.0f32; elems];
-    let mut times: Vec<f64> = (0..reps + 2)
-        .map(|_| {
-            let start = Instant::now();
-            for (w, &v) in wire.iter_mut().zip(std::hint::black_box(&src)) {
-                *w = half::bf16::from_f32(v);
-            }
-            for (b, w) in back.iter_mut().zip(std::hint::black_box(&wire)) {
-                *b = w.to_f32();
-            }
-            std::hint::black_box(&back);
-            start.elapsed().as_secs_f64() * 1e3
-        })
-        .skip(2)
-        .collect();
-    times.sort_by(f64::total_cmp);
-    (times[times.len() / 2], times[0])
+    median_min_ms(reps, || {
+        for (w, &v) in wire.iter_mut().zip(std::hint::black_box(&src)) {
+            *w = half::bf16::from_f32(v);
+        }
+        for (b, w) in back.iter_mut().zip(std::hint::black_box(&wire)) {
+            *b = w.to_f32();
+        }
+        std::hint::black_box(&back);
+    })
 }
 
 #[cfg(target_os = "linux")]
