@@ -18,6 +18,10 @@
 //! an `MPI_Allreduce` of each share between the nodes, the node's all-gather). On one machine
 //! the MPI between "nodes" is MPI's own shared-memory transport, so that row is the
 //! hierarchical path's overhead over the shm one, not a network.
+//!
+//! Each group also times `all_gather` of a buffer of the same size, each rank contributing
+//! 1/P of it (distributed Muon's exchange of the orthogonalized updates, 26.2M values in the
+//! record): the rows marked "all_gather", whose bus bandwidth is `(P - 1) / P x size / time`.
 #[cfg(target_os = "linux")]
 use std::process::{Command, Stdio};
 #[cfg(target_os = "linux")]
@@ -116,7 +120,7 @@ fn parent() -> anyhow::Result<()> {
                 times = Some(String::from_utf8(out.stdout)?);
             }
         }
-        row(&format!("{p}, shm"), &times.unwrap_or_default(), a.elems, p)?;
+        rows(&format!("{p}, shm"), &times.unwrap_or_default(), a.elems, p)?;
         #[cfg(feature = "mpi")]
         {
             let mut layouts = vec![(1, format!("{p}, MPI_Allreduce"))];
@@ -139,22 +143,27 @@ fn parent() -> anyhow::Result<()> {
                     "mpirun -np {p} failed: {}",
                     String::from_utf8_lossy(&out.stderr)
                 );
-                row(&label, &String::from_utf8(out.stdout)?, a.elems, p)?;
+                rows(&label, &String::from_utf8(out.stdout)?, a.elems, p)?;
             }
         }
     }
     Ok(())
 }
 
-/// One table row from rank 0's "median min" line.
+/// The table rows of one group from rank 0's two "median min" lines: the all-reduce's, then
+/// the all-gather's.
 #[cfg(target_os = "linux")]
-fn row(label: &str, line: &str, elems: usize, p: usize) -> anyhow::Result<()> {
-    let mut fields = line.split_whitespace().map(|f| f.parse::<f64>());
-    let (median, min) = (fields.next().unwrap_or(Ok(f64::NAN))?, fields.next().unwrap_or(Ok(f64::NAN))?);
+fn rows(label: &str, output: &str, elems: usize, p: usize) -> anyhow::Result<()> {
+    let mut lines = output.lines();
     let bytes = elems as f64 * 4.0;
-    let algbw = bytes / (median * 1e-3) / 1e9;
-    let busbw = algbw * 2.0 * (p as f64 - 1.0) / p as f64;
-    println!("| {label} | {median:.1} | {min:.1} | {algbw:.2} | {busbw:.2} |");
+    let (p1, p) = (p as f64 - 1.0, p as f64);
+    for (what, bus_factor) in [("", 2.0 * p1 / p), (" all_gather", p1 / p)] {
+        let mut fields = lines.next().unwrap_or("").split_whitespace().map(|f| f.parse::<f64>());
+        let (median, min) = (fields.next().unwrap_or(Ok(f64::NAN))?, fields.next().unwrap_or(Ok(f64::NAN))?);
+        let algbw = bytes / (median * 1e-3) / 1e9;
+        let busbw = algbw * bus_factor;
+        println!("| {label}{what} | {median:.1} | {min:.1} | {algbw:.2} | {busbw:.2} |");
+    }
     Ok(())
 }
 
@@ -219,17 +228,38 @@ fn child(role: &str) -> anyhow::Result<()> {
     time_all_reduce(wgolf::dist::Group::Shm(group), elems, reps)
 }
 
-/// Times `reps` all-reduces (after two warm-up ones) of `elems` values; rank 0 prints the
+/// Times `reps` all-reduces of `elems` values, then `reps` all-gathers of `elems` values in
+/// P shares (each after two warm-up ones); rank 0 prints one line per collective: the
 /// median and the fastest, in ms.
 #[cfg(target_os = "linux")]
 fn time_all_reduce(mut group: wgolf::dist::Group, elems: usize, reps: usize) -> anyhow::Result<()> {
-    let rank = group.rank();
+    let (rank, world) = (group.rank(), group.world());
     let mut values: Vec<f32> = (0..elems).map(|i| ((i % 1000) as f32 - 500.0) * 1e-3 + rank as f32).collect();
+    let mean = timed(&mut group, reps, |g| g.all_reduce_mean(&mut values))?;
+    let counts: Vec<usize> = (0..world).map(|r| elems * (r + 1) / world - elems * r / world).collect();
+    let own = vec![rank as f32; counts[rank]];
+    let gather = timed(&mut group, reps, |g| g.all_gather(&own, &counts, &mut values))?;
+    if rank == 0 {
+        for (median, min) in [mean, gather] {
+            println!("{median} {min}");
+        }
+    }
+    Ok(())
+}
+
+/// The median and the fastest of `reps` runs of `collective` (after two warm-up ones), each
+/// from a barrier until the slowest rank is done, in ms.
+#[cfg(target_os = "linux")]
+fn timed(
+    group: &mut wgolf::dist::Group,
+    reps: usize,
+    mut collective: impl FnMut(&mut wgolf::dist::Group) -> Result<(), wgolf::dist::DistError>,
+) -> anyhow::Result<(f64, f64)> {
     let mut times = Vec::with_capacity(reps);
     for rep in 0..reps + 2 {
         group.barrier()?;
         let start = Instant::now();
-        group.all_reduce_mean(&mut values)?;
+        collective(group)?;
         let mut ms = [start.elapsed().as_secs_f64() * 1e3];
         group.all_reduce_max_f64(&mut ms)?;
         if rep >= 2 {
@@ -237,8 +267,5 @@ fn time_all_reduce(mut group: wgolf::dist::Group, elems: usize, reps: usize) -> 
         }
     }
     times.sort_by(f64::total_cmp);
-    if rank == 0 {
-        println!("{} {}", times[times.len() / 2], times[0]);
-    }
-    Ok(())
+    Ok((times[times.len() / 2], times[0]))
 }

@@ -178,6 +178,13 @@ pub struct TrainConfig {
     /// the backward of the layers before (0 = all at once after the backward).
     #[serde(default = "default_allreduce_bucket_mb")]
     pub allreduce_bucket_mb: f64,
+    /// With several processes and Muon: distributed Muon, as the reference runs it. Each rank
+    /// runs Newton-Schulz for its share of the matrices (every `world`-th of each shape) and
+    /// the orthogonalized updates are exchanged (an all-gather) before every rank applies all
+    /// of them. Off by default: the exchange through the host is as large as the gradients'
+    /// and costs more than the share of Newton-Schulz it saves (docs/perf.md).
+    #[serde(default)]
+    pub distributed_muon: bool,
 }
 
 /// PyTorch DDP's default bucket (25 MB): the record's 107 MB of gradients in 5 buckets.

@@ -8,7 +8,7 @@ use crate::ops::clip::sum_sq_chunks;
 use crate::ops::matmul::Layout;
 use crate::ops::muon::{muon_chunks, shape_scale, stack_shape, NS_COEFFS};
 use crate::plan::defs::*;
-use crate::plan::{DType, ParamSlot, Phase, PlanBuilder, PlanError, Role, TensorId};
+use crate::plan::{DType, MuonShard, ParamSlot, Phase, PlanBuilder, PlanError, Role, TensorId};
 
 fn numel(g: &PlanBuilder, t: TensorId) -> usize {
     g.shape(t).iter().product()
@@ -46,93 +46,169 @@ pub fn emit_clip(g: &mut PlanBuilder, grads: &[TensorId], max_norm: f32) -> Resu
     Ok(())
 }
 
-/// One Muon matrix: its slot, shape and place in its stack.
+/// One Muon matrix: its slot, shape and place (shard, index) among its shape's stacks.
 struct Member {
     slot: ParamSlot,
     rows: usize,
     cols: usize,
+    shard: usize,
+    index: usize,
+}
+
+/// One stack: the matrices of one shape in one shard, and the tensors Newton-Schulz runs on.
+struct Stack {
+    a: usize,
+    b: usize,
+    count: usize,
+    cur: TensorId,
+    next: TensorId,
+    gram: TensorId,
+    poly: TensorId,
 }
 
 /// Muon for the 2-D parameters of `slots`, with the [`MuonHyper`](crate::ops::muon::MuonHyper)
 /// uniform `hyper` (the caller's `g.hyper(ParamGroup::Matrix)`, written before each optimizer
-/// pass) and `ns_steps` Newton-Schulz iterations (5 in the record).
+/// pass), `ns_steps` Newton-Schulz iterations (5 in the record) and the Newton-Schulz work
+/// split into `shards` (distributed Muon: the world size, or 1).
 ///
 /// The matrices are grouped by their stack shape `[a, b]` (`(rows, cols)`, or `(cols, rows)`
 /// when rows > cols, so a matrix and its transpose's shape share a stack), in order of first
-/// appearance. It creates a momentum buffer `muon_buf.<param name>` per matrix
-/// (`Role::OptState`), and per shape two stacks `muon.x0.<a>x<b>`, `muon.x1.<a>x<b>`
-/// `[count, a, b]`, two `[count, a, a]` tensors `muon.gram.<a>x<b>`, `muon.poly.<a>x<b>` and
-/// the norms' partial sums `muon.norm_partials.<a>x<b>` (all `Role::Scratch`: every step
-/// overwrites them before reading). Per shape it pushes: one momentum step per matrix (into
-/// stack 0), the normalisation of the stack (partial sums of squares over chunks of every
-/// matrix, then the division, each combining its matrix's partials in a fixed order), per
-/// iteration five batched steps ping-ponging between the stacks
-/// (`A = X X^T`; `P = b A`; `P += c A A`; `Y = a X`; `Y += P X`), then one apply step per
-/// matrix. An error names a parameter that is not 2-D.
-pub fn emit_muon(g: &mut PlanBuilder, slots: &[ParamSlot], hyper: TensorId, ns_steps: usize) -> Result<(), PlanError> {
-    let mut groups: Vec<((usize, usize), Vec<Member>)> = Vec::new();
+/// appearance; the j-th matrix of a shape goes to shard `j mod shards` (each rank gets an
+/// equal share of every shape's work). It creates a momentum buffer `muon_buf.<param name>`
+/// per matrix (`Role::OptState`), and per shape and shard two stacks `muon.x0.<a>x<b>`,
+/// `muon.x1.<a>x<b>` `[count, a, b]`, two `[count, a, a]` tensors `muon.gram.<a>x<b>`,
+/// `muon.poly.<a>x<b>` and the norms' partial sums `muon.norm_partials.<a>x<b>` (all
+/// `Role::Scratch`: every step overwrites them before reading; names end in `.s<shard>` when
+/// sharded). It pushes: one momentum step per matrix (into its stack), then per shard and
+/// shape the normalisation of the stack (partial sums of squares over chunks of every matrix,
+/// then the division, each combining its matrix's partials in a fixed order) and per
+/// iteration five batched steps ping-ponging between the stacks (`A = X X^T`; `P = b A`;
+/// `P += c A A`; `Y = a X`; `Y += P X`), then one apply step per matrix. With several shards
+/// it records them ([`PlanBuilder::set_muon_shards`]): every rank runs the momentum steps
+/// (so the momentum buffers stay equal on every rank), its own shard's steps, and, once the
+/// shards' results are exchanged, every apply step. An error names a parameter that is not
+/// 2-D.
+pub fn emit_muon(
+    g: &mut PlanBuilder,
+    slots: &[ParamSlot],
+    hyper: TensorId,
+    ns_steps: usize,
+    shards: usize,
+) -> Result<(), PlanError> {
+    let shards = shards.max(1);
+    let mut shapes: Vec<((usize, usize), Vec<Member>)> = Vec::new();
     for &slot in slots {
         let desc = g.tensor_desc(slot.param);
         let &[rows, cols] = desc.shape.as_slice() else {
             return Err(PlanError::Other(format!("muon: {} {:?} is not a matrix", desc.name, desc.shape)));
         };
         let key = stack_shape(rows, cols);
-        let member = Member { slot, rows, cols };
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, members)) => members.push(member),
-            None => groups.push((key, vec![member])),
-        }
-    }
-    let (na, nb, nc) = NS_COEFFS;
-    let opt = Phase::Optimizer;
-    for ((a, b), members) in groups {
-        let count = members.len();
-        let state = |g: &mut PlanBuilder, name: &str, shape: &[usize]| {
-            g.tensor(format!("muon.{name}.{a}x{b}"), shape, DType::F32, Role::Scratch)
+        let at = match shapes.iter().position(|(k, _)| *k == key) {
+            Some(at) => at,
+            None => {
+                shapes.push((key, Vec::new()));
+                shapes.len() - 1
+            }
         };
-        let mut cur = state(g, "x0", &[count, a, b]);
-        let mut next = state(g, "x1", &[count, a, b]);
-        let gram = state(g, "gram", &[count, a, a]);
-        let poly = state(g, "poly", &[count, a, a]);
-        for (index, m) in members.iter().enumerate() {
+        let members = &mut shapes[at].1;
+        let j = members.len();
+        members.push(Member { slot, rows, cols, shard: j % shards, index: j / shards });
+    }
+    let opt = Phase::Optimizer;
+    // stacks[shape][shard], None for a shard without a matrix of that shape.
+    let mut stacks: Vec<Vec<Option<Stack>>> = Vec::new();
+    for ((a, b), members) in &shapes {
+        let (a, b) = (*a, *b);
+        let per_shard = (0..shards).map(|s| {
+            let count = members.iter().filter(|m| m.shard == s).count();
+            (count > 0).then(|| {
+                let suffix = if shards > 1 { format!(".s{s}") } else { String::new() };
+                let mut state = |name: &str, shape: &[usize]| {
+                    g.tensor(format!("muon.{name}.{a}x{b}{suffix}"), shape, DType::F32, Role::Scratch)
+                };
+                Stack {
+                    a,
+                    b,
+                    count,
+                    cur: state("x0", &[count, a, b]),
+                    next: state("x1", &[count, a, b]),
+                    gram: state("gram", &[count, a, a]),
+                    poly: state("poly", &[count, a, a]),
+                }
+            })
+        });
+        stacks.push(per_shard.collect());
+    }
+    for (s, (_, members)) in shapes.iter().enumerate() {
+        for m in members {
+            let stack = stacks[s][m.shard].as_ref().expect("a member's shard has its stack");
             let name = format!("muon_buf.{}", g.tensor_desc(m.slot.param).name);
             let buf = g.tensor(name, &[m.rows, m.cols], DType::F32, Role::OptState);
-            g.push(opt, MuonMomentum { rows: m.rows, cols: m.cols, index, count }, &[buf, cur, m.slot.grad, hyper])?;
+            let op = MuonMomentum { rows: m.rows, cols: m.cols, index: m.index, count: stack.count };
+            g.push(opt, op, &[buf, stack.cur, m.slot.grad, hyper])?;
         }
-        let partials = state(g, "norm_partials", &[count, muon_chunks(a, b)]);
-        g.push(opt, MuonSumSq { count, a, b }, &[partials, cur])?;
-        g.push(opt, MuonNormalize { count, a, b }, &[cur, partials])?;
-        let mm = |m, n, k, layout, alpha: f32, accumulate| BatchedMatmul {
-            batch: count,
-            m,
-            n,
-            k,
-            layout,
-            alpha: alpha as f64,
-            accumulate,
-        };
-        for _ in 0..ns_steps {
-            // A = X X^T
-            emit_batched_matmul(g, opt, mm(a, a, b, Layout::Nt, 1.0, false), [gram, cur, cur])?;
-            // P = b A + c A A
-            let alpha = nb as f64;
-            let n = count * a * a;
-            g.push(opt, ScaleCopy { count: n, alpha }, &[poly, gram])?;
-            emit_batched_matmul(g, opt, mm(a, a, a, Layout::Nn, nc, true), [poly, gram, gram])?;
-            // X' = a X + P X
-            let alpha = na as f64;
-            let n = count * a * b;
-            g.push(opt, ScaleCopy { count: n, alpha }, &[next, cur])?;
-            emit_batched_matmul(g, opt, mm(a, b, a, Layout::Nn, 1.0, true), [next, poly, cur])?;
-            std::mem::swap(&mut cur, &mut next);
+    }
+    let mut records = Vec::with_capacity(shards);
+    for shard in 0..shards {
+        let start = g.optimizer_steps();
+        let mut results = Vec::new();
+        for stack in stacks.iter_mut().filter_map(|per_shard| per_shard[shard].as_mut()) {
+            let suffix = if shards > 1 { format!(".s{shard}") } else { String::new() };
+            newton_schulz(g, stack, ns_steps, &suffix)?;
+            results.push(stack.cur);
         }
-        for (index, m) in members.iter().enumerate() {
-            g.push(
-                opt,
-                MuonApply { rows: m.rows, cols: m.cols, index, count, shape_scale: shape_scale(m.rows, m.cols) },
-                &[m.slot.param, cur, hyper],
-            )?;
+        records.push(MuonShard { steps: start..g.optimizer_steps(), results });
+    }
+    for (s, (_, members)) in shapes.iter().enumerate() {
+        for m in members {
+            let stack = stacks[s][m.shard].as_ref().expect("a member's shard has its stack");
+            let op = MuonApply {
+                rows: m.rows,
+                cols: m.cols,
+                index: m.index,
+                count: stack.count,
+                shape_scale: shape_scale(m.rows, m.cols),
+            };
+            g.push(opt, op, &[m.slot.param, stack.cur, hyper])?;
         }
+    }
+    if shards > 1 {
+        g.set_muon_shards(records);
+    }
+    Ok(())
+}
+
+/// The normalisation and `ns_steps` Newton-Schulz iterations of one stack, leaving the result
+/// in `stack.cur`.
+fn newton_schulz(g: &mut PlanBuilder, stack: &mut Stack, ns_steps: usize, suffix: &str) -> Result<(), PlanError> {
+    let (na, nb, nc) = NS_COEFFS;
+    let opt = Phase::Optimizer;
+    let Stack { a, b, count, .. } = *stack;
+    let partials =
+        g.tensor(format!("muon.norm_partials.{a}x{b}{suffix}"), &[count, muon_chunks(a, b)], DType::F32, Role::Scratch);
+    g.push(opt, MuonSumSq { count, a, b }, &[partials, stack.cur])?;
+    g.push(opt, MuonNormalize { count, a, b }, &[stack.cur, partials])?;
+    let mm = |m, n, k, layout, alpha: f32, accumulate| BatchedMatmul {
+        batch: count,
+        m,
+        n,
+        k,
+        layout,
+        alpha: alpha as f64,
+        accumulate,
+    };
+    let (gram, poly) = (stack.gram, stack.poly);
+    for _ in 0..ns_steps {
+        let (cur, next) = (stack.cur, stack.next);
+        // A = X X^T
+        emit_batched_matmul(g, opt, mm(a, a, b, Layout::Nt, 1.0, false), [gram, cur, cur])?;
+        // P = b A + c A A
+        g.push(opt, ScaleCopy { count: count * a * a, alpha: nb as f64 }, &[poly, gram])?;
+        emit_batched_matmul(g, opt, mm(a, a, a, Layout::Nn, nc, true), [poly, gram, gram])?;
+        // X' = a X + P X
+        g.push(opt, ScaleCopy { count: count * a * b, alpha: na as f64 }, &[next, cur])?;
+        emit_batched_matmul(g, opt, mm(a, b, a, Layout::Nn, 1.0, true), [next, poly, cur])?;
+        std::mem::swap(&mut stack.cur, &mut stack.next);
     }
     Ok(())
 }

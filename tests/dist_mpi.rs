@@ -78,7 +78,10 @@ fn four_mpi_ranks_as_two_nodes_train_record_tiny_as_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let (one, four) = (dir.path().join("one"), dir.path().join("four"));
     train_one_process(&one, 4);
-    let out = output(&mut mpirun(4, Some(2), &equivalence_args(&four, 4)));
+    // With distributed Muon: each rank's share of Newton-Schulz, exchanged by MPI_Allgatherv.
+    let mut args = equivalence_args(&four, 4);
+    args.extend(["--set".into(), "train.distributed_muon=true".into()]);
+    let out = output(&mut mpirun(4, Some(2), &args));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -87,6 +90,7 @@ fn four_mpi_ranks_as_two_nodes_train_record_tiny_as_one_process() {
         ),
         "{stderr}"
     );
+    assert!(stderr.contains("x 4 processes (MPI), distributed Muon in 4 shards"), "{stderr}");
     assert!(stderr.contains("step 4: the 4 ranks agree on all"), "{stderr}");
     assert_same_final_state(&one, &four, 4);
 }

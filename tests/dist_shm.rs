@@ -309,6 +309,49 @@ fn f64_reductions_broadcast_and_barrier() {
     }
 }
 
+/// `all_gather` (distributed Muon's exchange): every rank gets every rank's values in rank
+/// order, with contributions of different lengths (one empty, one longer than many 64-value
+/// chunks, one not a multiple of the chunk), twice in a row; a rank passing a length its
+/// count does not say is an error naming it.
+#[test]
+fn all_gather_concatenates_every_rank_in_order() {
+    const TEST: &str = "all_gather_concatenates_every_rank_in_order";
+    const COUNTS: [usize; 3] = [130, 0, 1000];
+    fn own(rank: usize, round: usize) -> Vec<f32> {
+        (0..COUNTS[rank]).map(|i| (rank * 10_000 + round * 5_000 + i) as f32 * 0.5).collect()
+    }
+    if let Some(child) = as_child(TEST) {
+        finish_child(&child, |c| {
+            let mut group = ShmGroup::join_with(&c.run_id, c.rank, c.world, "same", &c.opts(Duration::from_secs(20)))?;
+            let mut out = Vec::new();
+            let mut all = vec![f32::NAN; COUNTS.iter().sum()];
+            for round in 0..2 {
+                group.all_gather(&own(c.rank, round), &COUNTS, &mut all)?;
+                out.extend(f32_bytes(&all));
+            }
+            if let Err(e) = group.all_gather(&[1.0; 7], &COUNTS, &mut all) {
+                out.extend(e.to_string().into_bytes());
+            }
+            Ok(out)
+        });
+    }
+    let outcomes = spawn_group(TEST, COUNTS.len(), 64, "").outcomes();
+    let mut expected: Vec<u8> = Vec::new();
+    for round in 0..2 {
+        let all: Vec<f32> = (0..COUNTS.len()).flat_map(|r| own(r, round)).collect();
+        expected.extend(f32_bytes(&all));
+    }
+    for (rank, outcome) in outcomes.iter().enumerate() {
+        let got = outcome.ok();
+        assert!(
+            got.len() > expected.len() && got[..expected.len()] == expected[..],
+            "rank {rank}: gathered values differ"
+        );
+        let message = String::from_utf8_lossy(&got[expected.len()..]);
+        assert!(message.contains(&format!("all_gather on rank {rank} of 3: 7 values")), "rank {rank}: {message}");
+    }
+}
+
 #[test]
 fn a_rank_with_another_digest_is_refused_naming_both() {
     const TEST: &str = "a_rank_with_another_digest_is_refused_naming_both";

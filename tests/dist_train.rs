@@ -140,17 +140,25 @@ fn a_rank_killed_mid_run_fails_the_run_naming_it() {
 /// term by term into an accumulating gradient): the losses at every step and the whole final
 /// state (weights, Adam and Muon buffers, EMA) agree to f32 roundings (`Check::RankLoss`,
 /// `Check::RankState`). The two ranks also checked each other before the final checkpoint
-/// (`train/agreement.rs`). tests/dist_mpi.rs runs the same under `mpirun` (feature `mpi`).
+/// (`train/agreement.rs`). The two processes run distributed Muon (each rank's share of the
+/// Newton-Schulz work, the updates exchanged), as the reference does; a single process has
+/// one share. tests/dist_mpi.rs runs the same under `mpirun` (feature `mpi`), with and
+/// without distributed Muon.
 #[test]
 fn record_tiny_on_two_processes_matches_one_with_muon_clip_and_ema() {
     let dir = tempfile::tempdir().unwrap();
     let (one, two) = (dir.path().join("one"), dir.path().join("two"));
-    let args = common::record_tiny_equivalence_args;
+    let args = |out: &Path| {
+        let mut a = common::record_tiny_equivalence_args(out);
+        a.extend(["--set".into(), "train.distributed_muon=true".into()]);
+        a
+    };
     let (out, _) = run(bin().args(args(&one)));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (out, launcher) = run(bin().args(args(&two)).args(["--nproc-per-node", "2"]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("x 2 processes, distributed Muon in 2 shards"), "{stderr}");
     assert!(stderr.contains("step 4: the 2 ranks agree on all"), "{stderr}");
     assert_same_final_state(&one, &two, 4);
     assert!(leftover_segments(launcher).is_empty(), "{:?}", leftover_segments(launcher));

@@ -215,12 +215,17 @@ const MUON_SHAPES: [(&str, usize, usize); 3] = [("w.tall", 12, 8), ("w.wide0", 8
 
 /// A plan of `emit_muon` over [`MUON_SHAPES`], with its parameter ids and hyper uniform.
 fn muon_plan(ns_steps: usize) -> (Plan, Vec<TensorId>, TensorId) {
+    muon_plan_in_shards(ns_steps, 1)
+}
+
+/// [`muon_plan`] with the Newton-Schulz work split into `shards` (distributed Muon).
+fn muon_plan_in_shards(ns_steps: usize, shards: usize) -> (Plan, Vec<TensorId>, TensorId) {
     let mut g = PlanBuilder::new();
     let params: Vec<TensorId> =
         MUON_SHAPES.iter().map(|&(name, r, c)| g.param(name, &[r, c], ParamGroup::Matrix, Init::Zeros)).collect();
     let hyper = g.hyper(ParamGroup::Matrix);
     let slots = g.params().to_vec();
-    emit_muon(&mut g, &slots, hyper, ns_steps).expect("muon plan");
+    emit_muon(&mut g, &slots, hyper, ns_steps, shards).expect("muon plan");
     (g.finish_without_io().expect("plan"), params, hyper)
 }
 
@@ -250,7 +255,7 @@ fn muon_plan_structure() {
     g.param("gain", &[8], ParamGroup::Scalar, Init::Zeros);
     let hyper = g.hyper(ParamGroup::Matrix);
     let slots = g.params().to_vec();
-    let err = emit_muon(&mut g, &slots, hyper, 5).unwrap_err();
+    let err = emit_muon(&mut g, &slots, hyper, 5, 1).unwrap_err();
     assert!(err.to_string().contains("gain"), "{err}");
 }
 
@@ -302,6 +307,95 @@ fn muon_plan_three_steps_against_muon_update() {
             }
         }
     }
+}
+
+/// Distributed Muon (issue 11 item 5): the plan in two shards, run by two GPU executors as
+/// two ranks do (the steps before the shards, the rank's own shard, the exchange of the
+/// shards' results through the host, the apply steps), gives both ranks the same weights
+/// and momentum buffers, equal to the one-shard plan's within the optimizer tolerance, over
+/// three steps. The wide shape's two matrices go one to each shard, the tall one to shard 0
+/// (shard 1 has no stack of its shape).
+#[test]
+fn muon_in_two_shards_exchanged_matches_muon_on_one_rank() {
+    let (whole, params, hyper) = muon_plan(NS_STEPS);
+    let (sharded, sharded_params, sharded_hyper) = muon_plan_in_shards(NS_STEPS, 2);
+    assert!(whole.muon_shards.is_empty());
+    let shards = &sharded.muon_shards;
+    assert_eq!(shards.len(), 2);
+    assert!(shards[0].steps.end == shards[1].steps.start && !shards[1].steps.is_empty());
+    let names = |s: usize| -> Vec<&str> { shards[s].results.iter().map(|&t| plan_name(&sharded, t)).collect() };
+    assert_eq!(names(0).len(), 2, "{:?}", names(0));
+    assert_eq!(names(1).len(), 1, "{:?}", names(1));
+    assert!(names(1)[0].contains("8x20.s1"), "{:?}", names(1));
+    // The normalisation and Newton-Schulz steps lie in the shards, the momentum and apply
+    // steps (run on every rank) outside them.
+    let opt = sharded.steps(Phase::Optimizer);
+    for (i, s) in opt.iter().enumerate() {
+        let in_shard = shards.iter().any(|sh| sh.steps.contains(&i));
+        let on_every_rank = matches!(s.op, Op::MuonApply(_) | Op::MuonMomentum(_));
+        assert_eq!(in_shard, !on_every_rank, "step {i}: {:?}", s.op);
+    }
+    let grads = |plan: &Plan| -> Vec<TensorId> { plan.params.iter().map(|s| s.grad).collect() };
+    let mut one = common::gpu_executor(&whole);
+    let mut ranks = [common::gpu_executor(&sharded), common::gpu_executor(&sharded)];
+    let w0: Vec<Vec<f32>> =
+        MUON_SHAPES.iter().enumerate().map(|(i, &(_, r, c))| uniform(10 + i as u64, r * c, -0.05, 0.05)).collect();
+    for (p, w) in params.iter().zip(&w0) {
+        write(&mut one, *p, w);
+    }
+    for ex in &mut ranks {
+        for (p, w) in sharded_params.iter().zip(&w0) {
+            write(ex, *p, w);
+        }
+    }
+    let tol = tolerance(Check::Optimizer);
+    let (first, last, end) = (shards[0].steps.start, shards[1].steps.end, opt.len());
+    for step in 0..3 {
+        let h = hyper_data(MuonHyper::new(0.025, momentum_warmup(step * 700), 0.04));
+        let gs: Vec<Vec<f32>> = MUON_SHAPES
+            .iter()
+            .enumerate()
+            .map(|(i, &(_, r, c))| normal(100 * step as u64 + i as u64, r * c, 0.1))
+            .collect();
+        write(&mut one, hyper, &h);
+        for (gr, v) in grads(&whole).iter().zip(&gs) {
+            write(&mut one, *gr, v);
+        }
+        run_opt(&mut one, &whole);
+        let mut results: Vec<Vec<Vec<f32>>> = Vec::new();
+        for (rank, ex) in ranks.iter_mut().enumerate() {
+            write(ex, sharded_hyper, &h);
+            for (gr, v) in grads(&sharded).iter().zip(&gs) {
+                write(ex, *gr, v);
+            }
+            ex.run(Phase::Optimizer, 0..first).unwrap();
+            ex.run(Phase::Optimizer, shards[rank].steps.clone()).unwrap();
+            results.push(shards[rank].results.iter().map(|&t| ex.read(t).unwrap()).collect());
+        }
+        for (rank, ex) in ranks.iter_mut().enumerate() {
+            let other = 1 - rank;
+            for (&t, v) in shards[other].results.iter().zip(&results[other]) {
+                write(ex, t, v);
+            }
+            ex.run(Phase::Optimizer, last..end).unwrap();
+        }
+        for (i, &(name, _, _)) in MUON_SHAPES.iter().enumerate() {
+            let buf = |plan: &Plan| plan.find(&format!("muon_buf.{name}")).expect("buffer");
+            let want_w = one.read(params[i]).unwrap();
+            let want_b = one.read(buf(&whole)).unwrap();
+            let rank0 = ranks[0].read(sharded_params[i]).unwrap();
+            assert_eq!(rank0, ranks[1].read(sharded_params[i]).unwrap(), "step {step} {name}: the ranks differ");
+            assert_eq!(ranks[0].read(buf(&sharded)).unwrap(), ranks[1].read(buf(&sharded)).unwrap());
+            let delta = |w: &[f32]| -> Vec<f32> { w.iter().zip(&w0[i]).map(|(a, b)| a - b).collect() };
+            let what = format!("step {step} {name} (two shards vs one)");
+            common::assert_close(&format!("{what} W - W0"), &delta(&rank0), &delta(&want_w), tol);
+            common::assert_close(&format!("{what} buffer"), &ranks[0].read(buf(&sharded)).unwrap(), &want_b, tol);
+        }
+    }
+}
+
+fn plan_name(plan: &Plan, t: TensorId) -> &str {
+    &plan.tensor(t).name
 }
 
 /// The eigenvalues of a symmetric `[n, n]` matrix (cyclic Jacobi, f64).

@@ -41,6 +41,11 @@ impl Group {
     pub fn all_reduce_sum_f64(&mut self, values: &mut [f64]) -> Result<(), DistError> {
         each!(self, g => g.all_reduce_sum_f64(values))
     }
+    /// Every rank's `own` values (`counts[r]` of rank r's, the same list on every rank),
+    /// concatenated in rank order into `out` (their sum long), on every rank.
+    pub fn all_gather(&mut self, own: &[f32], counts: &[usize], out: &mut [f32]) -> Result<(), DistError> {
+        each!(self, g => g.all_gather(own, counts, out))
+    }
     /// Replaces `bytes` on every rank by rank 0's.
     pub fn broadcast_bytes(&mut self, bytes: &mut Vec<u8>) -> Result<(), DistError> {
         each!(self, g => g.broadcast_bytes(bytes))

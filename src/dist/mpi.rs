@@ -20,8 +20,10 @@
 //! before every checkpoint, `train/agreement.rs`).
 use super::{DistError, MpiNodes, ShmGroup};
 use mpi::collective::SystemOperation;
+use mpi::datatype::PartitionMut;
 use mpi::topology::{Color, SimpleCommunicator};
 use mpi::traits::*;
+use mpi::Count;
 use std::time::Duration;
 
 /// A rank of `MPI_COMM_WORLD`. Holds the MPI environment: `MPI_Finalize` runs when it drops.
@@ -199,6 +201,30 @@ impl MpiGroup {
         root.broadcast_into(&mut len);
         bytes.resize(len as usize, 0);
         root.broadcast_into(&mut bytes[..]);
+        Ok(())
+    }
+
+    /// Every rank's `own` values, concatenated in rank order into `out` (`counts[r]` of rank
+    /// r's): one `MPI_Allgatherv` over the world.
+    pub fn all_gather(&mut self, own: &[f32], counts: &[usize], out: &mut [f32]) -> Result<(), DistError> {
+        let fits = |c: usize| Count::try_from(c).ok();
+        let total: usize = counts.iter().sum();
+        let (Some(counts), Some(_)) = (counts.iter().map(|&c| fits(c)).collect::<Option<Vec<Count>>>(), fits(total))
+        else {
+            return Err(DistError::InvalidArgument(format!("all_gather of {total} values: more than MPI counts hold")));
+        };
+        if counts.len() != self.size || own.len() != counts[self.rank] as usize || out.len() != total {
+            return Err(DistError::InvalidArgument(format!(
+                "all_gather on rank {} of {}: {} values for counts {counts:?} into {}",
+                self.rank,
+                self.size,
+                own.len(),
+                out.len()
+            )));
+        }
+        let displs: Vec<Count> = counts.iter().scan(0, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
+        let mut parts = PartitionMut::new(out, counts, &displs[..]);
+        self.world.all_gather_varcount_into(own, &mut parts);
         Ok(())
     }
 

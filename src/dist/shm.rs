@@ -98,6 +98,7 @@ enum Op {
     SumF64 = 3,
     Broadcast = 4,
     Barrier = 5,
+    Gather = 6,
 }
 
 impl Op {
@@ -108,6 +109,7 @@ impl Op {
             3 => Op::SumF64,
             4 => Op::Broadcast,
             5 => Op::Barrier,
+            6 => Op::Gather,
             _ => Op::None,
         }
     }
@@ -120,6 +122,7 @@ impl Op {
             Op::SumF64 => "all_reduce_sum_f64",
             Op::Broadcast => "broadcast_bytes",
             Op::Barrier => "barrier",
+            Op::Gather => "all_gather",
         }
     }
 }
@@ -898,6 +901,59 @@ impl ShmGroup {
             if sent >= total {
                 break;
             }
+        }
+        self.end();
+        Ok(())
+    }
+
+    /// Every rank's `own` values, concatenated in rank order, into `out` on every rank:
+    /// `counts[r]` is rank r's number of values (the same list on every rank; `own.len()`
+    /// must be this rank's, `out.len()` their sum). Each round every rank copies its next
+    /// chunk into its staging slot, and after a barrier every rank copies every slot's chunk
+    /// out. Distributed Muon's exchange of the orthogonalized updates.
+    pub fn all_gather(&mut self, own: &[f32], counts: &[usize], out: &mut [f32]) -> Result<(), DistError> {
+        let world = self.seg.world;
+        let total: usize = counts.iter().sum();
+        if counts.len() != world || own.len() != counts[self.rank] || out.len() != total {
+            return Err(DistError::InvalidArgument(format!(
+                "all_gather on rank {} of {world}: {} values for counts {counts:?} into {}",
+                self.rank,
+                own.len(),
+                out.len()
+            )));
+        }
+        self.begin(Op::Gather, total as u64)?;
+        let chunk = self.seg.chunk_elems;
+        let rounds = counts.iter().map(|c| c.div_ceil(chunk)).max().unwrap_or(0).max(1);
+        let starts: Vec<usize> = counts.iter().scan(0, |at, &c| Some(std::mem::replace(at, *at + c))).collect();
+        let piece = |count: usize, k: usize| (k * chunk).min(count)..((k + 1) * chunk).min(count);
+        for k in 0..rounds {
+            let mine = piece(own.len(), k);
+            self.set_chunk(Doing::CopyIn, k, rounds);
+            // SAFETY: this rank's staging slot is written only by this rank, before the first
+            // barrier of a round; the others read it only between that barrier and the next.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    own[mine.clone()].as_ptr(),
+                    self.seg.data_ptr(self.rank) as *mut f32,
+                    mine.len(),
+                )
+            };
+            if k == 0 {
+                self.first_barrier(Op::Gather)?;
+            } else {
+                self.barrier_step(Op::Gather)?;
+            }
+            self.set_doing(Doing::CopyOut);
+            for (r, (&count, &start)) in counts.iter().zip(&starts).enumerate() {
+                let theirs = piece(count, k);
+                let dst = &mut out[start + theirs.start..start + theirs.end];
+                // SAFETY: as above; every slot is read-only until the round's second barrier.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(self.seg.data_ptr(r) as *const f32, dst.as_mut_ptr(), dst.len())
+                };
+            }
+            self.barrier_step(Op::Gather)?;
         }
         self.end();
         Ok(())

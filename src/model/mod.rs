@@ -105,7 +105,15 @@ impl Dims {
 
 /// Builds the training plan (forward, backward, optimizer) for one micro-batch of the config.
 pub fn build_plan(cfg: &Config) -> Result<Plan, PlanError> {
-    build_with(cfg, PlanBuilder::new(), |g| emit_optimizer(g, &cfg.train))
+    build_rank_plan(cfg, 1)
+}
+
+/// [`build_plan`] for one rank of `world` data-parallel processes: the same plan on every
+/// rank, whose Muon work is split into `world` shards when `train.distributed_muon` is on
+/// (see [`Plan::muon_shards`](crate::plan::Plan::muon_shards)).
+pub fn build_rank_plan(cfg: &Config, world: usize) -> Result<Plan, PlanError> {
+    let shards = if cfg.train.distributed_muon { world.max(1) } else { 1 };
+    build_with(cfg, PlanBuilder::new(), |g| emit_optimizer(g, &cfg.train, shards))
 }
 
 /// The test-time training plan (record-spec.md section 8): the training plan's forward and
@@ -327,7 +335,7 @@ fn skip_backward(g: &mut PlanBuilder, dims: &Dims, sw: TensorId, s: &Skip) -> Re
 /// The optimizer phase, in the record's per-step order: clip the global gradient norm, step
 /// the embeddings' AdamW, the matrices' Muon (or AdamW), the scalars' AdamW, then update the
 /// EMA. The emitters beyond AdamW live in `optim`.
-fn emit_optimizer(g: &mut PlanBuilder, t: &TrainConfig) -> Result<(), PlanError> {
+fn emit_optimizer(g: &mut PlanBuilder, t: &TrainConfig, muon_shards: usize) -> Result<(), PlanError> {
     let slots: Vec<ParamSlot> = g.params().to_vec();
     if t.grad_clip_norm > 0.0 {
         let grads: Vec<TensorId> = slots.iter().map(|s| s.grad).collect();
@@ -341,7 +349,7 @@ fn emit_optimizer(g: &mut PlanBuilder, t: &TrainConfig) -> Result<(), PlanError>
         }
         let hyper = g.hyper(group);
         if group == ParamGroup::Matrix && muon {
-            optim::emit_muon(g, &members, hyper, t.muon_ns_steps)?;
+            optim::emit_muon(g, &members, hyper, t.muon_ns_steps, muon_shards)?;
             continue;
         }
         for s in members {

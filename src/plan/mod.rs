@@ -174,6 +174,22 @@ pub struct Plan {
     pub constants: Vec<(TensorId, Vec<f32>)>,
     io: Option<PlanIo>,
     memory: memory::Memory,
+    /// Distributed Muon's shares of the Newton-Schulz work, one per rank (empty: every rank
+    /// runs all of it); see [`MuonShard`].
+    pub muon_shards: Vec<MuonShard>,
+}
+
+/// One rank's share of distributed Muon (`optim::emit_muon` with several shards): the
+/// optimizer steps `steps` (the normalisation and Newton-Schulz iterations of this rank's
+/// stacks) run on this rank alone, and `results` are the stacks holding its orthogonalized
+/// updates after them, which the other ranks receive from it before the steps after the
+/// last shard's (the updates' application) run on every rank. The optimizer steps before
+/// the first shard's run on every rank too. The result stacks keep slots of their own (the
+/// host writes them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MuonShard {
+    pub steps: std::ops::Range<usize>,
+    pub results: Vec<TensorId>,
 }
 
 impl Plan {
@@ -204,6 +220,7 @@ impl Plan {
             constants: g.constants,
             io: None,
             memory,
+            muon_shards: Vec::new(),
         })
     }
 
@@ -316,6 +333,8 @@ pub struct PlanBuilder {
     /// The factor the loss's gradient carries into the backward (see
     /// [`PlanBuilder::set_grad_scale`]); 1 until set.
     grad_scale: Option<f64>,
+    /// See [`Plan::muon_shards`].
+    muon_shards: Vec<MuonShard>,
 }
 
 impl PlanBuilder {
@@ -348,6 +367,17 @@ impl PlanBuilder {
     /// [`PlanBuilder::grad_prescale_exp`].
     pub fn set_grad_scale(&mut self, scale: f64) {
         self.grad_scale = Some(scale);
+    }
+
+    /// Records distributed Muon's shards (see [`Plan::muon_shards`]), pushed by
+    /// `optim::emit_muon`.
+    pub fn set_muon_shards(&mut self, shards: Vec<MuonShard>) {
+        self.muon_shards = shards;
+    }
+
+    /// The number of optimizer steps pushed so far.
+    pub fn optimizer_steps(&self) -> usize {
+        self.steps[Phase::Optimizer.index()].len()
     }
 
     /// The `a_prescale_exp` of a backward [`Matmul`] whose `a` is a gradient: the power of two
@@ -532,7 +562,8 @@ impl PlanBuilder {
         if self.tensors.iter().any(|t| t.numel() == 0) {
             return Err(PlanError::Other("a tensor has no elements".into()));
         }
-        let memory = memory::Memory::plan(&self.tensors, &self.steps, &[])?;
+        let exchanged: Vec<TensorId> = self.muon_shards.iter().flat_map(|s| s.results.iter().copied()).collect();
+        let memory = memory::Memory::plan(&self.tensors, &self.steps, &exchanged)?;
         Ok(Plan {
             tensors: self.tensors,
             steps: self.steps,
@@ -541,6 +572,7 @@ impl PlanBuilder {
             constants: self.constants,
             io: None,
             memory,
+            muon_shards: self.muon_shards,
         })
     }
 
@@ -568,6 +600,9 @@ impl PlanBuilder {
         }
         self.hypers.iter_mut().for_each(|(_, t)| *t = map(*t));
         self.constants.iter_mut().for_each(|(t, _)| *t = map(*t));
+        for shard in &mut self.muon_shards {
+            shard.results.iter_mut().for_each(|t| *t = map(*t));
+        }
         self.discard.clear();
         PlanIo {
             ids: map(io.ids),
@@ -591,6 +626,8 @@ impl PlanBuilder {
             .into_iter()
             .chain([io.bigram_ids, io.ids_index, io.bigram_index, io.scored].into_iter().flatten())
             .collect();
+        let exchanged = self.muon_shards.iter().flat_map(|s| s.results.iter().copied());
+        let host: Vec<TensorId> = host.into_iter().chain(exchanged).collect();
         let memory = memory::Memory::plan(&self.tensors, &self.steps, &host)?;
         Ok(Plan {
             tensors: self.tensors,
@@ -600,6 +637,7 @@ impl PlanBuilder {
             constants: self.constants,
             io: Some(io),
             memory,
+            muon_shards: self.muon_shards,
         })
     }
 }

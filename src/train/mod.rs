@@ -122,6 +122,8 @@ struct Run<'a> {
     group: Option<crate::dist::Group>,
     /// The parameter gradients in the buckets they are averaged in (empty without a group).
     buckets: Vec<step::GradBucket>,
+    /// Distributed Muon's exchange buffer (see `step::DataParallel`).
+    muon_exchange: Vec<f32>,
     opts: &'a TrainOptions,
     plan: Plan,
     ex: Box<dyn Executor>,
@@ -153,7 +155,8 @@ impl<'a> Run<'a> {
         let local = local_config(cfg, opts.dist.as_ref())?;
         let mut stream = TrainStream::open(&cfg.data.dir, cfg.model.vocab_size)?;
         let val = ValData::open(cfg)?;
-        let plan = crate::model::build_plan(&local)?;
+        let world = opts.dist.as_ref().map_or(1, |d| d.world);
+        let plan = crate::model::build_rank_plan(&local, world)?;
         let group = match &opts.dist {
             Some(d) => Some(join_group(cfg, &plan, d)?),
             None => None,
@@ -189,7 +192,6 @@ impl<'a> Run<'a> {
             announce(cfg, &plan, first_step, &adapter, setup.elapsed().as_secs_f64(), opts.dist.as_ref());
             metrics = Some(m);
         }
-        let world = opts.dist.as_ref().map_or(1, |d| d.world);
         metrics.as_mut().map_or(Ok(()), |m| m.event(json!({"event": if opts.resume.is_some() { "resume" } else { "start" }, "step": first_step, "adapter": adapter, "device": ex.device(), "params": plan.param_count(), "step_tokens": cfg.step_tokens(), "config": cfg, "version": env!("CARGO_PKG_VERSION"), "commit": crate::report::COMMIT, "world_size": world})))?;
         let mut progress = Progress::new("train", cfg.train.steps as u64, Unit::Count);
         progress.show_rate(cfg.step_tokens() as f64, "tok/s");
@@ -205,6 +207,7 @@ impl<'a> Run<'a> {
             local,
             group,
             buckets,
+            muon_exchange: Vec::new(),
             opts,
             plan,
             ex,
@@ -236,7 +239,11 @@ impl<'a> Run<'a> {
             &mut self.stream,
             self.step,
             scale,
-            self.group.as_mut().map(|group| step::DataParallel { group, buckets: &self.buckets }),
+            self.group.as_mut().map(|group| step::DataParallel {
+                group,
+                buckets: &self.buckets,
+                exchange: &mut self.muon_exchange,
+            }),
         )?;
         self.step += 1;
         if cfg.needs_wallclock() {
@@ -549,8 +556,12 @@ pub const ARTIFACT_NAME: &str = "final_model.wgolf";
 /// The run's first line: model size, steps, batch geometry, adapter, plan memory, setup time.
 fn announce(cfg: &Config, plan: &Plan, first_step: usize, adapter: &str, setup_s: f64, dist: Option<&DistOptions>) {
     let t = &cfg.train;
+    let muon = match plan.muon_shards.len() {
+        0 => String::new(),
+        n => format!(", distributed Muon in {n} shards"),
+    };
     let ranks = dist
-        .map(|d| format!(" x {} processes{}", d.world, if d.mpi.is_some() { " (MPI)" } else { "" }))
+        .map(|d| format!(" x {} processes{}{muon}", d.world, if d.mpi.is_some() { " (MPI)" } else { "" }))
         .unwrap_or_default();
     eprintln!(
         "wgolf train: {} parameters, steps {}..{} of {} tokens ({} x {} x {} micro-batches) on {adapter}{ranks}; plan {:.1} MiB, setup {:.2} s",

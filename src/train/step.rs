@@ -7,7 +7,7 @@ use crate::exec::{Executor, HostData, PendingRead};
 use crate::host::write_inputs;
 use crate::ops::adamw::AdamHyper;
 use crate::ops::muon::MuonHyper;
-use crate::plan::{ParamGroup, Phase, Plan, Role};
+use crate::plan::{ParamGroup, Phase, Plan, Role, TensorId};
 use anyhow::Result;
 
 pub(crate) use super::buckets::GradBucket;
@@ -66,6 +66,8 @@ pub fn train_step(
 pub(crate) struct DataParallel<'a> {
     pub group: &'a mut crate::dist::Group,
     pub buckets: &'a [GradBucket],
+    /// Distributed Muon's exchange buffer (every shard's results), reused across steps.
+    pub exchange: &'a mut Vec<f32>,
 }
 
 /// [`train_step`] on one rank of a group: this rank's span of every micro-batch, and the
@@ -98,7 +100,55 @@ pub(crate) fn train_step_on(
         }
     }
     write_hypers(ex, plan, cfg, step, lr_scale)?;
-    ex.run(Phase::Optimizer, 0..plan.steps(Phase::Optimizer).len())?;
+    let optimizer = plan.steps(Phase::Optimizer).len();
+    match dist {
+        Some(d) if !plan.muon_shards.is_empty() => distributed_muon(ex, plan, optimizer, d.group, d.exchange)?,
+        _ => ex.run(Phase::Optimizer, 0..optimizer)?,
+    }
+    Ok(())
+}
+
+/// The optimizer pass with distributed Muon (`Plan::muon_shards`, one shard per rank): the
+/// steps before the first shard (clip, Adam, Muon's momentum), this rank's shard of the
+/// Newton-Schulz work, the exchange of every shard's results (each rank's read back and
+/// gathered on every rank, the others' written in), then the rest (Muon's apply steps,
+/// Adam, the EMA).
+fn distributed_muon(
+    ex: &mut dyn Executor,
+    plan: &Plan,
+    optimizer: usize,
+    group: &mut crate::dist::Group,
+    exchange: &mut Vec<f32>,
+) -> Result<()> {
+    let shards = &plan.muon_shards;
+    let rank = group.rank();
+    anyhow::ensure!(
+        shards.len() == group.world(),
+        "the plan's Muon is split into {} shards for {} ranks (build it with build_rank_plan for this world)",
+        shards.len(),
+        group.world()
+    );
+    let (first, last) = (shards[0].steps.start, shards[shards.len() - 1].steps.end);
+    ex.run(Phase::Optimizer, 0..first)?;
+    ex.run(Phase::Optimizer, shards[rank].steps.clone())?;
+    let numel = |t: TensorId| plan.tensors[t].numel();
+    let counts: Vec<usize> = shards.iter().map(|s| s.results.iter().map(|&t| numel(t)).sum()).collect();
+    let own: Vec<f32> = ex.begin_read_many(&shards[rank].results)?.finish()?.concat();
+    // Kept from step to step: a fresh buffer of the record's 105 MB would be paged in anew
+    // every step.
+    exchange.resize(counts.iter().sum(), 0.0);
+    let all = &mut exchange[..];
+    group.all_gather(&own, &counts, all)?;
+    let mut at = 0;
+    for (r, shard) in shards.iter().enumerate() {
+        for &t in &shard.results {
+            if r != rank {
+                ex.write(t, HostData::F32(&all[at..at + numel(t)]))?;
+            }
+            at += numel(t);
+        }
+    }
+    ex.run(Phase::Optimizer, last..optimizer)?;
     Ok(())
 }
 
