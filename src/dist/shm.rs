@@ -456,6 +456,12 @@ impl ShmGroup {
                     return Err(e);
                 }
                 if let Some(e) = self.dead_peer("joining the group", &|_| true) {
+                    // A peer that saw every rank join may since have refused the group (a
+                    // digest mismatch) and exited: if every rank has joined by now, the
+                    // digest check that follows says why, not the peer's exit.
+                    if (0..world).all(|r| self.seg.slot(r).joined.load(Ordering::Acquire) != 0) {
+                        return Ok(());
+                    }
                     // As in `barrier_step`: an abort raised before the peer left wins.
                     return Err(self.abort_error().unwrap_or_else(|| self.fail(e)));
                 }
