@@ -14,12 +14,12 @@
 // clip_coef: coef[0] = min(1, MAX_NORM / (sqrt(sum of partials) + 1e-6)). One workgroup of 256
 //   lanes: lane l adds partials l, l + 256, ... in order, then the tree. (overwrites)
 //   shapes: partials [PARTS]; coef [1]. dispatch: (1, 1, 1).
-// scale_by_coef: x *= coef[0]. (in place) shapes: x [count]; coef [1]. dispatch: 1-D grid of
-//   64-wide workgroups folded into y (the bound check on count stays).
-// grad_sum_sq's and scale_by_coef's counts and offset are a per-dispatch uniform (`sum_site`,
-//   `scale_site`, the binding after the tensors; written once when the plan is loaded,
-//   KernelCall::params): they only pick the data, so one pipeline each serves every gradient.
-// CPU reference: src/ops/clip.rs (grad_sum_sq, clip_coef, scale_by_coef).
+// The gradients are not scaled here: AdamW, Muon's momentum and SGD read coef and multiply
+//   each gradient element by it as they load it (one pass over the gradients fewer).
+// grad_sum_sq's counts and offset are a per-dispatch uniform (`sum_site`, the binding after
+//   the tensors; written once when the plan is loaded, KernelCall::params): they only pick
+//   the data, so one pipeline serves every group of gradients.
+// CPU reference: src/ops/clip.rs (grad_sum_sq, clip_coef).
 
 override PARTS: u32;
 override MAX_NORM: f32;
@@ -112,22 +112,4 @@ fn clip_coef(@builtin(local_invocation_index) lane: u32) {
     if lane == 0u {
         coef_out[0] = min(1.0, MAX_NORM / (sqrt(total) + 1e-6));
     }
-}
-
-@group(0) @binding(0) var<storage, read_write> x: array<f32>;
-@group(0) @binding(1) var<storage, read> coef: array<f32>;
-@group(0) @binding(2) var<uniform> scale_site: ScaleSite;
-
-// scale_by_coef's element count.
-struct ScaleSite {
-    count: u32,
-}
-
-@compute @workgroup_size(64)
-fn scale_by_coef(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= scale_site.count {
-        return;
-    }
-    x[i] = x[i] * coef[0];
 }

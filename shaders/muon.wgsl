@@ -2,9 +2,10 @@
 // A "stack" holds the [a, b] matrices of one shape: [count, a, b] with (a, b) = (rows, cols)
 // when rows <= cols, else (cols, rows): a tall matrix is stored transposed.
 //
-// muon_momentum: buf <- mu buf + g; stack[index] = g + mu buf (Nesterov), transposed when
-//   rows > cols. mu = hyper.momentum. (overwrites matrix index of the stack, updates buf)
-//   shapes: buf, g [rows, cols]; stack [>= (index + 1) rows cols]. dispatch: one invocation per
+// muon_momentum: g = grad clip[0] (the global-norm clip's coefficient, 1 without clipping);
+//   buf <- mu buf + g; stack[index] = g + mu buf (Nesterov), transposed when rows > cols.
+//   mu = hyper.momentum. (overwrites matrix index of the stack, updates buf)
+//   shapes: buf, grad [rows, cols]; clip [1]; stack [>= (index + 1) rows cols]. dispatch: one invocation per
 //   element of g, 1-D grid of 64-wide workgroups folded into y (so the last row of workgroups
 //   runs past rows cols: the bound check stays).
 // muon_sum_sq: partials[m, k] = the sum of squares of chunk k (4096 elements, the last
@@ -74,8 +75,9 @@ fn stacked(index: u32, rows: u32, cols: u32, r: u32, c: u32) -> u32 {
 @group(0) @binding(0) var<storage, read_write> buf: array<f32>;
 @group(0) @binding(1) var<storage, read_write> stack_out: array<f32>;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<uniform> hyper_m: Hyper;
-@group(0) @binding(4) var<uniform> site_m: MomentumSite;
+@group(0) @binding(3) var<storage, read> clip_m: array<f32>;
+@group(0) @binding(4) var<uniform> hyper_m: Hyper;
+@group(0) @binding(5) var<uniform> site_m: MomentumSite;
 
 @compute @workgroup_size(64)
 fn muon_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -86,7 +88,7 @@ fn muon_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         return;
     }
     let mu = hyper_m.momentum;
-    let g = grad[i];
+    let g = grad[i] * clip_m[0];
     let b = mu * buf[i] + g;
     buf[i] = b;
     stack_out[stacked(site_m.index, rows, cols, i / cols, i % cols)] = g + mu * b;

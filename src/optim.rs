@@ -19,11 +19,14 @@ fn numel(g: &PlanBuilder, t: TensorId) -> usize {
 /// each (one workgroup per 1024-element chunk) write every chunk's sum of squares into
 /// `clip.partials` (the gradients' chunks in order), then one [`ClipCoef`] workgroup adds the
 /// partials in a fixed order into the coefficient `min(1, max_norm / (total norm + 1e-6))`
-/// `clip.coef [1]` (both `Role::Scratch`), and one in-place scaling step per gradient
-/// follows. Does nothing for an empty list.
-pub fn emit_clip(g: &mut PlanBuilder, grads: &[TensorId], max_norm: f32) -> Result<(), PlanError> {
-    if grads.is_empty() {
-        return Ok(());
+/// `clip.coef [1]` (both `Role::Scratch`). Returns the coefficient, which the optimizer
+/// steps bind and multiply every gradient element by as they read it (the gradients are not
+/// scaled in place: a pass over all of them, one dispatch per gradient, saved). Without
+/// clipping (`max_norm <= 0` or no gradients) it pushes nothing and returns a constant 1,
+/// `clip.none`.
+pub fn emit_clip(g: &mut PlanBuilder, grads: &[TensorId], max_norm: f32) -> Result<TensorId, PlanError> {
+    if grads.is_empty() || max_norm <= 0.0 {
+        return Ok(g.constant("clip.none", &[1], vec![1.0]));
     }
     let counts: Vec<usize> = grads.iter().map(|&t| numel(g, t)).collect();
     let parts: usize = counts.iter().map(|&c| sum_sq_chunks(c)).sum();
@@ -39,11 +42,7 @@ pub fn emit_clip(g: &mut PlanBuilder, grads: &[TensorId], max_norm: f32) -> Resu
         offset += op.chunks();
     }
     g.push(Phase::Optimizer, ClipCoef { parts, max_norm: max_norm as f64 }, &[coef, partials])?;
-    for &grad in grads {
-        let count = numel(g, grad);
-        g.push(Phase::Optimizer, ScaleByCoef { count }, &[grad, coef])?;
-    }
-    Ok(())
+    Ok(coef)
 }
 
 /// One Muon matrix: its slot, shape and place (shard, index) among its shape's stacks.
@@ -68,7 +67,8 @@ struct Stack {
 
 /// Muon for the 2-D parameters of `slots`, with the [`MuonHyper`](crate::ops::muon::MuonHyper)
 /// uniform `hyper` (the caller's `g.hyper(ParamGroup::Matrix)`, written before each optimizer
-/// pass), `ns_steps` Newton-Schulz iterations (5 in the record) and the Newton-Schulz work
+/// pass), the gradients scaled by `clip` (from [`emit_clip`]) as the momentum reads them,
+/// `ns_steps` Newton-Schulz iterations (5 in the record) and the Newton-Schulz work
 /// split into `shards` (distributed Muon: the world size, or 1).
 ///
 /// The matrices are grouped by their stack shape `[a, b]` (`(rows, cols)`, or `(cols, rows)`
@@ -92,6 +92,7 @@ pub fn emit_muon(
     g: &mut PlanBuilder,
     slots: &[ParamSlot],
     hyper: TensorId,
+    clip: TensorId,
     ns_steps: usize,
     shards: usize,
 ) -> Result<(), PlanError> {
@@ -145,7 +146,7 @@ pub fn emit_muon(
             let name = format!("muon_buf.{}", g.tensor_desc(m.slot.param).name);
             let buf = g.tensor(name, &[m.rows, m.cols], DType::F32, Role::OptState);
             let op = MuonMomentum { rows: m.rows, cols: m.cols, index: m.index, count: stack.count };
-            g.push(opt, op, &[buf, stack.cur, m.slot.grad, hyper])?;
+            g.push(opt, op, &[buf, stack.cur, m.slot.grad, clip, hyper])?;
         }
     }
     let mut records = Vec::with_capacity(shards);

@@ -287,7 +287,8 @@ fn adamw_three_steps_with_changing_hyperparameters() {
         ex.clear(&[1, 2]).unwrap();
     }
     let tol = tolerance(Check::Optimizer);
-    for (step, lr, wd) in [(1u32, 0.02f32, 0.0f32), (2, 0.01, 0.1), (3, 0.005, 0.5)] {
+    // The clip coefficient the step multiplies the gradient by: 1, then clipping.
+    for (step, lr, wd, clip) in [(1u32, 0.02f32, 0.0f32, 1.0f32), (2, 0.01, 0.1, 0.37), (3, 0.005, 0.5, 0.5)] {
         let h = AdamHyper::at_step(lr, 0.9, 0.95, 1e-8, wd, step);
         let hyper: Vec<f32> = bytemuck::cast_slice(&[h]).to_vec();
         // A new gradient every step, with a few tiny ones where eps matters.
@@ -297,7 +298,8 @@ fn adamw_three_steps_with_changing_hyperparameters() {
         }
         for ex in [&mut cpu as &mut dyn Executor, &mut gpu] {
             ex.write(3, Data::F32(g.clone()).host()).unwrap();
-            ex.write(4, Data::F32(hyper.clone()).host()).unwrap();
+            ex.write(4, Data::F32(vec![clip]).host()).unwrap();
+            ex.write(5, Data::F32(hyper.clone()).host()).unwrap();
             ex.run(Phase::Forward, 0..1).unwrap();
         }
         for (b, name) in [(0, "p"), (1, "m"), (2, "v")] {

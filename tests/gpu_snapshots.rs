@@ -151,7 +151,9 @@ fn adamw_after_two_steps() {
         let g = inputs(10 + step as u64, count, -1.0, 1.0);
         let h = AdamHyper::at_step(0.1, 0.9, 0.95, 1e-8, 0.1, step);
         ex.write(3, Data::F32(g.clone()).host()).unwrap();
-        ex.write(4, Data::F32(bytemuck::cast_slice(&[h]).to_vec()).host()).unwrap();
+        // No clipping: the coefficient the gradient is multiplied by is 1.
+        ex.write(4, Data::F32(vec![1.0]).host()).unwrap();
+        ex.write(5, Data::F32(bytemuck::cast_slice(&[h]).to_vec()).host()).unwrap();
         ex.run(Phase::Forward, 0..1).unwrap();
         text += &block(&format!("g{step} (lr 0.1, wd 0.1)"), &g, count);
         text += &block(&format!("p{step}"), &ex.read(0).unwrap(), count);

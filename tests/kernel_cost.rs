@@ -212,14 +212,15 @@ fn attention_tiny() {
 
 #[test]
 fn optimizer_ops() {
-    // AdamW per element: g, p, m, v loaded; p, m, v stored; 19 FLOPs (decay 3, m 4, v 5,
-    // denominator 3, update 4).
+    // AdamW per element: g, the clip coefficient, p, m, v loaded; p, m, v stored; 20 FLOPs
+    // (the clip's product 1, decay 3, m 4, v 5, denominator 3, update 4).
     let adam = AdamW { count: 77 };
-    assert_eq!(adam.cost(), elems(19 * 77, 4 * 77, 3 * 77));
+    assert_eq!(adam.cost(), elems(20 * 77, 5 * 77, 3 * 77));
     assert_eq!(cost::workgroups(&adam.into()), 2);
-    // SGD per element: buf, g, p loaded; buf, p stored; two multiply-adds (4 FLOPs).
+    // SGD per element: buf, g, the coefficient, p loaded; buf, p stored; the clip's product
+    // and two multiply-adds (5 FLOPs).
     let sgd = Sgd { count: 77 };
-    assert_eq!(sgd.cost(), elems(4 * 77, 3 * 77, 2 * 77));
+    assert_eq!(sgd.cost(), elems(5 * 77, 4 * 77, 2 * 77));
     assert_eq!(cost::workgroups(&sgd.into()), 2);
     // clip_coef: one 256-lane workgroup; 3 partials loaded and added, the 255-add tree, then
     // sqrt, add, div, min, one store.
@@ -264,7 +265,8 @@ fn small_plan() -> wgolf::plan::Plan {
     )
     .unwrap();
     let hyper = g.hyper(ParamGroup::Matrix);
-    g.push(Phase::Optimizer, AdamW { count: 24 }, &[w, slot.m, slot.v, slot.grad, hyper]).unwrap();
+    let clip = wgolf::optim::emit_clip(&mut g, &[], 0.0).unwrap();
+    g.push(Phase::Optimizer, AdamW { count: 24 }, &[w, slot.m, slot.v, slot.grad, clip, hyper]).unwrap();
     g.finish_without_io().unwrap()
 }
 
@@ -288,7 +290,7 @@ fn small_plan_with_two_micro_batches() {
     let bwd = elems(8192 + 48, 512 + 24, 24);
     assert_eq!(row("Matmul").cost, (fwd + bwd).times(2));
     assert_eq!((row("Matmul").min_workgroups, row("Matmul").max_workgroups), (1, 1));
-    assert_eq!(row("AdamW").cost, elems(19 * 24, 4 * 24, 3 * 24));
+    assert_eq!(row("AdamW").cost, elems(20 * 24, 5 * 24, 3 * 24));
     // Totals are the sums of the rows, and of the phases.
     let rows = acc.rows.iter().fold(Cost::default(), |a, r| a + r.cost);
     assert_eq!(acc.total, rows);
@@ -424,7 +426,7 @@ fn per_site_values_do_not_multiply_the_record_plans_pipelines() {
     let plan = build_plan(&cfg).unwrap();
     let acc = account(&plan, cfg.train.grad_accum);
     let row = |kind: &str| acc.rows.iter().find(|r| r.kind == kind).unwrap_or_else(|| panic!("{kind} row"));
-    let one = ["MuonMomentum", "MuonApply", "MuonSumSq", "MuonNormalize", "GradSumSq", "Ema", "ScaleByCoef", "AdamW"];
+    let one = ["MuonMomentum", "MuonApply", "MuonSumSq", "MuonNormalize", "GradSumSq", "Ema", "AdamW"];
     for kind in one.into_iter().chain(["ChannelDot"]) {
         assert!(row(kind).dispatches > 1, "{kind}");
         assert_eq!(row(kind).pipelines, 1, "{kind}");

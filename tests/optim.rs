@@ -146,7 +146,6 @@ fn clip_and_ema_kernels() {
         assert_eq!(common::run_gpu(&op, &inputs)[0].1, vec![1.0]);
     }
     for count in [1, 77, 4097] {
-        check_random(Op::ScaleByCoef(ScaleByCoef { count }), count as u64);
         check_random(Op::Ema(Ema { count, decay: 0.997 }), count as u64 + 1);
     }
 }
@@ -168,10 +167,11 @@ fn muon_matrices_of_two_shapes_share_one_pipeline_and_match_cpu() {
         let mut t = |name: &str, shape: &[usize]| g.tensor(format!("{name}{k}"), shape, DType::F32, Role::OptState);
         let (param, grad, buf, stack) =
             (t("w", &[rows, cols]), t("g", &[rows, cols]), t("buf", &[rows, cols]), t("x", &[count, a, b]));
-        g.push(Phase::Optimizer, MuonMomentum { rows, cols, index, count }, &[buf, stack, grad, hyper]).unwrap();
+        let clip = t("clip", &[1]);
+        g.push(Phase::Optimizer, MuonMomentum { rows, cols, index, count }, &[buf, stack, grad, clip, hyper]).unwrap();
         let shape_scale = shape_scale(rows, cols);
         g.push(Phase::Optimizer, MuonApply { rows, cols, index, count, shape_scale }, &[param, stack, hyper]).unwrap();
-        written.extend([param, grad, buf, stack]);
+        written.extend([param, grad, buf, stack, clip]);
     }
     let plan = g.finish_without_io().expect("plan");
     let (mut cpu_ex, mut gpu_ex) = executors(&plan);
@@ -225,7 +225,8 @@ fn muon_plan_in_shards(ns_steps: usize, shards: usize) -> (Plan, Vec<TensorId>, 
         MUON_SHAPES.iter().map(|&(name, r, c)| g.param(name, &[r, c], ParamGroup::Matrix, Init::Zeros)).collect();
     let hyper = g.hyper(ParamGroup::Matrix);
     let slots = g.params().to_vec();
-    emit_muon(&mut g, &slots, hyper, ns_steps, shards).expect("muon plan");
+    let no_clip = emit_clip(&mut g, &[], 0.0).expect("a constant 1");
+    emit_muon(&mut g, &slots, hyper, no_clip, ns_steps, shards).expect("muon plan");
     (g.finish_without_io().expect("plan"), params, hyper)
 }
 
@@ -255,7 +256,7 @@ fn muon_plan_structure() {
     g.param("gain", &[8], ParamGroup::Scalar, Init::Zeros);
     let hyper = g.hyper(ParamGroup::Matrix);
     let slots = g.params().to_vec();
-    let err = emit_muon(&mut g, &slots, hyper, 5, 1).unwrap_err();
+    let err = emit_muon(&mut g, &slots, hyper, hyper, 5, 1).unwrap_err();
     assert!(err.to_string().contains("gain"), "{err}");
 }
 
@@ -507,33 +508,46 @@ fn ns5_output_has_singular_values_near_one() {
 }
 
 /// A plan clipping ten gradients (two sum-of-squares dispatches of up to seven; one of several
-/// 1024-element chunks, one of a single element) to 0.3, run on the GPU, against PyTorch's
-/// formula in f64; run twice, the coefficient is bit for bit the same.
+/// 1024-element chunks, one of a single element) to 0.3, then an SGD step per parameter with
+/// lr 1 and no momentum (so each parameter, from zero, becomes minus its clipped gradient),
+/// run on the GPU, against PyTorch's formula in f64; run twice, the coefficient is bit for
+/// bit the same. The gradients themselves stay as they were: the step reading them scales
+/// them. Without clipping the coefficient is a constant 1 and no clip step is pushed.
 #[test]
 fn clip_plan_above_and_below_max_norm() {
+    use wgolf::ops::sgd::SgdHyper;
     let sizes = [300usize, 77, 1, 5000, 1024, 3, 2049, 64, 1, 999];
     let mut g = PlanBuilder::new();
     for (i, &n) in sizes.iter().enumerate() {
         g.param(&format!("p{i}"), &[n], ParamGroup::Scalar, Init::Zeros);
     }
-    let grads: Vec<TensorId> = g.params().iter().map(|s| s.grad).collect();
-    emit_clip(&mut g, &grads, 0.3).expect("clip plan");
+    let slots = g.params().to_vec();
+    let grads: Vec<TensorId> = slots.iter().map(|s| s.grad).collect();
+    let coef_id = emit_clip(&mut g, &grads, 0.3).expect("clip plan");
+    let hyper = g.hyper(ParamGroup::Scalar);
+    for (s, &n) in slots.iter().zip(&sizes) {
+        g.push(Phase::Optimizer, Sgd { count: n }, &[s.param, s.m, s.grad, coef_id, hyper]).unwrap();
+    }
     let plan = g.finish_without_io().expect("plan");
+    assert_eq!(plan.find("clip.coef"), Some(coef_id));
     let coef_id = plan.find("clip.coef").expect("coef");
     let sums = plan.steps(Phase::Optimizer).iter().filter(|s| s.op.kind() == "GradSumSq").count();
     assert_eq!(sums, 2, "ten gradients, seven per dispatch");
     let mut gpu_ex = common::gpu_executor(&plan);
+    write(&mut gpu_ex, hyper, bytemuck::cast_slice(&[SgdHyper::new(1.0, 0.0)]));
     for (case, scale) in [("above", 1.0f32), ("below", 1e-3)] {
         let gs: Vec<Vec<f32>> = sizes.iter().enumerate().map(|(i, &n)| uniform(i as u64, n, -scale, scale)).collect();
-        for (t, v) in grads.iter().zip(&gs) {
-            write(&mut gpu_ex, *t, v);
+        let mut first = 0.0f32;
+        for run in 0..2 {
+            for ((s, t), v) in slots.iter().zip(&grads).zip(&gs) {
+                write(&mut gpu_ex, *t, v);
+                write(&mut gpu_ex, s.param, &vec![0.0; v.len()]);
+            }
+            run_opt(&mut gpu_ex, &plan);
+            if run == 0 {
+                first = gpu_ex.read(coef_id).unwrap()[0];
+            }
         }
-        run_opt(&mut gpu_ex, &plan);
-        let first = gpu_ex.read(coef_id).unwrap()[0];
-        for (t, v) in grads.iter().zip(&gs) {
-            write(&mut gpu_ex, *t, v);
-        }
-        run_opt(&mut gpu_ex, &plan);
         assert_eq!(gpu_ex.read(coef_id).unwrap()[0].to_bits(), first.to_bits(), "{case}: a second run differs");
         let total: f64 = gs.iter().flatten().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
         let want_coef = (0.3 / (total + 1e-6)).min(1.0);
@@ -543,18 +557,27 @@ fn clip_plan_above_and_below_max_norm() {
             wgolf::tolerance::within(coef, want_coef as f32, tol),
             "{case}: coef {coef}, want {want_coef} (total norm {total})"
         );
-        for (i, (t, v)) in grads.iter().zip(&gs).enumerate() {
-            let got = gpu_ex.read(*t).unwrap();
+        for (i, ((s, t), v)) in slots.iter().zip(&grads).zip(&gs).enumerate() {
+            assert_eq!(&gpu_ex.read(*t).unwrap(), v, "{case}: gradient {i} was changed");
+            let got: Vec<f32> = gpu_ex.read(s.param).unwrap().iter().map(|&p| -p).collect();
             if case == "below" {
                 assert_eq!(coef, 1.0, "below the maximum the coefficient is exactly 1");
-                assert_eq!(&got, v, "below the maximum the gradients are untouched");
+                assert_eq!(&got, v, "below the maximum the step uses the gradients as they are");
             } else {
                 assert!(want_coef < 0.1, "the 'above' case must clip: {want_coef}");
                 let want: Vec<f32> = v.iter().map(|&x| (x as f64 * want_coef) as f32).collect();
-                common::assert_close(&format!("{case}: grad {i}"), &got, &want, tol);
+                common::assert_close(&format!("{case}: clipped grad {i}"), &got, &want, tol);
             }
         }
     }
+    let mut g = PlanBuilder::new();
+    g.param("p", &[5], ParamGroup::Scalar, Init::Zeros);
+    let grads: Vec<TensorId> = g.params().iter().map(|s| s.grad).collect();
+    let unit = emit_clip(&mut g, &grads, 0.0).expect("no clip");
+    let plan = g.finish_without_io().expect("plan");
+    assert!(plan.steps(Phase::Optimizer).is_empty());
+    assert_eq!(plan.tensor(unit).name, "clip.none");
+    assert_eq!(plan.constants, vec![(unit, vec![1.0])]);
 }
 
 #[test]

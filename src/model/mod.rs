@@ -130,14 +130,12 @@ pub fn build_ttt_plan(cfg: &Config) -> Result<Plan, PlanError> {
     let frozen = (0..cfg.eval.freeze_blocks()).map(|i| format!("blocks.{i}.")).collect();
     build_with(&ttt, PlanBuilder::sgd(frozen), |g| {
         let slots: Vec<ParamSlot> = g.params().to_vec();
-        if cfg.eval.ttt_grad_clip > 0.0 {
-            let grads: Vec<TensorId> = slots.iter().map(|s| s.grad).collect();
-            optim::emit_clip(g, &grads, cfg.eval.ttt_grad_clip)?;
-        }
+        let grads: Vec<TensorId> = slots.iter().map(|s| s.grad).collect();
+        let clip = optim::emit_clip(g, &grads, cfg.eval.ttt_grad_clip)?;
         let hyper = g.hyper(ParamGroup::Scalar);
         for s in slots {
             let count: usize = g.shape(s.param).iter().product();
-            g.push(Phase::Optimizer, Sgd { count }, &[s.param, s.m, s.grad, hyper])?;
+            g.push(Phase::Optimizer, Sgd { count }, &[s.param, s.m, s.grad, clip, hyper])?;
         }
         Ok(())
     })
@@ -337,10 +335,8 @@ fn skip_backward(g: &mut PlanBuilder, dims: &Dims, sw: TensorId, s: &Skip) -> Re
 /// EMA. The emitters beyond AdamW live in `optim`.
 fn emit_optimizer(g: &mut PlanBuilder, t: &TrainConfig, muon_shards: usize) -> Result<(), PlanError> {
     let slots: Vec<ParamSlot> = g.params().to_vec();
-    if t.grad_clip_norm > 0.0 {
-        let grads: Vec<TensorId> = slots.iter().map(|s| s.grad).collect();
-        optim::emit_clip(g, &grads, t.grad_clip_norm)?;
-    }
+    let grads: Vec<TensorId> = slots.iter().map(|s| s.grad).collect();
+    let clip = optim::emit_clip(g, &grads, t.grad_clip_norm)?;
     let muon = t.matrix_optimizer == MatrixOptimizer::Muon;
     for group in [ParamGroup::Embed, ParamGroup::Matrix, ParamGroup::Scalar] {
         let members: Vec<ParamSlot> = slots.iter().filter(|s| s.group == group).copied().collect();
@@ -349,12 +345,12 @@ fn emit_optimizer(g: &mut PlanBuilder, t: &TrainConfig, muon_shards: usize) -> R
         }
         let hyper = g.hyper(group);
         if group == ParamGroup::Matrix && muon {
-            optim::emit_muon(g, &members, hyper, t.muon_ns_steps, muon_shards)?;
+            optim::emit_muon(g, &members, hyper, clip, t.muon_ns_steps, muon_shards)?;
             continue;
         }
         for s in members {
             let count: usize = g.shape(s.param).iter().product();
-            g.push(Phase::Optimizer, AdamW { count }, &[s.param, s.m, s.v, s.grad, hyper])?;
+            g.push(Phase::Optimizer, AdamW { count }, &[s.param, s.m, s.v, s.grad, clip, hyper])?;
         }
     }
     if t.ema_decay > 0.0 {

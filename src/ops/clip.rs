@@ -6,8 +6,9 @@
 //! each chunk's sum of squares is one partial ([`grad_sum_sq`], the gradients' chunks in
 //! order); then `coef = min(1, max_norm / (sqrt(sum of the partials) + 1e-6))`, the partials
 //! summed in a fixed order ([`clip_coef`]); then every gradient is multiplied by `coef`
-//! ([`scale_by_coef`]), also when it is 1 (as PyTorch does). On the GPU the coefficient never
-//! leaves the device.
+//! ([`clipped`]), also when it is 1 (as PyTorch does), by the optimizer step that reads it
+//! (AdamW, Muon's momentum, SGD) rather than by a pass of its own. On the GPU the
+//! coefficient never leaves the device.
 
 use super::Real;
 
@@ -51,10 +52,9 @@ pub fn clip_coef<T: Real>(coef: &mut [T], partials: &[T], max_norm: f64) {
     coef[0] = if c < T::one() { c } else { T::one() };
 }
 
-/// `x *= coef[0]`.
-pub fn scale_by_coef<T: Real>(x: &mut [T], coef: &[T]) {
+/// The gradient an optimizer step uses: `g * coef[0]`, element by element (the clip's
+/// coefficient, 1 without clipping).
+pub fn clipped<T: Real>(g: &[T], coef: &[T]) -> Vec<T> {
     let c = coef[0];
-    for v in x.iter_mut() {
-        *v *= c;
-    }
+    g.iter().map(|&v| v * c).collect()
 }

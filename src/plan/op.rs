@@ -473,7 +473,6 @@ op_table! {
     MuonApply,
     GradSumSq,
     ClipCoef,
-    ScaleByCoef,
     Ema,
     Sgd,
     SmearFwd,

@@ -22,7 +22,6 @@ pub use matmul::{
 };
 pub use norm::{RmsNormBwd, RmsNormFwd, Rope};
 pub use optimizer::{
-    AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, MuonSumSq, ScaleByCoef, ScaleCopy, Sgd,
-    GRADS_PER_SUM,
+    AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, MuonSumSq, ScaleCopy, Sgd, GRADS_PER_SUM,
 };
 pub use record::{SmearBwd, SmearFwd, SmearGrad, XsaBwd, XsaFwd};

@@ -13,15 +13,16 @@ use crate::plan::op::{
     In, KernelCall, OpDef,
 };
 
-/// `[p, m, v | g, hyper]`: one AdamW step with decoupled weight decay.
+/// `[p, m, v | g, clip, hyper]`: one AdamW step with decoupled weight decay on the gradient
+/// `g * clip[0]` (the global-norm clip's coefficient, or a constant 1).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamW {
     pub count: usize,
 }
 
-/// `[buf, stack | grad, hyper]`: Muon momentum `buf <- mu buf + g`, and the Nesterov
+/// `[buf, stack | grad, clip, hyper]`: Muon momentum `buf <- mu buf + g`, and the Nesterov
 /// `g + mu buf` into matrix `index` of a `[count, a, b]` stack (transposed when
-/// rows > cols; see `ops::muon`).
+/// rows > cols; see `ops::muon`), for `g = grad * clip[0]` as in [`AdamW`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MuonMomentum {
     pub rows: usize,
@@ -110,12 +111,6 @@ pub struct ClipCoef {
     pub max_norm: f64,
 }
 
-/// `[x | coef]`: `x *= coef[0]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ScaleByCoef {
-    pub count: usize,
-}
-
 /// `[ema | param]`: `ema <- decay ema + (1 - decay) param`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Ema {
@@ -123,7 +118,8 @@ pub struct Ema {
     pub decay: f64,
 }
 
-/// `[p, buf | g, hyper]`: one SGD step with momentum (`buf <- mu buf + g; p -= lr buf`).
+/// `[p, buf | g, clip, hyper]`: one SGD step with momentum (`buf <- mu buf + g; p -= lr
+/// buf`) on `g * clip[0]` as in [`AdamW`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sgd {
     pub count: usize,
@@ -138,6 +134,7 @@ impl OpDef for AdamW {
             // The second moment is a running mean of squares.
             BindingSpec::rw(n).within(Domain::NonNegative),
             BindingSpec::rd(n),
+            BindingSpec::rd(1),
             BindingSpec::hyper(Domain::AdamHyper),
         ]
     }
@@ -145,17 +142,18 @@ impl OpDef for AdamW {
         // The count is a per-dispatch parameter: one pipeline for every parameter tensor.
         KernelCall::new("adamw", "adamw", vec![], grid_1d(self.count)).with_params(vec![("count", p(self.count))])
     }
-    /// Per element: g, p, m, v loaded, p, m, v stored, 19 FLOPs (the hyperparameters are a
-    /// uniform, so `1 - beta1` and the like are computed per element).
+    /// Per element: g, the clip coefficient, p, m, v loaded, p, m, v stored, 20 FLOPs (the
+    /// clip's product; the hyperparameters are a uniform, so `1 - beta1` and the like are
+    /// computed per element).
     fn cost(&self) -> Cost {
         let c = n64(self.count);
-        Cost::elems(19 * c, 4 * c, 3 * c)
+        Cost::elems(20 * c, 5 * c, 3 * c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
-        let hyper: AdamHyper = ins[1].hyper();
+        let hyper: AdamHyper = ins[2].hyper();
         let (p, rest) = outs.split_at_mut(1);
         let (m, v) = rest.split_at_mut(1);
-        adamw::adamw(&mut p[0], &mut m[0], &mut v[0], ins[0].f(), &hyper)
+        adamw::adamw(&mut p[0], &mut m[0], &mut v[0], &clip::clipped(ins[0].f(), ins[1].f()), &hyper)
     }
     fn examples() -> Vec<Self> {
         vec![AdamW { count: 77 }]
@@ -176,6 +174,7 @@ impl OpDef for MuonMomentum {
             BindingSpec::rw(n),
             BindingSpec::rw(self.count * n),
             BindingSpec::rd(n),
+            BindingSpec::rd(1),
             BindingSpec::hyper(Domain::MuonHyper),
         ]
     }
@@ -187,15 +186,17 @@ impl OpDef for MuonMomentum {
         let params = vec![("rows", p(self.rows)), ("cols", p(self.cols)), ("index", p(self.index))];
         KernelCall::new("muon", "muon_momentum", vec![], grid_1d(self.rows * self.cols)).with_params(params)
     }
-    /// Per element: grad and buf loaded, buf and the stack stored, two multiply-adds.
+    /// Per element: grad, the clip coefficient and buf loaded, buf and the stack stored, the
+    /// clip's product and two multiply-adds.
     fn cost(&self) -> Cost {
         let c = n64(self.rows * self.cols);
-        Cost::elems(4 * c, 2 * c, 2 * c)
+        Cost::elems(5 * c, 3 * c, 2 * c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
-        let h: MuonHyper = ins[1].hyper();
+        let h: MuonHyper = ins[2].hyper();
         let (buf, stack) = outs.split_at_mut(1);
-        muon::muon_momentum(&mut buf[0], &mut stack[0], ins[0].f(), self.rows, self.cols, self.index, h.momentum)
+        let g = clip::clipped(ins[0].f(), ins[1].f());
+        muon::muon_momentum(&mut buf[0], &mut stack[0], &g, self.rows, self.cols, self.index, h.momentum)
     }
     fn examples() -> Vec<Self> {
         // A tall matrix (stored transposed in its stack) and a wide one.
@@ -401,27 +402,6 @@ impl OpDef for ClipCoef {
     }
 }
 
-impl OpDef for ScaleByCoef {
-    fn bindings(&self) -> Vec<BindingSpec> {
-        vec![BindingSpec::rw(self.count), BindingSpec::rd(1)]
-    }
-    fn kernel(&self) -> KernelCall {
-        let params = vec![("count", p(self.count))];
-        KernelCall::new("clip", "scale_by_coef", vec![], grid_1d(self.count)).with_params(params)
-    }
-    /// Per element: x and the coefficient loaded, one product, one store.
-    fn cost(&self) -> Cost {
-        let c = n64(self.count);
-        Cost::elems(c, 2 * c, c)
-    }
-    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
-        clip::scale_by_coef(&mut outs[0], ins[0].f())
-    }
-    fn examples() -> Vec<Self> {
-        vec![ScaleByCoef { count: 77 }]
-    }
-}
-
 impl OpDef for Ema {
     fn bindings(&self) -> Vec<BindingSpec> {
         vec![BindingSpec::rw(self.count), BindingSpec::rd(self.count)]
@@ -449,20 +429,27 @@ impl OpDef for Ema {
 impl OpDef for Sgd {
     fn bindings(&self) -> Vec<BindingSpec> {
         let n = self.count;
-        vec![BindingSpec::rw(n), BindingSpec::rw(n), BindingSpec::rd(n), BindingSpec::hyper(Domain::SgdHyper)]
+        vec![
+            BindingSpec::rw(n),
+            BindingSpec::rw(n),
+            BindingSpec::rd(n),
+            BindingSpec::rd(1),
+            BindingSpec::hyper(Domain::SgdHyper),
+        ]
     }
     fn kernel(&self) -> KernelCall {
         KernelCall::new("sgd", "sgd", vec![("COUNT", u(self.count))], grid_1d(self.count))
     }
-    /// Per element: buf, g and p loaded, buf and p stored, two multiply-adds (4 FLOPs).
+    /// Per element: buf, g, the clip coefficient and p loaded, buf and p stored, the clip's
+    /// product and two multiply-adds (5 FLOPs).
     fn cost(&self) -> Cost {
         let c = n64(self.count);
-        Cost::elems(4 * c, 3 * c, 2 * c)
+        Cost::elems(5 * c, 4 * c, 2 * c)
     }
     fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
-        let hyper: SgdHyper = ins[1].hyper();
+        let hyper: SgdHyper = ins[2].hyper();
         let (p, buf) = outs.split_at_mut(1);
-        sgd::sgd(&mut p[0], &mut buf[0], ins[0].f(), &hyper)
+        sgd::sgd(&mut p[0], &mut buf[0], &clip::clipped(ins[0].f(), ins[1].f()), &hyper)
     }
     fn examples() -> Vec<Self> {
         vec![Sgd { count: 77 }]
