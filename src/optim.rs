@@ -216,15 +216,27 @@ fn newton_schulz(g: &mut PlanBuilder, stack: &mut Stack, ns_steps: usize, suffix
 
 /// An exponential moving average `E <- decay E + (1 - decay) W` of each of `params`: creates
 /// `ema.<param name>` (same shape, `Role::OptState`, so zero at start: the caller writes the
-/// initial weights into it, as the record starts the EMA from them) and pushes one step per
-/// parameter. Returns the `(param, ema)` pairs.
+/// initial weights into it, as the record starts the EMA from them) and pushes one
+/// [`EmaGroup`] step per [`EMAS_PER_GROUP`] parameters, the last one to three in an [`Ema`]
+/// step each (the record's 116 weights: 29 dispatches). Returns the `(param, ema)` pairs.
 pub fn emit_ema(g: &mut PlanBuilder, params: &[TensorId], decay: f32) -> Result<Vec<(TensorId, TensorId)>, PlanError> {
     let mut pairs = Vec::with_capacity(params.len());
     for &param in params {
         let desc = g.tensor_desc(param).clone();
         let ema = g.tensor(format!("ema.{}", desc.name), &desc.shape, DType::F32, Role::OptState);
-        g.push(Phase::Optimizer, Ema { count: desc.numel(), decay: decay as f64 }, &[ema, param])?;
         pairs.push((param, ema));
+    }
+    let decay = decay as f64;
+    for group in pairs.chunks(EMAS_PER_GROUP) {
+        if let Ok(four) = <&[(TensorId, TensorId); EMAS_PER_GROUP]>::try_from(group) {
+            let counts = four.map(|(p, _)| numel(g, p));
+            let args: Vec<TensorId> = four.iter().map(|&(_, e)| e).chain(four.iter().map(|&(p, _)| p)).collect();
+            g.push(Phase::Optimizer, EmaGroup { counts, decay }, &args)?;
+        } else {
+            for &(param, ema) in group {
+                g.push(Phase::Optimizer, Ema { count: numel(g, param), decay }, &[ema, param])?;
+            }
+        }
     }
     Ok(pairs)
 }

@@ -426,7 +426,7 @@ fn per_site_values_do_not_multiply_the_record_plans_pipelines() {
     let plan = build_plan(&cfg).unwrap();
     let acc = account(&plan, cfg.train.grad_accum);
     let row = |kind: &str| acc.rows.iter().find(|r| r.kind == kind).unwrap_or_else(|| panic!("{kind} row"));
-    let one = ["MuonMomentum", "MuonApply", "MuonSumSq", "MuonNormalize", "GradSumSq", "Ema", "AdamW"];
+    let one = ["MuonMomentum", "MuonApply", "MuonSumSq", "MuonNormalize", "GradSumSq", "EmaGroup", "AdamW"];
     for kind in one.into_iter().chain(["ChannelDot"]) {
         assert!(row(kind).dispatches > 1, "{kind}");
         assert_eq!(row(kind).pipelines, 1, "{kind}");

@@ -148,6 +148,9 @@ fn clip_and_ema_kernels() {
     for count in [1, 77, 4097] {
         check_random(Op::Ema(Ema { count, decay: 0.997 }), count as u64 + 1);
     }
+    for counts in [[1, 77, 4097, 64], [130, 1, 1, 2]] {
+        check_random(Op::EmaGroup(EmaGroup { counts, decay: 0.997 }), counts[0] as u64);
+    }
 }
 
 /// Two Muon matrices of different shapes at different indices of stacks of different sizes
@@ -580,13 +583,21 @@ fn clip_plan_above_and_below_max_norm() {
     assert_eq!(plan.constants, vec![(unit, vec![1.0])]);
 }
 
+/// Six weights: the first four in one `EmaGroup` dispatch, the last two in an `Ema` each;
+/// every EMA against the formula in f64 over three steps.
 #[test]
 fn ema_plan_three_steps() {
     let mut g = PlanBuilder::new();
     let a = g.param("blocks.0.w", &[5, 7], ParamGroup::Matrix, Init::Zeros);
     let b = g.param("gain", &[77], ParamGroup::Scalar, Init::Zeros);
-    let pairs = emit_ema(&mut g, &[a, b], 0.997).expect("ema plan");
+    let mut params = vec![a, b];
+    for (i, shape) in [&[3usize][..], &[130], &[1], &[64, 2]].into_iter().enumerate() {
+        params.push(g.param(&format!("w{i}"), shape, ParamGroup::Scalar, Init::Zeros));
+    }
+    let pairs = emit_ema(&mut g, &params, 0.997).expect("ema plan");
     let plan = g.finish_without_io().expect("plan");
+    let kinds: Vec<&str> = plan.steps(Phase::Optimizer).iter().map(|s| s.op.kind()).collect();
+    assert_eq!(kinds, ["EmaGroup", "Ema", "Ema"]);
     assert_eq!(plan.tensor(pairs[0].1).name, "ema.blocks.0.w");
     assert_eq!(plan.tensor(pairs[1].1).name, "ema.gain");
     assert_eq!(plan.tensor(pairs[0].1).shape, [5, 7]);

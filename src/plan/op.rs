@@ -474,6 +474,7 @@ op_table! {
     GradSumSq,
     ClipCoef,
     Ema,
+    EmaGroup,
     Sgd,
     SmearFwd,
     SmearBwd,

@@ -22,6 +22,7 @@ pub use matmul::{
 };
 pub use norm::{RmsNormBwd, RmsNormFwd, Rope};
 pub use optimizer::{
-    AdamW, ClipCoef, Ema, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, MuonSumSq, ScaleCopy, Sgd, GRADS_PER_SUM,
+    AdamW, ClipCoef, Ema, EmaGroup, GradSumSq, MuonApply, MuonMomentum, MuonNormalize, MuonSumSq, ScaleCopy, Sgd,
+    EMAS_PER_GROUP, GRADS_PER_SUM,
 };
 pub use record::{SmearBwd, SmearFwd, SmearGrad, XsaBwd, XsaFwd};

@@ -118,6 +118,17 @@ pub struct Ema {
     pub decay: f64,
 }
 
+/// The weights one [`EmaGroup`] dispatch updates (8 storage bindings: every adapter's
+/// minimum).
+pub const EMAS_PER_GROUP: usize = 4;
+
+/// `[ema0, .., ema3 | param0, .., param3]`: [`Ema`] for four weights in one dispatch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EmaGroup {
+    pub counts: [usize; EMAS_PER_GROUP],
+    pub decay: f64,
+}
+
 /// `[p, buf | g, clip, hyper]`: one SGD step with momentum (`buf <- mu buf + g; p -= lr
 /// buf`) on `g * clip[0]` as in [`AdamW`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -423,6 +434,40 @@ impl OpDef for Ema {
     }
     fn examples() -> Vec<Self> {
         vec![Ema { count: 77, decay: 0.997 }]
+    }
+}
+
+impl OpDef for EmaGroup {
+    fn bindings(&self) -> Vec<BindingSpec> {
+        let rw = self.counts.iter().map(|&c| BindingSpec::rw(c));
+        rw.chain(self.counts.iter().map(|&c| BindingSpec::rd(c))).collect()
+    }
+    fn check(&self) -> Result<(), String> {
+        if self.counts.contains(&0) {
+            return Err(format!("ema4: counts {:?}: every weight needs elements", self.counts));
+        }
+        Ok(())
+    }
+    fn kernel(&self) -> KernelCall {
+        // As Ema's: the decay folds, the counts are per-dispatch parameters.
+        let names = ["count0", "count1", "count2", "count3"];
+        let params = names.iter().zip(self.counts).map(|(&name, c)| (name, p(c))).collect();
+        let total = self.counts.iter().sum();
+        KernelCall::new("ema", "ema4", vec![("DECAY", self.decay)], grid_1d(total)).with_params(params)
+    }
+    /// Per element: as [`Ema`]'s (the compares that find the weight are not counted).
+    fn cost(&self) -> Cost {
+        let c: u64 = self.counts.iter().map(|&c| n64(c)).sum();
+        Cost::elems(3 * c, 2 * c, c)
+    }
+    fn run_cpu<R: Real>(&self, outs: &mut [Vec<R>], ins: &[In<'_, R>]) {
+        for (e, w) in outs.iter_mut().zip(ins) {
+            ema::ema(e, w.f(), self.decay)
+        }
+    }
+    fn examples() -> Vec<Self> {
+        // Weights of one element, of a partial workgroup, and spanning workgroups.
+        vec![EmaGroup { counts: [77, 1, 130, 64], decay: 0.997 }]
     }
 }
 
