@@ -133,7 +133,7 @@ fn distributed_muon(
     ex.run(Phase::Optimizer, shards[rank].steps.clone())?;
     let numel = |t: TensorId| plan.tensors[t].numel();
     let counts: Vec<usize> = shards.iter().map(|s| s.results.iter().map(|&t| numel(t)).sum()).collect();
-    let own: Vec<f32> = ex.begin_read_many(&shards[rank].results)?.finish()?.concat();
+    let own: Vec<f32> = ex.read_many(&shards[rank].results)?.concat();
     // Kept from step to step: a fresh buffer of the record's 105 MB would be paged in anew
     // every step.
     exchange.resize(counts.iter().sum(), 0.0);
