@@ -63,6 +63,7 @@ struct Stack {
     next: TensorId,
     gram: TensorId,
     poly: TensorId,
+    partials: TensorId,
 }
 
 /// Muon for the 2-D parameters of `slots`, with the [`MuonHyper`](crate::ops::muon::MuonHyper)
@@ -135,6 +136,7 @@ pub fn emit_muon(
                     next: state("x1", &[count, a, b]),
                     gram: state("gram", &[count, a, a]),
                     poly: state("poly", &[count, a, a]),
+                    partials: state("norm_partials", &[count, muon_chunks(a, b)]),
                 }
             })
         });
@@ -154,8 +156,7 @@ pub fn emit_muon(
         let start = g.optimizer_steps();
         let mut results = Vec::new();
         for stack in stacks.iter_mut().filter_map(|per_shard| per_shard[shard].as_mut()) {
-            let suffix = if shards > 1 { format!(".s{shard}") } else { String::new() };
-            newton_schulz(g, stack, ns_steps, &suffix)?;
+            newton_schulz(g, stack, ns_steps)?;
             results.push(stack.cur);
         }
         records.push(MuonShard { steps: start..g.optimizer_steps(), results });
@@ -181,12 +182,10 @@ pub fn emit_muon(
 
 /// The normalisation and `ns_steps` Newton-Schulz iterations of one stack, leaving the result
 /// in `stack.cur`.
-fn newton_schulz(g: &mut PlanBuilder, stack: &mut Stack, ns_steps: usize, suffix: &str) -> Result<(), PlanError> {
+fn newton_schulz(g: &mut PlanBuilder, stack: &mut Stack, ns_steps: usize) -> Result<(), PlanError> {
     let (na, nb, nc) = NS_COEFFS;
     let opt = Phase::Optimizer;
-    let Stack { a, b, count, .. } = *stack;
-    let partials =
-        g.tensor(format!("muon.norm_partials.{a}x{b}{suffix}"), &[count, muon_chunks(a, b)], DType::F32, Role::Scratch);
+    let Stack { a, b, count, partials, .. } = *stack;
     g.push(opt, MuonSumSq { count, a, b }, &[partials, stack.cur])?;
     g.push(opt, MuonNormalize { count, a, b }, &[stack.cur, partials])?;
     let mm = |m, n, k, layout, alpha: f32, accumulate| BatchedMatmul {
