@@ -1,6 +1,8 @@
 //! Flash attention (`shaders/attention.wgsl`) against the kernel it replaced (one invocation
 //! per query reading every key from global memory, kept here only: `benches/attention_naive.wgsl`),
-//! forward, backward for q, and backward for k and v, on the chosen adapter.
+//! forward, backward for q, and backward for k and v, on the chosen adapter. The flash
+//! kernels are the ones the executor runs there (tuned for the adapter's kind,
+//! `GpuContext::kernel_target`); `WGOLF_BENCH_TARGET=gpu` or `cpu` times the other variant.
 //!
 //! `cargo bench --bench attention -- [BATCH SEQ HEADS KV_HEADS HEAD_DIM]` (default 1 1024 8 4 64,
 //! the comparison shape; the record's is 48 2048 8 4 64). `WGOLF_BENCH_RUNS` (default 3)
@@ -15,7 +17,7 @@ use wgolf::gpu::GpuContext;
 use wgolf::ops::attention::{attention_fwd, AttnShape};
 use wgolf::plan::defs::{AttentionBwdKv, AttentionBwdQ, AttentionFwd};
 use wgolf::plan::op::grid_1d;
-use wgolf::plan::{KernelCall, Op};
+use wgolf::plan::{KernelCall, KernelTarget, Op};
 
 const NAIVE: &str = include_str!("attention_naive.wgsl");
 
@@ -132,6 +134,12 @@ fn main() -> anyhow::Result<()> {
     let s = AttnShape { batch, seq, heads, kv_heads, head_dim };
     let runs = std::env::var("WGOLF_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3usize).max(1);
     let ctx = GpuContext::new(std::env::var("WGOLF_ADAPTER").ok().as_deref())?;
+    let target = match std::env::var("WGOLF_BENCH_TARGET").as_deref() {
+        Ok("gpu") => KernelTarget::Gpu,
+        Ok("cpu") => KernelTarget::Cpu,
+        Ok(other) => anyhow::bail!("WGOLF_BENCH_TARGET={other}: expected gpu or cpu"),
+        Err(_) => ctx.kernel_target(),
+    };
     let d = &ctx.device;
     let (nq, nkv, nl) = (batch * seq * heads * head_dim, batch * seq * kv_heads * head_dim, batch * heads * seq);
     let b = Buffers {
@@ -155,8 +163,9 @@ fn main() -> anyhow::Result<()> {
         ("backward k, v", Op::AttentionBwdKv(AttentionBwdKv(s)), &bwd_kv_bind[..], batch * kv_heads * seq),
     ];
     println!(
-        "attention B={batch} T={seq} heads={heads} kv_heads={kv_heads} head_dim={head_dim} on {}\n",
-        ctx.report.one_line()
+        "attention B={batch} T={seq} heads={heads} kv_heads={kv_heads} head_dim={head_dim} on {}, kernels for {:?}\n",
+        ctx.report.one_line(),
+        target
     );
     println!("| pass | naive ms | flash ms | speed-up |\n|---|---:|---:|---:|");
     let (mut naive_total, mut flash_total) = (0.0, 0.0);
@@ -165,7 +174,8 @@ fn main() -> anyhow::Result<()> {
     attention_fwd(&mut want_out, &mut want_lse, &read(&ctx, &b.q), &read(&ctx, &b.k), &read(&ctx, &b.v), s);
     let max_diff = |got: &[f32]| got.iter().zip(&want_out).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     for (name, op, bind, invocations) in ops {
-        let flash_call = op.kernel();
+        // The kernel the executor runs on this adapter (tuned for its kind), or the other.
+        let flash_call = op.kernel_for(target);
         let flash_src = wgolf::kernels::module("attention", flash_call.entry).map_err(anyhow::Error::msg)?.source;
         // The old kernel: one invocation per query (per key for k, v), the first five constants.
         let naive_call =

@@ -13,18 +13,26 @@
 //   over the query heads h of g and t >= s: dv_s += p_ts dout_t; dk_s += scale p_ts (dout_t.v_s - delta_t) q_t.
 // dispatch (workgroups of 64, the grid folded into y beyond 65535 workgroups):
 //   attention_fwd, attention_bwd_q: one workgroup per (b, g, block of Q_BLOCK queries), its 64
-//     invocations being (head of the group, query) pairs, Q_BLOCK = 64 / GROUP: the group's
-//     heads share every K/V tile, which is loaded once for them all. Tiles of TILE keys run
-//     from key 0 to the block's last query; later keys are never loaded (the causal skip).
-//   attention_bwd_kv: one workgroup per (b, g, block of 64 keys), one invocation per key; for
-//     each head of the group, tiles of TILE queries (q, dout, lse, delta) from the block's
+//     invocations being (head of the group, query) pairs, each owning ROWS queries of its head
+//     (register blocking: every staged value read serves ROWS queries), Q_BLOCK = ROWS (64 /
+//     GROUP): the group's heads share every K/V tile, which is loaded once for them all.
+//     Tiles of TILE keys run from key 0 to the block's last query; later keys are never
+//     loaded (the causal skip).
+//   attention_bwd_kv: one workgroup per (b, g, block of 64 ROWS keys), each invocation owning
+//     ROWS keys; for each head of the group, tiles of TILE queries (q, dout) from the block's
 //     first key to the end. Each output row has a single owner: no atomics.
-//   TILE = min(64, TILE_VEC4 / D4), set by the host (src/plan/defs/attention.rs).
-// Rows are read as vec4s (D4 = ceil(HEAD_DIM / 4), zero-padded): a quarter of the loop trips,
-// which also keeps a T = 1024 pass under lavapipe's 65,535 loop iterations per invocation
-// (llvmpipe silently ends every loop of an invocation past that). HEAD_DIM <= 128 (the
-// per-invocation rows are private arrays of MAX_D4 vec4s); 15.5 KiB of workgroup memory (two
-// staged matrices of TILE_VEC4 vec4s and two rows of 64 floats).
+//   Tiles are staged transposed in chunks of 4 rows (see chunk_entry) and walked in steps of
+//   8 rows; a step's scores stay in registers, and each vec4 of a row's accumulator is read
+//   and written once per step.
+//   ROWS and TILE are set by the host (src/plan/defs/attention.rs): ROWS = 1 on GPUs (a row
+//   and its accumulator already take ~128 registers at head_dim 64), 4 on CPU adapters
+//   (llvmpipe runs a workgroup-memory read lane by lane, ~40 instructions per lane and vec4,
+//   so reuse per read is what counts there). TILE = min(64, TILE_VEC4 / D4), a multiple of 8.
+// Rows are read as vec4s (D4 = ceil(HEAD_DIM / 4), zero-padded). Loop trips per invocation
+// stay far below lavapipe's 65,535 (llvmpipe silently ends every loop of an invocation past
+// that): about 2 D4 + 1 per step of 8 rows. HEAD_DIM <= 128 and ROWS D4 <= MAX_RD4 (the
+// per-invocation rows are private arrays); 16 KiB of workgroup memory (two staged matrices
+// of TILE_VEC4 vec4s).
 // CPU reference: src/ops/attention.rs (attention_fwd, attention_bwd_q, attention_bwd_kv).
 
 override BATCH: u32;
@@ -32,7 +40,10 @@ override SEQ: u32;
 override HEADS: u32;
 override KV_HEADS: u32;
 override HEAD_DIM: u32;
-// Queries per workgroup in the forward and bwd_q (64 / GROUP) and rows per staged tile.
+// Rows per invocation: queries in the forward and bwd_q, keys in bwd_kv (1 to MAX_ROWS).
+override ROWS: u32 = 1u;
+// Queries per forward / bwd_q workgroup (ROWS (64 / GROUP)) and rows per staged tile (a
+// multiple of 8).
 override Q_BLOCK: u32;
 override TILE: u32;
 // A head row as vec4s: the last one zero-padded when HEAD_DIM is not a multiple of 4.
@@ -40,12 +51,12 @@ override D4: u32 = (HEAD_DIM + 3u) / 4u;
 
 const WG: u32 = 64u;
 const MAX_D4: u32 = 32u;
-const TILE_VEC4: u32 = 480u;
+const MAX_ROWS: u32 = 4u;
+const MAX_RD4: u32 = 128u;
+const TILE_VEC4: u32 = 512u;
 
 var<workgroup> tile_a: array<vec4<f32>, TILE_VEC4>;
 var<workgroup> tile_b: array<vec4<f32>, TILE_VEC4>;
-var<workgroup> row_a: array<f32, WG>;
-var<workgroup> row_b: array<f32, WG>;
 
 fn q_at(b: u32, t: u32, h: u32) -> u32 {
     return ((b * SEQ + t) * HEADS + h) * HEAD_DIM;
@@ -81,6 +92,15 @@ fn workgroup_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
+// A staged tile of `n` rows is padded with zero rows to a multiple of 8 (a step).
+fn padded(n: u32) -> u32 {
+    return (n + 7u) / 8u * 8u;
+}
+
+fn query_blocks() -> u32 {
+    return (SEQ + Q_BLOCK - 1u) / Q_BLOCK;
+}
+
 // The (b, g, query block) of a forward / bwd_q workgroup: uniform across the workgroup (it
 // depends on the workgroup id alone), so the tile loops and their barriers are too.
 struct QueryBlock {
@@ -91,16 +111,16 @@ struct QueryBlock {
 }
 
 fn query_block(w: u32) -> QueryBlock {
-    let blocks = (SEQ + Q_BLOCK - 1u) / Q_BLOCK;
     var blk: QueryBlock;
-    blk.g = (w / blocks) % KV_HEADS;
-    blk.b = w / (blocks * KV_HEADS);
-    blk.first = (w % blocks) * Q_BLOCK;
+    blk.g = (w / query_blocks()) % KV_HEADS;
+    blk.b = w / (query_blocks() * KV_HEADS);
+    blk.first = (w % query_blocks()) * Q_BLOCK;
     blk.last = min(SEQ, blk.first + Q_BLOCK) - 1u;
     return blk;
 }
 
-// Invocation `lid`'s query head and position; `live` is false past the group or the sequence.
+// Invocation `lid`'s query head and first query: its row r is query t + r (Q_BLOCK / ROWS),
+// so consecutive invocations read consecutive rows. `live` is false past the group.
 struct QueryLane {
     h: u32,
     t: u32,
@@ -109,19 +129,75 @@ struct QueryLane {
 
 fn query_lane(blk: QueryBlock, lid: u32) -> QueryLane {
     var lane: QueryLane;
-    let head_in_group = lid / Q_BLOCK;
-    lane.t = blk.first + lid % Q_BLOCK;
+    let per_head = Q_BLOCK / ROWS;
+    let head_in_group = lid / per_head;
+    lane.t = blk.first + lid % per_head;
     lane.h = blk.g * group() + head_in_group;
-    lane.live = head_in_group < group() && lane.t < SEQ;
+    lane.live = head_in_group < group();
     return lane;
 }
 
-// The keys of the tile at `k0` (of `n`) at or before query `lane.t`.
-fn keys_seen(lane: QueryLane, k0: u32, n: u32) -> u32 {
-    if lane.live && lane.t >= k0 {
-        return min(n, lane.t + 1u - k0);
-    }
-    return 0u;
+fn row_t(lane: QueryLane, r: u32) -> u32 {
+    return lane.t + r * (Q_BLOCK / ROWS);
+}
+
+fn row_live(lane: QueryLane, r: u32) -> bool {
+    return lane.live && row_t(lane, r) < SEQ;
+}
+
+// Which of keys key0 .. key0 + 3 the query of row r sees (the causal mask).
+fn chunk_seen(lane: QueryLane, r: u32, key0: u32) -> vec4<bool> {
+    let keys = vec4<u32>(key0) + vec4<u32>(0u, 1u, 2u, 3u);
+    return (keys <= vec4<u32>(row_t(lane, r))) & vec4<bool>(row_live(lane, r));
+}
+
+// Staged tiles hold their rows in chunks of 4, transposed: entry (chunk, dim) of a tile is
+// the vec4 of element `dim` of the chunk's four rows, so one read serves four rows and a
+// query row's vec4 c pairs with the chunk's entries 4c .. 4c + 3. Rows past `n` and dims past
+// HEAD_DIM are zero.
+fn chunk_entry(chunk: u32, dim: u32) -> u32 {
+    return chunk * 4u * D4 + dim;
+}
+
+// Staging entry i of a tile of `n` rows starting at row `row0`: the four rows (clamped into
+// the tile), the dim (clamped into the head) and which of the four values are real.
+struct StagedEntry {
+    rows: vec4<u32>,
+    dim: u32,
+    real: vec4<bool>,
+}
+
+fn staged_entry(i: u32, row0: u32, n: u32) -> StagedEntry {
+    var e: StagedEntry;
+    let chunk = i / (4u * D4);
+    let dim = i % (4u * D4);
+    let rows = vec4<u32>(4u * chunk) + vec4<u32>(0u, 1u, 2u, 3u);
+    e.real = (rows < vec4<u32>(n)) & vec4<bool>(dim < HEAD_DIM);
+    e.rows = vec4<u32>(row0) + min(rows, vec4<u32>(n - 1u));
+    e.dim = min(dim, HEAD_DIM - 1u);
+    return e;
+}
+
+// The element indices of a staged entry's four K / V rows, and four q / dout rows of head h.
+fn kv_rows4(b: u32, e: StagedEntry, g: u32) -> vec4<u32> {
+    return ((vec4<u32>(b * SEQ) + e.rows) * KV_HEADS + vec4<u32>(g)) * HEAD_DIM + vec4<u32>(e.dim);
+}
+
+fn q_rows4(b: u32, e: StagedEntry, h: u32) -> vec4<u32> {
+    return ((vec4<u32>(b * SEQ) + e.rows) * HEADS + vec4<u32>(h)) * HEAD_DIM + vec4<u32>(e.dim);
+}
+
+// Entries 4c .. 4c + 3 of a staged chunk as the columns of a matrix M: M x is the vec4 of
+// the dot products of the chunk's four rows with x over dims 4c .. 4c + 3, and w M the vec4
+// of those dims of the rows' combination with weights w.
+fn chunk_a(chunk: u32, c: u32) -> mat4x4<f32> {
+    let e = chunk_entry(chunk, 4u * c);
+    return mat4x4<f32>(tile_a[e], tile_a[e + 1u], tile_a[e + 2u], tile_a[e + 3u]);
+}
+
+fn chunk_b(chunk: u32, c: u32) -> mat4x4<f32> {
+    let e = chunk_entry(chunk, 4u * c);
+    return mat4x4<f32>(tile_b[e], tile_b[e + 1u], tile_b[e + 2u], tile_b[e + 3u]);
 }
 
 // ---- forward ----
@@ -138,64 +214,84 @@ fn attention_fwd(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let w = workgroup_index(wid, nwg);
-    if w >= BATCH * KV_HEADS * ((SEQ + Q_BLOCK - 1u) / Q_BLOCK) {
+    if w >= BATCH * KV_HEADS * query_blocks() {
         return;
     }
     let blk = query_block(w);
     let lane = query_lane(blk, lid);
-    var qreg: array<vec4<f32>, MAX_D4>;
-    var acc: array<vec4<f32>, MAX_D4>;
-    var scores: array<f32, WG>;
-    let qo = q_at(blk.b, lane.t, lane.h);
-    if lane.live {
-        for (var c = 0u; c < D4; c++) {
-            let e = lanes4(qo, c);
-            qreg[c] = select(vec4<f32>(), vec4<f32>(fq[e.x], fq[e.y], fq[e.z], fq[e.w]), in_row(c));
+    var qreg: array<vec4<f32>, MAX_RD4>;
+    var acc: array<vec4<f32>, MAX_RD4>;
+    var m: array<f32, MAX_ROWS>;
+    var l: array<f32, MAX_ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+        m[r] = -3.0e38;
+        if row_live(lane, r) {
+            let qo = q_at(blk.b, row_t(lane, r), lane.h);
+            for (var c = 0u; c < D4; c++) {
+                let e = lanes4(qo, c);
+                qreg[r * D4 + c] = select(vec4<f32>(), vec4<f32>(fq[e.x], fq[e.y], fq[e.z], fq[e.w]), in_row(c));
+            }
         }
     }
-    var m = -3.0e38;
-    var l = 0.0;
     for (var k0 = 0u; k0 <= blk.last; k0 += TILE) {
         let n = min(TILE, blk.last + 1u - k0);
-        for (var i = lid; i < n * D4; i += WG) {
-            let e = lanes4(kv_at(blk.b, k0 + i / D4, blk.g), i % D4);
-            let real = in_row(i % D4);
-            tile_a[i] = select(vec4<f32>(), vec4<f32>(fk[e.x], fk[e.y], fk[e.z], fk[e.w]), real);
-            tile_b[i] = select(vec4<f32>(), vec4<f32>(fv[e.x], fv[e.y], fv[e.z], fv[e.w]), real);
+        for (var i = lid; i < padded(n) * D4; i += WG) {
+            let e = staged_entry(i, k0, n);
+            let x = kv_rows4(blk.b, e, blk.g);
+            tile_a[i] = select(vec4<f32>(), vec4<f32>(fk[x.x], fk[x.y], fk[x.z], fk[x.w]), e.real);
+            tile_b[i] = select(vec4<f32>(), vec4<f32>(fv[x.x], fv[x.y], fv[x.z], fv[x.w]), e.real);
         }
         workgroupBarrier();
-        // Every invocation walks the whole tile (j is uniform, so each tile read is one read
-        // for the workgroup); keys after the query are masked out of the max and the sums.
-        let keys = keys_seen(lane, k0, n);
-        var tile_max = m;
-        for (var j = 0u; j < n; j++) {
-            var dot4 = vec4<f32>();
+        // Steps of 8 keys, two chunks (uniform: each tile read is one read for the workgroup
+        // and serves ROWS queries); keys after a query are masked.
+        for (var j = 0u; j < n; j += 8u) {
+            let lo = j / 4u;
+            var s_lo: array<vec4<f32>, MAX_ROWS>;
+            var s_hi: array<vec4<f32>, MAX_ROWS>;
             for (var c = 0u; c < D4; c++) {
-                dot4 += qreg[c] * tile_a[j * D4 + c];
+                let k_lo = chunk_a(lo, c);
+                let k_hi = chunk_a(lo + 1u, c);
+                for (var r = 0u; r < ROWS; r++) {
+                    let q = qreg[r * D4 + c];
+                    s_lo[r] += k_lo * q;
+                    s_hi[r] += k_hi * q;
+                }
             }
-            scores[j] = hsum(dot4) * scale();
-            tile_max = select(tile_max, max(tile_max, scores[j]), j < keys);
-        }
-        let correction = exp(m - tile_max);
-        l *= correction;
-        for (var c = 0u; c < D4; c++) {
-            acc[c] *= correction;
-        }
-        for (var j = 0u; j < n; j++) {
-            let p = select(0.0, exp(scores[j] - tile_max), j < keys);
-            l += p;
+            // The online softmax: the accumulator is rescaled by exp(m_old - m_new) as the
+            // step's values are added.
+            var corrections: array<f32, MAX_ROWS>;
+            for (var r = 0u; r < ROWS; r++) {
+                let seen_lo = chunk_seen(lane, r, k0 + j);
+                let seen_hi = chunk_seen(lane, r, k0 + j + 4u);
+                let a = select(vec4<f32>(-3.0e38), s_lo[r] * scale(), seen_lo);
+                let b = select(vec4<f32>(-3.0e38), s_hi[r] * scale(), seen_hi);
+                let top = max(a, b);
+                let new_max = max(m[r], max(max(top.x, top.y), max(top.z, top.w)));
+                corrections[r] = exp(m[r] - new_max);
+                m[r] = new_max;
+                s_lo[r] = select(vec4<f32>(), exp(a - new_max), seen_lo);
+                s_hi[r] = select(vec4<f32>(), exp(b - new_max), seen_hi);
+                l[r] = l[r] * corrections[r] + hsum(s_lo[r] + s_hi[r]);
+            }
             for (var c = 0u; c < D4; c++) {
-                acc[c] += p * tile_b[j * D4 + c];
+                let v_lo = chunk_b(lo, c);
+                let v_hi = chunk_b(lo + 1u, c);
+                for (var r = 0u; r < ROWS; r++) {
+                    acc[r * D4 + c] = acc[r * D4 + c] * corrections[r] + s_lo[r] * v_lo + s_hi[r] * v_hi;
+                }
             }
         }
-        m = tile_max;
         workgroupBarrier();
     }
-    if lane.live {
-        lse[(blk.b * HEADS + lane.h) * SEQ + lane.t] = m + log(l);
-        let inv = 1.0 / l;
-        for (var d = 0u; d < HEAD_DIM; d++) {
-            out[qo + d] = acc[d / 4u][d % 4u] * inv;
+    for (var r = 0u; r < ROWS; r++) {
+        if row_live(lane, r) {
+            let t = row_t(lane, r);
+            let qo = q_at(blk.b, t, lane.h);
+            lse[(blk.b * HEADS + lane.h) * SEQ + t] = m[r] + log(l[r]);
+            let inv = 1.0 / l[r];
+            for (var d = 0u; d < HEAD_DIM; d++) {
+                out[qo + d] = acc[r * D4 + d / 4u][d % 4u] * inv;
+            }
         }
     }
 }
@@ -217,60 +313,88 @@ fn attention_bwd_q(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let w = workgroup_index(wid, nwg);
-    if w >= BATCH * KV_HEADS * ((SEQ + Q_BLOCK - 1u) / Q_BLOCK) {
+    if w >= BATCH * KV_HEADS * query_blocks() {
         return;
     }
     let blk = query_block(w);
     let lane = query_lane(blk, lid);
-    var qreg: array<vec4<f32>, MAX_D4>;
-    var doreg: array<vec4<f32>, MAX_D4>;
-    var acc: array<vec4<f32>, MAX_D4>;
-    let qo = q_at(blk.b, lane.t, lane.h);
-    let row = (blk.b * HEADS + lane.h) * SEQ + lane.t;
-    var dlt = 0.0;
-    var l = 0.0;
-    if lane.live {
-        var dlt4 = vec4<f32>();
-        for (var c = 0u; c < D4; c++) {
-            let e = lanes4(qo, c);
-            let real = in_row(c);
-            qreg[c] = select(vec4<f32>(), vec4<f32>(qq[e.x], qq[e.y], qq[e.z], qq[e.w]), real);
-            doreg[c] = select(vec4<f32>(), vec4<f32>(qdout[e.x], qdout[e.y], qdout[e.z], qdout[e.w]), real);
-            dlt4 += doreg[c] * select(vec4<f32>(), vec4<f32>(qout[e.x], qout[e.y], qout[e.z], qout[e.w]), real);
+    var qreg: array<vec4<f32>, MAX_RD4>;
+    var doreg: array<vec4<f32>, MAX_RD4>;
+    var acc: array<vec4<f32>, MAX_RD4>;
+    var dlt: array<f32, MAX_ROWS>;
+    var l: array<f32, MAX_ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+        if row_live(lane, r) {
+            let t = row_t(lane, r);
+            let qo = q_at(blk.b, t, lane.h);
+            var dlt4 = vec4<f32>();
+            for (var c = 0u; c < D4; c++) {
+                let e = lanes4(qo, c);
+                let real = in_row(c);
+                qreg[r * D4 + c] = select(vec4<f32>(), vec4<f32>(qq[e.x], qq[e.y], qq[e.z], qq[e.w]), real);
+                let d = select(vec4<f32>(), vec4<f32>(qdout[e.x], qdout[e.y], qdout[e.z], qdout[e.w]), real);
+                doreg[r * D4 + c] = d;
+                dlt4 += d * select(vec4<f32>(), vec4<f32>(qout[e.x], qout[e.y], qout[e.z], qout[e.w]), real);
+            }
+            let row = (blk.b * HEADS + lane.h) * SEQ + t;
+            dlt[r] = hsum(dlt4);
+            delta[row] = dlt[r];
+            l[r] = qlse[row];
         }
-        dlt = hsum(dlt4);
-        delta[row] = dlt;
-        l = qlse[row];
     }
     for (var k0 = 0u; k0 <= blk.last; k0 += TILE) {
         let n = min(TILE, blk.last + 1u - k0);
-        for (var i = lid; i < n * D4; i += WG) {
-            let e = lanes4(kv_at(blk.b, k0 + i / D4, blk.g), i % D4);
-            let real = in_row(i % D4);
-            tile_a[i] = select(vec4<f32>(), vec4<f32>(qk[e.x], qk[e.y], qk[e.z], qk[e.w]), real);
-            tile_b[i] = select(vec4<f32>(), vec4<f32>(qv[e.x], qv[e.y], qv[e.z], qv[e.w]), real);
+        for (var i = lid; i < padded(n) * D4; i += WG) {
+            let e = staged_entry(i, k0, n);
+            let x = kv_rows4(blk.b, e, blk.g);
+            tile_a[i] = select(vec4<f32>(), vec4<f32>(qk[x.x], qk[x.y], qk[x.z], qk[x.w]), e.real);
+            tile_b[i] = select(vec4<f32>(), vec4<f32>(qv[x.x], qv[x.y], qv[x.z], qv[x.w]), e.real);
         }
         workgroupBarrier();
-        // The whole tile for every invocation (uniform reads), keys after the query masked.
-        let keys = keys_seen(lane, k0, n);
-        for (var j = 0u; j < n; j++) {
-            var qk4 = vec4<f32>();
-            var dv4 = vec4<f32>();
+        // Steps of 8 keys (uniform reads, each serving ROWS queries), masked past the query.
+        for (var j = 0u; j < n; j += 8u) {
+            let lo = j / 4u;
+            // q . k and dout . v; then ds = p (dout . v - delta), p = exp(s - lse).
+            var ds_lo: array<vec4<f32>, MAX_ROWS>;
+            var ds_hi: array<vec4<f32>, MAX_ROWS>;
+            var dv_lo: array<vec4<f32>, MAX_ROWS>;
+            var dv_hi: array<vec4<f32>, MAX_ROWS>;
             for (var c = 0u; c < D4; c++) {
-                qk4 += qreg[c] * tile_a[j * D4 + c];
-                dv4 += doreg[c] * tile_b[j * D4 + c];
+                let k_lo = chunk_a(lo, c);
+                let k_hi = chunk_a(lo + 1u, c);
+                let v_lo = chunk_b(lo, c);
+                let v_hi = chunk_b(lo + 1u, c);
+                for (var r = 0u; r < ROWS; r++) {
+                    let q = qreg[r * D4 + c];
+                    let d = doreg[r * D4 + c];
+                    ds_lo[r] += k_lo * q;
+                    ds_hi[r] += k_hi * q;
+                    dv_lo[r] += v_lo * d;
+                    dv_hi[r] += v_hi * d;
+                }
             }
-            let p = select(0.0, exp(hsum(qk4) * scale() - l), j < keys);
-            let ds = p * (hsum(dv4) - dlt);
+            for (var r = 0u; r < ROWS; r++) {
+                let p_lo = select(vec4<f32>(), exp(ds_lo[r] * scale() - l[r]), chunk_seen(lane, r, k0 + j));
+                let p_hi = select(vec4<f32>(), exp(ds_hi[r] * scale() - l[r]), chunk_seen(lane, r, k0 + j + 4u));
+                ds_lo[r] = p_lo * (dv_lo[r] - dlt[r]);
+                ds_hi[r] = p_hi * (dv_hi[r] - dlt[r]);
+            }
             for (var c = 0u; c < D4; c++) {
-                acc[c] += ds * tile_a[j * D4 + c];
+                let k_lo = chunk_a(lo, c);
+                let k_hi = chunk_a(lo + 1u, c);
+                for (var r = 0u; r < ROWS; r++) {
+                    acc[r * D4 + c] += ds_lo[r] * k_lo + ds_hi[r] * k_hi;
+                }
             }
         }
         workgroupBarrier();
     }
-    if lane.live {
-        for (var d = 0u; d < HEAD_DIM; d++) {
-            dq[qo + d] += scale() * acc[d / 4u][d % 4u];
+    for (var r = 0u; r < ROWS; r++) {
+        if row_live(lane, r) {
+            let qo = q_at(blk.b, row_t(lane, r), lane.h);
+            for (var d = 0u; d < HEAD_DIM; d++) {
+                dq[qo + d] += scale() * acc[r * D4 + d / 4u][d % 4u];
+            }
         }
     }
 }
@@ -285,6 +409,17 @@ fn attention_bwd_q(
 @group(0) @binding(6) var<storage, read> klse: array<f32>;
 @group(0) @binding(7) var<storage, read> kdelta: array<f32>;
 
+// lse and delta of the four queries from t (clamped into the sequence; masked by the caller).
+fn lse4_at(b: u32, h: u32, t: u32) -> vec4<f32> {
+    let rows = vec4<u32>((b * HEADS + h) * SEQ) + min(vec4<u32>(t) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(SEQ - 1u));
+    return vec4<f32>(klse[rows.x], klse[rows.y], klse[rows.z], klse[rows.w]);
+}
+
+fn delta4_at(b: u32, h: u32, t: u32) -> vec4<f32> {
+    let rows = vec4<u32>((b * HEADS + h) * SEQ) + min(vec4<u32>(t) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(SEQ - 1u));
+    return vec4<f32>(kdelta[rows.x], kdelta[rows.y], kdelta[rows.z], kdelta[rows.w]);
+}
+
 @compute @workgroup_size(64)
 fn attention_bwd_kv(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -292,74 +427,103 @@ fn attention_bwd_kv(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let w = workgroup_index(wid, nwg);
-    let blocks = (SEQ + WG - 1u) / WG;
+    let keys_per_block = WG * ROWS;
+    let blocks = (SEQ + keys_per_block - 1u) / keys_per_block;
     if w >= BATCH * KV_HEADS * blocks {
         return;
     }
     let g = (w / blocks) % KV_HEADS;
     let b = w / (blocks * KV_HEADS);
-    let first = (w % blocks) * WG;
-    let s = first + lid;
-    let live = s < SEQ;
-    let ko = kv_at(b, s, g);
-    var kreg: array<vec4<f32>, MAX_D4>;
-    var vreg: array<vec4<f32>, MAX_D4>;
-    var acc_k: array<vec4<f32>, MAX_D4>;
-    var acc_v: array<vec4<f32>, MAX_D4>;
-    if live {
-        for (var c = 0u; c < D4; c++) {
-            let e = lanes4(ko, c);
-            let real = in_row(c);
-            kreg[c] = select(vec4<f32>(), vec4<f32>(kk[e.x], kk[e.y], kk[e.z], kk[e.w]), real);
-            vreg[c] = select(vec4<f32>(), vec4<f32>(kv[e.x], kv[e.y], kv[e.z], kv[e.w]), real);
+    let first = (w % blocks) * keys_per_block;
+    // Row r of this invocation is key first + r WG + lid.
+    var kreg: array<vec4<f32>, MAX_RD4>;
+    var vreg: array<vec4<f32>, MAX_RD4>;
+    var acc_k: array<vec4<f32>, MAX_RD4>;
+    var acc_v: array<vec4<f32>, MAX_RD4>;
+    var key: array<u32, MAX_ROWS>;
+    var live: array<bool, MAX_ROWS>;
+    for (var r = 0u; r < ROWS; r++) {
+        key[r] = first + r * WG + lid;
+        live[r] = key[r] < SEQ;
+        if live[r] {
+            let ko = kv_at(b, key[r], g);
+            for (var c = 0u; c < D4; c++) {
+                let e = lanes4(ko, c);
+                let real = in_row(c);
+                kreg[r * D4 + c] = select(vec4<f32>(), vec4<f32>(kk[e.x], kk[e.y], kk[e.z], kk[e.w]), real);
+                vreg[r * D4 + c] = select(vec4<f32>(), vec4<f32>(kv[e.x], kv[e.y], kv[e.z], kv[e.w]), real);
+            }
         }
     }
     for (var h = g * group(); h < (g + 1u) * group(); h++) {
         // Queries before the block's first key see none of its keys.
         for (var t0 = first; t0 < SEQ; t0 += TILE) {
             let n = min(TILE, SEQ - t0);
-            for (var i = lid; i < n * D4; i += WG) {
-                let e = lanes4(q_at(b, t0 + i / D4, h), i % D4);
-                let real = in_row(i % D4);
-                tile_a[i] = select(vec4<f32>(), vec4<f32>(kq[e.x], kq[e.y], kq[e.z], kq[e.w]), real);
-                tile_b[i] = select(vec4<f32>(), vec4<f32>(kdout[e.x], kdout[e.y], kdout[e.z], kdout[e.w]), real);
-            }
-            if lid < n {
-                let r = (b * HEADS + h) * SEQ + t0 + lid;
-                row_a[lid] = klse[r];
-                row_b[lid] = kdelta[r];
+            for (var i = lid; i < padded(n) * D4; i += WG) {
+                let e = staged_entry(i, t0, n);
+                let x = q_rows4(b, e, h);
+                tile_a[i] = select(vec4<f32>(), vec4<f32>(kq[x.x], kq[x.y], kq[x.z], kq[x.w]), e.real);
+                tile_b[i] = select(vec4<f32>(), vec4<f32>(kdout[x.x], kdout[x.y], kdout[x.z], kdout[x.w]), e.real);
             }
             workgroupBarrier();
-            // Software-pipelined by one query: the pass over the row that computes query i's
-            // two dot products also adds query i - 1's terms (p, ds known by then), so each
-            // causal pair costs one loop over the row, not two. Every invocation walks the
-            // whole tile (uniform reads); queries before its key are masked.
-            var p_prev = 0.0;
-            var ds_prev = 0.0;
-            for (var i = 0u; i < n; i++) {
-                var qk4 = vec4<f32>();
-                var dv4 = vec4<f32>();
-                let prev = max(i, 1u) - 1u;
+            // Steps of 8 queries (uniform reads, each serving ROWS keys); queries before a
+            // key, and past the sequence, are masked.
+            for (var j = 0u; j < n; j += 8u) {
+                let lo = j / 4u;
+                // k . q and v . dout; then p = exp(s - lse) and ds = p (v . dout - delta).
+                var p_lo: array<vec4<f32>, MAX_ROWS>;
+                var p_hi: array<vec4<f32>, MAX_ROWS>;
+                var ds_lo: array<vec4<f32>, MAX_ROWS>;
+                var ds_hi: array<vec4<f32>, MAX_ROWS>;
                 for (var c = 0u; c < D4; c++) {
-                    qk4 += tile_a[i * D4 + c] * kreg[c];
-                    dv4 += tile_b[i * D4 + c] * vreg[c];
-                    acc_v[c] += p_prev * tile_b[prev * D4 + c];
-                    acc_k[c] += ds_prev * tile_a[prev * D4 + c];
+                    let q_lo = chunk_a(lo, c);
+                    let q_hi = chunk_a(lo + 1u, c);
+                    let d_lo = chunk_b(lo, c);
+                    let d_hi = chunk_b(lo + 1u, c);
+                    for (var r = 0u; r < ROWS; r++) {
+                        let k = kreg[r * D4 + c];
+                        let v = vreg[r * D4 + c];
+                        p_lo[r] += q_lo * k;
+                        p_hi[r] += q_hi * k;
+                        ds_lo[r] += d_lo * v;
+                        ds_hi[r] += d_hi * v;
+                    }
                 }
-                p_prev = select(0.0, exp(hsum(qk4) * scale() - row_a[i]), live && t0 + i >= s);
-                ds_prev = p_prev * (hsum(dv4) - row_b[i]);
-            }
-            for (var c = 0u; c < D4; c++) {
-                acc_v[c] += p_prev * tile_b[(n - 1u) * D4 + c];
-                acc_k[c] += ds_prev * tile_a[(n - 1u) * D4 + c];
+                let t_lo = vec4<u32>(t0 + j) + vec4<u32>(0u, 1u, 2u, 3u);
+                let t_hi = t_lo + vec4<u32>(4u);
+                let lse_lo = lse4_at(b, h, t0 + j);
+                let lse_hi = lse4_at(b, h, t0 + j + 4u);
+                let delta_lo = delta4_at(b, h, t0 + j);
+                let delta_hi = delta4_at(b, h, t0 + j + 4u);
+                for (var r = 0u; r < ROWS; r++) {
+                    let seen_lo = (t_lo >= vec4<u32>(key[r])) & (t_lo < vec4<u32>(SEQ)) & vec4<bool>(live[r]);
+                    let seen_hi = (t_hi >= vec4<u32>(key[r])) & (t_hi < vec4<u32>(SEQ)) & vec4<bool>(live[r]);
+                    p_lo[r] = select(vec4<f32>(), exp(p_lo[r] * scale() - lse_lo), seen_lo);
+                    p_hi[r] = select(vec4<f32>(), exp(p_hi[r] * scale() - lse_hi), seen_hi);
+                    ds_lo[r] = p_lo[r] * (ds_lo[r] - delta_lo);
+                    ds_hi[r] = p_hi[r] * (ds_hi[r] - delta_hi);
+                }
+                for (var c = 0u; c < D4; c++) {
+                    let q_lo = chunk_a(lo, c);
+                    let q_hi = chunk_a(lo + 1u, c);
+                    let d_lo = chunk_b(lo, c);
+                    let d_hi = chunk_b(lo + 1u, c);
+                    for (var r = 0u; r < ROWS; r++) {
+                        acc_v[r * D4 + c] += p_lo[r] * d_lo + p_hi[r] * d_hi;
+                        acc_k[r * D4 + c] += ds_lo[r] * q_lo + ds_hi[r] * q_hi;
+                    }
+                }
             }
             workgroupBarrier();
         }
     }
-    if live {
-        for (var d = 0u; d < HEAD_DIM; d++) {
-            dv[ko + d] += acc_v[d / 4u][d % 4u];
-            dk[ko + d] += scale() * acc_k[d / 4u][d % 4u];
+    for (var r = 0u; r < ROWS; r++) {
+        if live[r] {
+            let ko = kv_at(b, key[r], g);
+            for (var d = 0u; d < HEAD_DIM; d++) {
+                dv[ko + d] += acc_v[r * D4 + d / 4u][d % 4u];
+                dk[ko + d] += scale() * acc_k[r * D4 + d / 4u][d % 4u];
+            }
         }
     }
 }

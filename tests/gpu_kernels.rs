@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{check_gpu_vs_cpu, ids, random_inputs, uniform, Data};
+use common::{check_gpu_vs_cpu, check_gpu_vs_cpu_for, ids, random_inputs, uniform, Data};
 use wgolf::exec::cpu::CpuExecutor;
 use wgolf::exec::Executor;
 use wgolf::ops::adamw::AdamHyper;
@@ -22,7 +22,7 @@ use wgolf::ops::matmul::Layout;
 use wgolf::ops::rmsnorm::{rmsnorm_fwd, RMS_EPS};
 use wgolf::ops::rope::rope_table;
 use wgolf::plan::defs::*;
-use wgolf::plan::{Op, Phase};
+use wgolf::plan::{KernelTarget, Op, Phase};
 use wgolf::tolerance::{tolerance, Check};
 
 fn kernel_tol() -> wgolf::tolerance::Tolerance {
@@ -31,7 +31,17 @@ fn kernel_tol() -> wgolf::tolerance::Tolerance {
 
 /// Runs `op` on both executors from random inputs (seeded by `seed`) and compares.
 fn check_random(op: Op, seed: u64) {
-    check_gpu_vs_cpu(&op, &random_inputs(&op, seed), kernel_tol());
+    check_both_targets(&op, &random_inputs(&op, seed));
+}
+
+/// Checks `op` against its CPU reference with the kernel tuned for each adapter kind whose
+/// kernel differs (the matmul's tiles, the attention's rows per invocation), so the GPU
+/// variant is checked on lavapipe and the CPU variant on a GPU.
+fn check_both_targets(op: &Op, inputs: &[Data]) {
+    check_gpu_vs_cpu_for(op, inputs, kernel_tol(), KernelTarget::Gpu);
+    if op.kernel_for(KernelTarget::Cpu) != op.kernel_for(KernelTarget::Gpu) {
+        check_gpu_vs_cpu_for(op, inputs, kernel_tol(), KernelTarget::Cpu);
+    }
 }
 
 #[test]
@@ -111,20 +121,17 @@ fn attention_case(s: AttnShape, seed: u64) {
     attention_bwd_q(&mut dq0, &mut delta, &dout, &out, &q, &k, &v, &lse, s);
     let init = |seed, n| Data::F32(uniform(seed, n, -1.0, 1.0));
     let f = |v: &Vec<f32>| Data::F32(v.clone());
-    check_gpu_vs_cpu(
+    check_both_targets(
         &Op::AttentionFwd(AttentionFwd(s)),
         &[init(seed + 4, nq), init(seed + 5, nl), f(&q), f(&k), f(&v)],
-        kernel_tol(),
     );
-    check_gpu_vs_cpu(
+    check_both_targets(
         &Op::AttentionBwdQ(AttentionBwdQ(s)),
         &[init(seed + 6, nq), init(seed + 7, nl), f(&dout), f(&out), f(&q), f(&k), f(&v), f(&lse)],
-        kernel_tol(),
     );
-    check_gpu_vs_cpu(
+    check_both_targets(
         &Op::AttentionBwdKv(AttentionBwdKv(s)),
         &[init(seed + 8, nkv), init(seed + 9, nkv), f(&dout), f(&q), f(&k), f(&v), f(&lse), f(&delta)],
-        kernel_tol(),
     );
 }
 
@@ -137,12 +144,14 @@ fn attention_fwd_bwd_q_bwd_kv() {
         (1, 33, 4, 2, 8),
         (2, 33, 2, 2, 16),
         (1, 33, 4, 1, 6),
-        // Several key tiles (30 rows at head_dim 64, a partial last one), several query and
-        // key blocks, a group of 3 (21 queries per workgroup, one idle invocation), and the
-        // largest head_dim (15-row tiles).
+        // Several key tiles (32 rows at head_dim 64, a partial last one padded to a step of
+        // 8), several query and key blocks, a group of 3 (21 queries per workgroup on a GPU,
+        // 84 with the CPU's 4 rows per invocation; one idle invocation), the largest
+        // head_dim (16-row tiles), and several 256-key blocks of the CPU's bwd_kv.
         (2, 130, 4, 2, 64),
         (1, 70, 6, 2, 16),
         (1, 67, 2, 1, 128),
+        (1, 600, 2, 1, 32),
         // A long sequence at the record's head_dim: on lavapipe a kernel that loops more
         // than 65,535 times in one invocation silently stops writing (see attention.wgsl),
         // which the short cases above cannot show.

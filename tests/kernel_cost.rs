@@ -188,25 +188,27 @@ fn muon_normalization_stages() {
 #[test]
 fn attention_tiny() {
     // One sequence of 3, 2 query heads over 1 KV head, head_dim 4 (one vec4 per row); 6
-    // queries. One workgroup holds both heads (a group of 2, 32 queries per block) and stages
-    // keys 0..=2 once: K and V, 3 x 4 each, 24 loads; tiles are 480 / 1 -> 64 keys, one tile.
-    // All 64 invocations walk the 3 keys (masked past their query). Forward, per walked key:
-    // score (8) + vec4 sum (3) + scale + max, then subtract, exp, add and 4 multiply-adds: 24
-    // FLOPs; per invocation and tile the rescale (exp, subtract, l, 4 multiplies: 7). Per
-    // query: its q (4 loads), the end (log, add, 1 / l, 4 multiplies: 7); out (4) and lse
-    // stored.
+    // queries; the GPU kernel's 1 row per invocation. One workgroup holds both heads (a
+    // group of 2, 32 queries per block) and stages keys 0..=2 once, padded to a step of 8
+    // rows: K and V, 8 x 4 each, 64 loads; tiles are 512 / 1 -> 64 rows, one tile, one step.
+    // All 64 invocations walk the step (masked past their query). Forward, per row and step:
+    // the scores (two 4x4 matrix-vector products with their sums per vec4: 64), the softmax
+    // (43), the accumulation (rescale 4, two vector-matrix products 56, two adds 8: 68): 175.
+    // Per query: its q (4 loads), the end (log, add, 1 / l, 4 multiplies: 7); out (4) and
+    // lse stored.
     let s = AttnShape { batch: 1, seq: 3, heads: 2, kv_heads: 1, head_dim: 4 };
-    assert_eq!(AttentionFwd(s).cost(), elems(64 * (3 * 24 + 7) + 6 * 7, 3 * 8 + 6 * 4, 6 * 5));
-    // bwd_q: the same staged 24 loads. Per query: q, dout, out (12 loads), dout . out (8 + 3
+    assert_eq!(AttentionFwd(s).cost(), elems(64 * 175 + 6 * 7, 8 * 8 + 6 * 4, 6 * 5));
+    // bwd_q: the same staged 64 loads. Per query: q, dout, out (12 loads), dout . out (8 + 3
     // FLOPs), lse (1 load), delta stored, and dq += scale acc (4 loads, 4 stores, 8 FLOPs).
-    // Per walked key: two dots (16) and their sums (6), p (3) and ds (2), ds k (8): 35.
-    assert_eq!(AttentionBwdQ(s).cost(), elems(64 * 3 * 35 + 6 * 19, 3 * 8 + 6 * 17, 6 * 5));
+    // Per row and step: four matrix-vector products (128), p and ds (40), ds k (two
+    // vector-matrix products and two adds: 64): 232.
+    assert_eq!(AttentionBwdQ(s).cost(), elems(64 * 232 + 6 * 19, 8 * 8 + 6 * 17, 6 * 5));
     // bwd_kv: one workgroup of 64 keys (3 live). For each of the 2 heads it stages queries
-    // 0..=2: q and dout (8 loads per row) with lse and delta (2): 2 x 3 x 10. Per key: k and v
-    // (8 loads), dv += acc (4 loads, 4 stores, 4 FLOPs), dk += scale acc (4, 4, 8). Per
-    // invocation, head and walked query: two dots (16) and their sums (6), p (3) and ds (2),
-    // dv and dk accumulated (16): 43; per tile the last row's accumulations (16).
-    assert_eq!(AttentionBwdKv(s).cost(), elems(2 * 64 * (3 * 43 + 16) + 3 * 12, 2 * 3 * 10 + 3 * 16, 3 * 8));
+    // 0..=2 padded to 8 rows: q and dout (8 loads per row), and every invocation reads the
+    // step's lse and delta (16). Per key: k and v (8 loads), dv += acc (4 loads, 4 stores, 4
+    // FLOPs), dk += scale acc (4, 4, 8). Per invocation, head, row and step: four
+    // matrix-vector products (128), p and ds (40), the dv and dk accumulations (128): 296.
+    assert_eq!(AttentionBwdKv(s).cost(), elems(2 * 64 * 296 + 3 * 12, 2 * (8 * 8 + 64 * 16) + 3 * 16, 3 * 8));
     assert_eq!(cost::workgroups(&AttentionFwd(s).into()), 1);
 }
 

@@ -4,6 +4,7 @@
 //! to a GL software adapter with neither f16 nor subgroups. The device is created with the
 //! adapter's own limits (WebGPU's defaults cap storage bindings at 128 MiB and workgroups at
 //! 256 invocations) and with the optional features the adapter has that wgolf can use.
+use crate::plan::KernelTarget;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
@@ -253,6 +254,15 @@ impl GpuContext {
     /// The adapter's name.
     pub fn adapter_name(&self) -> &str {
         &self.report.info.name
+    }
+
+    /// The kind of adapter the portable kernels are tuned for: [`KernelTarget::Cpu`] for a
+    /// CPU adapter (lavapipe's llvmpipe), [`KernelTarget::Gpu`] for everything else.
+    pub fn kernel_target(&self) -> KernelTarget {
+        match self.report.info.device_type {
+            wgpu::DeviceType::Cpu => KernelTarget::Cpu,
+            _ => KernelTarget::Gpu,
+        }
     }
 }
 

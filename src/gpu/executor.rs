@@ -16,7 +16,7 @@
 use super::context::{GpuContext, GpuError};
 use super::registry::{Kernel, KernelRegistry};
 use crate::exec::{ExecError, Executor, HostData, PendingRead};
-use crate::plan::{KernelCall, Phase, Plan, Role, TensorId};
+use crate::plan::{KernelCall, KernelTarget, Phase, Plan, Role, TensorId};
 use std::sync::Arc;
 
 /// How long a read-back waits for its map callback once the device is idle.
@@ -51,6 +51,13 @@ impl GpuExecutor {
     /// The plan is checked against the adapter's binding limits and memory first, so an
     /// oversized config fails before anything is allocated.
     pub fn new(ctx: Arc<GpuContext>, plan: &Plan) -> Result<Self, GpuError> {
+        let target = ctx.kernel_target();
+        Self::with_target(ctx, plan, target)
+    }
+
+    /// [`new`](Self::new) with the kernels tuned for `target` rather than for this adapter's
+    /// kind (the kernel tests run both variants on one adapter).
+    pub fn with_target(ctx: Arc<GpuContext>, plan: &Plan, target: KernelTarget) -> Result<Self, GpuError> {
         let limits = ctx.device.limits();
         check_fits(plan, &limits, ctx.report.device_memory, ctx.adapter_name())?;
         let device = &ctx.device;
@@ -91,13 +98,14 @@ impl GpuExecutor {
                 message: format!("{err}; {}", memory_hint(plan)),
             });
         }
-        // A cooperative-matrix kernel replaces the portable one where the adapter has one.
+        // A cooperative-matrix kernel replaces the portable one where the adapter has one;
+        // the portable one is tuned for the adapter's kind.
         let calls: Vec<Vec<KernelCall>> = Phase::ALL
             .iter()
             .map(|&phase| {
                 plan.steps(phase)
                     .iter()
-                    .map(|step| super::coop::select(&ctx, &step.op).unwrap_or_else(|| step.op.kernel()))
+                    .map(|step| super::coop::select(&ctx, &step.op).unwrap_or_else(|| step.op.kernel_for(target)))
                     .collect()
             })
             .collect();

@@ -10,7 +10,7 @@ pub mod memory;
 pub mod op;
 
 pub use defs::*;
-pub use op::{Access, BindingSpec, Cost, DType, Domain, KernelCall, Op, OpDef, Param};
+pub use op::{Access, BindingSpec, Cost, DType, Domain, KernelCall, KernelTarget, Op, OpDef, Param};
 
 use std::collections::HashMap;
 

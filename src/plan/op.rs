@@ -352,6 +352,16 @@ impl<'a, R: Real> In<'a, R> {
 }
 
 /// The definition of one op: everything the plan, the executors and the tests need.
+/// The kind of adapter a kernel call is tuned for. A GPU has many multiprocessors, fast
+/// workgroup memory and registers that spill past a point; a CPU adapter (llvmpipe) has a few
+/// cores, runs each workgroup-memory read lane by lane, and has caches to hold large tiles and
+/// blocked rows. The plan is the same on both; only [`OpDef::kernel_for`] differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelTarget {
+    Gpu,
+    Cpu,
+}
+
 pub trait OpDef: Copy + std::fmt::Debug + PartialEq {
     /// The bindings in shader order (outputs first), with the element count of each.
     fn bindings(&self) -> Vec<BindingSpec>;
@@ -359,8 +369,16 @@ pub trait OpDef: Copy + std::fmt::Debug + PartialEq {
     fn check(&self) -> Result<(), String> {
         Ok(())
     }
-    /// The kernel that runs this op.
+    /// The kernel that runs this op on a GPU: the one the plan's accounting
+    /// ([`cost`](OpDef::cost), `wgolf info --kernels`) describes.
     fn kernel(&self) -> KernelCall;
+    /// The kernel for an adapter of kind `target`: the same computation with tiles or
+    /// register blocking tuned for it (no buffer changes size). [`kernel`](OpDef::kernel)
+    /// unless the op says otherwise.
+    fn kernel_for(&self, target: KernelTarget) -> KernelCall {
+        let _ = target;
+        self.kernel()
+    }
     /// What one dispatch of [`kernel`](OpDef::kernel) computes and moves, counted from the
     /// shader as written (the convention is [`Cost`]'s).
     fn cost(&self) -> Cost;
@@ -412,6 +430,12 @@ macro_rules! op_table {
             pub fn kernel(&self) -> KernelCall {
                 match self {
                     $(Op::$name(op) => op.kernel(),)*
+                }
+            }
+            /// See [`OpDef::kernel_for`].
+            pub fn kernel_for(&self, target: KernelTarget) -> KernelCall {
+                match self {
+                    $(Op::$name(op) => op.kernel_for(target),)*
                 }
             }
             /// See [`OpDef::cost`].

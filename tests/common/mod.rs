@@ -10,7 +10,7 @@ use wgolf::exec::cpu::CpuExecutor;
 use wgolf::exec::{Executor, HostData};
 use wgolf::gpu::{GpuContext, GpuExecutor};
 use wgolf::init::Rng;
-use wgolf::plan::{Access, Domain, KernelCall, Op, Phase, Plan};
+use wgolf::plan::{Access, Domain, KernelCall, KernelTarget, Op, Phase, Plan};
 use wgolf::tolerance::{first_mismatch, tolerance, Check, Tolerance};
 
 /// The GPU context of this test binary, made on first use. Without an adapter every GPU test
@@ -142,8 +142,13 @@ pub fn run_cpu(op: &Op, inputs: &[Data]) -> Vec<(usize, Vec<f32>)> {
 
 /// Runs `op` once on the GPU from `inputs`; returns its read-write bindings.
 pub fn run_gpu(op: &Op, inputs: &[Data]) -> Vec<(usize, Vec<f32>)> {
+    run_gpu_for(op, inputs, gpu().kernel_target())
+}
+
+/// [`run_gpu`] with the kernels tuned for `target` (either variant runs on any adapter).
+pub fn run_gpu_for(op: &Op, inputs: &[Data], target: KernelTarget) -> Vec<(usize, Vec<f32>)> {
     let plan = plan_of(op);
-    let mut ex = gpu_executor(&plan);
+    let mut ex = GpuExecutor::with_target(gpu(), &plan, target).unwrap_or_else(|e| panic!("GPU executor: {e}"));
     write_all(&mut ex, inputs);
     ex.run(Phase::Forward, 0..1).unwrap();
     read_outputs(&mut ex, op)
@@ -164,16 +169,21 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: Tolerance) {
     }
 }
 
-/// The kernel the GPU executor runs for `op` on this adapter: the portable one, or a
-/// replacement (the cooperative-matrix matmul on tensor-core GPUs).
+/// The kernel the GPU executor runs for `op` on this adapter: the portable one tuned for
+/// the adapter's kind, or a replacement (the cooperative-matrix matmul on tensor-core GPUs).
 pub fn gpu_call(op: &Op) -> KernelCall {
-    wgolf::gpu::coop::select(&gpu(), op).unwrap_or_else(|| op.kernel())
+    gpu_call_for(op, gpu().kernel_target())
+}
+
+/// [`gpu_call`] with the portable kernel tuned for `target`.
+pub fn gpu_call_for(op: &Op, target: KernelTarget) -> KernelCall {
+    wgolf::gpu::coop::select(&gpu(), op).unwrap_or_else(|| op.kernel_for(target))
 }
 
 /// The tolerance of a kernel check: `tol` for the portable f32 kernels, `Check::KernelF16`
 /// where the adapter runs a replacement kernel (f16 operands, f32 accumulation) instead.
 pub fn tolerance_for(op: &Op, tol: Tolerance) -> Tolerance {
-    if gpu_call(op) == op.kernel() {
+    if wgolf::gpu::coop::select(&gpu(), op).is_none() {
         tol
     } else {
         tolerance(Check::KernelF16)
@@ -184,9 +194,16 @@ pub fn tolerance_for(op: &Op, tol: Tolerance) -> Tolerance {
 /// every read-write binding agrees within `tol` (see [`tolerance_for`]). The message names
 /// the kernel that ran (shader and label), the binding, the element and both values.
 pub fn check_gpu_vs_cpu(op: &Op, inputs: &[Data], tol: Tolerance) {
+    check_gpu_vs_cpu_for(op, inputs, tol, gpu().kernel_target())
+}
+
+/// [`check_gpu_vs_cpu`] with the portable kernel tuned for `target`: the kernel tests run
+/// both variants ([`KernelTarget::Gpu`] and [`KernelTarget::Cpu`]) on whatever adapter
+/// they have, so the one a GPU runs is checked on lavapipe too.
+pub fn check_gpu_vs_cpu_for(op: &Op, inputs: &[Data], tol: Tolerance, target: KernelTarget) {
     let want = run_cpu(op, inputs);
-    let got = run_gpu(op, inputs);
-    let call = gpu_call(op);
+    let got = run_gpu_for(op, inputs, target);
+    let call = gpu_call_for(op, target);
     let tol = tolerance_for(op, tol);
     for ((b, g), (_, w)) in got.iter().zip(&want) {
         let what = format!("{}.wgsl {} binding {b} (gpu vs cpu)", call.shader, call.label());

@@ -1,7 +1,7 @@
 //! Causal grouped-query attention (`shaders/attention.wgsl`, `ops::attention`).
 use crate::ops::attention::{self, AttnShape};
 use crate::ops::Real;
-use crate::plan::op::{grid_1d, n64, BindingSpec, Cost, In, KernelCall, OpDef};
+use crate::plan::op::{grid_1d, n64, BindingSpec, Cost, In, KernelCall, KernelTarget, OpDef};
 
 /// `[out, lse | q, k, v]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -30,30 +30,47 @@ fn counts(s: AttnShape) -> (u64, u64, u64) {
 /// The kernels' invocations per workgroup (`WG` in the shader).
 const WG: usize = 64;
 /// The vec4s of one staged matrix in workgroup memory (`TILE_VEC4` in the shader).
-const TILE_VEC4: usize = 480;
+const TILE_VEC4: usize = 512;
+/// A tile is walked in steps of this many rows (two chunks of 4).
+const STEP: usize = 8;
 
 /// The query heads that share a KV head.
 fn group(s: AttnShape) -> usize {
     s.heads / s.kv_heads
 }
 
-/// Queries per forward / bwd_q workgroup: the group's heads fill its 64 invocations.
-fn q_block(s: AttnShape) -> usize {
-    (WG / group(s)).max(1)
+/// Rows (queries in the forward and bwd_q, keys in bwd_kv) per invocation: 1 on a GPU,
+/// where one head row and its accumulator already take about 128 registers at head_dim 64;
+/// 4 on a CPU adapter, where llvmpipe runs every workgroup-memory read lane by lane (about
+/// 40 instructions per lane and vec4), so each read is made to serve 4 rows. Measured on
+/// lavapipe in docs/perf.md (8 rows were no faster than 4).
+fn rows(target: KernelTarget) -> usize {
+    match target {
+        KernelTarget::Gpu => 1,
+        KernelTarget::Cpu => 4,
+    }
 }
 
-/// Rows (keys, or queries in bwd_kv) per tile staged in workgroup memory.
+/// Queries per forward / bwd_q workgroup: the group's heads fill its 64 invocations, each
+/// with `rows` queries.
+fn q_block(s: AttnShape, rows: usize) -> usize {
+    (WG / group(s)).max(1) * rows
+}
+
+/// Rows (keys, or queries in bwd_kv) per tile staged in workgroup memory: a multiple of the
+/// step.
 fn tile(s: AttnShape) -> usize {
-    (TILE_VEC4 / s.head_dim.div_ceil(4).max(1)).clamp(1, WG)
+    (TILE_VEC4 / s.head_dim.div_ceil(4).max(1) / STEP * STEP).clamp(STEP, WG)
 }
 
-/// Per block of one sequence (of `block` queries, or keys in bwd_kv): the rows its workgroup
-/// stages and every invocation walks, keys `0..=last` of each query block (forward, bwd_q) or
-/// queries `first..seq` of each key block (bwd_kv), and the tiles they make.
-fn block_rows(s: AttnShape, block: usize, causal_prefix: bool) -> Vec<(u64, u64)> {
+/// Rows one block walks, staged tiles padded to whole steps: for each block of one sequence
+/// (of `block` queries, or keys in bwd_kv), keys `0..=last` of each query block (forward,
+/// bwd_q) or queries `first..seq` of each key block (bwd_kv).
+fn walked_rows(s: AttnShape, block: usize, causal_prefix: bool) -> Vec<u64> {
+    let t = tile(s);
     (0..s.seq.div_ceil(block))
         .map(|i| if causal_prefix { ((i + 1) * block).min(s.seq) } else { s.seq - i * block })
-        .map(|rows| (n64(rows), n64(rows.div_ceil(tile(s)))))
+        .map(|rows| n64(rows / t * t + (rows % t).next_multiple_of(STEP)))
         .collect()
 }
 
@@ -70,22 +87,28 @@ fn check(s: AttnShape) -> Result<(), String> {
     Ok(())
 }
 
-fn call(entry: &'static str, s: AttnShape, workgroups: usize) -> KernelCall {
+fn call(entry: &'static str, s: AttnShape, rows: usize, workgroups: usize) -> KernelCall {
     let consts = vec![
         ("BATCH", s.batch as f64),
         ("SEQ", s.seq as f64),
         ("HEADS", s.heads as f64),
         ("KV_HEADS", s.kv_heads as f64),
         ("HEAD_DIM", s.head_dim as f64),
-        ("Q_BLOCK", q_block(s) as f64),
+        ("ROWS", rows as f64),
+        ("Q_BLOCK", q_block(s, rows) as f64),
         ("TILE", tile(s) as f64),
     ];
     KernelCall::new("attention", entry, consts, grid_1d(workgroups * WG))
 }
 
 /// Workgroups of the forward and bwd_q: one per (b, KV head, query block).
-fn query_workgroups(s: AttnShape) -> usize {
-    s.batch * s.kv_heads * s.seq.div_ceil(q_block(s))
+fn query_workgroups(s: AttnShape, rows: usize) -> usize {
+    s.batch * s.kv_heads * s.seq.div_ceil(q_block(s, rows))
+}
+
+/// Workgroups of bwd_kv: one per (b, KV head, block of 64 `rows` keys).
+fn key_workgroups(s: AttnShape, rows: usize) -> usize {
+    s.batch * s.kv_heads * s.seq.div_ceil(WG * rows)
 }
 
 /// Two sequences of 5, 4 query heads over 2 KV heads.
@@ -101,26 +124,32 @@ impl OpDef for AttentionFwd {
         check(self.0)
     }
     fn kernel(&self) -> KernelCall {
-        call("attention_fwd", self.0, query_workgroups(self.0))
+        self.kernel_for(KernelTarget::Gpu)
+    }
+    fn kernel_for(&self, target: KernelTarget) -> KernelCall {
+        let r = rows(target);
+        call("attention_fwd", self.0, r, query_workgroups(self.0, r))
     }
     /// Counted with P = D rounded up to a multiple of 4 (rows are vec4s; the padding lanes
-    /// re-read the row's last element and are zeroed). Each workgroup stages K and V of keys
-    /// `0..=last` of its block (2P loads per key) and each query loads its q (P). Every one of
-    /// the 64 invocations walks every staged key (masked past its query): the score (2P, the
-    /// vec4 sum 3, the scale and the running max 2), then exp(score - max), the sum and the v
-    /// accumulation (2P + 3): 4P + 8. Per invocation and tile: the rescale by exp(m_old -
-    /// m_new) of the sum and the accumulator (P + 3). Per query: lse = m + log l, 1 / l and
-    /// out = acc / l (D + 3 FLOPs, D + 1 stores).
+    /// re-read the row's last element and are zeroed) and R = 1 row per invocation (the GPU
+    /// kernel). Each workgroup stages K and V of keys `0..=last` of its block, padded to
+    /// whole steps of 8 (2P loads per row), and each query loads its q (P). Every one of the
+    /// 64 invocations walks every step (masked past its queries), per row: the scores, two
+    /// 4x4 matrix-vector products per vec4 of the row (32 FLOPs each with the sum: 16P); the
+    /// softmax (scale 8, max 8, the correction's subtract and exp 2, subtract and exp 16, the
+    /// sum 9: 43); the accumulation, per vec4 the rescale (4), two vector-matrix products (56)
+    /// and two adds (8): 17P. Per query: lse = m + log l, 1 / l and out = acc / l (D + 3
+    /// FLOPs, D + 1 stores).
     fn cost(&self) -> Cost {
         let s = self.0;
         let (queries, d, p) = counts(s);
+        let r = rows(KernelTarget::Gpu);
         let per_seq = n64(s.batch * s.kv_heads);
-        let blocks = block_rows(s, q_block(s), true);
-        let walked: u64 = blocks.iter().map(|&(rows, tiles)| rows * (4 * p + 8) + tiles * (p + 3)).sum();
-        let staged: u64 = blocks.iter().map(|&(rows, _)| rows).sum();
+        let walked: u64 = walked_rows(s, q_block(s, r), true).iter().sum();
+        let steps = walked / n64(STEP);
         Cost::elems(
-            per_seq * n64(WG) * walked + queries * (d + 3),
-            per_seq * staged * 2 * p + queries * p,
+            per_seq * n64(WG * r) * steps * (33 * p + 43) + queries * (d + 3),
+            per_seq * walked * 2 * p + queries * p,
             queries * (d + 1),
         )
     }
@@ -143,22 +172,29 @@ impl OpDef for AttentionBwdQ {
         check(self.0)
     }
     fn kernel(&self) -> KernelCall {
-        call("attention_bwd_q", self.0, query_workgroups(self.0))
+        self.kernel_for(KernelTarget::Gpu)
     }
-    /// With P as in the forward. Each workgroup stages K and V of keys `0..=last` of its
-    /// block (2P loads per key). Per query: q, dout and out (3P loads), delta = dout . out
-    /// (2P + 3 FLOPs, 1 store), lse (1 load), and at the end dq += scale acc (D loads, D
-    /// stores, 2D FLOPs). Every invocation walks every staged key (masked past its query):
-    /// q . k and dout . v (4P, the vec4 sums 6), p (3) and ds (2), and the accumulation of
-    /// ds k (2P): 6P + 11.
+    fn kernel_for(&self, target: KernelTarget) -> KernelCall {
+        let r = rows(target);
+        call("attention_bwd_q", self.0, r, query_workgroups(self.0, r))
+    }
+    /// With P and R as in the forward. Each workgroup stages K and V of keys `0..=last` of
+    /// its block, padded to whole steps (2P loads per row). Per query: q, dout and out (3P
+    /// loads), delta = dout . out (2P + 3 FLOPs, 1 store), lse (1 load), and at the end dq +=
+    /// scale acc (D loads, D stores, 2D FLOPs). Every invocation walks every step, per row:
+    /// q . k and dout . v, four matrix-vector products per vec4 (32P); p and ds (scale,
+    /// subtract, exp, subtract, multiply on 8 keys: 40); the accumulation of ds k, two
+    /// vector-matrix products and two adds per vec4 (16P): 48P + 40.
     fn cost(&self) -> Cost {
         let s = self.0;
         let (queries, d, p) = counts(s);
+        let r = rows(KernelTarget::Gpu);
         let per_seq = n64(s.batch * s.kv_heads);
-        let staged: u64 = block_rows(s, q_block(s), true).iter().map(|&(rows, _)| rows).sum();
+        let walked: u64 = walked_rows(s, q_block(s, r), true).iter().sum();
+        let steps = walked / n64(STEP);
         Cost::elems(
-            per_seq * n64(WG) * staged * (6 * p + 11) + queries * (2 * p + 3 + 2 * d),
-            per_seq * staged * 2 * p + queries * (3 * p + 1 + d),
+            per_seq * n64(WG * r) * steps * (48 * p + 40) + queries * (2 * p + 3 + 2 * d),
+            per_seq * walked * 2 * p + queries * (3 * p + 1 + d),
             queries * (d + 1),
         )
     }
@@ -182,27 +218,32 @@ impl OpDef for AttentionBwdKv {
         check(self.0)
     }
     fn kernel(&self) -> KernelCall {
-        let s = self.0;
-        call("attention_bwd_kv", s, s.batch * s.kv_heads * s.seq.div_ceil(WG))
+        self.kernel_for(KernelTarget::Gpu)
     }
-    /// With P as in the forward. One workgroup per (b, g, block of 64 keys); each key loads
-    /// its k and v (2P). For each head of the group the workgroup stages q and dout (2P loads
-    /// per query row) and lse and delta (2) of the queries from the block's first key to the
-    /// end, and every invocation walks them all (masked before its key): q . k and dout . v
-    /// (4P, the vec4 sums 6), p (3) and ds (2), and the dv and dk accumulations (4P): 8P + 11;
-    /// per tile the pipelined last row's accumulations (4P). Per key: dv += acc_v (D loads, D
-    /// stores, D FLOPs) and dk += scale acc_k (D, D, 2D).
+    fn kernel_for(&self, target: KernelTarget) -> KernelCall {
+        let r = rows(target);
+        call("attention_bwd_kv", self.0, r, key_workgroups(self.0, r))
+    }
+    /// With P and R as in the forward. One workgroup per (b, g, block of 64 R keys); each key
+    /// loads its k and v (2P). For each head of the group the workgroup stages q and dout of
+    /// the queries from the block's first key to the end, padded to whole steps (2P loads
+    /// per row), and every invocation walks every step (masked before its keys), per row:
+    /// k . q and v . dout, four matrix-vector products per vec4 (32P); the step's lse and
+    /// delta (16 loads per invocation), p and ds (40); the dv and dk accumulations, four
+    /// vector-matrix products and four adds per vec4 (32P): 64P + 40. Per key: dv += acc_v
+    /// (D loads, D stores, D FLOPs) and dk += scale acc_k (D, D, 2D).
     fn cost(&self) -> Cost {
         let s = self.0;
         let (_, d, p) = counts(s);
+        let r = rows(KernelTarget::Gpu);
         let keys = n64(s.batch * s.kv_heads * s.seq);
         let per_seq = n64(s.batch * s.heads);
-        let blocks = block_rows(s, WG, false);
-        let walked: u64 = blocks.iter().map(|&(rows, tiles)| rows * (8 * p + 11) + tiles * 4 * p).sum();
-        let staged: u64 = blocks.iter().map(|&(rows, _)| rows).sum();
+        let walked: u64 = walked_rows(s, WG * r, false).iter().sum();
+        let steps = walked / n64(STEP);
+        let invocations = n64(WG * r);
         Cost::elems(
-            per_seq * n64(WG) * walked + keys * 3 * d,
-            per_seq * staged * (2 * p + 2) + keys * (2 * p + 2 * d),
+            per_seq * invocations * steps * (64 * p + 40) + keys * 3 * d,
+            per_seq * (walked * 2 * p + n64(WG) * steps * 16) + keys * (2 * p + 2 * d),
             keys * 2 * d,
         )
     }
