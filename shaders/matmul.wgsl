@@ -13,18 +13,20 @@
 //   [BATCH, SPLITS, M, N], slice (z, s) = the sum over k in [s K_SPLIT, min(K, (s+1) K_SPLIT))
 //   in order (called with ACCUMULATE = false, ALPHA = 1); matmul_split_sum.wgsl adds the
 //   slices in split order.
-// dispatch: workgroups of WG_N x WG_M invocations, each computing a 4x4 block of c held in
-//   registers, so one workgroup covers a BM x BN = 4 WG_M x 4 WG_N tile:
+// dispatch: workgroups of WG_N x WG_M invocations, each computing a 4 SUB x 4 SUB block of c
+//   held in registers (SUB = 1 on GPUs; 2 on CPU adapters, where each workgroup-memory read
+//   runs lane by lane and so should serve more multiply-adds), so one workgroup covers a
+//   BM x BN = 4 SUB WG_M x 4 SUB WG_N tile:
 //   grid (ceil(N/BN), ceil(M/BM), BATCH * SPLITS), z = batch index * SPLITS + split.
 //   Per BK-deep slice of k, the workgroup stages op(a)'s BM x BK and op(b)'s BK x BN block in
 //   workgroup memory (each element loaded from memory once per workgroup tile, consecutive
 //   invocations reading consecutive addresses in either layout), then every invocation runs
-//   BK steps of one vec4 of a and one vec4 of b from workgroup memory and 16 multiply-adds.
+//   BK steps of SUB vec4s of a and SUB of b from workgroup memory and 16 SUB^2 multiply-adds.
 //   Loads clamp their indices into the matrices (so every load is in range and issued); k
 //   beyond the split's range contributes zero; rows and columns beyond M, N are computed
 //   from clamped values and never stored.
 //   Tile sizes come from the override constants; src/plan/defs/matmul.rs picks them per shape
-//   (`tile_edge`) and sets SPLITS / K_SPLIT (`split_k`). The per-invocation loops run
+//   (`tile_edge`; `tiling_for` on CPU adapters) and sets SPLITS / K_SPLIT (`split_k`). The per-invocation loops run
 //   about (A_PER + B_PER + BK) times per slice: split-K also keeps them under llvmpipe's
 //   65,535-iteration limit.
 // CPU reference: src/ops/matmul.rs (matmul, matmul_batched, matmul_partial).
@@ -39,14 +41,16 @@ override BATCH: u32 = 1u;
 override ALPHA: f32 = 1.0;
 override SPLITS: u32 = 1u;
 override K_SPLIT: u32 = K;
-// Invocations per workgroup along M and N, and the slice depth. 4 BK must be a multiple of
-// WG_M and of WG_N (each invocation stages a whole number of elements).
+// Invocations per workgroup along M and N, and the slice depth. SUB BK must be a multiple of
+// WG_M and of WG_N (each invocation stages a whole number of vec4s of each operand).
 override WG_M: u32 = 8u;
 override WG_N: u32 = 8u;
 override BK: u32 = 16u;
+// Register blocking: each invocation computes a 4 SUB x 4 SUB block of c (SUB = 1 or 2).
+override SUB: u32 = 1u;
 
-override BM: u32 = 4u * WG_M;
-override BN: u32 = 4u * WG_N;
+override BM: u32 = 4u * SUB * WG_M;
+override BN: u32 = 4u * SUB * WG_N;
 override THREADS: u32 = WG_M * WG_N;
 override A_PER: u32 = BM * BK / THREADS;
 override B_PER: u32 = BN * BK / THREADS;
@@ -55,10 +59,11 @@ override B_PER: u32 = BN * BK / THREADS;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 
-// Staged slices, k-major: tile_a[p * WG_M + r] holds op(a) rows 4r..4r+3 of the tile at k p,
-// tile_b[p * WG_N + q] op(b) columns 4q..4q+3; so each step reads one vec4 of each.
-var<workgroup> tile_a: array<vec4<f32>, BK * WG_M>;
-var<workgroup> tile_b: array<vec4<f32>, BK * WG_N>;
+// Staged slices, k-major: tile_a[p * WG_M SUB + r] holds op(a) rows 4r..4r+3 of the tile at
+// k p, tile_b[p * WG_N SUB + q] op(b) columns 4q..4q+3; so each step reads SUB vec4s of each.
+var<workgroup> tile_a: array<vec4<f32>, BK * WG_M * SUB>;
+var<workgroup> tile_b: array<vec4<f32>, BK * WG_N * SUB>;
+const MAX_SUB: u32 = 2u;
 
 @compute @workgroup_size(WG_N, WG_M)
 fn matmul(
@@ -73,59 +78,72 @@ fn matmul(
     let k_end = min(K, k_begin + K_SPLIT);
     let a0 = mat * M * K;
     let b0 = mat * K * N;
-    var acc: array<vec4<f32>, 4>;
+    // acc[(sa 4 + i) MAX_SUB + sb]: row 4 sa + i of the invocation's block, columns
+    // 4 sb .. 4 sb + 3.
+    var acc: array<vec4<f32>, 16>;
     let slices = (k_end - k_begin + BK - 1u) / BK;
     for (var s = 0u; s < slices; s++) {
         let kb = k_begin + s * BK;
-        // Element e of each block: consecutive e are consecutive in memory (along the tile's
-        // rows when TRANS_A, along k otherwise; likewise for b), so the loads coalesce.
-        for (var r = 0u; r < A_PER; r++) {
-            let e = li + r * THREADS;
-            let i = select(e / BK, e % BM, TRANS_A);
-            let p = select(e % BK, e / BM, TRANS_A);
-            let row = min(tile_row + i, M - 1u);
+        // Group g of each block is one staged vec4: four rows (columns of b) at one k.
+        // Consecutive g step along the block's rows when TRANS_A, along k otherwise (likewise
+        // for b), which is contiguous in memory, so the loads coalesce; each group is one
+        // store to workgroup memory.
+        for (var r = 0u; r < A_PER / 4u; r++) {
+            let g = li + r * THREADS;
+            let q = select(g / BK, g % (BM / 4u), TRANS_A);
+            let p = select(g % BK, g / (BM / 4u), TRANS_A);
+            let rows = min(vec4<u32>(tile_row + 4u * q) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(M - 1u));
             let kk = kb + p;
             let kc = min(kk, K - 1u);
-            let v = a[a0 + select(row * K + kc, kc * M + row, TRANS_A)];
-            tile_a[p * WG_M + i / 4u][i % 4u] = select(0.0, v, kk < k_end);
+            let x = vec4<u32>(a0) + select(rows * K + vec4<u32>(kc), vec4<u32>(kc * M) + rows, TRANS_A);
+            tile_a[p * WG_M * SUB + q] = select(vec4<f32>(), vec4<f32>(a[x.x], a[x.y], a[x.z], a[x.w]), kk < k_end);
         }
-        for (var r = 0u; r < B_PER; r++) {
-            let e = li + r * THREADS;
-            let j = select(e % BN, e / BK, TRANS_B);
-            let p = select(e / BN, e % BK, TRANS_B);
-            let col = min(tile_col + j, N - 1u);
+        for (var r = 0u; r < B_PER / 4u; r++) {
+            let g = li + r * THREADS;
+            let q = select(g % (BN / 4u), g / BK, TRANS_B);
+            let p = select(g / (BN / 4u), g % BK, TRANS_B);
+            let cols = min(vec4<u32>(tile_col + 4u * q) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(N - 1u));
             let kk = kb + p;
             let kc = min(kk, K - 1u);
-            let v = b[b0 + select(kc * N + col, col * K + kc, TRANS_B)];
-            tile_b[p * WG_N + j / 4u][j % 4u] = select(0.0, v, kk < k_end);
+            let x = vec4<u32>(b0) + select(vec4<u32>(kc * N) + cols, cols * K + vec4<u32>(kc), TRANS_B);
+            tile_b[p * WG_N * SUB + q] = select(vec4<f32>(), vec4<f32>(b[x.x], b[x.y], b[x.z], b[x.w]), kk < k_end);
         }
         workgroupBarrier();
         for (var p = 0u; p < BK; p++) {
-            let av = tile_a[p * WG_M + lid.y];
-            let bv = tile_b[p * WG_N + lid.x];
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
+            var av: array<vec4<f32>, MAX_SUB>;
+            var bv: array<vec4<f32>, MAX_SUB>;
+            for (var q = 0u; q < SUB; q++) {
+                av[q] = tile_a[(p * WG_M + lid.y) * SUB + q];
+                bv[q] = tile_b[(p * WG_N + lid.x) * SUB + q];
+            }
+            for (var sa = 0u; sa < SUB; sa++) {
+                for (var sb = 0u; sb < SUB; sb++) {
+                    acc[(sa * 4u) * MAX_SUB + sb] += av[sa].x * bv[sb];
+                    acc[(sa * 4u + 1u) * MAX_SUB + sb] += av[sa].y * bv[sb];
+                    acc[(sa * 4u + 2u) * MAX_SUB + sb] += av[sa].z * bv[sb];
+                    acc[(sa * 4u + 3u) * MAX_SUB + sb] += av[sa].w * bv[sb];
+                }
+            }
         }
         workgroupBarrier();
     }
-    let row0 = tile_row + lid.y * 4u;
-    let col0 = tile_col + lid.x * 4u;
+    let row0 = tile_row + lid.y * 4u * SUB;
+    let col0 = tile_col + lid.x * 4u * SUB;
     let c0 = wg.z * M * N;
-    for (var i = 0u; i < 4u; i++) {
+    for (var i = 0u; i < 4u * SUB; i++) {
         let row = row0 + i;
         if row >= M {
             break;
         }
-        for (var j = 0u; j < 4u; j++) {
+        for (var j = 0u; j < 4u * SUB; j++) {
             let col = col0 + j;
             if col < N {
                 let dst = c0 + row * N + col;
+                let v = acc[i * MAX_SUB + j / 4u][j % 4u];
                 if ACCUMULATE {
-                    c[dst] += ALPHA * acc[i][j];
+                    c[dst] += ALPHA * v;
                 } else {
-                    c[dst] = ALPHA * acc[i][j];
+                    c[dst] = ALPHA * v;
                 }
             }
         }

@@ -11,7 +11,8 @@ use crate::ops::matmul::{self, Layout};
 use crate::ops::Real;
 use crate::plan::cost::{is_negligible, LARGE_GPU_SMS};
 use crate::plan::op::{
-    check_grid_dim, flag, grid_1d, n64, uconst as u, BindingSpec, Cost, In, KernelCall, OpDef, MAX_GRID_DIM,
+    check_grid_dim, flag, grid_1d, n64, uconst as u, BindingSpec, Cost, In, KernelCall, KernelTarget, OpDef,
+    MAX_GRID_DIM,
 };
 use crate::plan::{Phase, PlanBuilder, PlanError, TensorId};
 
@@ -111,6 +112,43 @@ pub fn tile_edge(batch: usize, m: usize, n: usize, k: usize) -> u32 {
     [16u32, 8].into_iter().find(|&e| tiles(batch, m, n, e) * max_splits >= TARGET_WORKGROUPS).unwrap_or(4)
 }
 
+/// The workgroup edge and register block (`SUB`: each invocation computes 4 SUB x 4 SUB
+/// outputs) for an adapter of kind `target`: [`tile_edge`] and 1 on a GPU. A CPU adapter has
+/// a few cores, not a hundred SMs, so it takes 8 x 8 blocks (SUB 2) and the largest tile that
+/// the output's smaller side fills: each staged value read then serves the most
+/// multiply-adds, which is what counts where llvmpipe runs a workgroup-memory read lane by
+/// lane (docs/perf.md has the lavapipe figures).
+fn tiling_for(target: KernelTarget, batch: usize, m: usize, n: usize, k: usize) -> (u32, u32) {
+    match target {
+        KernelTarget::Gpu => (tile_edge(batch, m, n, k), 1),
+        KernelTarget::Cpu => {
+            let side = m.min(n);
+            let sub = if side >= 32 { 2 } else { 1 };
+            let edge = [16u32, 8].into_iter().find(|&e| (4 * e * sub) as usize <= side).unwrap_or(4);
+            (edge, sub)
+        }
+    }
+}
+
+/// The constants and grid of a `matmul.wgsl` call tiled for `target` (`SUB` is set only
+/// where it is not the shader's default 1, so the GPU calls are as before).
+fn tiled(
+    target: KernelTarget,
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    z: usize,
+    base: impl Fn(u32) -> Vec<(&'static str, f64)>,
+) -> (Vec<(&'static str, f64)>, [u32; 3]) {
+    let (edge, sub) = tiling_for(target, batch, m, n, k);
+    let mut consts = base(edge);
+    if sub != 1 {
+        consts.push(("SUB", f64::from(sub)));
+    }
+    (consts, grid(m, n, z, edge * sub))
+}
+
 /// Output tiles of `batch` `m x n` products with workgroup edge `e` (tiles of `4e x 4e`).
 fn tiles(batch: usize, m: usize, n: usize, e: u32) -> u64 {
     let t = 4 * e as usize;
@@ -203,9 +241,12 @@ impl OpDef for Matmul {
     }
     /// The portable f32 kernel: `a_prescale_exp` does not apply (f32 keeps the gradients).
     fn kernel(&self) -> KernelCall {
+        self.kernel_for(KernelTarget::Gpu)
+    }
+    fn kernel_for(&self, target: KernelTarget) -> KernelCall {
         let Self { m, n, k, layout, accumulate, .. } = *self;
-        let e = tile_edge(1, m, n, k);
-        KernelCall::new("matmul", "matmul", matmul_consts(m, n, k, layout, accumulate, e), grid(m, n, 1, e))
+        let (consts, grid) = tiled(target, 1, m, n, k, 1, |e| matmul_consts(m, n, k, layout, accumulate, e));
+        KernelCall::new("matmul", "matmul", consts, grid)
     }
     /// The portable kernel's cost (see [`matmul_cost`]), also where `gpu::coop` runs the
     /// cooperative-matrix kernel instead.
@@ -242,11 +283,14 @@ impl OpDef for BatchedMatmul {
         Ok(())
     }
     fn kernel(&self) -> KernelCall {
+        self.kernel_for(KernelTarget::Gpu)
+    }
+    fn kernel_for(&self, target: KernelTarget) -> KernelCall {
         let Self { batch, m, n, k, layout, alpha, accumulate } = *self;
-        let e = tile_edge(batch, m, n, k);
-        let consts =
-            [matmul_consts(m, n, k, layout, accumulate, e), vec![("BATCH", u(batch)), ("ALPHA", alpha)]].concat();
-        KernelCall::new("matmul", "matmul", consts, grid(m, n, batch, e))
+        let (consts, grid) = tiled(target, batch, m, n, k, batch, |e| {
+            [matmul_consts(m, n, k, layout, accumulate, e), vec![("BATCH", u(batch)), ("ALPHA", alpha)]].concat()
+        });
+        KernelCall::new("matmul", "matmul", consts, grid)
     }
     /// See [`matmul_cost`].
     fn cost(&self) -> Cost {
@@ -292,12 +336,16 @@ impl OpDef for MatmulPartial {
         check_grid_dim("split matmul batch x splits", self.batch * self.splits())
     }
     fn kernel(&self) -> KernelCall {
+        self.kernel_for(KernelTarget::Gpu)
+    }
+    fn kernel_for(&self, target: KernelTarget) -> KernelCall {
         let Self { batch, m, n, k, k_split, layout, .. } = *self;
-        let e = tile_edge(batch, m, n, k);
         let splits = self.splits();
         let extra = vec![("BATCH", u(batch)), ("SPLITS", u(splits)), ("K_SPLIT", u(k_split))];
-        let consts = [matmul_consts(m, n, k, layout, false, e), extra].concat();
-        KernelCall::new("matmul", "matmul", consts, grid(m, n, batch * splits, e))
+        let (consts, grid) = tiled(target, batch, m, n, k, batch * splits, |e| {
+            [matmul_consts(m, n, k, layout, false, e), extra.clone()].concat()
+        });
+        KernelCall::new("matmul", "matmul", consts, grid)
     }
     /// See [`matmul_cost`]: the product's loads and multiply-adds, and one store (and the
     /// scale by ALPHA = 1, as written) per output of each split.
