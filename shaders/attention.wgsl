@@ -200,6 +200,40 @@ fn chunk_b(chunk: u32, c: u32) -> mat4x4<f32> {
     return mat4x4<f32>(tile_b[e], tile_b[e + 1u], tile_b[e + 2u], tile_b[e + 3u]);
 }
 
+// A step's dot products for every row of an invocation: a_lo / a_hi[r] are the products of
+// staged chunks lo and lo + 1 of tile_a with row r of `a_rows`, b_lo / b_hi[r] those of
+// tile_b with `b_rows` (bwd_q: keys and values against q and dout; bwd_kv: queries and
+// dout against k and v).
+struct StepDots {
+    a_lo: array<vec4<f32>, MAX_ROWS>,
+    a_hi: array<vec4<f32>, MAX_ROWS>,
+    b_lo: array<vec4<f32>, MAX_ROWS>,
+    b_hi: array<vec4<f32>, MAX_ROWS>,
+}
+
+fn step_dots(
+    lo: u32,
+    a_rows: ptr<function, array<vec4<f32>, MAX_RD4>>,
+    b_rows: ptr<function, array<vec4<f32>, MAX_RD4>>,
+) -> StepDots {
+    var dots: StepDots;
+    for (var c = 0u; c < D4; c++) {
+        let a_lo = chunk_a(lo, c);
+        let a_hi = chunk_a(lo + 1u, c);
+        let b_lo = chunk_b(lo, c);
+        let b_hi = chunk_b(lo + 1u, c);
+        for (var r = 0u; r < ROWS; r++) {
+            let x = (*a_rows)[r * D4 + c];
+            let y = (*b_rows)[r * D4 + c];
+            dots.a_lo[r] += a_lo * x;
+            dots.a_hi[r] += a_hi * x;
+            dots.b_lo[r] += b_lo * y;
+            dots.b_hi[r] += b_hi * y;
+        }
+    }
+    return dots;
+}
+
 // ---- forward ----
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read_write> lse: array<f32>;
@@ -355,29 +389,14 @@ fn attention_bwd_q(
         for (var j = 0u; j < n; j += 8u) {
             let lo = j / 4u;
             // q . k and dout . v; then ds = p (dout . v - delta), p = exp(s - lse).
+            let dots = step_dots(lo, &qreg, &doreg);
             var ds_lo: array<vec4<f32>, MAX_ROWS>;
             var ds_hi: array<vec4<f32>, MAX_ROWS>;
-            var dv_lo: array<vec4<f32>, MAX_ROWS>;
-            var dv_hi: array<vec4<f32>, MAX_ROWS>;
-            for (var c = 0u; c < D4; c++) {
-                let k_lo = chunk_a(lo, c);
-                let k_hi = chunk_a(lo + 1u, c);
-                let v_lo = chunk_b(lo, c);
-                let v_hi = chunk_b(lo + 1u, c);
-                for (var r = 0u; r < ROWS; r++) {
-                    let q = qreg[r * D4 + c];
-                    let d = doreg[r * D4 + c];
-                    ds_lo[r] += k_lo * q;
-                    ds_hi[r] += k_hi * q;
-                    dv_lo[r] += v_lo * d;
-                    dv_hi[r] += v_hi * d;
-                }
-            }
             for (var r = 0u; r < ROWS; r++) {
-                let p_lo = select(vec4<f32>(), exp(ds_lo[r] * scale() - l[r]), chunk_seen(lane, r, k0 + j));
-                let p_hi = select(vec4<f32>(), exp(ds_hi[r] * scale() - l[r]), chunk_seen(lane, r, k0 + j + 4u));
-                ds_lo[r] = p_lo * (dv_lo[r] - dlt[r]);
-                ds_hi[r] = p_hi * (dv_hi[r] - dlt[r]);
+                let p_lo = select(vec4<f32>(), exp(dots.a_lo[r] * scale() - l[r]), chunk_seen(lane, r, k0 + j));
+                let p_hi = select(vec4<f32>(), exp(dots.a_hi[r] * scale() - l[r]), chunk_seen(lane, r, k0 + j + 4u));
+                ds_lo[r] = p_lo * (dots.b_lo[r] - dlt[r]);
+                ds_hi[r] = p_hi * (dots.b_hi[r] - dlt[r]);
             }
             for (var c = 0u; c < D4; c++) {
                 let k_lo = chunk_a(lo, c);
@@ -471,24 +490,11 @@ fn attention_bwd_kv(
             for (var j = 0u; j < n; j += 8u) {
                 let lo = j / 4u;
                 // k . q and v . dout; then p = exp(s - lse) and ds = p (v . dout - delta).
+                let dots = step_dots(lo, &kreg, &vreg);
                 var p_lo: array<vec4<f32>, MAX_ROWS>;
                 var p_hi: array<vec4<f32>, MAX_ROWS>;
                 var ds_lo: array<vec4<f32>, MAX_ROWS>;
                 var ds_hi: array<vec4<f32>, MAX_ROWS>;
-                for (var c = 0u; c < D4; c++) {
-                    let q_lo = chunk_a(lo, c);
-                    let q_hi = chunk_a(lo + 1u, c);
-                    let d_lo = chunk_b(lo, c);
-                    let d_hi = chunk_b(lo + 1u, c);
-                    for (var r = 0u; r < ROWS; r++) {
-                        let k = kreg[r * D4 + c];
-                        let v = vreg[r * D4 + c];
-                        p_lo[r] += q_lo * k;
-                        p_hi[r] += q_hi * k;
-                        ds_lo[r] += d_lo * v;
-                        ds_hi[r] += d_hi * v;
-                    }
-                }
                 let t_lo = vec4<u32>(t0 + j) + vec4<u32>(0u, 1u, 2u, 3u);
                 let t_hi = t_lo + vec4<u32>(4u);
                 let lse_lo = lse4_at(b, h, t0 + j);
@@ -498,10 +504,10 @@ fn attention_bwd_kv(
                 for (var r = 0u; r < ROWS; r++) {
                     let seen_lo = (t_lo >= vec4<u32>(key[r])) & (t_lo < vec4<u32>(SEQ)) & vec4<bool>(live[r]);
                     let seen_hi = (t_hi >= vec4<u32>(key[r])) & (t_hi < vec4<u32>(SEQ)) & vec4<bool>(live[r]);
-                    p_lo[r] = select(vec4<f32>(), exp(p_lo[r] * scale() - lse_lo), seen_lo);
-                    p_hi[r] = select(vec4<f32>(), exp(p_hi[r] * scale() - lse_hi), seen_hi);
-                    ds_lo[r] = p_lo[r] * (ds_lo[r] - delta_lo);
-                    ds_hi[r] = p_hi[r] * (ds_hi[r] - delta_hi);
+                    p_lo[r] = select(vec4<f32>(), exp(dots.a_lo[r] * scale() - lse_lo), seen_lo);
+                    p_hi[r] = select(vec4<f32>(), exp(dots.a_hi[r] * scale() - lse_hi), seen_hi);
+                    ds_lo[r] = p_lo[r] * (dots.b_lo[r] - delta_lo);
+                    ds_hi[r] = p_hi[r] * (dots.b_hi[r] - delta_hi);
                 }
                 for (var c = 0u; c < D4; c++) {
                     let q_lo = chunk_a(lo, c);
