@@ -351,7 +351,6 @@ impl<'a, R: Real> In<'a, R> {
     }
 }
 
-/// The definition of one op: everything the plan, the executors and the tests need.
 /// The kind of adapter a kernel call is tuned for. A GPU has many multiprocessors, fast
 /// workgroup memory and registers that spill past a point; a CPU adapter (llvmpipe) has a few
 /// cores, runs each workgroup-memory read lane by lane, and has caches to hold large tiles and
@@ -362,6 +361,7 @@ pub enum KernelTarget {
     Cpu,
 }
 
+/// The definition of one op: everything the plan, the executors and the tests need.
 pub trait OpDef: Copy + std::fmt::Debug + PartialEq {
     /// The bindings in shader order (outputs first), with the element count of each.
     fn bindings(&self) -> Vec<BindingSpec>;
