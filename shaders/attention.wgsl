@@ -52,7 +52,7 @@ override D4: u32 = (HEAD_DIM + 3u) / 4u;
 const WG: u32 = 64u;
 const MAX_D4: u32 = 32u;
 const MAX_ROWS: u32 = 4u;
-const MAX_RD4: u32 = 128u;
+const MAX_RD4: u32 = MAX_ROWS * MAX_D4;
 const TILE_VEC4: u32 = 512u;
 
 var<workgroup> tile_a: array<vec4<f32>, TILE_VEC4>;
