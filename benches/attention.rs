@@ -179,7 +179,7 @@ fn main() -> anyhow::Result<()> {
         let flash_src = wgolf::kernels::module("attention", flash_call.entry).map_err(anyhow::Error::msg)?.source;
         // The old kernel: one invocation per query (per key for k, v), the first five constants.
         let naive_call =
-            KernelCall::new("attention", flash_call.entry, flash_call.constants[..5].to_vec(), grid_1d(invocations));
+            KernelCall::new("attention", op.kernel().entry, flash_call.constants[..5].to_vec(), grid_1d(invocations));
         let naive = kernel(&ctx, NAIVE, &naive_call, naive_call.workgroups, bind);
         let naive_ms = time(&ctx, &naive, runs);
         if name == "forward" {

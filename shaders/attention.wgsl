@@ -28,6 +28,12 @@
 //   and its accumulator already take ~128 registers at head_dim 64), 4 on CPU adapters
 //   (llvmpipe runs a workgroup-memory read lane by lane, ~40 instructions per lane and vec4,
 //   so reuse per read is what counts there). TILE = min(64, TILE_VEC4 / D4), a multiple of 8.
+// entry points: this file holds the kernels' bodies (forward, backward_q, backward_kv); the
+//   entry points, and the reads of a step's staged entries that differ by adapter kind, are
+//   in an entry file appended to it (src/kernels.rs): common/attention_uniform.wgsl for GPUs
+//   (attention_fwd, attention_bwd_q, attention_bwd_kv), common/attention_subgroup.wgsl for CPU
+//   adapters with subgroups of at least 8 (the same names with _subgroup: each of 8 lanes
+//   reads one entry and broadcasts it). Both compute the same values.
 // Rows are read as vec4s (D4 = ceil(HEAD_DIM / 4), zero-padded). Loop trips per invocation
 // stay far below lavapipe's 65,535 (llvmpipe silently ends every loop of an invocation past
 // that): about 2 D4 + 1 per step of 8 rows. HEAD_DIM <= 128 and ROWS D4 <= MAX_RD4 (the
@@ -88,8 +94,15 @@ fn hsum(v: vec4<f32>) -> f32 {
     return (v.x + v.y) + (v.z + v.w);
 }
 
-fn workgroup_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.x + wid.y * nwg.x;
+// The built-ins every entry point takes (the entry points are in the files named above).
+struct WorkgroupIds {
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+}
+
+fn workgroup_index(ids: WorkgroupIds) -> u32 {
+    return ids.wid.x + ids.wid.y * ids.nwg.x;
 }
 
 // A staged tile of `n` rows is padded with zero rows to a multiple of 8 (a step).
@@ -189,15 +202,21 @@ fn q_rows4(b: u32, e: StagedEntry, h: u32) -> vec4<u32> {
 
 // Entries 4c .. 4c + 3 of a staged chunk as the columns of a matrix M: M x is the vec4 of
 // the dot products of the chunk's four rows with x over dims 4c .. 4c + 3, and w M the vec4
-// of those dims of the rows' combination with weights w.
-fn chunk_a(chunk: u32, c: u32) -> mat4x4<f32> {
-    let e = chunk_entry(chunk, 4u * c);
-    return mat4x4<f32>(tile_a[e], tile_a[e + 1u], tile_a[e + 2u], tile_a[e + 3u]);
+// of those dims of the rows' combination with weights w. A step's two chunks lo and lo + 1
+// are read together, by `staged_a` / `staged_b` (tile_a / tile_b) of the entry points' file:
+// common/attention_uniform.wgsl reads them straight from workgroup memory (GPUs: a read at
+// one address for every invocation is a broadcast), common/attention_subgroup.wgsl has each
+// of 8 subgroup lanes read one of the 8 entries and broadcasts them (llvmpipe: every
+// workgroup-memory read is a loop over the lanes, so 8 reads become 1).
+struct ChunkPair {
+    lo: mat4x4<f32>,
+    hi: mat4x4<f32>,
 }
 
-fn chunk_b(chunk: u32, c: u32) -> mat4x4<f32> {
-    let e = chunk_entry(chunk, 4u * c);
-    return mat4x4<f32>(tile_b[e], tile_b[e + 1u], tile_b[e + 2u], tile_b[e + 3u]);
+// The entry of staged chunk lo + (i / 4) with dim 4c + i % 4, i = 0 .. 7: the step's 8
+// entries for vec4 c of a row.
+fn pair_entry(lo: u32, c: u32, i: u32) -> u32 {
+    return chunk_entry(lo + i / 4u, 4u * c + i % 4u);
 }
 
 // A step's dot products for every row of an invocation: a_lo / a_hi[r] are the products of
@@ -213,22 +232,21 @@ struct StepDots {
 
 fn step_dots(
     lo: u32,
+    sg_lane: u32,
     a_rows: ptr<function, array<vec4<f32>, MAX_RD4>>,
     b_rows: ptr<function, array<vec4<f32>, MAX_RD4>>,
 ) -> StepDots {
     var dots: StepDots;
     for (var c = 0u; c < D4; c++) {
-        let a_lo = chunk_a(lo, c);
-        let a_hi = chunk_a(lo + 1u, c);
-        let b_lo = chunk_b(lo, c);
-        let b_hi = chunk_b(lo + 1u, c);
+        let a = staged_a(lo, c, sg_lane);
+        let b = staged_b(lo, c, sg_lane);
         for (var r = 0u; r < ROWS; r++) {
             let x = (*a_rows)[r * D4 + c];
             let y = (*b_rows)[r * D4 + c];
-            dots.a_lo[r] += a_lo * x;
-            dots.a_hi[r] += a_hi * x;
-            dots.b_lo[r] += b_lo * y;
-            dots.b_hi[r] += b_hi * y;
+            dots.a_lo[r] += a.lo * x;
+            dots.a_hi[r] += a.hi * x;
+            dots.b_lo[r] += b.lo * y;
+            dots.b_hi[r] += b.hi * y;
         }
     }
     return dots;
@@ -241,13 +259,8 @@ fn step_dots(
 @group(0) @binding(3) var<storage, read> fk: array<f32>;
 @group(0) @binding(4) var<storage, read> fv: array<f32>;
 
-@compute @workgroup_size(64)
-fn attention_fwd(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let w = workgroup_index(wid, nwg);
+// Workgroup w's invocation lid (sg_lane: its subgroup lane mod 8, for the reads).
+fn forward(w: u32, lid: u32, sg_lane: u32) {
     if w >= BATCH * KV_HEADS * query_blocks() {
         return;
     }
@@ -283,12 +296,11 @@ fn attention_fwd(
             var s_lo: array<vec4<f32>, MAX_ROWS>;
             var s_hi: array<vec4<f32>, MAX_ROWS>;
             for (var c = 0u; c < D4; c++) {
-                let k_lo = chunk_a(lo, c);
-                let k_hi = chunk_a(lo + 1u, c);
+                let k = staged_a(lo, c, sg_lane);
                 for (var r = 0u; r < ROWS; r++) {
                     let q = qreg[r * D4 + c];
-                    s_lo[r] += k_lo * q;
-                    s_hi[r] += k_hi * q;
+                    s_lo[r] += k.lo * q;
+                    s_hi[r] += k.hi * q;
                 }
             }
             // The online softmax: the accumulator is rescaled by exp(m_old - m_new) as the
@@ -308,10 +320,9 @@ fn attention_fwd(
                 l[r] = l[r] * corrections[r] + hsum(s_lo[r] + s_hi[r]);
             }
             for (var c = 0u; c < D4; c++) {
-                let v_lo = chunk_b(lo, c);
-                let v_hi = chunk_b(lo + 1u, c);
+                let v = staged_b(lo, c, sg_lane);
                 for (var r = 0u; r < ROWS; r++) {
-                    acc[r * D4 + c] = acc[r * D4 + c] * corrections[r] + s_lo[r] * v_lo + s_hi[r] * v_hi;
+                    acc[r * D4 + c] = acc[r * D4 + c] * corrections[r] + s_lo[r] * v.lo + s_hi[r] * v.hi;
                 }
             }
         }
@@ -340,13 +351,7 @@ fn attention_fwd(
 @group(0) @binding(6) var<storage, read> qv: array<f32>;
 @group(0) @binding(7) var<storage, read> qlse: array<f32>;
 
-@compute @workgroup_size(64)
-fn attention_bwd_q(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let w = workgroup_index(wid, nwg);
+fn backward_q(w: u32, lid: u32, sg_lane: u32) {
     if w >= BATCH * KV_HEADS * query_blocks() {
         return;
     }
@@ -389,7 +394,7 @@ fn attention_bwd_q(
         for (var j = 0u; j < n; j += 8u) {
             let lo = j / 4u;
             // q . k and dout . v; then ds = p (dout . v - delta), p = exp(s - lse).
-            let dots = step_dots(lo, &qreg, &doreg);
+            let dots = step_dots(lo, sg_lane, &qreg, &doreg);
             var ds_lo: array<vec4<f32>, MAX_ROWS>;
             var ds_hi: array<vec4<f32>, MAX_ROWS>;
             for (var r = 0u; r < ROWS; r++) {
@@ -399,10 +404,9 @@ fn attention_bwd_q(
                 ds_hi[r] = p_hi * (dots.b_hi[r] - dlt[r]);
             }
             for (var c = 0u; c < D4; c++) {
-                let k_lo = chunk_a(lo, c);
-                let k_hi = chunk_a(lo + 1u, c);
+                let k = staged_a(lo, c, sg_lane);
                 for (var r = 0u; r < ROWS; r++) {
-                    acc[r * D4 + c] += ds_lo[r] * k_lo + ds_hi[r] * k_hi;
+                    acc[r * D4 + c] += ds_lo[r] * k.lo + ds_hi[r] * k.hi;
                 }
             }
         }
@@ -428,24 +432,21 @@ fn attention_bwd_q(
 @group(0) @binding(6) var<storage, read> klse: array<f32>;
 @group(0) @binding(7) var<storage, read> kdelta: array<f32>;
 
-// lse and delta of the four queries from t (clamped into the sequence; masked by the caller).
-fn lse4_at(b: u32, h: u32, t: u32) -> vec4<f32> {
-    let rows = vec4<u32>((b * HEADS + h) * SEQ) + min(vec4<u32>(t) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(SEQ - 1u));
-    return vec4<f32>(klse[rows.x], klse[rows.y], klse[rows.z], klse[rows.w]);
+// lse and delta of a step's 8 queries (clamped into the sequence; masked by the caller), as
+// read by `step_stats` of the entry points' file.
+struct StepStats {
+    lse_lo: vec4<f32>,
+    lse_hi: vec4<f32>,
+    delta_lo: vec4<f32>,
+    delta_hi: vec4<f32>,
 }
 
-fn delta4_at(b: u32, h: u32, t: u32) -> vec4<f32> {
-    let rows = vec4<u32>((b * HEADS + h) * SEQ) + min(vec4<u32>(t) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(SEQ - 1u));
-    return vec4<f32>(kdelta[rows.x], kdelta[rows.y], kdelta[rows.z], kdelta[rows.w]);
+// The lse / delta row of query t + i (clamped into the sequence) of head h.
+fn stats_row(b: u32, h: u32, t: u32, i: u32) -> u32 {
+    return (b * HEADS + h) * SEQ + min(t + i, SEQ - 1u);
 }
 
-@compute @workgroup_size(64)
-fn attention_bwd_kv(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let w = workgroup_index(wid, nwg);
+fn backward_kv(w: u32, lid: u32, sg_lane: u32) {
     let keys_per_block = WG * ROWS;
     let blocks = (SEQ + keys_per_block - 1u) / keys_per_block;
     if w >= BATCH * KV_HEADS * blocks {
@@ -490,33 +491,28 @@ fn attention_bwd_kv(
             for (var j = 0u; j < n; j += 8u) {
                 let lo = j / 4u;
                 // k . q and v . dout; then p = exp(s - lse) and ds = p (v . dout - delta).
-                let dots = step_dots(lo, &kreg, &vreg);
+                let dots = step_dots(lo, sg_lane, &kreg, &vreg);
                 var p_lo: array<vec4<f32>, MAX_ROWS>;
                 var p_hi: array<vec4<f32>, MAX_ROWS>;
                 var ds_lo: array<vec4<f32>, MAX_ROWS>;
                 var ds_hi: array<vec4<f32>, MAX_ROWS>;
                 let t_lo = vec4<u32>(t0 + j) + vec4<u32>(0u, 1u, 2u, 3u);
                 let t_hi = t_lo + vec4<u32>(4u);
-                let lse_lo = lse4_at(b, h, t0 + j);
-                let lse_hi = lse4_at(b, h, t0 + j + 4u);
-                let delta_lo = delta4_at(b, h, t0 + j);
-                let delta_hi = delta4_at(b, h, t0 + j + 4u);
+                let stats = step_stats(b, h, t0 + j, sg_lane);
                 for (var r = 0u; r < ROWS; r++) {
                     let seen_lo = (t_lo >= vec4<u32>(key[r])) & (t_lo < vec4<u32>(SEQ)) & vec4<bool>(live[r]);
                     let seen_hi = (t_hi >= vec4<u32>(key[r])) & (t_hi < vec4<u32>(SEQ)) & vec4<bool>(live[r]);
-                    p_lo[r] = select(vec4<f32>(), exp(dots.a_lo[r] * scale() - lse_lo), seen_lo);
-                    p_hi[r] = select(vec4<f32>(), exp(dots.a_hi[r] * scale() - lse_hi), seen_hi);
-                    ds_lo[r] = p_lo[r] * (dots.b_lo[r] - delta_lo);
-                    ds_hi[r] = p_hi[r] * (dots.b_hi[r] - delta_hi);
+                    p_lo[r] = select(vec4<f32>(), exp(dots.a_lo[r] * scale() - stats.lse_lo), seen_lo);
+                    p_hi[r] = select(vec4<f32>(), exp(dots.a_hi[r] * scale() - stats.lse_hi), seen_hi);
+                    ds_lo[r] = p_lo[r] * (dots.b_lo[r] - stats.delta_lo);
+                    ds_hi[r] = p_hi[r] * (dots.b_hi[r] - stats.delta_hi);
                 }
                 for (var c = 0u; c < D4; c++) {
-                    let q_lo = chunk_a(lo, c);
-                    let q_hi = chunk_a(lo + 1u, c);
-                    let d_lo = chunk_b(lo, c);
-                    let d_hi = chunk_b(lo + 1u, c);
+                    let q = staged_a(lo, c, sg_lane);
+                    let d = staged_b(lo, c, sg_lane);
                     for (var r = 0u; r < ROWS; r++) {
-                        acc_v[r * D4 + c] += p_lo[r] * d_lo + p_hi[r] * d_hi;
-                        acc_k[r * D4 + c] += ds_lo[r] * q_lo + ds_hi[r] * q_hi;
+                        acc_v[r * D4 + c] += p_lo[r] * d.lo + p_hi[r] * d.hi;
+                        acc_k[r * D4 + c] += ds_lo[r] * q.lo + ds_hi[r] * q.hi;
                     }
                 }
             }

@@ -8,9 +8,10 @@
 //! those files, concatenated as they are (no templates, no substitution; WGSL declarations
 //! may come in any order). The family file comes first, so its `enable` directives lead the
 //! module and a line number in it is the line in the file. A family whose entry points need
-//! different types (matmul_coop: a cooperative matrix type cannot depend on an override) lists
-//! one common file per entry point, holding the types and the entry point; each such entry
-//! point gets a module of its own.
+//! different types (matmul_coop: a cooperative matrix type cannot depend on an override) or
+//! capabilities not every adapter has (attention: its CPU-adapter entry points use subgroup
+//! operations) lists entry files: common files holding those entry points and the code that
+//! differs, each its own module.
 
 /// One WGSL file: its path under `shaders/` and its text.
 #[derive(Clone, Copy, Debug)]
@@ -31,9 +32,13 @@ pub const WORKGROUP_SUM: Wgsl = wgsl!("common/workgroup_sum.wgsl");
 pub const COOP_TILE16: Wgsl = wgsl!("common/coop_tile16.wgsl");
 /// matmul_coop's 8x8 tile types and its `matmul_coop8` entry point.
 pub const COOP_TILE8: Wgsl = wgsl!("common/coop_tile8.wgsl");
+/// attention's entry points for GPUs, reading staged tiles from workgroup memory.
+pub const ATTENTION_UNIFORM: Wgsl = wgsl!("common/attention_uniform.wgsl");
+/// attention's entry points for CPU adapters, spreading those reads over subgroup lanes.
+pub const ATTENTION_SUBGROUP: Wgsl = wgsl!("common/attention_subgroup.wgsl");
 
 /// Every file under `shaders/common/`.
-pub const COMMON: &[Wgsl] = &[WORKGROUP_SUM, COOP_TILE16, COOP_TILE8];
+pub const COMMON: &[Wgsl] = &[WORKGROUP_SUM, COOP_TILE16, COOP_TILE8, ATTENTION_UNIFORM, ATTENTION_SUBGROUP];
 
 /// A kernel family: its file under `shaders/` and the common files its modules append.
 #[derive(Clone, Copy, Debug)]
@@ -46,9 +51,10 @@ pub struct Shader {
     pub source: &'static str,
     /// Common files appended to `source`, in this order, in every module of the family.
     pub common: &'static [Wgsl],
-    /// Entry points that live in a common file of their own, appended after `common`: each is
-    /// then its own module. Empty for a family with one module holding all its entry points.
-    pub entry_files: &'static [(&'static str, Wgsl)],
+    /// Entry points that live in common files of their own, appended after `common`, and
+    /// those files: each file is then its own module, holding exactly these entry points.
+    /// Empty for a family with one module holding all its entry points.
+    pub entry_files: &'static [(&'static [&'static str], Wgsl)],
 }
 
 macro_rules! shader {
@@ -67,14 +73,23 @@ macro_rules! shader {
 pub const SHADERS: &[Shader] = &[
     shader!("adamw"),
     shader!("add"),
-    shader!("attention"),
+    Shader {
+        entry_files: &[
+            (&["attention_fwd", "attention_bwd_q", "attention_bwd_kv"], ATTENTION_UNIFORM),
+            (&["attention_fwd_subgroup", "attention_bwd_q_subgroup", "attention_bwd_kv_subgroup"], ATTENTION_SUBGROUP),
+        ],
+        ..shader!("attention")
+    },
     shader!("channel"),
     shader!("clip", WORKGROUP_SUM),
     shader!("cross_entropy"),
     shader!("ema"),
     shader!("embedding"),
     shader!("matmul"),
-    Shader { entry_files: &[("matmul_coop16", COOP_TILE16), ("matmul_coop8", COOP_TILE8)], ..shader!("matmul_coop") },
+    Shader {
+        entry_files: &[(&["matmul_coop16"], COOP_TILE16), (&["matmul_coop8"], COOP_TILE8)],
+        ..shader!("matmul_coop")
+    },
     shader!("matmul_split_sum"),
     shader!("muon", WORKGROUP_SUM),
     shader!("reduce", WORKGROUP_SUM),
@@ -168,7 +183,7 @@ impl Shader {
         if self.entry_files.is_empty() {
             return Some(Module::compose(&self.files(None)));
         }
-        let (_, w) = self.entry_files.iter().find(|(e, _)| *e == entry)?;
+        let (_, w) = self.entry_files.iter().find(|(entries, _)| entries.contains(&entry))?;
         Some(Module::compose(&self.files(Some(*w))))
     }
 }

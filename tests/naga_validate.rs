@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use wgolf::config::Config;
 use wgolf::kernels::{validate_with_naga, Module, Shader, COMMON, SHADERS};
 use wgolf::model::build_plan;
-use wgolf::plan::{KernelCall, Op, Param, Plan};
+use wgolf::plan::{KernelCall, KernelTarget, Op, Param, Plan};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -45,9 +45,10 @@ fn plan_of(path: &Path) -> Plan {
     build_plan(&cfg).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The kernels that can run `op`: its portable kernel, and the replacements a tensor-core
-/// GPU would run instead (src/gpu/coop.rs), for a typical such device (subgroups of 32,
-/// 1024 invocations per workgroup, 48 KiB of workgroup memory) and both tile sizes.
+/// The kernels that can run `op`: its portable kernel for each adapter kind, and the
+/// replacements a tensor-core GPU would run instead (src/gpu/coop.rs), for a typical such
+/// device (subgroups of 32, 1024 invocations per workgroup, 48 KiB of workgroup memory) and
+/// both tile sizes.
 fn kernels_of(op: &Op) -> Vec<KernelCall> {
     use wgolf::gpu::coop;
     let bounds = coop::DeviceBounds {
@@ -58,7 +59,7 @@ fn kernels_of(op: &Op) -> Vec<KernelCall> {
     };
     let replacements =
         [16, 8].into_iter().filter_map(|tile| coop::choose(tile, 32, &bounds, op)).filter_map(|p| coop::kernel(op, &p));
-    std::iter::once(op.kernel()).chain(replacements).collect()
+    [op.kernel(), op.kernel_for(KernelTarget::Cpu)].into_iter().chain(replacements).collect()
 }
 
 /// The distinct kernel calls (shader, entry, constants) of every step of a plan, by label.
@@ -87,12 +88,15 @@ fn every_shader_parses_and_validates() {
                 );
             }
         }
-        // Each entry file holds exactly the entry point it is listed for.
-        for (entry, file) in shader.entry_files {
-            let m = shader.module_for(entry).expect("listed");
-            let (module, _) = m.validate().expect("validated above");
-            let own: Vec<&str> = module.entry_points.iter().map(|e| e.name.as_str()).collect();
-            assert_eq!(own, vec![*entry], "{}: the module of {stem}.wgsl:{entry} ({})", file.path, m.name);
+        // Each entry file holds exactly the entry points it is listed for.
+        for (entries, file) in shader.entry_files {
+            for entry in *entries {
+                let m = shader.module_for(entry).expect("listed");
+                assert!(m.name.ends_with(file.path), "{stem}.wgsl:{entry} is not in the module of {}", file.path);
+                let (module, _) = m.validate().expect("validated above");
+                let own: Vec<&str> = module.entry_points.iter().map(|e| e.name.as_str()).collect();
+                assert_eq!(own, entries.to_vec(), "{}: the module of {stem}.wgsl:{entry} ({})", file.path, m.name);
+            }
         }
     }
 }
@@ -122,12 +126,17 @@ fn every_test_op_kernel_validates() {
     }
 }
 
-/// Checks that `op`'s kernel reads its per-dispatch parameters where the GPU executor binds
-/// them: with parameters, the entry point uses a uniform at the binding after the op's
-/// tensors whose struct has exactly the parameters' names, in order, with their types (u32
-/// or f32); without, it uses nothing there. No entry point uses a binding beyond that one.
+/// Checks that `op`'s kernels (for both adapter kinds) read their per-dispatch parameters
+/// where the GPU executor binds them: with parameters, the entry point uses a uniform at the
+/// binding after the op's tensors whose struct has exactly the parameters' names, in order,
+/// with their types (u32 or f32); without, it uses nothing there. No entry point uses a binding beyond that one.
 fn check_site(op: &Op, context: &str) {
-    let call = op.kernel();
+    for call in [op.kernel(), op.kernel_for(KernelTarget::Cpu)] {
+        check_site_of(op, &call, context);
+    }
+}
+
+fn check_site_of(op: &Op, call: &KernelCall, context: &str) {
     let site = op.bindings().len() as u32;
     let module = wgolf::kernels::module(call.shader, call.entry).unwrap_or_else(|e| panic!("{context}: {e}"));
     let (module, info) = module.validate().unwrap_or_else(|e| panic!("{context}: {e}"));

@@ -257,12 +257,20 @@ impl GpuContext {
     }
 
     /// The kind of adapter the portable kernels are tuned for: [`KernelTarget::Cpu`] for a
-    /// CPU adapter (lavapipe's llvmpipe), [`KernelTarget::Gpu`] for everything else.
+    /// CPU adapter (lavapipe's llvmpipe) with subgroups of at least 8 invocations (the CPU
+    /// calls spread reads over 8 lanes), [`KernelTarget::Gpu`] for everything else.
     pub fn kernel_target(&self) -> KernelTarget {
-        match self.report.info.device_type {
-            wgpu::DeviceType::Cpu => KernelTarget::Cpu,
-            _ => KernelTarget::Gpu,
+        let cpu = self.report.info.device_type == wgpu::DeviceType::Cpu;
+        if cpu && self.has_subgroups_of(8) {
+            KernelTarget::Cpu
+        } else {
+            KernelTarget::Gpu
         }
+    }
+
+    /// Whether the device has subgroup operations on subgroups of at least `lanes` invocations.
+    pub fn has_subgroups_of(&self, lanes: u32) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP) && self.report.info.subgroup_min_size >= lanes
     }
 }
 

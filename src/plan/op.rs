@@ -354,7 +354,9 @@ impl<'a, R: Real> In<'a, R> {
 /// The kind of adapter a kernel call is tuned for. A GPU has many multiprocessors, fast
 /// workgroup memory and registers that spill past a point; a CPU adapter (llvmpipe) has a few
 /// cores, runs each workgroup-memory read lane by lane, and has caches to hold large tiles and
-/// blocked rows. The plan is the same on both; only [`OpDef::kernel_for`] differs.
+/// blocked rows. The plan is the same on both; only [`OpDef::kernel_for`] differs. The CPU
+/// calls may use subgroup operations (subgroups of at least 8 invocations; lavapipe has 8),
+/// so an adapter gets them only when it has those ([`crate::gpu::GpuContext::kernel_target`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelTarget {
     Gpu,

@@ -128,7 +128,11 @@ impl OpDef for AttentionFwd {
     }
     fn kernel_for(&self, target: KernelTarget) -> KernelCall {
         let r = rows(target);
-        call("attention_fwd", self.0, r, query_workgroups(self.0, r))
+        let entry = match target {
+            KernelTarget::Gpu => "attention_fwd",
+            KernelTarget::Cpu => "attention_fwd_subgroup",
+        };
+        call(entry, self.0, r, query_workgroups(self.0, r))
     }
     /// Counted with P = D rounded up to a multiple of 4 (rows are vec4s; the padding lanes
     /// re-read the row's last element and are zeroed) and R = 1 row per invocation (the GPU
@@ -176,7 +180,11 @@ impl OpDef for AttentionBwdQ {
     }
     fn kernel_for(&self, target: KernelTarget) -> KernelCall {
         let r = rows(target);
-        call("attention_bwd_q", self.0, r, query_workgroups(self.0, r))
+        let entry = match target {
+            KernelTarget::Gpu => "attention_bwd_q",
+            KernelTarget::Cpu => "attention_bwd_q_subgroup",
+        };
+        call(entry, self.0, r, query_workgroups(self.0, r))
     }
     /// With P and R as in the forward. Each workgroup stages K and V of keys `0..=last` of
     /// its block, padded to whole steps (2P loads per row). Per query: q, dout and out (3P
@@ -222,7 +230,11 @@ impl OpDef for AttentionBwdKv {
     }
     fn kernel_for(&self, target: KernelTarget) -> KernelCall {
         let r = rows(target);
-        call("attention_bwd_kv", self.0, r, key_workgroups(self.0, r))
+        let entry = match target {
+            KernelTarget::Gpu => "attention_bwd_kv",
+            KernelTarget::Cpu => "attention_bwd_kv_subgroup",
+        };
+        call(entry, self.0, r, key_workgroups(self.0, r))
     }
     /// With P and R as in the forward. One workgroup per (b, g, block of 64 R keys); each key
     /// loads its k and v (2P). For each head of the group the workgroup stages q and dout of
