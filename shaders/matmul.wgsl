@@ -29,6 +29,13 @@
 //   (`tile_edge`; `tiling_for` on CPU adapters) and sets SPLITS / K_SPLIT (`split_k`). The per-invocation loops run
 //   about (A_PER + B_PER + BK) times per slice: split-K also keeps them under llvmpipe's
 //   65,535-iteration limit.
+// entry points: this file holds the kernel's body (matmul_at, block_products); the entry
+//   point and its slice_products (the BK steps over a staged slice) are in an entry file
+//   appended to it (src/kernels.rs): common/matmul_uniform.wgsl (matmul: every read from
+//   workgroup memory) on GPUs, and on CPU adapters for tiles narrower than 8 invocations;
+//   common/matmul_subgroup.wgsl (matmul_subgroup, needs subgroups of exactly 8: a row of 8
+//   invocations is one subgroup, whose lanes read 8 steps' op(a) vec4s at once and
+//   broadcast them) on CPU adapters otherwise. Both compute the same values.
 // CPU reference: src/ops/matmul.rs (matmul, matmul_batched, matmul_partial).
 
 override M: u32;
@@ -65,12 +72,36 @@ var<workgroup> tile_a: array<vec4<f32>, BK * WG_M * SUB>;
 var<workgroup> tile_b: array<vec4<f32>, BK * WG_N * SUB>;
 const MAX_SUB: u32 = 2u;
 
-@compute @workgroup_size(WG_N, WG_M)
-fn matmul(
+// The built-ins every entry point takes (the entry points are in the files named above).
+struct MatmulIds {
     @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
-) {
+}
+
+// c += op(a) op(b) of staged k p for one invocation's block, given its SUB vec4s of op(a)
+// (rows 4 sa .. 4 sa + 3 of the block, sa < SUB): reads its SUB vec4s of op(b) (columns of
+// block x) and does the 16 SUB^2 multiply-adds.
+fn block_products(acc: ptr<function, array<vec4<f32>, 16>>, av: array<vec4<f32>, MAX_SUB>, p: u32, x: u32) {
+    var bv: array<vec4<f32>, MAX_SUB>;
+    for (var q = 0u; q < SUB; q++) {
+        bv[q] = tile_b[(p * WG_N + x) * SUB + q];
+    }
+    for (var sa = 0u; sa < SUB; sa++) {
+        for (var sb = 0u; sb < SUB; sb++) {
+            (*acc)[(sa * 4u) * MAX_SUB + sb] += av[sa].x * bv[sb];
+            (*acc)[(sa * 4u + 1u) * MAX_SUB + sb] += av[sa].y * bv[sb];
+            (*acc)[(sa * 4u + 2u) * MAX_SUB + sb] += av[sa].z * bv[sb];
+            (*acc)[(sa * 4u + 3u) * MAX_SUB + sb] += av[sa].w * bv[sb];
+        }
+    }
+}
+
+// Workgroup ids.wg's invocation (x, y) of the WG_N x WG_M grid (its block of c: rows
+// 4 SUB y .., columns 4 SUB x .. of the tile); ids.li stages; sg_lane is its subgroup lane
+// for slice_products.
+fn matmul_at(ids: MatmulIds, x: u32, y: u32, sg_lane: u32) {
+    let wg = ids.wg;
+    let li = ids.li;
     let tile_row = wg.y * BM;
     let tile_col = wg.x * BN;
     let mat = wg.z / SPLITS;
@@ -109,26 +140,11 @@ fn matmul(
             tile_b[p * WG_N * SUB + q] = select(vec4<f32>(), vec4<f32>(b[x.x], b[x.y], b[x.z], b[x.w]), kk < k_end);
         }
         workgroupBarrier();
-        for (var p = 0u; p < BK; p++) {
-            var av: array<vec4<f32>, MAX_SUB>;
-            var bv: array<vec4<f32>, MAX_SUB>;
-            for (var q = 0u; q < SUB; q++) {
-                av[q] = tile_a[(p * WG_M + lid.y) * SUB + q];
-                bv[q] = tile_b[(p * WG_N + lid.x) * SUB + q];
-            }
-            for (var sa = 0u; sa < SUB; sa++) {
-                for (var sb = 0u; sb < SUB; sb++) {
-                    acc[(sa * 4u) * MAX_SUB + sb] += av[sa].x * bv[sb];
-                    acc[(sa * 4u + 1u) * MAX_SUB + sb] += av[sa].y * bv[sb];
-                    acc[(sa * 4u + 2u) * MAX_SUB + sb] += av[sa].z * bv[sb];
-                    acc[(sa * 4u + 3u) * MAX_SUB + sb] += av[sa].w * bv[sb];
-                }
-            }
-        }
+        slice_products(&acc, x, y, sg_lane);
         workgroupBarrier();
     }
-    let row0 = tile_row + lid.y * 4u * SUB;
-    let col0 = tile_col + lid.x * 4u * SUB;
+    let row0 = tile_row + y * 4u * SUB;
+    let col0 = tile_col + x * 4u * SUB;
     let c0 = wg.z * M * N;
     for (var i = 0u; i < 4u * SUB; i++) {
         let row = row0 + i;

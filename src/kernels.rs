@@ -9,8 +9,8 @@
 //! may come in any order). The family file comes first, so its `enable` directives lead the
 //! module and a line number in it is the line in the file. A family whose entry points need
 //! different types (matmul_coop: a cooperative matrix type cannot depend on an override) or
-//! capabilities not every adapter has (attention: its CPU-adapter entry points use subgroup
-//! operations) lists entry files: common files holding those entry points and the code that
+//! capabilities not every adapter has (attention, matmul: their CPU-adapter entry points use
+//! subgroup operations) lists entry files: common files holding those entry points and the code that
 //! differs, each its own module.
 
 /// One WGSL file: its path under `shaders/` and its text.
@@ -36,9 +36,14 @@ pub const COOP_TILE8: Wgsl = wgsl!("common/coop_tile8.wgsl");
 pub const ATTENTION_UNIFORM: Wgsl = wgsl!("common/attention_uniform.wgsl");
 /// attention's entry points for CPU adapters, spreading those reads over subgroup lanes.
 pub const ATTENTION_SUBGROUP: Wgsl = wgsl!("common/attention_subgroup.wgsl");
+/// matmul's entry point reading the staged slices from workgroup memory.
+pub const MATMUL_UNIFORM: Wgsl = wgsl!("common/matmul_uniform.wgsl");
+/// matmul's entry point for CPU adapters, spreading the op(a) reads over subgroup lanes.
+pub const MATMUL_SUBGROUP: Wgsl = wgsl!("common/matmul_subgroup.wgsl");
 
 /// Every file under `shaders/common/`.
-pub const COMMON: &[Wgsl] = &[WORKGROUP_SUM, COOP_TILE16, COOP_TILE8, ATTENTION_UNIFORM, ATTENTION_SUBGROUP];
+pub const COMMON: &[Wgsl] =
+    &[WORKGROUP_SUM, COOP_TILE16, COOP_TILE8, ATTENTION_UNIFORM, ATTENTION_SUBGROUP, MATMUL_UNIFORM, MATMUL_SUBGROUP];
 
 /// A kernel family: its file under `shaders/` and the common files its modules append.
 #[derive(Clone, Copy, Debug)]
@@ -85,7 +90,10 @@ pub const SHADERS: &[Shader] = &[
     shader!("cross_entropy"),
     shader!("ema"),
     shader!("embedding"),
-    shader!("matmul"),
+    Shader {
+        entry_files: &[(&["matmul"], MATMUL_UNIFORM), (&["matmul_subgroup"], MATMUL_SUBGROUP)],
+        ..shader!("matmul")
+    },
     Shader {
         entry_files: &[(&["matmul_coop16"], COOP_TILE16), (&["matmul_coop8"], COOP_TILE8)],
         ..shader!("matmul_coop")

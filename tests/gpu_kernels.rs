@@ -36,9 +36,9 @@ fn check_random(op: Op, seed: u64) {
 
 /// Checks `op` against its CPU reference with the kernel tuned for each adapter kind whose
 /// kernel differs (the matmul's tiles, the attention's rows per invocation), so the GPU
-/// variant is checked on lavapipe and the CPU variant on a GPU (attention's CPU variant needs
-/// subgroups of at least 8 invocations: where the device has none, its module fails to build
-/// and the test says so).
+/// variant is checked on lavapipe and the CPU variant on a GPU (the attention's and the
+/// matmul's CPU variants use subgroup operations, the matmul's on subgroups of exactly 8
+/// invocations: on a device without those the CPU variant fails here, saying so).
 fn check_both_targets(op: &Op, inputs: &[Data]) {
     check_gpu_vs_cpu_for(op, inputs, kernel_tol(), KernelTarget::Gpu);
     if op.kernel_for(KernelTarget::Cpu) != op.kernel_for(KernelTarget::Gpu) {

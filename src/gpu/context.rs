@@ -257,8 +257,10 @@ impl GpuContext {
     }
 
     /// The kind of adapter the portable kernels are tuned for: [`KernelTarget::Cpu`] for a
-    /// CPU adapter (lavapipe's llvmpipe) with subgroups of at least 8 invocations (the CPU
-    /// calls spread reads over 8 lanes), [`KernelTarget::Gpu`] for everything else.
+    /// CPU adapter (lavapipe's llvmpipe: 256-bit SIMD, subgroups of 8) with subgroups of
+    /// exactly 8 invocations (the CPU calls spread reads over a subgroup's 8 lanes and lay a
+    /// matmul row of 8 invocations on one subgroup), [`KernelTarget::Gpu`] for everything
+    /// else.
     pub fn kernel_target(&self) -> KernelTarget {
         let cpu = self.report.info.device_type == wgpu::DeviceType::Cpu;
         if cpu && self.has_subgroups_of(8) {
@@ -268,9 +270,12 @@ impl GpuContext {
         }
     }
 
-    /// Whether the device has subgroup operations on subgroups of at least `lanes` invocations.
+    /// Whether the device has subgroup operations on subgroups of exactly `lanes` invocations.
     pub fn has_subgroups_of(&self, lanes: u32) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP) && self.report.info.subgroup_min_size >= lanes
+        let info = &self.report.info;
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size == lanes
+            && info.subgroup_max_size == lanes
     }
 }
 

@@ -355,8 +355,8 @@ impl<'a, R: Real> In<'a, R> {
 /// workgroup memory and registers that spill past a point; a CPU adapter (llvmpipe) has a few
 /// cores, runs each workgroup-memory read lane by lane, and has caches to hold large tiles and
 /// blocked rows. The plan is the same on both; only [`OpDef::kernel_for`] differs. The CPU
-/// calls may use subgroup operations (subgroups of at least 8 invocations; lavapipe has 8),
-/// so an adapter gets them only when it has those ([`crate::gpu::GpuContext::kernel_target`]).
+/// calls may use subgroup operations on subgroups of exactly 8 invocations (lavapipe's), so
+/// an adapter gets them only when it has those ([`crate::gpu::GpuContext::kernel_target`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KernelTarget {
     Gpu,

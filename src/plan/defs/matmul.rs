@@ -88,6 +88,8 @@ pub struct MatmulSplitSum {
 
 /// Depth of one staged K slice of `matmul.wgsl` (its `BK`).
 pub const BK: usize = 16;
+// matmul_subgroup walks a slice in groups of 8 steps of k.
+const _: () = assert!(BK.is_multiple_of(8));
 /// The portable kernel's workgroups per dispatch to aim for: two per SM of a large GPU, so
 /// that a dispatch keeps every SM busy while its second wave is scheduled.
 pub const TARGET_WORKGROUPS: u64 = 2 * LARGE_GPU_SMS;
@@ -130,8 +132,10 @@ fn tiling_for(target: KernelTarget, batch: usize, m: usize, n: usize, k: usize) 
     }
 }
 
-/// The constants and grid of a `matmul.wgsl` call tiled for `target` (`SUB` is set only
-/// where it is not the shader's default 1, so the GPU calls are as before).
+/// A `matmul.wgsl` call tiled for `target` (`SUB` is set only where it is not the shader's
+/// default 1, so the GPU calls are as before). On a CPU adapter a tile at least 8
+/// invocations wide runs `matmul_subgroup`, which spreads the op(a) reads of a row of 8
+/// invocations over their subgroup's lanes (the CPU target implies subgroups of 8).
 fn tiled(
     target: KernelTarget,
     batch: usize,
@@ -140,13 +144,17 @@ fn tiled(
     k: usize,
     z: usize,
     base: impl Fn(u32) -> Vec<(&'static str, f64)>,
-) -> (Vec<(&'static str, f64)>, [u32; 3]) {
+) -> KernelCall {
     let (edge, sub) = tiling_for(target, batch, m, n, k);
     let mut consts = base(edge);
     if sub != 1 {
         consts.push(("SUB", f64::from(sub)));
     }
-    (consts, grid(m, n, z, edge * sub))
+    let entry = match target {
+        KernelTarget::Cpu if edge.is_multiple_of(8) => "matmul_subgroup",
+        _ => "matmul",
+    };
+    KernelCall::new("matmul", entry, consts, grid(m, n, z, edge * sub))
 }
 
 /// Output tiles of `batch` `m x n` products with workgroup edge `e` (tiles of `4e x 4e`).
@@ -245,8 +253,7 @@ impl OpDef for Matmul {
     }
     fn kernel_for(&self, target: KernelTarget) -> KernelCall {
         let Self { m, n, k, layout, accumulate, .. } = *self;
-        let (consts, grid) = tiled(target, 1, m, n, k, 1, |e| matmul_consts(m, n, k, layout, accumulate, e));
-        KernelCall::new("matmul", "matmul", consts, grid)
+        tiled(target, 1, m, n, k, 1, |e| matmul_consts(m, n, k, layout, accumulate, e))
     }
     /// The portable kernel's cost (see [`matmul_cost`]), also where `gpu::coop` runs the
     /// cooperative-matrix kernel instead.
@@ -287,10 +294,9 @@ impl OpDef for BatchedMatmul {
     }
     fn kernel_for(&self, target: KernelTarget) -> KernelCall {
         let Self { batch, m, n, k, layout, alpha, accumulate } = *self;
-        let (consts, grid) = tiled(target, batch, m, n, k, batch, |e| {
+        tiled(target, batch, m, n, k, batch, |e| {
             [matmul_consts(m, n, k, layout, accumulate, e), vec![("BATCH", u(batch)), ("ALPHA", alpha)]].concat()
-        });
-        KernelCall::new("matmul", "matmul", consts, grid)
+        })
     }
     /// See [`matmul_cost`].
     fn cost(&self) -> Cost {
@@ -342,10 +348,9 @@ impl OpDef for MatmulPartial {
         let Self { batch, m, n, k, k_split, layout, .. } = *self;
         let splits = self.splits();
         let extra = vec![("BATCH", u(batch)), ("SPLITS", u(splits)), ("K_SPLIT", u(k_split))];
-        let (consts, grid) = tiled(target, batch, m, n, k, batch * splits, |e| {
+        tiled(target, batch, m, n, k, batch * splits, |e| {
             [matmul_consts(m, n, k, layout, false, e), extra.clone()].concat()
-        });
-        KernelCall::new("matmul", "matmul", consts, grid)
+        })
     }
     /// See [`matmul_cost`]: the product's loads and multiply-adds, and one store (and the
     /// scale by ALPHA = 1, as written) per output of each split.
